@@ -1,0 +1,205 @@
+"""``audit_flips``: read -> align -> count -> metrics -> gates, silently, from Python.
+
+>>> import pandas as pd
+>>> from graceful_audit import audit_flips
+>>> old = pd.DataFrame({"id": [1, 2, 3, 4], "label": [0, 1, 1, 0], "pred": [0, 1, 0, 1]})
+>>> new = pd.DataFrame({"id": [4, 3, 2, 1], "pred": [1, 1, 0, 0]})
+>>> result = audit_flips(old, new, gates={"max-nfr": 0.1})
+>>> result.metrics.negative_flips, result.metrics.positive_flips, result.passed
+(1, 1, False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from .align import ID_SYNONYMS, Aligner, Columns, resolve_side
+from .count import CountTables, count_flips
+from .errors import UsageError
+from .gates import GateSpec, check_threshold, evaluate_gates
+from .io import Reader, engine_errors
+from .metrics import PROPORTIONS, FlipMetrics
+from .result import FlipsResult, GroupRow, Inputs, group_row
+from .stats import mcnemar, wilson_interval
+
+
+def natural_key(value: str | None) -> tuple[int, float, str]:
+    """Sort key: numbers numerically, then text; ``None`` last."""
+    if value is None:
+        return (2, 0.0, "")
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+@contextlib.contextmanager
+def duckdb_connection(memory_limit: str | None = None, threads: int | None = None) -> Iterator[Any]:
+    """An in-process DuckDB that spills to a private temporary folder, removed afterwards."""
+    import duckdb
+
+    spill = tempfile.mkdtemp(prefix="gaudit-")
+    config: dict[str, Any] = {"temp_directory": spill}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = threads
+    try:
+        con = duckdb.connect(":memory:", config=config)
+    except duckdb.Error as exc:
+        shutil.rmtree(spill, ignore_errors=True)
+        raise UsageError(f"invalid engine setting: {exc}") from None
+    try:
+        con.execute("SET enable_progress_bar = false")
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _display(source: Any) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else (
+        "<DataFrame>" if hasattr(source, "iloc") else "<Arrow table>")
+
+
+def build_result(
+    tables: CountTables,
+    inputs: Inputs,
+    *,
+    confidence: float = 0.95,
+    options: Mapping[str, Any] | None = None,
+) -> FlipsResult:
+    """Turn engine counts into the frozen result (pure: no I/O)."""
+    c = tables.overall
+    per_class = tuple(
+        group_row(cls, tables.per_class[cls], confidence)
+        for cls in sorted(tables.per_class, key=natural_key)
+    )
+    slices: dict[str, tuple[GroupRow, ...]] = {
+        col: tuple(group_row(v, groups[v], confidence) for v in sorted(groups, key=natural_key))
+        for col, groups in tables.per_slice.items()
+    }
+    matrix = tuple(
+        (o, n, k) for (o, n), k in sorted(
+            tables.flip_matrix.items(),
+            key=lambda item: (-item[1], natural_key(item[0][0]), natural_key(item[0][1])),
+        )
+    )
+    intervals = {
+        p.name: wilson_interval(p.numerator(c), p.denominator(c), confidence=confidence)
+        for p in PROPORTIONS
+    }
+    return FlipsResult(
+        inputs=inputs,
+        counts=c,
+        metrics=FlipMetrics.from_counts(c),
+        confidence=confidence,
+        intervals=intervals,
+        mcnemar=mcnemar(c.negative_flips, c.positive_flips),
+        per_class=per_class,
+        slices=slices,
+        flip_matrix=matrix,
+        top_negative_flips=tables.worst,
+        options=dict(options or {}),
+    )
+
+
+def gate_specs(gates: Mapping[str, float] | Sequence[GateSpec] | None) -> list[GateSpec]:
+    if not gates:
+        return []
+    if isinstance(gates, Mapping):
+        return [GateSpec(name.replace("_", "-"), value) for name, value in gates.items()]
+    return list(gates)
+
+
+def audit_flips(
+    old: Any,
+    new: Any,
+    *,
+    labels: Any = None,
+    id_col: str | None = None,
+    label_col: str | None = None,
+    pred_col: str | None = None,
+    score_cols: str | None = None,
+    threshold: float = 0.5,
+    slice_by: Sequence[str] = (),
+    top: int = 10,
+    confidence: float = 0.95,
+    allow_unmatched: bool = False,
+    gates: Mapping[str, float] | Sequence[GateSpec] | None = None,
+    memory_limit: str | None = None,
+) -> FlipsResult:
+    """Audit a classifier update: negative flips, error deltas, breakdowns and gates.
+
+    Parameters
+    ----------
+    old, new : path, pandas.DataFrame or pyarrow.Table
+        Predictions of the old and the new model. Paths may be CSV, Parquet, a directory
+        or a glob of Parquet files. Rows are joined by id, never by position.
+    labels : path, DataFrame or Table, optional
+        Ground truth in a third input (id and label columns).
+    id_col, label_col, pred_col : str, optional
+        Column names; by default ``id``, ``label``, ``pred`` or a common synonym.
+    score_cols : str, optional
+        Glob of per-class score columns (``prob_*``: class ``3`` is ``prob_3``) or one list
+        column. The prediction is their argmax when no prediction column is given; one
+        score column is a binary model's positive score, compared with ``threshold``.
+    slice_by : sequence of str
+        Columns to break the flips down by.
+    top : int
+        How many of the worst negative flips to return.
+    confidence : float
+        Level of the Wilson intervals.
+    allow_unmatched : bool
+        Audit the ids present in both files instead of stopping on unmatched ids.
+    gates : mapping or sequence of GateSpec
+        Thresholds such as ``{"max-nfr": 0.01}``.
+
+    Returns
+    -------
+    FlipsResult
+        Frozen; ``.passed`` tells whether every gate held, ``.to_dict()`` is the JSON.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise UsageError(f"--confidence: {confidence!r} must be strictly between 0 and 1.")
+    if not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"--threshold: {threshold!r} must be between 0 and 1.")
+    if top < 0:
+        raise UsageError(f"--top: {top!r} must be zero or more.")
+    specs = gate_specs(gates)
+    for spec in specs:
+        check_threshold(spec.name, spec.threshold)
+    cols = Columns(id_col, label_col, pred_col, score_cols, tuple(slice_by), threshold)
+    id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
+
+    with duckdb_connection(memory_limit) as con:
+        reader = Reader(con)
+        old_t = reader.open(old, "OLD", text_columns=id_names)
+        new_t = reader.open(new, "NEW", text_columns=id_names)
+        lab_t = reader.open(labels, "LABELS", text_columns=id_names) if labels is not None else None
+        old_side = resolve_side(old_t, cols)
+        new_side = resolve_side(new_t, cols)
+        with engine_errors(f"while joining {old_t.display} and {new_t.display}"):
+            plan = Aligner(con).plan(old_side, new_side, lab_t, cols,
+                                     allow_unmatched=allow_unmatched)
+            tables = count_flips(con, plan, top=top)
+
+    acc = plan.accounting
+    inputs = Inputs(
+        old_path=_display(old), new_path=_display(new),
+        labels_path=_display(labels) if labels is not None else None,
+        old_rows=acc.old_rows, new_rows=acc.new_rows, labels_rows=acc.labels_rows,
+        matched=acc.matched, unmatched_old=acc.unmatched_old, unmatched_new=acc.unmatched_new,
+        missing_label=acc.missing_label, unused_labels=acc.unused_labels,
+        label_source=plan.label_source, old_prediction=plan.old_source,
+        new_prediction=plan.new_source,
+    )
+    options = {"top": top, "threshold": threshold, "allow_unmatched": allow_unmatched,
+               "slice_by": list(slice_by)}
+    result = build_result(tables, inputs, confidence=confidence, options=options)
+    return result.with_gates(evaluate_gates(result, specs))

@@ -1,0 +1,169 @@
+"""Gates: release thresholds, evaluated as a pure function of a result object.
+
+A gate has a readable name (the long flag, ``max-nfr``), the metric it watches, a
+direction (``max``: the value must not exceed the threshold; ``min``: it must not fall
+below) and the range a threshold may take. :func:`evaluate_gates` turns the requested
+:class:`GateSpec` list into :class:`GateResult` rows; nothing here reads data or prints.
+
+A gate whose metric is undefined for this audit (``None``, e.g. the negative flip impact
+when the new model makes no error) is reported with status ``"n/a"`` and does not fail:
+the quantity it guards cannot be breached. Comparisons are exact, so a negative flip rate
+of exactly 0.01 holds ``--max-nfr 0.01``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UsageError
+
+Value = tuple[float | None, str | None]  # the value and what it refers to ("class '3'")
+
+
+@dataclass(frozen=True)
+class GateDef:
+    """What a gate watches and which thresholds make sense for it."""
+
+    name: str
+    metric: str
+    direction: str  # "max" or "min"
+    low: float
+    high: float
+    value: Callable[[Any], Value]
+    kind: str = "flips"
+    help: str = ""
+
+    def label(self, threshold: float) -> str:
+        op = "<=" if self.direction == "max" else ">="
+        return f"{self.metric} {op} {threshold:g}"
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """A requested gate: its name, threshold and where it came from."""
+
+    name: str
+    threshold: float
+    source: str = "command line"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One evaluated gate."""
+
+    name: str
+    metric: str
+    threshold: float
+    value: float | None
+    passed: bool
+    status: str  # "pass", "fail" or "n/a"
+    source: str = "command line"
+    detail: str | None = None
+    direction: str = "max"
+
+    @property
+    def condition(self) -> str:
+        op = "<=" if self.direction == "max" else ">="
+        return f"{self.metric} {op} {self.threshold:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name, "metric": self.metric, "threshold": self.threshold,
+            "value": self.value, "passed": self.passed, "status": self.status,
+            "direction": self.direction, "source": self.source,
+        }
+        if self.detail is not None:
+            d["detail"] = self.detail
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateResult:
+        return cls(d["name"], d["metric"], d["threshold"], d.get("value"), d["passed"],
+                   d.get("status", "pass" if d["passed"] else "fail"),
+                   d.get("source", "command line"), d.get("detail"), d.get("direction", "max"))
+
+
+def _metric(name: str) -> Callable[[Any], Value]:
+    return lambda result: (result.metric_value(name), None)
+
+
+def _worst_group(kind: str) -> Callable[[Any], Value]:
+    def value(result: Any) -> Value:
+        rows = result.per_class if kind == "class" else [
+            (col, row) for col, rows in result.slices.items() for row in rows
+        ]
+        best: tuple[float, str] | None = None
+        for item in rows:
+            col, row = (None, item) if kind == "class" else item
+            nfr = row.negative_flip_rate
+            if nfr is not None and (best is None or nfr > best[0]):
+                where = f"class {row.value!r}" if col is None else f"{col}={row.value!r}"
+                best = (nfr, where)
+        return (None, None) if best is None else best
+
+    return value
+
+
+GATES: dict[str, GateDef] = {
+    g.name: g
+    for g in (
+        GateDef("max-nfr", "negative_flip_rate", "max", 0, 1, _metric("negative_flip_rate"),
+                help="Fail when the negative flip rate exceeds X (0..1)."),
+        GateDef("max-nfi", "negative_flip_impact", "max", 0, 1, _metric("negative_flip_impact"),
+                help="Fail when the negative flip impact (NFR / new error rate) exceeds X."),
+        GateDef("max-error-delta", "error_rate_delta", "max", -1, 1,
+                _metric("error_rate_delta"),
+                help="Fail when new error rate - old error rate exceeds X (-1..1)."),
+        GateDef("min-btc", "backward_trust_compatibility", "min", 0, 1,
+                _metric("backward_trust_compatibility"),
+                help="Fail when backward trust compatibility falls below X (0..1)."),
+        GateDef("max-churn", "churn_rate", "max", 0, 1, _metric("churn_rate"),
+                help="Fail when the share of changed predictions exceeds X (0..1)."),
+        GateDef("max-class-nfr", "worst_class_negative_flip_rate", "max", 0, 1,
+                _worst_group("class"),
+                help="Fail when any true class's negative flip rate exceeds X (0..1)."),
+        GateDef("max-slice-nfr", "worst_slice_negative_flip_rate", "max", 0, 1,
+                _worst_group("slice"),
+                help="Fail when any slice value's negative flip rate exceeds X (0..1)."),
+    )
+}
+
+
+def check_threshold(name: str, value: object, gates: dict[str, GateDef] = GATES) -> float:
+    """Parse and range-check a threshold; raise :class:`UsageError` naming the gate."""
+    gate = gates.get(name)
+    if gate is None:
+        raise UsageError(f"unknown gate {name!r}; known gates: {', '.join(gates)}.")
+    if isinstance(value, bool):
+        raise UsageError(f"--{name}: expected a number, got {value!r}.")
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UsageError(f"--{name}: expected a number, got {value!r}.") from None
+    if not math.isfinite(x) or not gate.low <= x <= gate.high:
+        raise UsageError(
+            f"--{name}: {value!r} is outside the valid range {gate.low:g} to {gate.high:g}."
+        )
+    return x
+
+
+def evaluate_gates(
+    result: Any, specs: list[GateSpec] | tuple[GateSpec, ...], gates: dict[str, GateDef] = GATES
+) -> tuple[GateResult, ...]:
+    """Evaluate ``specs`` against ``result`` (anything with ``metric_value`` and groups)."""
+    out = []
+    for spec in specs:
+        gate = gates[spec.name]
+        threshold = check_threshold(spec.name, spec.threshold, gates)
+        value, detail = gate.value(result)
+        if value is None:
+            passed, status = True, "n/a"
+        else:
+            passed = value <= threshold if gate.direction == "max" else value >= threshold
+            status = "pass" if passed else "fail"
+        out.append(GateResult(spec.name, gate.metric, threshold, value, passed, status,
+                              spec.source, detail, gate.direction))
+    return tuple(out)

@@ -1,0 +1,303 @@
+"""Reading: turn a path, a DataFrame or an Arrow table into a DuckDB view.
+
+Inputs are CSV (with or without a UTF-8 byte-order mark), Parquet, a directory of Parquet
+(or CSV) files, or a glob. Nothing is loaded into Python here: each input becomes a view
+in an in-process DuckDB connection, so later steps read only the columns they use
+(projection pushdown) and join out of core. Every problem becomes one :class:`InputError`
+that names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    import duckdb
+
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
+GLOB_CHARS = set("*?[")
+
+INTEGER_TYPES = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+}  # fmt: skip
+FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+
+
+def is_integer_type(t: str) -> bool:
+    return t in INTEGER_TYPES
+
+
+def is_float_type(t: str) -> bool:
+    return t in FLOAT_TYPES or t.startswith("DECIMAL")
+
+
+def is_numeric_type(t: str) -> bool:
+    return is_integer_type(t) or is_float_type(t)
+
+
+def is_list_type(t: str) -> bool:
+    return t.endswith("]")
+
+
+def quote(name: str) -> str:
+    """Quote an identifier for DuckDB SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string(value: str) -> str:
+    """Quote a string literal for DuckDB SQL."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One input, registered as a DuckDB view.
+
+    Attributes
+    ----------
+    role : str
+        What the input is for, used in messages: ``"OLD"``, ``"NEW"`` or ``"LABELS"``.
+    display : str
+        The path as the user gave it, or ``<DataFrame>`` / ``<Arrow table>``.
+    view : str
+        Name of the DuckDB view holding the rows.
+    columns : dict
+        Column name -> DuckDB type, in file order.
+    rows : int
+        Number of rows read.
+    """
+
+    role: str
+    display: str
+    view: str
+    columns: dict[str, str]
+    rows: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.role} file {self.display}"
+
+    def has(self, column: str) -> bool:
+        return column in self.columns
+
+    def type_of(self, column: str) -> str:
+        return self.columns[column]
+
+    def missing_column(self, column: str, option: str | None = None, hint: str = "") -> InputError:
+        """The error for a column that is not there: lists the columns and the closest."""
+        present = ", ".join(self.columns) or "(none)"
+        close = difflib.get_close_matches(column, list(self.columns), n=1, cutoff=0.5)
+        if not close:
+            lowered = {c.lower(): c for c in self.columns}
+            close = [lowered[column.lower()]] if column.lower() in lowered else []
+        msg = f"{self.label}: no column {column!r}. Columns present: {present}."
+        if close:
+            msg += f" Closest match: {close[0]!r}"
+            msg += f" (use {option} {close[0]})." if option else "."
+        if hint:
+            msg += " " + hint
+        return InputError(msg)
+
+
+def resolve_column(
+    table: Table,
+    requested: str | None,
+    default: str,
+    synonyms: Sequence[str] = (),
+) -> str | None:
+    """Find a column: the one the user named, else ``default`` or a known synonym.
+
+    An explicitly requested column must exist exactly; the default is also matched
+    case-insensitively and through ``synonyms``. Returns ``None`` when nothing fits.
+    """
+    if requested is not None:
+        return requested if table.has(requested) else None
+    lowered = {c.lower(): c for c in table.columns}
+    for name in (default, *synonyms):
+        if table.has(name):
+            return name
+        if name.lower() in lowered:
+            return lowered[name.lower()]
+    return None
+
+
+def _files_for(path: str) -> tuple[list[str], str]:
+    """Expand a path, directory or glob into data files and their format."""
+    if any(ch in GLOB_CHARS for ch in path) and not os.path.exists(path):
+        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise InputError(f"{path}: no file matches this pattern. Check the path and quoting.")
+    elif os.path.isdir(path):
+        files = sorted(
+            str(p)
+            for p in Path(path).rglob("*")
+            if p.is_file() and p.name.lower().endswith(PARQUET_SUFFIXES + CSV_SUFFIXES)
+            and not p.name.startswith((".", "_"))
+        )
+        if not files:
+            raise InputError(
+                f"{path}: the directory holds no .parquet or .csv files. "
+                "Point at the data files or at a directory that contains them."
+            )
+    elif os.path.exists(path):
+        files = [path]
+    else:
+        raise InputError(f"{path}: no such file or directory.")
+    formats = {_format_of(f) for f in files}
+    if len(formats) > 1:
+        raise InputError(
+            f"{path}: mixes Parquet and CSV files; give one format per input."
+        )
+    return files, formats.pop()
+
+
+def _format_of(file: str) -> str:
+    name = file.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    try:
+        with open(file, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise InputError(f"{file}: cannot be read ({exc.strerror}).") from None
+    return "parquet" if magic == b"PAR1" else "csv"
+
+
+def _check_readable(files: list[str], display: str) -> None:
+    for f in files:
+        try:
+            size = os.path.getsize(f)
+            with open(f, "rb"):
+                pass
+        except OSError as exc:
+            raise InputError(f"{f}: cannot be read ({exc.strerror}).") from None
+        if size == 0:
+            where = f if f == display else f"{f} (in {display})"
+            raise InputError(f"{where}: the file is empty. Write the predictions first.")
+
+
+def engine_message(exc: BaseException) -> str:
+    """First meaningful line of a DuckDB error, without its 'Error:' prefix."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for prefix in ("Invalid Input Error: ", "IO Error: ", "Conversion Error: ",
+                   "Binder Error: ", "Parser Error: ", "Invalid Error: "):
+        text = text.removeprefix(prefix)
+    return text
+
+
+@contextlib.contextmanager
+def engine_errors(context: str) -> Iterator[None]:
+    """Turn an engine error raised while scanning the data into an :class:`InputError`.
+
+    Reading is lazy, so a value that does not fit its column's type (a CSV whose row
+    30,000 holds text in a numeric column) surfaces only when a query runs.
+    """
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise InputError(
+            f"{context}: {engine_message(exc)}. A column may hold values of mixed types; "
+            "check the file, or convert it to Parquet with explicit types."
+        ) from None
+
+
+def _read_error(display: str, fmt: str, exc: BaseException) -> InputError:
+    detail = engine_message(exc)
+    full = str(exc)
+    if fmt == "csv" and ("unicode" in full.lower() or "utf-8" in full.lower()):
+        return InputError(
+            f"{display}: is not UTF-8 encoded text ({detail}). "
+            "Save the CSV as UTF-8, or convert it to Parquet."
+        )
+    if fmt == "parquet":
+        return InputError(
+            f"{display}: is not a readable Parquet file ({detail}). "
+            "The file may be truncated or corrupt; write it again."
+        )
+    return InputError(f"{display}: cannot be read as CSV ({detail}).")
+
+
+class Reader:
+    """Registers inputs as views in one DuckDB connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self._count = 0
+
+    def _next_view(self, role: str) -> str:
+        self._count += 1
+        return f"gaudit_{role.lower()}_{self._count}"
+
+    def open(self, source: Any, role: str, *, text_columns: Sequence[str] = ()) -> Table:
+        """Register ``source`` (path, DataFrame or Arrow table) as a view and describe it.
+
+        ``text_columns`` are read as text from CSV files (ids: ``007`` stays ``007``).
+        """
+        view = self._next_view(role)
+        if isinstance(source, (str, os.PathLike)):
+            display = os.fspath(source)
+            files, fmt = _files_for(display)
+            _check_readable(files, display)
+            scan = self._scan_sql(files, fmt, display, text_columns)
+        else:
+            display = "<DataFrame>" if hasattr(source, "iloc") else "<Arrow table>"
+            if not (hasattr(source, "iloc") or hasattr(source, "schema")):
+                raise InputError(
+                    f"{role}: expected a path, a pandas DataFrame or an Arrow table, "
+                    f"got {type(source).__name__}."
+                )
+            data_name = view + "_data"
+            self.con.register(data_name, source)
+            scan, fmt = quote(data_name), "table"
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS SELECT * FROM {scan}")
+            described = self.con.execute(f"DESCRIBE {quote(view)}").fetchall()
+            rows = self.con.execute(f"SELECT count(*) FROM {quote(view)}").fetchall()[0][0]
+        except InputError:
+            raise
+        except Exception as exc:  # duckdb.Error and friends: a file DuckDB cannot read
+            raise _read_error(display, fmt, exc) from None
+        columns = {name: str(dtype) for name, dtype, *_ in described}
+        table = Table(role, display, view, columns, int(rows))
+        if fmt == "csv" and list(columns) == ["column0"] and rows <= 1:
+            raise InputError(f"{display}: has no header row with column names.")
+        if table.rows == 0:
+            raise InputError(
+                f"{table.label}: has no rows (columns: {', '.join(columns) or 'none'}). "
+                "An audit needs at least one prediction."
+            )
+        return table
+
+    def _scan_sql(self, files: list[str], fmt: str, display: str, text_cols: Sequence[str]) -> str:
+        file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
+        if fmt == "parquet":
+            return f"read_parquet({file_list}, union_by_name = true)"
+        options = "header = true, union_by_name = true"
+        if text_cols:
+            try:
+                header = self.con.execute(
+                    f"DESCRIBE SELECT * FROM read_csv({file_list}, {options})"
+                ).fetchall()
+            except Exception as exc:
+                raise _read_error(display, fmt, exc) from None
+            present = {name for name, *_ in header}
+            wanted = [c for c in text_cols if c in present]
+            if wanted:
+                types = ", ".join(f"{sql_string(c)}: 'VARCHAR'" for c in wanted)
+                options += f", types = {{{types}}}"
+        return f"read_csv({file_list}, {options})"

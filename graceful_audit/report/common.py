@@ -1,0 +1,87 @@
+"""Wording and number formats shared by every human-readable report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+METRIC_LABELS = {
+    "old_error_rate": "old error rate",
+    "new_error_rate": "new error rate",
+    "error_rate_delta": "error rate delta (new - old)",
+    "negative_flip_rate": "negative flip rate (NFR)",
+    "positive_flip_rate": "positive flip rate (PFR)",
+    "negative_flip_impact": "negative flip impact (NFI)",
+    "churn_rate": "churn rate",
+    "backward_trust_compatibility": "backward trust compatibility (BTC)",
+    "backward_error_compatibility": "backward error compatibility (BEC)",
+    "relative_negative_flip_rate": "relative NFR (vs independent errors)",
+}
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    """``0.0111`` -> ``1.11%``; ``None`` -> ``n/a``."""
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def pp(x: float | None) -> str:
+    """A difference of rates in percentage points, signed."""
+    return "n/a" if x is None else f"{100 * x:+.2f} pp"
+
+
+def num(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+def interval(ci: Any) -> str:
+    return "" if not ci else f"[{pct(ci[0])}, {pct(ci[1])}]"
+
+
+def metric_value(name: str, value: float | None) -> str:
+    if name == "error_rate_delta":
+        return pp(value)
+    if name == "relative_negative_flip_rate":
+        return num(value, 3)
+    return pct(value)
+
+
+def gate_value(gate: Any) -> str:
+    if gate.value is None:
+        return "n/a"
+    if gate.metric.endswith(("rate", "compatibility", "impact", "delta")):
+        return f"{gate.value:.4g} ({pct(gate.value)})"
+    return f"{gate.value:.4g}"
+
+
+def verdict(result: Any) -> str:
+    """The one line a reviewer reads first."""
+    if result.kind == "flips":
+        m = result.metrics
+        head = (f"{m.negative_flips} negative flip{'s' if m.negative_flips != 1 else ''} "
+                f"({pct(m.negative_flip_rate, 1)} of {m.n})")
+        if result.task == "classification":
+            tail = f"error rate {pct(m.old_error_rate)} -> {pct(m.new_error_rate)}"
+        else:
+            tail = f"MAE {num(result.regression.old_mae)} -> {num(result.regression.new_mae)}"
+    else:
+        head = result.headline()
+        tail = ""
+    breached = result.breached
+    if breached:
+        names = ", ".join(f"{g.name} {g.threshold:g}" for g in breached)
+        return f"REGRESSION: {head}, gate{'s' if len(breached) > 1 else ''} {names} breached"
+    if result.gates:
+        n = len(result.gates)
+        return f"PASSED: {head}, {'all ' if n > 1 else ''}{n} gate{'s' if n > 1 else ''} held"
+    return f"NO GATES SET: {head}; {tail}" if tail else f"NO GATES SET: {head}"
+
+
+def mcnemar_sentence(result: Any) -> str:
+    t = result.mcnemar
+    method = ("exact binomial" if t.method == "exact"
+              else "chi-square with continuity correction")
+    if t.b == t.c:
+        direction = "no difference in errors"
+    else:
+        direction = "new model makes fewer errors" if t.c > t.b else "new model makes more errors"
+    return (f"McNemar's test ({method}) on {t.b} negative vs {t.c} positive flips: "
+            f"p = {t.p_value:.3g} ({direction})")

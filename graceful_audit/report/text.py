@@ -1,0 +1,160 @@
+"""Terminal report (rich): the verdict first, then the numbers a reviewer reads in ten seconds."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .common import (
+    METRIC_LABELS,
+    gate_value,
+    interval,
+    mcnemar_sentence,
+    metric_value,
+    pct,
+    verdict,
+)
+
+#: Rows of classes, slice values and matrix cells shown on screen (all are in the JSON).
+SHOW = 8
+
+
+def _verdict_text(result: Any) -> Text:
+    line = verdict(result)
+    style = "bold red" if result.breached else "bold green" if result.gates else "bold"
+    return Text(line, style=style)
+
+
+def _inputs(result: Any) -> Text:
+    i = result.inputs
+    parts = [f"OLD {i.old_path} ({i.old_rows} rows)", f"NEW {i.new_path} ({i.new_rows} rows)"]
+    if i.labels_path:
+        parts.append(f"LABELS {i.labels_path} ({i.labels_rows} rows, {i.unused_labels} unused)")
+    line = "Inputs: " + "; ".join(parts)
+    line += (f"\nRows: {i.matched} matched, {i.unmatched_old} only in OLD, {i.unmatched_new} only"
+             f" in NEW, {i.missing_label} without label -> {i.audited} audited")
+    line += f"\nLabels from {i.label_source}"
+    if i.old_prediction:
+        line += f"; OLD prediction: {i.old_prediction}; NEW prediction: {i.new_prediction}"
+    return Text(line, style="dim")
+
+
+def _metrics(result: Any) -> Table:
+    ci_head = f"{result.confidence:.0%} interval"
+    t = Table(title="Headline metrics", title_justify="left", show_edge=False)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_column(ci_head, justify="right")
+    for name, label in METRIC_LABELS.items():
+        value = getattr(result.metrics, name)
+        if name == "churn_rate" and value is None and result.task == "regression":
+            continue
+        if name == "negative_flip_rate":
+            label = f"{label}: {result.metrics.negative_flips} flips"
+        if name == "positive_flip_rate":
+            label = f"{label}: {result.metrics.positive_flips} flips"
+        t.add_row(label, metric_value(name, value), interval(result.intervals.get(name)))
+    return t
+
+
+def _groups(title: str, head: str, rows: Any, size: str) -> Table | None:
+    ranked = sorted(rows, key=lambda r: (-r.counts.negative_flips, -(r.negative_flip_rate or 0)))
+    ranked = [r for r in ranked if r.counts.negative_flips > 0][:SHOW]
+    if not ranked:
+        return None
+    t = Table(title=title, title_justify="left", show_edge=False)
+    for col, justify in ((head, "left"), (size, "right"), ("neg. flips", "right"),
+                         ("NFR", "right"), ("interval", "right"), ("pos. flips", "right")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in ranked:
+        t.add_row("(missing)" if r.value is None else str(r.value), str(r.n),
+                  str(r.counts.negative_flips), pct(r.negative_flip_rate),
+                  interval(r.negative_flip_rate_interval), str(r.counts.positive_flips))
+    return t
+
+
+def _matrix(result: Any) -> Table | None:
+    if not result.flip_matrix:
+        return None
+    t = Table(title="Negative-flip matrix (true = old prediction -> new prediction)",
+              title_justify="left", show_edge=False)
+    t.add_column("old prediction (true)")
+    t.add_column("new prediction")
+    t.add_column("count", justify="right")
+    for o, n, c in result.flip_matrix[:SHOW]:
+        t.add_row(o, n, str(c))
+    return t
+
+
+def _worst(result: Any) -> Table | None:
+    rows = result.top_negative_flips
+    if not rows:
+        return None
+    t = Table(title=f"Worst negative flips (top {len(rows)})", title_justify="left",
+              show_edge=False)
+    t.add_column("id", overflow="fold")
+    t.add_column("label")
+    t.add_column("old pred")
+    t.add_column("new pred")
+    t.add_column("old conf.", justify="right")
+    t.add_column("new conf.", justify="right")
+    for e in rows:
+        t.add_row(e.id, e.label, e.old_pred, e.new_pred,
+                  "" if e.old_confidence is None else f"{e.old_confidence:.3f}",
+                  "" if e.new_confidence is None else f"{e.new_confidence:.3f}")
+    return t
+
+
+def gates_table(result: Any) -> Table | None:
+    if not result.gates:
+        return None
+    t = Table(title="Gates", title_justify="left", show_edge=False)
+    for col in ("gate", "condition", "value", "result", "from"):
+        t.add_column(col)
+    for g in result.gates:
+        status = {"pass": "[green]held[/]", "fail": "[bold red]BREACHED[/]",
+                  "n/a": "[yellow]n/a (undefined)[/]"}[g.status]
+        value = gate_value(g) + (f" at {g.detail}" if g.detail else "")
+        t.add_row(g.name, g.condition, value, status, g.source)
+    return t
+
+
+def renderables(result: Any) -> list[Any]:
+    if result.kind != "flips":
+        from .text_compat import renderables as compat_renderables
+
+        return compat_renderables(result)
+    parts: list[Any] = [_verdict_text(result), _inputs(result), Text(""), _metrics(result),
+                        Text(mcnemar_sentence(result))]
+    parts += [_groups("Classes with the most negative flips", "class", result.per_class,
+                      "support")]
+    for col, rows in result.slices.items():
+        parts.append(_groups(f"Slices by {col!r}", col, rows, "n"))
+    parts += [_matrix(result), _worst(result), gates_table(result)]
+    return [p for p in parts if p is not None]
+
+
+def print_report(result: Any, console: Console) -> None:
+    """Print the terminal report on ``console``, a blank line between sections."""
+    items = renderables(result)
+    console.print(items[0])
+    for item in items[1:]:
+        console.print(item)
+        if isinstance(item, Table):
+            console.print()
+
+
+def render_plain(result: Any, width: int = 110) -> str:
+    """The terminal report as plain text (no colour codes), e.g. for ``--format text``."""
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False,
+                      highlight=False)
+    print_report(result, console)
+    return buf.getvalue()
+
+
+__all__ = ["Group", "print_report", "render_plain", "renderables"]

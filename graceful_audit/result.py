@@ -1,0 +1,214 @@
+"""The result of a flips audit: computed once, frozen, rendered by every format.
+
+:meth:`FlipsResult.to_dict` *is* the JSON document of DESIGN.md (``schema_version: 1``);
+:meth:`FlipsResult.from_dict` reads it back so a saved result can be re-rendered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .count import FlipExample
+from .gates import GateResult
+from .metrics import PROPORTIONS, FlipCounts, FlipMetrics, rate
+from .stats import McNemarResult, wilson_interval
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """A class or a slice value with its flip counts and rates."""
+
+    value: str | None
+    counts: FlipCounts
+    negative_flip_rate_interval: tuple[float, float] | None = None
+
+    @property
+    def n(self) -> int:
+        return self.counts.n
+
+    @property
+    def negative_flip_rate(self) -> float | None:
+        return rate("negative_flip_rate", self.counts)
+
+    def to_dict(self, key: str, size_key: str) -> dict[str, Any]:
+        c = self.counts
+        ci = self.negative_flip_rate_interval
+        return {
+            key: self.value,
+            size_key: c.n,
+            "negative_flips": c.negative_flips,
+            "positive_flips": c.positive_flips,
+            "negative_flip_rate": self.negative_flip_rate,
+            "negative_flip_rate_interval": list(ci) if ci else None,
+            "positive_flip_rate": rate("positive_flip_rate", c),
+            "old_error_rate": rate("old_error_rate", c),
+            "new_error_rate": rate("new_error_rate", c),
+            "counts": dataclasses.asdict(c),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], key: str) -> GroupRow:
+        ci = d.get("negative_flip_rate_interval")
+        return cls(d[key], FlipCounts(**d["counts"]), tuple(ci) if ci else None)
+
+
+def group_row(value: str | None, counts: FlipCounts, confidence: float) -> GroupRow:
+    return GroupRow(value, counts, wilson_interval(counts.negative_flips, counts.n,
+                                                   confidence=confidence))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where the rows came from and where every one of them went."""
+
+    old_path: str
+    new_path: str
+    labels_path: str | None
+    old_rows: int
+    new_rows: int
+    labels_rows: int | None
+    matched: int
+    unmatched_old: int
+    unmatched_new: int
+    missing_label: int = 0
+    unused_labels: int = 0
+    label_source: str = ""
+    old_prediction: str = ""
+    new_prediction: str = ""
+
+    @property
+    def audited(self) -> int:
+        return self.matched - self.missing_label
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "old": {"path": self.old_path, "rows": self.old_rows,
+                    "prediction": self.old_prediction},
+            "new": {"path": self.new_path, "rows": self.new_rows,
+                    "prediction": self.new_prediction},
+        }
+        if self.labels_path is not None:
+            d["labels"] = {"path": self.labels_path, "rows": self.labels_rows,
+                           "unused": self.unused_labels}
+        d.update({
+            "matched": self.matched,
+            "unmatched_old": self.unmatched_old,
+            "unmatched_new": self.unmatched_new,
+            "excluded": {"no_label": self.missing_label},
+            "audited": self.audited,
+            "label_source": self.label_source,
+        })
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Inputs:
+        lab = d.get("labels") or {}
+        return cls(
+            d["old"]["path"], d["new"]["path"], lab.get("path"), d["old"]["rows"],
+            d["new"]["rows"], lab.get("rows"), d["matched"], d["unmatched_old"],
+            d["unmatched_new"], d.get("excluded", {}).get("no_label", 0), lab.get("unused", 0),
+            d.get("label_source", ""), d["old"].get("prediction", ""),
+            d["new"].get("prediction", ""),
+        )
+
+
+@dataclass(frozen=True)
+class FlipsResult:
+    """Everything ``gaudit flips`` found. Immutable; every report renders this object."""
+
+    inputs: Inputs
+    counts: FlipCounts
+    metrics: FlipMetrics
+    confidence: float
+    intervals: dict[str, tuple[float, float] | None]
+    mcnemar: McNemarResult
+    per_class: tuple[GroupRow, ...]
+    slices: dict[str, tuple[GroupRow, ...]]
+    flip_matrix: tuple[tuple[str, str, int], ...]
+    top_negative_flips: tuple[FlipExample, ...]
+    gates: tuple[GateResult, ...] = ()
+    task: str = "classification"
+    engine: str = "duckdb"
+    tool_version: str = __version__
+    options: dict[str, Any] = field(default_factory=dict)
+
+    kind = "flips"
+
+    @property
+    def passed(self) -> bool:
+        """True when every gate held (or no gate was set)."""
+        return all(g.passed for g in self.gates)
+
+    @property
+    def breached(self) -> tuple[GateResult, ...]:
+        return tuple(g for g in self.gates if not g.passed)
+
+    def metric_value(self, name: str) -> float | None:
+        return getattr(self.metrics, name)
+
+    def with_gates(self, gates: tuple[GateResult, ...]) -> FlipsResult:
+        return dataclasses.replace(self, gates=gates)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON result document (DESIGN.md, ``schema_version: 1``)."""
+        intervals: dict[str, Any] = {"confidence": self.confidence, "method": "wilson"}
+        intervals.update({k: list(v) if v else None for k, v in self.intervals.items()})
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": self.kind,
+            "task": self.task,
+            "engine": self.engine,
+            "tool": {"name": "graceful-audit", "version": self.tool_version},
+            "inputs": self.inputs.to_dict(),
+            "metrics": dataclasses.asdict(self.metrics),
+            "counts": dataclasses.asdict(self.counts),
+            "intervals": intervals,
+            "tests": {"mcnemar": self.mcnemar.to_dict()},
+            "per_class": [r.to_dict("class", "support") for r in self.per_class],
+            "slices": {
+                col: [r.to_dict("value", "n") for r in rows] for col, rows in self.slices.items()
+            },
+            "flip_matrix": [
+                {"old_pred": o, "new_pred": n, "count": c} for o, n, c in self.flip_matrix
+            ],
+            "top_negative_flips": [e.to_dict() for e in self.top_negative_flips],
+            "options": dict(self.options),
+            "gates": [g.to_dict() for g in self.gates],
+            "passed": self.passed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FlipsResult:
+        """Rebuild a result from its JSON document (for ``gaudit render``)."""
+        t = d["tests"]["mcnemar"]
+        iv = d.get("intervals", {})
+        return cls(
+            inputs=Inputs.from_dict(d["inputs"]),
+            counts=FlipCounts(**d["counts"]),
+            metrics=FlipMetrics(**d["metrics"]),
+            confidence=iv.get("confidence", 0.95),
+            intervals={p.name: tuple(iv[p.name]) if iv.get(p.name) else None
+                       for p in PROPORTIONS if p.name in iv},
+            mcnemar=McNemarResult(t["negative_flips"], t["positive_flips"], t.get("statistic"),
+                                  t["p_value"], t["method"]),
+            per_class=tuple(GroupRow.from_dict(r, "class") for r in d.get("per_class", [])),
+            slices={c: tuple(GroupRow.from_dict(r, "value") for r in rows)
+                    for c, rows in d.get("slices", {}).items()},
+            flip_matrix=tuple((m["old_pred"], m["new_pred"], m["count"])
+                              for m in d.get("flip_matrix", [])),
+            top_negative_flips=tuple(
+                FlipExample(e["id"], e["label"], e["old_pred"], e["new_pred"],
+                            e.get("old_confidence"), e.get("new_confidence"),
+                            e.get("slices", {}))
+                for e in d.get("top_negative_flips", [])),
+            gates=tuple(GateResult.from_dict(g) for g in d.get("gates", [])),
+            task=d.get("task", "classification"),
+            engine=d.get("engine", "duckdb"),
+            tool_version=d.get("tool", {}).get("version", __version__),
+            options=d.get("options", {}),
+        )
