@@ -219,6 +219,38 @@ def _labels_table_side(table: Table, cols: Columns) -> tuple[str, str]:
     return id_col, label
 
 
+def _first(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
+    return con.execute(sql).fetchall()[0]
+
+
+def check_ids(con: duckdb.DuckDBPyConnection, table: Table, id_col: str) -> None:
+    """Raise :class:`InputError` for null or duplicate ids, with examples."""
+    v, c = quote(table.view), quote(id_col)
+    nulls = _first(con, f"SELECT count(*) FROM {v} WHERE {c} IS NULL")[0]
+    if nulls:
+        rows = [r[0] for r in con.execute(
+            f"SELECT rn FROM (SELECT row_number() OVER () AS rn, {c} AS k FROM {v}) "
+            f"WHERE k IS NULL ORDER BY rn LIMIT {EXAMPLES}").fetchall()]
+        raise InputError(
+            f"{table.label}: {nulls} row(s) have no id in column {id_col!r} "
+            f"(data rows {examples(rows)}). Every prediction needs an id to be joined on."
+        )
+    dup_n, = _first(
+        con,
+        f"SELECT count(*) FROM (SELECT {c} FROM {v} GROUP BY {c} HAVING count(*) > 1)"
+    )
+    if dup_n:
+        dups = con.execute(
+            f"SELECT {c}, count(*) FROM {v} GROUP BY {c} HAVING count(*) > 1 "
+            f"ORDER BY {c} LIMIT {EXAMPLES}").fetchall()
+        shown = ", ".join(f"{k!r} ({n} times)" for k, n in dups)
+        raise InputError(
+            f"{table.label}: {dup_n} id(s) occur more than once in column {id_col!r}: "
+            f"{shown}{', ...' if dup_n > EXAMPLES else ''}. Ids must be unique; "
+            "remove the duplicates or choose another --id-col."
+        )
+
+
 class Aligner:
     """Builds and validates the joined view for a flips audit."""
 
@@ -226,32 +258,7 @@ class Aligner:
         self.con = con
 
     def _one(self, sql: str) -> tuple:
-        return self.con.execute(sql).fetchall()[0]
-
-    def _check_ids(self, table: Table, id_col: str) -> None:
-        v, c = quote(table.view), quote(id_col)
-        nulls = self._one(f"SELECT count(*) FROM {v} WHERE {c} IS NULL")[0]
-        if nulls:
-            rows = [r[0] for r in self.con.execute(
-                f"SELECT rn FROM (SELECT row_number() OVER () AS rn, {c} AS k FROM {v}) "
-                f"WHERE k IS NULL ORDER BY rn LIMIT {EXAMPLES}").fetchall()]
-            raise InputError(
-                f"{table.label}: {nulls} row(s) have no id in column {id_col!r} "
-                f"(data rows {examples(rows)}). Every prediction needs an id to be joined on."
-            )
-        dup_n, = self._one(
-            f"SELECT count(*) FROM (SELECT {c} FROM {v} GROUP BY {c} HAVING count(*) > 1)"
-        )
-        if dup_n:
-            dups = self.con.execute(
-                f"SELECT {c}, count(*) FROM {v} GROUP BY {c} HAVING count(*) > 1 "
-                f"ORDER BY {c} LIMIT {EXAMPLES}").fetchall()
-            shown = ", ".join(f"{k!r} ({n} times)" for k, n in dups)
-            raise InputError(
-                f"{table.label}: {dup_n} id(s) occur more than once in column {id_col!r}: "
-                f"{shown}{', ...' if dup_n > EXAMPLES else ''}. Ids must be unique; "
-                "remove the duplicates or choose another --id-col."
-            )
+        return _first(self.con, sql)
 
     def plan(
         self,
@@ -274,9 +281,9 @@ class Aligner:
                 "Name it with --label-col, or give a labels file with --labels FILE."
             )
         for side in (old, new):
-            self._check_ids(side.table, side.id)
+            check_ids(self.con, side.table, side.id)
         if labels is not None and lab_id is not None:
-            self._check_ids(labels, lab_id)
+            check_ids(self.con, labels, lab_id)
 
         # Ids: native join when every id column is an integer, else join as text.
         id_types = [old.id_integer, new.id_integer]

@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
@@ -212,6 +213,102 @@ def flips(
                 allow_unmatched=allow_unmatched,
                 gates={k: v for k, v in gates.items() if v is not None},
                 memory_limit=memory_limit,
+            )
+        emit(result, fmt, output, quiet)
+    _exit_for(result)
+
+
+@contextlib.contextmanager
+def progress_bar(quiet: bool) -> Iterator[Any]:
+    """A rich progress bar for the four retrieval cases on a terminal; else no callback."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=_stderr_console(quiet),
+                  transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(case: str, done: int, total: int) -> None:
+            if case not in tasks:
+                tasks[case] = bar.add_task(f"searching {case}", total=total)
+            bar.update(tasks[case], completed=done)
+
+        yield update
+
+
+class Metric(str, Enum):
+    cosine = "cosine"
+    ip = "ip"
+    l2 = "l2"
+
+
+class Criterion(str, Enum):
+    top1 = "top1"
+    map = "map"
+
+
+@app.command()
+def compat(
+    old: Annotated[str, typer.Argument(metavar="OLD", help="Old model's embeddings: CSV, "
+                                       "Parquet, a directory or a glob.")],
+    new: Annotated[str, typer.Argument(metavar="NEW", help="New model's embeddings.")],
+    id_col: IdOpt = None,
+    label_col: Annotated[
+        str | None, typer.Option("--label-col", help="Identity label column [default: label].")
+    ] = None,
+    embedding_col: Annotated[
+        str | None, typer.Option("--embedding-col", help="List column with the embedding, or "
+                                 "the prefix of NAME_0 .. NAME_{d-1} [default: embedding, emb].")
+    ] = None,
+    split_col: Annotated[
+        str | None, typer.Option("--split-col", help="Column with 'query' / 'gallery' "
+                                 "[default: split; without it, leave-one-out].")
+    ] = None,
+    metric: Annotated[
+        Metric, typer.Option("--metric", help="Similarity: cosine, inner product or L2.")
+    ] = Metric.cosine,
+    criterion: Annotated[
+        Criterion, typer.Option("--criterion", help="Metric of the compatibility criterion "
+                                "and the update gain.")
+    ] = Criterion.top1,
+    top: Annotated[int, typer.Option("--top", help="How many breaking queries to list.")] = 10,
+    allow_unmatched: Annotated[
+        bool, typer.Option("--allow-unmatched", help="Audit the ids present in both files.")
+    ] = False,
+    require_compatible: Annotated[
+        bool, typer.Option("--require-compatible", help="Fail unless new/old beats old/old.",
+                           rich_help_panel="Gates")
+    ] = False,
+    min_update_gain: Annotated[
+        float | None, _gate("min-update-gain", "Min update gain.")
+    ] = None,
+    max_retrieval_nfr: Annotated[
+        float | None, _gate("max-retrieval-nfr", "Max share of queries that break (0..1).")
+    ] = None,
+    min_cross_top1: Annotated[
+        float | None, _gate("min-cross-top1", "Min new/old top-1 accuracy (0..1).")
+    ] = None,
+    fmt: FormatOpt = Format.TEXT,
+    output: OutputOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Cross-model retrieval compatibility of an embedding update (no-backfill check)."""
+    gates = {"require-compatible": 1.0 if require_compatible else None,
+             "min-update-gain": min_update_gain, "max-retrieval-nfr": max_retrieval_nfr,
+             "min-cross-top1": min_cross_top1}
+    with error_boundary(debug):
+        from .compat import audit_compat
+
+        with progress_bar(quiet) as update:
+            result = audit_compat(
+                old, new, id_col=id_col, label_col=label_col, embedding_col=embedding_col,
+                split_col=split_col, metric=metric.value, criterion=criterion.value, top=top,
+                allow_unmatched=allow_unmatched,
+                gates={k: v for k, v in gates.items() if v is not None}, progress=update,
             )
         emit(result, fmt, output, quiet)
     _exit_for(result)

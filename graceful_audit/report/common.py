@@ -47,6 +47,8 @@ def metric_value(name: str, value: float | None) -> str:
 def gate_value(gate: Any) -> str:
     if gate.value is None:
         return "n/a"
+    if gate.metric == "compatible":
+        return "yes" if gate.value else "no"
     if gate.metric.endswith(("rate", "compatibility", "impact", "delta")):
         return f"{gate.value:.4g} ({pct(gate.value)})"
     return f"{gate.value:.4g}"

@@ -118,7 +118,7 @@ def gates_table(result: Any) -> Table | None:
     for g in result.gates:
         status = {"pass": "[green]held[/]", "fail": "[bold red]BREACHED[/]",
                   "n/a": "[yellow]n/a (undefined)[/]"}[g.status]
-        value = gate_value(g) + (f" at {g.detail}" if g.detail else "")
+        value = gate_value(g) + (f" ({g.detail})" if g.detail else "")
         t.add_row(g.name, g.condition, value, status, g.source)
     return t
 

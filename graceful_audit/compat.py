@@ -1,0 +1,614 @@
+"""``audit_compat``: cross-model retrieval compatibility of an embedding-model update.
+
+read (DuckDB views) -> align by id -> validate embeddings -> four retrieval cases
+(:mod:`graceful_audit.retrieval`) -> criterion, update gain, retrieval negative flips ->
+gates.
+
+Cases are named *query model / gallery model*: ``old/old``, ``new/new``, ``new/old`` (new
+queries against the old, un-backfilled index: the case that matters) and ``old/new``.
+
+* Empirical compatibility criterion (Shen et al., "Towards Backward-Compatible
+  Representation Learning", CVPR 2020): the update is compatible when
+  ``M(new/old) > M(old/old)``, with M top-1 accuracy (``--criterion top1``, default) or
+  mAP (``--criterion map``).
+* ``update_gain = (M(new/old) - M(old/old)) / (M(new/new) - M(old/old))``; ``None`` when
+  the denominator is zero.
+* Retrieval negative flips: queries whose top-1 neighbour has the right identity in
+  old/old and the wrong one in new/old.
+
+With a ``split`` column, ``query`` items search the ``gallery`` items; without one, every
+item queries all the others (leave-one-out). When old and new dimensions differ the cross
+cases cannot be computed: they are reported as unavailable and the update is not compatible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .align import ID_SYNONYMS, LABEL_SYNONYMS, check_ids
+from .errors import InputError, UsageError, examples
+from .flips import duckdb_connection, gate_specs, natural_key
+from .gates import GateDef, GateResult, GateSpec, check_threshold, evaluate_gates
+from .io import (
+    Reader,
+    Table,
+    engine_errors,
+    is_integer_type,
+    is_list_type,
+    is_numeric_type,
+    quote,
+    resolve_column,
+)
+
+CASES = ("old/old", "new/new", "new/old", "old/new")
+CRITERIA = {"top1": "top1", "map": "map"}
+SPLIT_VALUES = ("query", "gallery")
+KS = (1, 5, 10)
+
+
+@dataclass(frozen=True)
+class CaseMetrics:
+    """One query-model / gallery-model case; ``available`` is False when dims differ."""
+
+    name: str
+    available: bool
+    topk: dict[int, float | None] = field(default_factory=dict)
+    map: float | None = None
+    queries_evaluated: int = 0
+    reason: str | None = None
+
+    def metric(self, criterion: str) -> float | None:
+        return self.map if criterion == "map" else self.topk.get(1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {f"top{k}": v for k, v in self.topk.items()} if self.available else {
+            f"top{k}": None for k in KS}
+        d.update({"map": self.map, "queries_evaluated": self.queries_evaluated,
+                  "available": self.available})
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> CaseMetrics:
+        topk = {int(k[3:]): v for k, v in d.items() if re.fullmatch(r"top\d+", k)}
+        return cls(name, d.get("available", True), topk, d.get("map"),
+                   d.get("queries_evaluated", 0), d.get("reason"))
+
+
+@dataclass(frozen=True)
+class BreakingQuery:
+    """A retrieval negative flip: right at top-1 in old/old, wrong in new/old."""
+
+    id: str
+    label: str
+    new_old_rank: int  # 1-based rank of the first correct gallery item in new/old
+    new_old_top1_id: str
+    new_old_top1_label: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class CompatInputs:
+    old_path: str
+    new_path: str
+    old_rows: int
+    new_rows: int
+    matched: int
+    unmatched_old: int
+    unmatched_new: int
+    old_dim: int
+    new_dim: int
+    mode: str  # "split" or "leave-one-out"
+    queries: int
+    gallery: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "old": {"path": self.old_path, "rows": self.old_rows, "dim": self.old_dim},
+            "new": {"path": self.new_path, "rows": self.new_rows, "dim": self.new_dim},
+            "matched": self.matched, "unmatched_old": self.unmatched_old,
+            "unmatched_new": self.unmatched_new, "mode": self.mode,
+            "gallery": self.gallery,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], queries: int) -> CompatInputs:
+        return cls(d["old"]["path"], d["new"]["path"], d["old"]["rows"], d["new"]["rows"],
+                   d["matched"], d["unmatched_old"], d["unmatched_new"], d["old"]["dim"],
+                   d["new"]["dim"], d["mode"], queries, d["gallery"])
+
+
+@dataclass(frozen=True)
+class CompatResult:
+    """Everything ``gaudit compat`` found. Immutable; every report renders this object."""
+
+    inputs: CompatInputs
+    metric: str
+    criterion: str
+    cases: dict[str, CaseMetrics]
+    compatible: bool
+    update_gain: float | None
+    retrieval_negative_flips: int | None
+    queries: int
+    queries_without_positive: int
+    breaking_queries: tuple[BreakingQuery, ...]
+    gates: tuple[GateResult, ...] = ()
+    tool_version: str = __version__
+
+    kind = "compat"
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    @property
+    def breached(self) -> tuple[GateResult, ...]:
+        return tuple(g for g in self.gates if not g.passed)
+
+    @property
+    def dimension_mismatch(self) -> bool:
+        return self.inputs.old_dim != self.inputs.new_dim
+
+    @property
+    def retrieval_negative_flip_rate(self) -> float | None:
+        evaluated = self.queries - self.queries_without_positive
+        if self.retrieval_negative_flips is None or evaluated == 0:
+            return None
+        return self.retrieval_negative_flips / evaluated
+
+    def metric_value(self, name: str) -> float | None:
+        if name == "compatible":
+            return 1.0 if self.compatible else 0.0
+        if name == "cross_top1":
+            return self.cases["new/old"].topk.get(1)
+        return getattr(self, name)
+
+    def reason(self) -> str:
+        """Why the update is (not) compatible, in one clause."""
+        if self.dimension_mismatch:
+            return (f"dimension {self.inputs.old_dim} vs {self.inputs.new_dim}: "
+                    "not backward compatible")
+        crit = "top-1" if self.criterion == "top1" else "mAP"
+        cross = self.cases["new/old"].metric(self.criterion)
+        base = self.cases["old/old"].metric(self.criterion)
+        op = ">" if self.compatible else "<="
+        return (f"{crit} new/old {_pct(cross)} {op} old/old {_pct(base)}")
+
+    def headline(self) -> str:
+        word = "backward compatible" if self.compatible else "NOT backward compatible"
+        flips = ("" if self.retrieval_negative_flips is None else
+                 f"; {self.retrieval_negative_flips} of {self.queries} queries break")
+        return f"{word} ({self.reason()}){flips}"
+
+    def with_gates(self, gates: tuple[GateResult, ...]) -> CompatResult:
+        return dataclasses.replace(self, gates=gates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "kind": "compat",
+            "tool": {"name": "graceful-audit", "version": self.tool_version},
+            "inputs": self.inputs.to_dict(),
+            "metric": self.metric,
+            "criterion": self.criterion,
+            "cases": {name: c.to_dict() for name, c in self.cases.items()},
+            "compatible": self.compatible,
+            "reason": self.reason(),
+            "update_gain": self.update_gain,
+            "retrieval_negative_flips": self.retrieval_negative_flips,
+            "retrieval_negative_flip_rate": self.retrieval_negative_flip_rate,
+            "queries": self.queries,
+            "queries_without_positive": self.queries_without_positive,
+            "breaking_queries": [b.to_dict() for b in self.breaking_queries],
+            "gates": [g.to_dict() for g in self.gates],
+            "passed": self.passed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompatResult:
+        return cls(
+            inputs=CompatInputs.from_dict(d["inputs"], d["queries"]),
+            metric=d["metric"], criterion=d["criterion"],
+            cases={n: CaseMetrics.from_dict(n, c) for n, c in d["cases"].items()},
+            compatible=d["compatible"], update_gain=d.get("update_gain"),
+            retrieval_negative_flips=d.get("retrieval_negative_flips"),
+            queries=d["queries"], queries_without_positive=d.get("queries_without_positive", 0),
+            breaking_queries=tuple(BreakingQuery(**b) for b in d.get("breaking_queries", [])),
+            gates=tuple(GateResult.from_dict(g) for g in d.get("gates", [])),
+            tool_version=d.get("tool", {}).get("version", __version__),
+        )
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _value(name: str) -> Callable[[Any], tuple[float | None, str | None]]:
+    def value(result: Any) -> tuple[float | None, str | None]:
+        detail = result.reason() if name == "compatible" else None
+        return result.metric_value(name), detail
+
+    return value
+
+
+COMPAT_GATES: dict[str, GateDef] = {
+    g.name: g
+    for g in (
+        GateDef("require-compatible", "compatible", "min", 1, 1, _value("compatible"),
+                kind="compat", help="Fail unless new/old beats old/old."),
+        GateDef("min-update-gain", "update_gain", "min", -1e6, 1e6, _value("update_gain"),
+                kind="compat", help="Fail when the update gain falls below X."),
+        GateDef("max-retrieval-nfr", "retrieval_negative_flip_rate", "max", 0, 1,
+                _value("retrieval_negative_flip_rate"), kind="compat",
+                help="Fail when the share of queries that break exceeds X (0..1)."),
+        GateDef("min-cross-top1", "cross_top1", "min", 0, 1, _value("cross_top1"),
+                kind="compat", help="Fail when new/old top-1 accuracy falls below X."),
+    )
+}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class _EmbeddingSide:
+    table: Table
+    id: str
+    label: str | None
+    split: str | None
+    embedding_sql: str
+    embedding_desc: str
+
+
+def _resolve(table: Table, id_col: str | None, label_col: str | None, emb_col: str | None,
+             split_col: str | None) -> _EmbeddingSide:
+    idc = resolve_column(table, id_col, "id", ID_SYNONYMS)
+    if idc is None:
+        raise table.missing_column(id_col or "id", "--id-col")
+    label = resolve_column(table, label_col, "label", LABEL_SYNONYMS)
+    split = resolve_column(table, split_col, "split", ())
+    if split_col is not None and split is None:
+        raise table.missing_column(split_col, "--split-col")
+    wanted = emb_col or "embedding"
+    if table.has(wanted):
+        t = table.type_of(wanted)
+        if not is_list_type(t):
+            raise InputError(
+                f"{table.label}: column {wanted!r} is {t}, not a list of numbers. Store the "
+                "embedding as a Parquet list column, or as columns emb_0 .. emb_{d-1}."
+            )
+        return _EmbeddingSide(table, idc, label, split, quote(wanted), f"list column {wanted!r}")
+    prefix = emb_col or "emb"
+    numbered = sorted(
+        ((int(m.group(1)), c) for c in table.columns
+         if (m := re.fullmatch(re.escape(prefix) + r"_(\d+)", c))),
+    )
+    if emb_col is not None and not numbered:
+        raise table.missing_column(emb_col, "--embedding-col",
+                                   hint="Expected a list column or columns NAME_0 .. NAME_{d-1}.")
+    if not numbered:
+        raise InputError(
+            f"{table.label}: no embeddings: no list column 'embedding' and no columns "
+            f"emb_0 .. emb_{{d-1}}. Columns present: {', '.join(table.columns)}. "
+            "Name the embedding column with --embedding-col."
+        )
+    idx = [i for i, _ in numbered]
+    if idx != list(range(len(idx))):
+        missing = sorted(set(range(max(idx) + 1)) - set(idx))
+        raise InputError(
+            f"{table.label}: embedding columns {prefix}_0 .. {prefix}_{max(idx)} are not "
+            f"contiguous (missing {', '.join(f'{prefix}_{i}' for i in missing[:5])})."
+        )
+    for _, c in numbered:
+        if not is_numeric_type(table.type_of(c)):
+            raise InputError(f"{table.label}: embedding column {c!r} is "
+                             f"{table.type_of(c)}, not numeric.")
+    lst = "list_value(" + ", ".join(f"CAST({quote(c)} AS DOUBLE)" for _, c in numbered) + ")"
+    return _EmbeddingSide(table, idc, label, split, lst,
+                          f"columns {prefix}_0 .. {prefix}_{len(numbered) - 1}")
+
+
+def _matrix(table: Any, column: str, ids: np.ndarray, where: str, metric: str) -> np.ndarray:
+    """Arrow list column -> float32 (n, d); ragged, null, NaN, inf and zero rows are errors."""
+    import pyarrow.compute as pc
+
+    arr = table.column(column).combine_chunks()
+    n = len(arr)
+    null_rows = np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))
+    if null_rows.size:
+        raise InputError(f"{where}: {null_rows.size} item(s) have no embedding (ids "
+                         f"{examples(ids[null_rows])}). Every item needs an embedding.")
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    dims = np.unique(lengths)
+    if dims.size > 1:
+        common = int(np.bincount(lengths).argmax())
+        odd = np.flatnonzero(lengths != common)
+        raise InputError(
+            f"{where}: ragged embeddings: lengths {', '.join(map(str, dims[:5]))} "
+            f"(most are {common}; ids {examples(ids[odd])} differ). All embeddings of a "
+            "model must have the same dimension."
+        )
+    d = int(dims[0]) if n else 0
+    if d == 0:
+        raise InputError(f"{where}: the embeddings are empty (dimension 0).")
+    values = arr.flatten().to_numpy(zero_copy_only=False)
+    x = np.asarray(values, dtype=np.float64).reshape(n, d)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise InputError(
+            f"{where}: {int(bad.sum())} embedding(s) contain NaN, inf or null values (ids "
+            f"{examples(ids[bad])}). Fix or drop those items."
+        )
+    if metric == "cosine":
+        zero = ~(x != 0).any(axis=1)
+        if zero.any():
+            raise InputError(
+                f"{where}: {int(zero.sum())} embedding(s) are all zeros (ids "
+                f"{examples(ids[zero])}); cosine similarity is undefined for them. Drop them, "
+                "or use --metric ip or l2."
+            )
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _texts(values: Any) -> np.ndarray:
+    """Labels and ids as text; integral floats lose their ``.0`` (as in ``flips``)."""
+    out = []
+    for v in values:
+        if v is None:
+            out.append(None)
+        elif isinstance(v, float) and v.is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return np.array(out, dtype=object)
+
+
+def audit_compat(
+    old: Any,
+    new: Any,
+    *,
+    id_col: str | None = None,
+    label_col: str | None = None,
+    embedding_col: str | None = None,
+    split_col: str | None = None,
+    metric: str = "cosine",
+    criterion: str = "top1",
+    top: int = 10,
+    allow_unmatched: bool = False,
+    gates: Mapping[str, float] | Sequence[GateSpec] | None = None,
+    block_size: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> CompatResult:
+    """Audit an embedding-model update for backward compatibility of retrieval.
+
+    Parameters
+    ----------
+    old, new : path, pandas.DataFrame or pyarrow.Table
+        Per item: id, identity label, embedding (a list column or ``emb_0 .. emb_{d-1}``),
+        and optionally ``split`` (``query`` / ``gallery``). Joined by id.
+    metric : {"cosine", "ip", "l2"}
+        Similarity. Cosine L2-normalises both sides.
+    criterion : {"top1", "map"}
+        The M of the compatibility criterion and of the update gain.
+    top : int
+        How many breaking queries to list (worst first: deepest first correct match in
+        new/old, ties by id).
+    progress : callable, optional
+        ``progress(case, done, total)`` after each block of queries.
+
+    Returns
+    -------
+    CompatResult
+    """
+    from .retrieval import METRICS, evaluate_case
+
+    if metric not in METRICS:
+        raise UsageError(f"--metric: {metric!r} is not one of {', '.join(METRICS)}.")
+    if criterion not in CRITERIA:
+        raise UsageError(f"--criterion: {criterion!r} is not one of top1, map.")
+    if top < 0:
+        raise UsageError(f"--top: {top!r} must be zero or more.")
+    specs = gate_specs(gates)
+    for spec in specs:
+        check_threshold(spec.name, spec.threshold, COMPAT_GATES)
+
+    id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
+    with duckdb_connection() as con:
+        reader = Reader(con)
+        old_t = reader.open(old, "OLD", text_columns=id_names)
+        new_t = reader.open(new, "NEW", text_columns=id_names)
+        sides = [_resolve(t, id_col, label_col, embedding_col, split_col) for t in (old_t, new_t)]
+        for s in sides:
+            check_ids(con, s.table, s.id)
+        if sides[0].label is None and sides[1].label is None:
+            raise InputError(
+                f"no identity label column {label_col or 'label'!r} in OLD file "
+                f"{old_t.display} or NEW file {new_t.display}. Name it with --label-col."
+            )
+        with engine_errors(f"while joining {old_t.display} and {new_t.display}"):
+            data, matched, un_old, un_new = _join(con, sides, allow_unmatched)
+
+    ids = _texts(data.column("id").to_pylist())
+    labels = _labels(data, ids, sides)
+    is_query, mode = _split(data, ids, sides)
+    e_old = _matrix(data, "e_o", ids, f"OLD file {old_t.display}", metric)
+    e_new = _matrix(data, "e_n", ids, f"NEW file {new_t.display}", metric)
+
+    codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    if mode == "split":
+        q_idx, g_idx = np.flatnonzero(is_query), np.flatnonzero(~is_query)
+        exclude = None
+        if q_idx.size == 0 or g_idx.size == 0:
+            raise InputError(
+                f"the split column has {q_idx.size} query and {g_idx.size} gallery items; "
+                "both are needed (or drop the column for leave-one-out)."
+            )
+    else:
+        q_idx = g_idx = np.arange(len(ids))
+        exclude = np.arange(len(ids), dtype=np.int64)
+    emb = {"old": e_old, "new": e_new}
+    cases: dict[str, CaseMetrics] = {}
+    raw = {}
+    for name in CASES:
+        qm, gm = name.split("/")
+        if emb[qm].shape[1] != emb[gm].shape[1]:
+            cases[name] = CaseMetrics(
+                name, False,
+                reason=f"dimension {emb[qm].shape[1]} vs {emb[gm].shape[1]}: cannot compare")
+            continue
+        cb = None if progress is None else (lambda done, _n=name: progress(_n, done, q_idx.size))
+        r = evaluate_case(emb[qm][q_idx], codes[q_idx], emb[gm][g_idx], codes[g_idx],
+                          metric=metric, ks=KS, exclude_self=exclude, block_size=block_size,
+                          progress=cb)
+        raw[name] = r
+        cases[name] = CaseMetrics(name, True, dict(r.topk), r.mean_average_precision,
+                                  r.n_evaluated)
+
+    without_positive = raw["old/old"].n_without_positive
+    cross, base, own = (cases[n].metric(criterion) for n in ("new/old", "old/old", "new/new"))
+    compatible = bool(cases["new/old"].available and cross is not None and base is not None
+                      and cross > base)
+    gain = None
+    if cross is not None and base is not None and own is not None and own != base:
+        gain = (cross - base) / (own - base)
+    flips: int | None = None
+    breaking: tuple[BreakingQuery, ...] = ()
+    if "new/old" in raw:
+        oo, no = raw["old/old"], raw["new/old"]
+        broke = np.flatnonzero(oo.top1_correct & ~no.top1_correct)
+        flips = int(broke.size)
+        q_ids, q_labels = ids[q_idx], labels[q_idx]
+        g_ids, g_labels = ids[g_idx], labels[g_idx]
+        order = sorted(broke, key=lambda i: (-_rank_key(no.first_positive_rank[i]),
+                                             natural_key(q_ids[i])))
+        breaking = tuple(
+            BreakingQuery(
+                id=str(q_ids[i]), label=str(q_labels[i]),
+                new_old_rank=int(no.first_positive_rank[i]),
+                new_old_top1_id=str(g_ids[no.top1_index[i]]),
+                new_old_top1_label=str(g_labels[no.top1_index[i]]),
+            )
+            for i in order[:top]
+        )
+    inputs = CompatInputs(
+        _display(old), _display(new), old_t.rows, new_t.rows, matched, un_old, un_new,
+        e_old.shape[1], e_new.shape[1], mode, int(q_idx.size), int(g_idx.size),
+    )
+    result = CompatResult(inputs, metric, criterion, cases, compatible, gain, flips,
+                          int(q_idx.size), without_positive, breaking)
+    return result.with_gates(evaluate_gates(result, specs, COMPAT_GATES))
+
+
+def _rank_key(rank: int) -> int:
+    """Worst first: a query with no correct item at all (rank 0) is the worst."""
+    return np.iinfo(np.int64).max if rank == 0 else int(rank)
+
+
+def _display(source: Any) -> str:
+    from .flips import _display as display
+
+    return display(source)
+
+
+def _join(
+    con: Any, sides: list[_EmbeddingSide], allow_unmatched: bool
+) -> tuple[Any, int, int, int]:
+    o, n = sides
+    integer = all(is_integer_type(s.table.type_of(s.id)) for s in sides)
+
+    def sub(s: _EmbeddingSide) -> str:
+        idx = quote(s.id) if integer else f"CAST({quote(s.id)} AS VARCHAR)"
+        lab = quote(s.label) if s.label else "NULL"
+        spl = f"CAST({quote(s.split)} AS VARCHAR)" if s.split else "NULL"
+        return (f"SELECT {idx} AS id, {lab} AS y, {spl} AS sp, {s.embedding_sql} AS e "
+                f"FROM {quote(s.table.view)}")
+
+    with_sql = f"WITH o AS ({sub(o)}), n AS ({sub(n)})"
+    matched, un_old, un_new = con.execute(
+        f"{with_sql} SELECT count(*) FILTER (WHERE o.id IS NOT NULL AND n.id IS NOT NULL), "
+        "count(*) FILTER (WHERE n.id IS NULL), count(*) FILTER (WHERE o.id IS NULL) "
+        "FROM o FULL OUTER JOIN n ON o.id = n.id").fetchall()[0]
+    if matched == 0:
+        raise InputError(
+            f"OLD file {o.table.display} and NEW file {n.table.display} share no ids. "
+            "Check --id-col and that both files embed the same items."
+        )
+    if (un_old or un_new) and not allow_unmatched:
+        ex_o = [r[0] for r in con.execute(
+            f"{with_sql} SELECT o.id FROM o ANTI JOIN n ON o.id = n.id ORDER BY 1 LIMIT 5"
+        ).fetchall()]
+        ex_n = [r[0] for r in con.execute(
+            f"{with_sql} SELECT n.id FROM n ANTI JOIN o ON o.id = n.id ORDER BY 1 LIMIT 5"
+        ).fetchall()]
+        parts = []
+        if un_old:
+            parts.append(f"{un_old} id(s) only in OLD file {o.table.display} "
+                         f"(e.g. {examples(ex_o)})")
+        if un_new:
+            parts.append(f"{un_new} id(s) only in NEW file {n.table.display} "
+                         f"(e.g. {examples(ex_n)})")
+        raise InputError(
+            f"unmatched ids: {'; '.join(parts)}; {matched} matched. Pass --allow-unmatched "
+            "to audit only the items present in both (the counts stay in the report)."
+        )
+    data = con.sql(
+        f"{with_sql} SELECT o.id AS id, o.y AS y_o, n.y AS y_n, o.sp AS sp_o, n.sp AS sp_n, "
+        "o.e AS e_o, n.e AS e_n FROM o JOIN n ON o.id = n.id ORDER BY o.id"
+    ).to_arrow_table()
+    return data, int(matched), int(un_old), int(un_new)
+
+
+def _labels(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> np.ndarray:
+    y_o = _texts(data.column("y_o").to_pylist()) if sides[0].label else None
+    y_n = _texts(data.column("y_n").to_pylist()) if sides[1].label else None
+    if y_o is not None and y_n is not None:
+        both = np.array([a is not None and b is not None for a, b in zip(y_o, y_n, strict=True)])
+        bad = np.flatnonzero(both & (y_o != y_n))
+        if bad.size:
+            raise InputError(
+                f"the identity labels disagree between OLD and NEW for {bad.size} item(s) "
+                f"(ids {examples(ids[bad])}). Both files must label the same identities."
+            )
+        y = np.where(np.array([a is None for a in y_o]), y_n, y_o)
+    else:
+        y = y_o if y_o is not None else y_n
+    assert y is not None
+    missing = np.flatnonzero(np.array([v is None for v in y]))
+    if missing.size:
+        raise InputError(f"{missing.size} item(s) have no identity label (ids "
+                         f"{examples(ids[missing])}). Fill them in or drop those items.")
+    return y
+
+
+def _split(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> tuple[np.ndarray, str]:
+    cols = [c for c, s in (("sp_o", sides[0]), ("sp_n", sides[1])) if s.split]
+    if not cols:
+        return np.zeros(len(ids), dtype=bool), "leave-one-out"
+    values = [np.array([None if v is None else str(v).strip().lower()
+                        for v in data.column(c).to_pylist()], dtype=object) for c in cols]
+    if len(values) == 2:
+        differ = np.flatnonzero(values[0] != values[1])
+        if differ.size:
+            raise InputError(
+                f"the split column disagrees between OLD and NEW for {differ.size} item(s) "
+                f"(ids {examples(ids[differ])}). Keep one split for both models."
+            )
+    split = values[0]
+    bad = np.flatnonzero(~np.isin(split, np.array(SPLIT_VALUES, dtype=object)))
+    if bad.size:
+        found = sorted({str(v) for v in split[bad]})
+        raise InputError(
+            f"the split column holds values other than 'query' and 'gallery' "
+            f"({', '.join(found[:5])}; ids {examples(ids[bad])})."
+        )
+    return split == "query", "split"
