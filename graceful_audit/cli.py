@@ -96,25 +96,109 @@ def status(message: str, quiet: bool) -> Iterator[None]:
         yield
 
 
-def emit(result: Any, fmt: Format, output: str | None, quiet: bool) -> None:
-    """Write the report where it belongs and a one-line summary to stderr for files."""
-    from .report import render, write_report
+def parse_reports(values: list[str] | None) -> list[tuple[Format, str]]:
+    """``--report html:review.html`` -> ``(Format.HTML, "review.html")``, checked up front."""
+    from .errors import UsageError
 
+    out = []
+    for value in values or ():
+        fmt, sep, path = value.partition(":")
+        try:
+            parsed = Format(fmt.lower())
+        except ValueError:
+            parsed = None
+        if not sep or not path or parsed is None:
+            raise UsageError(
+                f"--report {value!r}: expected FORMAT:PATH with FORMAT one of "
+                f"{', '.join(f.value for f in Format)} (e.g. html:review.html)."
+            )
+        out.append((parsed, path))
+    return out
+
+
+def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Format, str]],
+            quiet: bool) -> None:
+    """Write the main report, every extra ``--report``, and the CI platform's summary.
+
+    The main report goes to stdout (or ``--output``); summaries and "Wrote ..." lines go to
+    stderr so that ``--format json`` can be piped.
+    """
+    from .report import render, write_report
+    from .report.common import verdict
+
+    console = _stderr_console(quiet)
     if fmt is Format.TEXT and output in (None, "-"):
         from rich.console import Console
 
         from .report.text import print_report
 
         print_report(result, Console(highlight=False))
-        return
-    text = render(result, fmt)
-    write_report(text, output or "-")
-    if output not in (None, "-") and not quiet:
-        from .report.common import verdict
+    else:
+        write_report(render(result, fmt), output or "-")
+        if output not in (None, "-"):
+            console.print(verdict(result), markup=False, soft_wrap=True)
+            console.print(f"Wrote {fmt.value} report to {output}", markup=False, soft_wrap=True)
+    for extra_fmt, path in reports:
+        write_report(render(result, extra_fmt), path)
+        if path != "-":
+            console.print(f"Wrote {extra_fmt.value} report to {path}", markup=False,
+                          soft_wrap=True)
+    github(result)
 
-        console = _stderr_console(quiet)
-        console.print(verdict(result), markup=False, soft_wrap=True)
-        console.print(f"Wrote {fmt.value} report to {output}", markup=False, soft_wrap=True)
+
+def github(result: Any) -> None:
+    """On GitHub Actions: the Markdown report into the job summary, one annotation per gate."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        from .report import render
+
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(render(result, Format.MARKDOWN) + "\n")
+        except OSError as exc:
+            typer.echo(f"gaudit: warning: cannot append to GITHUB_STEP_SUMMARY ({exc})", err=True)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for g in result.gates:
+            kind = "error" if not g.passed else "notice"
+            state = "breached" if not g.passed else "held" if g.status == "pass" else "n/a"
+            value = "n/a" if g.value is None else f"{g.value:.6g}"
+            message = f"{g.condition}: value {value}" + (f" ({g.detail})" if g.detail else "")
+            message = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            typer.echo(f"::{kind} title=gaudit gate {g.name} {state}::{message}", err=True)
+
+
+def settings(ctx: typer.Context, command: str, config: str | None) -> tuple[dict[str, Any],
+                                                                          dict[str, str]]:
+    """Command-line parameters with config-file values filled in where no flag was given.
+
+    Returns the parameters (by Python name) and, per config key used, the file it came from.
+    """
+    from .config import find_config
+
+    cfg = find_config(config, command)
+    params = dict(ctx.params)
+    sources: dict[str, str] = {}
+    for key, value in cfg.values.items():
+        name = key.replace("-", "_")
+        given = ctx.get_parameter_source(name)
+        if given is None or given.name == "DEFAULT":
+            params[name] = value
+            sources[key] = cfg.source
+    return params, sources
+
+
+def specs_from(params: dict[str, Any], keys: tuple[str, ...], sources: dict[str, str]) -> list:
+    """Gate specs for every gate option that has a value, with where it came from."""
+    from .gates import GateSpec
+
+    specs = []
+    for key in keys:
+        value = params.get(key.replace("-", "_"))
+        if value is None or value is False:
+            continue
+        threshold = 1.0 if value is True else value
+        specs.append(GateSpec(key, threshold, sources.get(key, "command line")))
+    return specs
 
 
 def _exit_for(result: Any) -> None:
@@ -128,6 +212,14 @@ OutputOpt = Annotated[
     str | None, typer.Option("--output", "-o", help="Write the report to PATH ('-': stdout).")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary lines.")]
+ReportOpt = Annotated[
+    list[str] | None,
+    typer.Option("--report", help="Also write FORMAT:PATH, e.g. html:review.html (repeatable).")
+]
+ConfigOpt = Annotated[
+    str | None, typer.Option("--config", help="Options from this gaudit.toml or pyproject.toml "
+                             "[default: the nearest one, searching upward].")
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 IdOpt = Annotated[str | None, typer.Option("--id-col", help="Id column [default: id].")]
 LabelOpt = Annotated[
@@ -139,8 +231,35 @@ def _gate(name: str, help_: str) -> Any:
     return typer.Option(f"--{name}", help=help_, rich_help_panel="Gates")
 
 
+MaxNfr = Annotated[float | None, _gate("max-nfr", "Max negative flip rate (0..1).")]
+MaxNfi = Annotated[float | None, _gate("max-nfi", "Max negative flip impact (0..1).")]
+MaxErrorDelta = Annotated[
+    float | None, _gate("max-error-delta", "Max new - old error rate (-1..1).")
+]
+MinBtc = Annotated[float | None, _gate("min-btc", "Min backward trust compatibility (0..1).")]
+MaxChurn = Annotated[float | None, _gate("max-churn", "Max churn rate (0..1).")]
+MaxClassNfr = Annotated[
+    float | None, _gate("max-class-nfr", "Max negative flip rate of any class (0..1).")
+]
+MaxSliceNfr = Annotated[
+    float | None, _gate("max-slice-nfr", "Max negative flip rate of any slice value (0..1).")
+]
+RequireCompatible = Annotated[
+    bool, typer.Option("--require-compatible", help="Fail unless new/old beats old/old.",
+                       rich_help_panel="Gates")
+]
+MinUpdateGain = Annotated[float | None, _gate("min-update-gain", "Min update gain.")]
+MaxRetrievalNfr = Annotated[
+    float | None, _gate("max-retrieval-nfr", "Max share of queries that break (0..1).")
+]
+MinCrossTop1 = Annotated[
+    float | None, _gate("min-cross-top1", "Min new/old top-1 accuracy (0..1).")
+]
+
+
 @app.command()
 def flips(
+    ctx: typer.Context,
     old: Annotated[str, typer.Argument(metavar="OLD", help="Old model's predictions: "
                                        "CSV, Parquet, a directory or a glob.")],
     new: Annotated[str, typer.Argument(metavar="NEW", help="New model's predictions.")],
@@ -173,23 +292,17 @@ def flips(
         bool, typer.Option("--allow-unmatched", help="Audit the ids present in both files "
                            "instead of stopping on unmatched ids (counts are reported).")
     ] = False,
-    max_nfr: Annotated[float | None, _gate("max-nfr", "Max negative flip rate (0..1).")] = None,
-    max_nfi: Annotated[float | None, _gate("max-nfi", "Max negative flip impact (0..1).")] = None,
-    max_error_delta: Annotated[
-        float | None, _gate("max-error-delta", "Max new - old error rate (-1..1).")
-    ] = None,
-    min_btc: Annotated[
-        float | None, _gate("min-btc", "Min backward trust compatibility (0..1).")
-    ] = None,
-    max_churn: Annotated[float | None, _gate("max-churn", "Max churn rate (0..1).")] = None,
-    max_class_nfr: Annotated[
-        float | None, _gate("max-class-nfr", "Max negative flip rate of any class (0..1).")
-    ] = None,
-    max_slice_nfr: Annotated[
-        float | None, _gate("max-slice-nfr", "Max negative flip rate of any slice value.")
-    ] = None,
+    max_nfr: MaxNfr = None,
+    max_nfi: MaxNfi = None,
+    max_error_delta: MaxErrorDelta = None,
+    min_btc: MinBtc = None,
+    max_churn: MaxChurn = None,
+    max_class_nfr: MaxClassNfr = None,
+    max_slice_nfr: MaxSliceNfr = None,
     fmt: FormatOpt = Format.TEXT,
     output: OutputOpt = None,
+    report: ReportOpt = None,
+    config: ConfigOpt = None,
     memory_limit: Annotated[
         str | None, typer.Option("--memory-limit", help="Engine memory limit, e.g. '4GB'.")
     ] = None,
@@ -197,24 +310,21 @@ def flips(
     debug: DebugOpt = False,
 ) -> None:
     """Negative flips, error deltas and their breakdowns for a classifier update."""
-    gates = {
-        "max-nfr": max_nfr, "max-nfi": max_nfi, "max-error-delta": max_error_delta,
-        "min-btc": min_btc, "max-churn": max_churn, "max-class-nfr": max_class_nfr,
-        "max-slice-nfr": max_slice_nfr,
-    }
     with error_boundary(debug):
+        from .config import GATE_KEYS_FLIPS
         from .flips import audit_flips
 
+        p, sources = settings(ctx, "flips", config)
+        reports = parse_reports(report)
         with status("Reading, joining and counting...", quiet):
             result = audit_flips(
-                old, new, labels=labels, id_col=id_col, label_col=label_col,
-                pred_col=pred_col, score_cols=score_cols, threshold=threshold,
-                slice_by=tuple(slice_by or ()), top=top, confidence=confidence,
-                allow_unmatched=allow_unmatched,
-                gates={k: v for k, v in gates.items() if v is not None},
-                memory_limit=memory_limit,
+                old, new, labels=p["labels"], id_col=p["id_col"], label_col=p["label_col"],
+                pred_col=p["pred_col"], score_cols=p["score_cols"], threshold=p["threshold"],
+                slice_by=tuple(p["slice_by"] or ()), top=p["top"], confidence=p["confidence"],
+                allow_unmatched=p["allow_unmatched"],
+                gates=specs_from(p, GATE_KEYS_FLIPS, sources), memory_limit=p["memory_limit"],
             )
-        emit(result, fmt, output, quiet)
+        publish(result, fmt, output, reports, quiet)
     _exit_for(result)
 
 
@@ -252,6 +362,7 @@ class Criterion(str, Enum):
 
 @app.command()
 def compat(
+    ctx: typer.Context,
     old: Annotated[str, typer.Argument(metavar="OLD", help="Old model's embeddings: CSV, "
                                        "Parquet, a directory or a glob.")],
     new: Annotated[str, typer.Argument(metavar="NEW", help="New model's embeddings.")],
@@ -278,46 +389,79 @@ def compat(
     allow_unmatched: Annotated[
         bool, typer.Option("--allow-unmatched", help="Audit the ids present in both files.")
     ] = False,
-    require_compatible: Annotated[
-        bool, typer.Option("--require-compatible", help="Fail unless new/old beats old/old.",
-                           rich_help_panel="Gates")
-    ] = False,
-    min_update_gain: Annotated[
-        float | None, _gate("min-update-gain", "Min update gain.")
-    ] = None,
-    max_retrieval_nfr: Annotated[
-        float | None, _gate("max-retrieval-nfr", "Max share of queries that break (0..1).")
-    ] = None,
-    min_cross_top1: Annotated[
-        float | None, _gate("min-cross-top1", "Min new/old top-1 accuracy (0..1).")
-    ] = None,
+    require_compatible: RequireCompatible = False,
+    min_update_gain: MinUpdateGain = None,
+    max_retrieval_nfr: MaxRetrievalNfr = None,
+    min_cross_top1: MinCrossTop1 = None,
     fmt: FormatOpt = Format.TEXT,
     output: OutputOpt = None,
+    report: ReportOpt = None,
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Cross-model retrieval compatibility of an embedding update (no-backfill check)."""
-    gates = {"require-compatible": 1.0 if require_compatible else None,
-             "min-update-gain": min_update_gain, "max-retrieval-nfr": max_retrieval_nfr,
-             "min-cross-top1": min_cross_top1}
     with error_boundary(debug):
         from .compat import audit_compat
+        from .config import GATE_KEYS_COMPAT
 
+        p, sources = settings(ctx, "compat", config)
+        reports = parse_reports(report)
         with progress_bar(quiet) as update:
             result = audit_compat(
-                old, new, id_col=id_col, label_col=label_col, embedding_col=embedding_col,
-                split_col=split_col, metric=metric.value, criterion=criterion.value, top=top,
-                allow_unmatched=allow_unmatched,
-                gates={k: v for k, v in gates.items() if v is not None}, progress=update,
+                old, new, id_col=p["id_col"], label_col=p["label_col"],
+                embedding_col=p["embedding_col"], split_col=p["split_col"],
+                metric=str(getattr(p["metric"], "value", p["metric"])),
+                criterion=str(getattr(p["criterion"], "value", p["criterion"])), top=p["top"],
+                allow_unmatched=p["allow_unmatched"],
+                gates=specs_from(p, GATE_KEYS_COMPAT, sources), progress=update,
             )
-        emit(result, fmt, output, quiet)
+        publish(result, fmt, output, reports, quiet)
+    _exit_for(result)
+
+
+@app.command()
+def render(
+    ctx: typer.Context,
+    result_file: Annotated[str, typer.Argument(metavar="RESULT_JSON",
+                                               help="A result saved with --format json.")],
+    fmt: FormatOpt = Format.TEXT,
+    output: OutputOpt = None,
+    report: ReportOpt = None,
+    max_nfr: MaxNfr = None,
+    max_nfi: MaxNfi = None,
+    max_error_delta: MaxErrorDelta = None,
+    min_btc: MinBtc = None,
+    max_churn: MaxChurn = None,
+    max_class_nfr: MaxClassNfr = None,
+    max_slice_nfr: MaxSliceNfr = None,
+    require_compatible: RequireCompatible = False,
+    min_update_gain: MinUpdateGain = None,
+    max_retrieval_nfr: MaxRetrievalNfr = None,
+    min_cross_top1: MinCrossTop1 = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Render a saved JSON result in any format; gates given here replace the saved ones."""
+    with error_boundary(debug):
+        from .config import GATE_KEYS_COMPAT, GATE_KEYS_FLIPS
+        from .rerender import load_result, regate
+
+        result = load_result(result_file)
+        specs = specs_from(ctx.params, GATE_KEYS_FLIPS + GATE_KEYS_COMPAT, {})
+        if specs:
+            result = regate(result, specs)
+        publish(result, fmt, output, parse_reports(report), quiet)
     _exit_for(result)
 
 
 def main() -> None:
     """Console-script entry point."""
-    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `gaudit flips ... | head`: not an error of ours
+        sys.stderr.close()
+        os._exit(0)
 
 
 if __name__ == "__main__":  # pragma: no cover

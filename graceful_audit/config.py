@@ -1,0 +1,162 @@
+"""Options from configuration files: ``[tool.gaudit.flips]`` in pyproject.toml, ``gaudit.toml``.
+
+One declarative table (:data:`OPTIONS`) says which keys each command accepts and their
+types; command-line flags and file values fill the same parameters, and a flag given on
+the command line always wins. Keys are the long flag names (``max-nfr``); ``max_nfr`` is
+accepted too. Files are parsed with :mod:`tomllib` only (no eval, no code).
+
+Search order without ``--config``: from the working directory upward, the first folder that
+holds a ``gaudit.toml`` (tables ``[flips]`` / ``[compat]``) or a ``pyproject.toml`` with a
+``[tool.gaudit]`` table.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+GATE_KEYS_FLIPS = ("max-nfr", "max-nfi", "max-error-delta", "min-btc", "max-churn",
+                   "max-class-nfr", "max-slice-nfr", "max-mae-delta", "max-rmse-delta")
+GATE_KEYS_COMPAT = ("require-compatible", "min-update-gain", "max-retrieval-nfr",
+                    "min-cross-top1")
+
+#: Accepted keys per command and their types.
+OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "flips": {
+        **{k: float for k in GATE_KEYS_FLIPS},
+        "labels": str, "id-col": str, "label-col": str, "pred-col": str, "score-cols": str,
+        "threshold": float, "slice-by": list, "top": int, "confidence": float,
+        "allow-unmatched": bool, "memory-limit": str, "task": str, "atol": float,
+        "rtol": float,
+    },
+    "compat": {
+        **{k: float for k in GATE_KEYS_COMPAT},
+        "require-compatible": bool,
+        "id-col": str, "label-col": str, "embedding-col": str, "split-col": str,
+        "metric": str, "criterion": str, "top": int, "allow-unmatched": bool,
+    },
+}
+
+
+@dataclass(frozen=True)
+class FileConfig:
+    """The options one file gives one command, and where they came from."""
+
+    path: Path | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """The file, relative to the working directory when that is shorter."""
+        if self.path is None:
+            return "defaults"
+        import os
+
+        try:
+            rel = os.path.relpath(self.path)
+        except ValueError:  # another drive on Windows
+            return str(self.path)
+        return rel if len(rel) < len(str(self.path)) else str(self.path)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: is not valid TOML ({exc}).") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.strerror}).") from None
+
+
+def _section(path: Path, data: dict[str, Any], command: str) -> dict[str, Any] | None:
+    """The command's table of a pyproject.toml (``tool.gaudit.CMD``) or gaudit.toml (``CMD``)."""
+    if path.name == "pyproject.toml":
+        tool = data.get("tool", {}).get("gaudit")
+        if tool is None:
+            return None
+        unknown = set(tool) - set(OPTIONS)
+        if unknown:
+            raise UsageError(f"{path}: unknown table [tool.gaudit.{sorted(unknown)[0]}]; "
+                             f"known: {', '.join(f'[tool.gaudit.{c}]' for c in OPTIONS)}.")
+        return tool.get(command, {})
+    unknown = set(data) - set(OPTIONS)
+    if unknown:
+        raise UsageError(f"{path}: unknown table [{sorted(unknown)[0]}]; "
+                         f"known: {', '.join(f'[{c}]' for c in OPTIONS)}.")
+    return data.get(command, {})
+
+
+def find_config(explicit: str | None, command: str, cwd: Path | None = None) -> FileConfig:
+    """Load the options for ``command`` from ``explicit`` or the nearest config file."""
+    if explicit is not None:
+        path = Path(explicit)
+        section = _section(path, _load(path), command)
+        return FileConfig(path, validate(section or {}, command, path))
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        for name in ("gaudit.toml", "pyproject.toml"):
+            path = folder / name
+            if path.is_file():
+                section = _section(path, _load(path), command)
+                if section is not None:
+                    return FileConfig(path, validate(section, command, path))
+    return FileConfig()
+
+
+def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any]:
+    """Normalise keys (``_`` -> ``-``) and check every key and type; UsageError otherwise."""
+    allowed = OPTIONS[command]
+    out: dict[str, Any] = {}
+    for raw_key, value in section.items():
+        key = raw_key.replace("_", "-")
+        if key not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"{path}: unknown key {raw_key!r} in the {command} settings.{hint}")
+        want = allowed[key]
+        if key == "require-compatible":
+            want = bool
+        out[key] = _typed(value, want, raw_key, path)
+    return out
+
+
+def _typed(value: Any, want: Any, key: str, path: Path) -> Any:
+    bad = UsageError(f"{path}: {key!r} must be {_type_name(want)}, got {value!r}.")
+    if want is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if want is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad
+        if not math.isfinite(value):
+            raise bad
+        return float(value)
+    if want is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if want is list:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad
+        return list(value)
+    if not isinstance(value, str):
+        raise bad
+    return value
+
+
+def _type_name(want: Any) -> str:
+    return {bool: "true or false", float: "a number", int: "an integer",
+            list: "a list of strings", str: "a string"}.get(want, str(want))
