@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import InputError, UsageError, examples
@@ -58,10 +58,14 @@ class Columns:
 
 @dataclass(frozen=True)
 class Expr:
-    """A SQL expression and whether it yields integers (else canonical text is needed)."""
+    """A SQL expression and whether it yields integers (else canonical text is needed).
+
+    ``number`` marks a regression value (DOUBLE), compared by tolerance, never as text.
+    """
 
     sql: str
     integer: bool
+    number: bool = False
 
     def canonical(self) -> str:
         return f"CAST({self.sql} AS VARCHAR)" if self.integer else self.sql
@@ -83,6 +87,53 @@ def _value_expr(column: str, dtype: str) -> Expr:
     return Expr(f"CAST({c} AS VARCHAR)", False)
 
 
+def _number_expr(table: Table, column: str) -> Expr:
+    """A regression target or prediction as DOUBLE; NaN and inf become NULL."""
+    dtype = table.type_of(column)
+    if not (is_integer_type(dtype) or is_float_type(dtype)):
+        raise InputError(
+            f"{table.label}: column {column!r} is {dtype}, not numeric; a regression audit "
+            "needs numeric targets and predictions (or use --task classification)."
+        )
+    c = f"CAST({quote(column)} AS DOUBLE)"
+    return Expr(f"(CASE WHEN isfinite({c}) THEN {c} END)", False, True)
+
+
+def value_expr(table: Table, column: str, task: str) -> Expr:
+    """A label or prediction column for ``task``: canonical class or number."""
+    if task == "regression":
+        return _number_expr(table, column)
+    return _value_expr(column, table.type_of(column))
+
+
+def decide_task(
+    con: duckdb.DuckDBPyConnection, sides: Sequence[Side], task: str
+) -> tuple[str, str]:
+    """``auto``: regression when a prediction column holds non-integral floats; and why."""
+    if task not in ("auto", "classification", "regression"):
+        raise UsageError(f"--task: {task!r} is not one of auto, classification, regression.")
+    if task != "auto":
+        if task == "regression":
+            for side in sides:
+                if side.pred_col is None:
+                    raise UsageError(
+                        f"--task regression needs a numeric prediction column in "
+                        f"{side.table.label}; --score-cols is for classifiers."
+                    )
+        return task, "--task " + task
+    for side in sides:
+        col = side.pred_col
+        if col is None or not is_float_type(side.table.type_of(col)):
+            continue
+        c = quote(col)
+        non_integral = _first(con, f"SELECT bool_or({c} <> trunc({c})) FROM "
+                                   f"{quote(side.table.view)} WHERE isfinite({c})")[0]
+        if non_integral:
+            return "regression", (f"{side.table.role} column {col!r} holds non-integral "
+                                  "numbers (--task auto)")
+    return "classification", "predictions are class labels (--task auto)"
+
+
 @dataclass(frozen=True)
 class Side:
     """One model's predictions, resolved to SQL over its input view."""
@@ -93,6 +144,7 @@ class Side:
     pred: Expr
     confidence: str | None
     source: str  # how the prediction was obtained, for the report
+    pred_col: str | None = None
 
     @property
     def id_integer(self) -> bool:
@@ -111,6 +163,15 @@ def _class_name(pattern: str, column: str) -> str:
         head, tail = pattern.split("*")
         return column[len(head) : len(column) - len(tail) if tail else None]
     return column
+
+
+def _argmax(lst: str) -> str:
+    """1-based position of the first maximum; NULL when any score is NULL or NaN.
+
+    (DuckDB orders NaN above every number, so a NaN score would otherwise win.)
+    """
+    bad = f"len(list_filter({lst}, lambda x: x IS NULL OR isnan(CAST(x AS DOUBLE))))"
+    return f"(CASE WHEN {bad} > 0 THEN NULL ELSE list_position({lst}, list_max({lst})) END)"
 
 
 def resolve_side(table: Table, cols: Columns, pred_required: bool = True) -> Side:
@@ -141,14 +202,14 @@ def resolve_side(table: Table, cols: Columns, pred_required: bool = True) -> Sid
         # A list column: class i is the i-th entry (0-based).
         s = quote(scores[0])
         if pred is None:
-            pred = Expr(f"(list_position({s}, list_max({s})) - 1)", True)
+            pred = Expr(f"({_argmax(s)} - 1)", True)
             source = f"argmax of list column {scores[0]!r}"
             confidence = f"list_max({s})"
         elif pred.integer:
             confidence = f"list_extract({s}, CAST({pred.sql} AS BIGINT) + 1)"
     elif len(scores) == 1:
         s = quote(scores[0])
-        t = cols.threshold
+        t = float(cols.threshold)
         if pred is None:
             pred = Expr(f"(CASE WHEN {s} IS NULL OR isnan({s}) THEN NULL "
                         f"WHEN {s} >= {t!r} THEN 1 ELSE 0 END)", True)
@@ -161,19 +222,19 @@ def resolve_side(table: Table, cols: Columns, pred_required: bool = True) -> Sid
         lst = "[" + ", ".join(f"CAST({quote(c)} AS DOUBLE)" for c in scores) + "]"
         classes = "[" + ", ".join(sql_string(n) for n in names) + "]"
         if pred is None:
-            pred = Expr(f"list_extract({classes}, list_position({lst}, list_max({lst})))", False)
+            pred = Expr(f"list_extract({classes}, {_argmax(lst)})", False)
             source = f"argmax of {len(scores)} score columns {cols.scores!r}"
             confidence = f"list_max({lst})"
         else:
             confidence = f"list_extract({lst}, list_position({classes}, {pred.canonical()}))"
     if pred is None:
         if not pred_required:
-            return Side(table, id_col, label, Expr("NULL", True), None, "")
+            return Side(table, id_col, label, Expr("NULL", True), None, "", pred_col)
         raise table.missing_column(
             cols.pred or "pred", "--pred-col",
             hint="Give the prediction column with --pred-col, or score columns with --score-cols.",
         )
-    return Side(table, id_col, label, pred, confidence, source)
+    return Side(table, id_col, label, pred, confidence, source, pred_col)
 
 
 @dataclass(frozen=True)
@@ -206,7 +267,7 @@ class Plan:
     label_source: str
     old_source: str
     new_source: str
-    extras: dict[str, str] = field(default_factory=dict)
+    task: str = "classification"
 
 
 def _labels_table_side(table: Table, cols: Columns) -> tuple[str, str]:
@@ -268,6 +329,7 @@ class Aligner:
         cols: Columns,
         *,
         allow_unmatched: bool = False,
+        task: str = "classification",
     ) -> Plan:
         """Validate the inputs and return the joined view's SQL and the row accounting."""
         lab_id = lab_label = None
@@ -295,25 +357,30 @@ class Aligner:
             return quote(col) if integer_ids else f"CAST({quote(col)} AS VARCHAR)"
 
         # Labels and predictions: native when all are integers, else canonical text.
-        label_exprs: list[Expr] = []
-        for side in (old, new):
-            if side.label is not None:
-                label_exprs.append(_value_expr(side.label, side.table.type_of(side.label)))
+        y_old = value_expr(old.table, old.label, task) if old.label else None
+        y_new = value_expr(new.table, new.label, task) if new.label else None
         lab_expr = None
         if labels is not None and lab_label is not None:
-            lab_expr = _value_expr(lab_label, labels.type_of(lab_label))
-        values = [*label_exprs, old.pred, new.pred] + ([lab_expr] if lab_expr else [])
+            lab_expr = value_expr(labels, lab_label, task)
+        preds = {}
+        for side in (old, new):
+            preds[side.table.role] = (
+                value_expr(side.table, side.pred_col, task)
+                if task == "regression" and side.pred_col else side.pred
+            )
+        values = [e for e in (y_old, y_new, lab_expr, *preds.values()) if e is not None]
         integer_labels = all(e.integer for e in values)
 
         def val(e: Expr) -> str:
-            return e.sql if integer_labels else e.canonical()
+            return e.sql if integer_labels or e.number else e.canonical()
 
         slice_sources = self._slice_sources(cols.slices, old.table, new.table, labels)
-        ys_old = val(_value_expr(old.label, old.table.type_of(old.label))) if old.label else "NULL"
-        ys_new = val(_value_expr(new.label, new.table.type_of(new.label))) if new.label else "NULL"
+        ys_old = val(y_old) if y_old else "NULL"
+        ys_new = val(y_new) if y_new else "NULL"
 
         def side_sql(side: Side, y: str, alias: str) -> str:
-            parts = [f"{id_expr(side.id)} AS id", f"{y} AS y", f"{val(side.pred)} AS p",
+            pred = preds[side.table.role]
+            parts = [f"{id_expr(side.id)} AS id", f"{y} AS y", f"{val(pred)} AS p",
                      f"{side.confidence or 'NULL'} AS c"]
             parts += [f"CAST({quote(col)} AS VARCHAR) AS s{i}"
                       for i, (src, col) in enumerate(slice_sources) if src == alias]
@@ -348,6 +415,7 @@ class Aligner:
             label_source=label_source,
             old_source=old.source,
             new_source=new.source,
+            task=task,
         )
 
     @staticmethod

@@ -35,6 +35,23 @@ app = typer.Typer(
 EXIT_OK, EXIT_BREACHED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+class Task(str, Enum):
+    auto = "auto"
+    classification = "classification"
+    regression = "regression"
+
+
+class Metric(str, Enum):
+    cosine = "cosine"
+    ip = "ip"
+    l2 = "l2"
+
+
+class Criterion(str, Enum):
+    top1 = "top1"
+    map = "map"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"gaudit (graceful-audit) {__version__}")
@@ -244,6 +261,12 @@ MaxClassNfr = Annotated[
 MaxSliceNfr = Annotated[
     float | None, _gate("max-slice-nfr", "Max negative flip rate of any slice value (0..1).")
 ]
+MaxMaeDelta = Annotated[
+    float | None, _gate("max-mae-delta", "Regression: max new - old MAE (may be negative).")
+]
+MaxRmseDelta = Annotated[
+    float | None, _gate("max-rmse-delta", "Regression: max new - old RMSE (may be negative).")
+]
 RequireCompatible = Annotated[
     bool, typer.Option("--require-compatible", help="Fail unless new/old beats old/old.",
                        rich_help_panel="Gates")
@@ -299,6 +322,20 @@ def flips(
     max_churn: MaxChurn = None,
     max_class_nfr: MaxClassNfr = None,
     max_slice_nfr: MaxSliceNfr = None,
+    max_mae_delta: MaxMaeDelta = None,
+    max_rmse_delta: MaxRmseDelta = None,
+    task: Annotated[
+        Task, typer.Option("--task", help="auto: regression when a prediction column holds "
+                           "non-integral floats.", rich_help_panel="Regression")
+    ] = Task.auto,
+    atol: Annotated[
+        float | None, typer.Option("--atol", help="Regression: right when |pred - y| <= "
+                                   "atol + rtol * |y|.", rich_help_panel="Regression")
+    ] = None,
+    rtol: Annotated[
+        float | None, typer.Option("--rtol", help="Regression: relative tolerance.",
+                                   rich_help_panel="Regression")
+    ] = None,
     fmt: FormatOpt = Format.TEXT,
     output: OutputOpt = None,
     report: ReportOpt = None,
@@ -323,6 +360,7 @@ def flips(
                 slice_by=tuple(p["slice_by"] or ()), top=p["top"], confidence=p["confidence"],
                 allow_unmatched=p["allow_unmatched"],
                 gates=specs_from(p, GATE_KEYS_FLIPS, sources), memory_limit=p["memory_limit"],
+                task=str(getattr(p["task"], "value", p["task"])), atol=p["atol"], rtol=p["rtol"],
             )
         publish(result, fmt, output, reports, quiet)
     _exit_for(result)
@@ -347,17 +385,6 @@ def progress_bar(quiet: bool) -> Iterator[Any]:
             bar.update(tasks[case], completed=done)
 
         yield update
-
-
-class Metric(str, Enum):
-    cosine = "cosine"
-    ip = "ip"
-    l2 = "l2"
-
-
-class Criterion(str, Enum):
-    top1 = "top1"
-    map = "map"
 
 
 @app.command()
@@ -435,6 +462,8 @@ def render(
     max_churn: MaxChurn = None,
     max_class_nfr: MaxClassNfr = None,
     max_slice_nfr: MaxSliceNfr = None,
+    max_mae_delta: MaxMaeDelta = None,
+    max_rmse_delta: MaxRmseDelta = None,
     require_compatible: RequireCompatible = False,
     min_update_gain: MinUpdateGain = None,
     max_retrieval_nfr: MaxRetrievalNfr = None,

@@ -12,14 +12,15 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .align import ID_SYNONYMS, Aligner, Columns, resolve_side
-from .count import CountTables, count_flips
+from .align import ID_SYNONYMS, Aligner, Columns, decide_task, resolve_side
+from .count import CountTables, count_flips, count_regression
 from .errors import UsageError
 from .gates import GateSpec, check_threshold, evaluate_gates
 from .io import Reader, engine_errors
@@ -73,6 +74,8 @@ def build_result(
     *,
     confidence: float = 0.95,
     options: Mapping[str, Any] | None = None,
+    task: str = "classification",
+    task_reason: str = "",
 ) -> FlipsResult:
     """Turn engine counts into the frozen result (pure: no I/O)."""
     c = tables.overall
@@ -80,8 +83,14 @@ def build_result(
         group_row(cls, tables.per_class[cls], confidence)
         for cls in sorted(tables.per_class, key=natural_key)
     )
+
+    def mae_delta(col: str, value: str | None) -> float | None:
+        errors = tables.slice_errors.get(col, {}).get(value)
+        return errors.mae_delta if errors else None
+
     slices: dict[str, tuple[GroupRow, ...]] = {
-        col: tuple(group_row(v, groups[v], confidence) for v in sorted(groups, key=natural_key))
+        col: tuple(group_row(v, groups[v], confidence, mae_delta(col, v))
+                   for v in sorted(groups, key=natural_key))
         for col, groups in tables.per_slice.items()
     }
     matrix = tuple(
@@ -93,11 +102,12 @@ def build_result(
     intervals = {
         p.name: wilson_interval(p.numerator(c), p.denominator(c), confidence=confidence)
         for p in PROPORTIONS
+        if task == "classification" or p.name != "churn_rate"
     }
     return FlipsResult(
         inputs=inputs,
         counts=c,
-        metrics=FlipMetrics.from_counts(c),
+        metrics=FlipMetrics.from_counts(c, churn=task == "classification"),
         confidence=confidence,
         intervals=intervals,
         mcnemar=mcnemar(c.negative_flips, c.positive_flips),
@@ -106,6 +116,9 @@ def build_result(
         flip_matrix=matrix,
         top_negative_flips=tables.worst,
         options=dict(options or {}),
+        task=task,
+        task_reason=task_reason,
+        regression=tables.regression,
     )
 
 
@@ -133,8 +146,11 @@ def audit_flips(
     allow_unmatched: bool = False,
     gates: Mapping[str, float] | Sequence[GateSpec] | None = None,
     memory_limit: str | None = None,
+    task: str = "auto",
+    atol: float | None = None,
+    rtol: float | None = None,
 ) -> FlipsResult:
-    """Audit a classifier update: negative flips, error deltas, breakdowns and gates.
+    """Audit a model update: negative flips, error deltas, breakdowns and gates.
 
     Parameters
     ----------
@@ -159,6 +175,11 @@ def audit_flips(
         Audit the ids present in both files instead of stopping on unmatched ids.
     gates : mapping or sequence of GateSpec
         Thresholds such as ``{"max-nfr": 0.01}``.
+    task : {"auto", "classification", "regression"}
+        ``auto`` picks regression when a prediction column holds non-integral floats.
+    atol, rtol : float, optional
+        Regression: a prediction is right when ``|pred - y| <= atol + rtol * |y|``; at
+        least one is required.
 
     Returns
     -------
@@ -171,6 +192,9 @@ def audit_flips(
         raise UsageError(f"--threshold: {threshold!r} must be between 0 and 1.")
     if top < 0:
         raise UsageError(f"--top: {top!r} must be zero or more.")
+    for name, tol in (("--atol", atol), ("--rtol", rtol)):
+        if tol is not None and not (math.isfinite(tol) and tol >= 0):
+            raise UsageError(f"{name}: {tol!r} must be a finite number >= 0.")
     specs = gate_specs(gates)
     for spec in specs:
         check_threshold(spec.name, spec.threshold)
@@ -185,9 +209,19 @@ def audit_flips(
         old_side = resolve_side(old_t, cols)
         new_side = resolve_side(new_t, cols)
         with engine_errors(f"while joining {old_t.display} and {new_t.display}"):
+            chosen, reason = decide_task(con, (old_side, new_side), task)
+            if chosen == "regression" and atol is None and rtol is None:
+                raise UsageError(
+                    f"a regression audit ({reason}) needs a tolerance: give --atol and/or "
+                    "--rtol (a prediction is right when |pred - y| <= atol + rtol * |y|)."
+                )
             plan = Aligner(con).plan(old_side, new_side, lab_t, cols,
-                                     allow_unmatched=allow_unmatched)
-            tables = count_flips(con, plan, top=top)
+                                     allow_unmatched=allow_unmatched, task=chosen)
+            if chosen == "regression":
+                tables = count_regression(con, plan, atol=atol or 0.0, rtol=rtol or 0.0,
+                                          top=top, confidence=confidence)
+            else:
+                tables = count_flips(con, plan, top=top)
 
     acc = plan.accounting
     inputs = Inputs(
@@ -201,5 +235,6 @@ def audit_flips(
     )
     options = {"top": top, "threshold": threshold, "allow_unmatched": allow_unmatched,
                "slice_by": list(slice_by)}
-    result = build_result(tables, inputs, confidence=confidence, options=options)
+    result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
+                          task_reason=reason)
     return result.with_gates(evaluate_gates(result, specs))

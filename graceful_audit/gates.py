@@ -128,6 +128,11 @@ GATES: dict[str, GateDef] = {
         GateDef("max-slice-nfr", "worst_slice_negative_flip_rate", "max", 0, 1,
                 _worst_group("slice"),
                 help="Fail when any slice value's negative flip rate exceeds X (0..1)."),
+        GateDef("max-mae-delta", "mae_delta", "max", -math.inf, math.inf, _metric("mae_delta"),
+                help="Regression: fail when new MAE - old MAE exceeds X (may be negative)."),
+        GateDef("max-rmse-delta", "rmse_delta", "max", -math.inf, math.inf,
+                _metric("rmse_delta"),
+                help="Regression: fail when new RMSE - old RMSE exceeds X (may be negative)."),
     )
 }
 
@@ -156,8 +161,8 @@ def evaluate_gates(
     """Evaluate ``specs`` against ``result`` (anything with ``metric_value`` and groups)."""
     out = []
     for spec in specs:
-        gate = gates[spec.name]
         threshold = check_threshold(spec.name, spec.threshold, gates)
+        gate = gates[spec.name]
         value, detail = gate.value(result)
         if value is None:
             passed, status = True, "n/a"

@@ -14,6 +14,7 @@ from . import __version__
 from .count import FlipExample
 from .gates import GateResult
 from .metrics import PROPORTIONS, FlipCounts, FlipMetrics, rate
+from .regression import RegressionSummary
 from .stats import McNemarResult, wilson_interval
 
 SCHEMA_VERSION = 1
@@ -26,6 +27,7 @@ class GroupRow:
     value: str | None
     counts: FlipCounts
     negative_flip_rate_interval: tuple[float, float] | None = None
+    mae_delta: float | None = None  # regression audits only
 
     @property
     def n(self) -> int:
@@ -49,17 +51,20 @@ class GroupRow:
             "old_error_rate": rate("old_error_rate", c),
             "new_error_rate": rate("new_error_rate", c),
             "counts": dataclasses.asdict(c),
+            **({"mae_delta": self.mae_delta} if self.mae_delta is not None else {}),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], key: str) -> GroupRow:
         ci = d.get("negative_flip_rate_interval")
-        return cls(d[key], FlipCounts(**d["counts"]), tuple(ci) if ci else None)
+        return cls(d[key], FlipCounts(**d["counts"]), tuple(ci) if ci else None,
+                   d.get("mae_delta"))
 
 
-def group_row(value: str | None, counts: FlipCounts, confidence: float) -> GroupRow:
+def group_row(value: str | None, counts: FlipCounts, confidence: float,
+              mae_delta: float | None = None) -> GroupRow:
     return GroupRow(value, counts, wilson_interval(counts.negative_flips, counts.n,
-                                                   confidence=confidence))
+                                                   confidence=confidence), mae_delta)
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,8 @@ class FlipsResult:
     engine: str = "duckdb"
     tool_version: str = __version__
     options: dict[str, Any] = field(default_factory=dict)
+    regression: RegressionSummary | None = None
+    task_reason: str = ""
 
     kind = "flips"
 
@@ -149,7 +156,10 @@ class FlipsResult:
         return tuple(g for g in self.gates if not g.passed)
 
     def metric_value(self, name: str) -> float | None:
-        return getattr(self.metrics, name)
+        """A headline metric by its JSON name (regression error deltas included)."""
+        if hasattr(self.metrics, name):
+            return getattr(self.metrics, name)
+        return self.regression.metrics().get(name) if self.regression else None
 
     def with_gates(self, gates: tuple[GateResult, ...]) -> FlipsResult:
         return dataclasses.replace(self, gates=gates)
@@ -158,17 +168,31 @@ class FlipsResult:
         """The JSON result document (DESIGN.md, ``schema_version: 1``)."""
         intervals: dict[str, Any] = {"confidence": self.confidence, "method": "wilson"}
         intervals.update({k: list(v) if v else None for k, v in self.intervals.items()})
+        metrics = dataclasses.asdict(self.metrics)
+        tests: dict[str, Any] = {"mcnemar": self.mcnemar.to_dict()}
+        extra: dict[str, Any] = {}
+        if self.regression is not None:
+            reg = self.regression
+            metrics.update(reg.metrics())
+            ci = reg.mae_delta_interval
+            intervals["mae_delta"] = list(ci) if ci else None
+            intervals["mae_delta_method"] = "paired t"
+            tests["wilcoxon"] = reg.wilcoxon.to_dict()
+            extra = {"tolerance": {"atol": reg.atol, "rtol": reg.rtol},
+                     "regression": reg.to_dict()}
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": self.kind,
             "task": self.task,
+            "task_reason": self.task_reason,
             "engine": self.engine,
             "tool": {"name": "graceful-audit", "version": self.tool_version},
             "inputs": self.inputs.to_dict(),
-            "metrics": dataclasses.asdict(self.metrics),
+            **extra,
+            "metrics": metrics,
             "counts": dataclasses.asdict(self.counts),
             "intervals": intervals,
-            "tests": {"mcnemar": self.mcnemar.to_dict()},
+            "tests": tests,
             "per_class": [r.to_dict("class", "support") for r in self.per_class],
             "slices": {
                 col: [r.to_dict("value", "n") for r in rows] for col, rows in self.slices.items()
@@ -190,7 +214,8 @@ class FlipsResult:
         return cls(
             inputs=Inputs.from_dict(d["inputs"]),
             counts=FlipCounts(**d["counts"]),
-            metrics=FlipMetrics(**d["metrics"]),
+            metrics=FlipMetrics(**{f.name: d["metrics"].get(f.name)
+                                   for f in dataclasses.fields(FlipMetrics)}),
             confidence=iv.get("confidence", 0.95),
             intervals={p.name: tuple(iv[p.name]) if iv.get(p.name) else None
                        for p in PROPORTIONS if p.name in iv},
@@ -201,14 +226,14 @@ class FlipsResult:
                     for c, rows in d.get("slices", {}).items()},
             flip_matrix=tuple((m["old_pred"], m["new_pred"], m["count"])
                               for m in d.get("flip_matrix", [])),
-            top_negative_flips=tuple(
-                FlipExample(e["id"], e["label"], e["old_pred"], e["new_pred"],
-                            e.get("old_confidence"), e.get("new_confidence"),
-                            e.get("slices", {}))
-                for e in d.get("top_negative_flips", [])),
+            top_negative_flips=tuple(FlipExample.from_dict(e)
+                                     for e in d.get("top_negative_flips", [])),
             gates=tuple(GateResult.from_dict(g) for g in d.get("gates", [])),
             task=d.get("task", "classification"),
             engine=d.get("engine", "duckdb"),
             tool_version=d.get("tool", {}).get("version", __version__),
             options=d.get("options", {}),
+            regression=RegressionSummary.from_dict(d["regression"]) if d.get("regression")
+            else None,
+            task_reason=d.get("task_reason", ""),
         )

@@ -32,6 +32,11 @@ def num(x: float | None, digits: int = 4) -> str:
     return "n/a" if x is None else f"{x:.{digits}g}"
 
 
+def signed(x: float | None) -> str:
+    """A difference of errors, signed, 4 significant digits."""
+    return "n/a" if x is None else f"{x:+.4g}"
+
+
 def interval(ci: Any) -> str:
     return "" if not ci else f"[{pct(ci[0])}, {pct(ci[1])}]"
 
@@ -49,6 +54,8 @@ def gate_value(gate: Any) -> str:
         return "n/a"
     if gate.metric == "compatible":
         return "yes" if gate.value else "no"
+    if gate.metric in ("mae_delta", "rmse_delta"):
+        return f"{gate.value:+.4g}"
     if gate.metric.endswith(("rate", "compatibility", "impact", "delta")):
         return f"{gate.value:.4g} ({pct(gate.value)})"
     return f"{gate.value:.4g}"
@@ -87,3 +94,10 @@ def mcnemar_sentence(result: Any) -> str:
         direction = "new model makes fewer errors" if t.c > t.b else "new model makes more errors"
     return (f"McNemar's test ({method}) on {t.b} negative vs {t.c} positive flips: "
             f"p = {t.p_value:.3g} ({direction})")
+
+
+def wilcoxon_sentence(result: Any) -> str:
+    w = result.regression.wilcoxon
+    p = "n/a" if w.p_value is None else f"{w.p_value:.3g}"
+    return (f"Wilcoxon signed-rank test ({w.method}) on the {w.n_nonzero} non-zero error "
+            f"differences ({w.n_zero} zero): p = {p}")

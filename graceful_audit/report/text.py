@@ -15,8 +15,11 @@ from .common import (
     interval,
     mcnemar_sentence,
     metric_value,
+    num,
     pct,
+    signed,
     verdict,
+    wilcoxon_sentence,
 )
 
 #: Rows of classes, slice values and matrix cells shown on screen (all are in the JSON).
@@ -38,6 +41,10 @@ def _inputs(result: Any) -> Text:
     line += (f"\nRows: {i.matched} matched, {i.unmatched_old} only in OLD, {i.unmatched_new} only"
              f" in NEW, {i.missing_label} without label -> {i.audited} audited")
     line += f"\nLabels from {i.label_source}"
+    if result.task == "regression":
+        reg = result.regression
+        line += (f"\nTask: regression ({result.task_reason}); right when |pred - y| <= "
+                 f"{reg.atol:g} + {reg.rtol:g} * |y|")
     if i.old_prediction:
         line += f"; OLD prediction: {i.old_prediction}; NEW prediction: {i.new_prediction}"
     return Text(line, style="dim")
@@ -58,6 +65,15 @@ def _metrics(result: Any) -> Table:
         if name == "positive_flip_rate":
             label = f"{label}: {result.metrics.positive_flips} flips"
         t.add_row(label, metric_value(name, value), interval(result.intervals.get(name)))
+    reg = result.regression
+    if reg is not None:
+        m = reg.metrics()
+        ci = reg.mae_delta_interval
+        t.add_row("old MAE / new MAE", f"{num(m['old_mae'])} / {num(m['new_mae'])}", "")
+        t.add_row("MAE delta (new - old)", signed(m["mae_delta"]),
+                  "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)")
+        t.add_row("old RMSE / new RMSE", f"{num(m['old_rmse'])} / {num(m['new_rmse'])}", "")
+        t.add_row("RMSE delta (new - old)", signed(m["rmse_delta"]), "")
     return t
 
 
@@ -66,14 +82,18 @@ def _groups(title: str, head: str, rows: Any, size: str) -> Table | None:
     ranked = [r for r in ranked if r.counts.negative_flips > 0][:SHOW]
     if not ranked:
         return None
+    mae = any(r.mae_delta is not None for r in ranked)
     t = Table(title=title, title_justify="left", show_edge=False)
     for col, justify in ((head, "left"), (size, "right"), ("neg. flips", "right"),
                          ("NFR", "right"), ("interval", "right"), ("pos. flips", "right")):
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    if mae:
+        t.add_column("MAE delta", justify="right")
     for r in ranked:
-        t.add_row("(missing)" if r.value is None else str(r.value), str(r.n),
-                  str(r.counts.negative_flips), pct(r.negative_flip_rate),
-                  interval(r.negative_flip_rate_interval), str(r.counts.positive_flips))
+        cells = ["(missing)" if r.value is None else str(r.value), str(r.n),
+                 str(r.counts.negative_flips), pct(r.negative_flip_rate),
+                 interval(r.negative_flip_rate_interval), str(r.counts.positive_flips)]
+        t.add_row(*cells, *([signed(r.mae_delta)] if mae else []))
     return t
 
 
@@ -96,16 +116,18 @@ def _worst(result: Any) -> Table | None:
         return None
     t = Table(title=f"Worst negative flips (top {len(rows)})", title_justify="left",
               show_edge=False)
+    regression = result.task == "regression"
     t.add_column("id", overflow="fold")
-    t.add_column("label")
+    t.add_column("target" if regression else "label")
     t.add_column("old pred")
     t.add_column("new pred")
-    t.add_column("old conf.", justify="right")
-    t.add_column("new conf.", justify="right")
+    t.add_column("old error" if regression else "old conf.", justify="right")
+    t.add_column("new error" if regression else "new conf.", justify="right")
     for e in rows:
-        t.add_row(e.id, e.label, e.old_pred, e.new_pred,
-                  "" if e.old_confidence is None else f"{e.old_confidence:.3f}",
-                  "" if e.new_confidence is None else f"{e.new_confidence:.3f}")
+        a, b = (e.old_error, e.new_error) if regression else (e.old_confidence, e.new_confidence)
+        t.add_row(e.id, str(e.label), str(e.old_pred), str(e.new_pred),
+                  "" if a is None else f"{a:.4g}" if regression else f"{a:.3f}",
+                  "" if b is None else f"{b:.4g}" if regression else f"{b:.3f}")
     return t
 
 
@@ -130,6 +152,9 @@ def renderables(result: Any) -> list[Any]:
         return compat_renderables(result)
     parts: list[Any] = [_verdict_text(result), _inputs(result), Text(""), _metrics(result),
                         Text(mcnemar_sentence(result))]
+    if result.regression is not None:
+        parts.append(Text(wilcoxon_sentence(result)))
+    parts.append(Text(""))
     parts += [_groups("Classes with the most negative flips", "class", result.per_class,
                       "support")]
     for col, rows in result.slices.items():
