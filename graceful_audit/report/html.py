@@ -1,0 +1,672 @@
+"""HTML report: one self-contained file for a pre-release review.
+
+The page carries everything inline: the CSS in a ``<style>`` element and the plots as
+inline SVG made with matplotlib. There is no script, no external stylesheet, font or
+image, so it opens offline and is safe to e-mail or keep as a CI artifact. Every value
+from the data is escaped with :func:`html.escape` (see :func:`esc`); matplotlib escapes
+the text it writes into the SVG, and mathtext is switched off so a ``$`` in a label is
+only a dollar sign.
+
+The SVG is deterministic (fixed ``svg.hashsalt``, no date or creator metadata), so the
+same result renders to the same bytes with the same matplotlib version. matplotlib is
+imported lazily, through its object-oriented API (``Figure``, no pyplot and no global
+backend switch, so rendering from a notebook leaves its plotting setup alone); without
+matplotlib the report is still written, with a note instead of the plots.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .common import (
+    METRIC_LABELS,
+    gate_value,
+    interval,
+    mcnemar_sentence,
+    metric_value,
+    num,
+    pct,
+    pp,
+    signed,
+    verdict,
+    wilcoxon_sentence,
+)
+from .markdown import NO_FLIPS
+
+#: Longest value shown in a table cell; the full value is in the cell's tooltip.
+MAX_CELL = 120
+#: Rows of a class or slice table (every row is in the JSON result).
+MAX_ROWS = 50
+#: Classes in the per-class bar chart, labels of the flip-matrix heatmap.
+MAX_BARS = 40
+MAX_MATRIX = 20
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+COLORS = {"old": "#98a2b3", "new": "#2e6bd9", "nfr": "#d92d20", "pfr": "#17a34a",
+          "muted": "#667085", "line": "#d0d5dd"}
+
+CSS = """
+:root { --fail: #b42318; --pass: #067647; --none: #344054; --ink: #101828;
+  --muted: #667085; --line: #e4e7ec; --bg: #f5f6f8; color-scheme: light; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--ink);
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+  sans-serif; }
+.wrap { max-width: 1180px; margin: 0 auto; padding: 0 28px; }
+header.verdict { color: #fff; padding: 22px 0 20px; }
+header.fail { background: var(--fail); }
+header.pass { background: var(--pass); }
+header.none { background: var(--none); }
+header h1 { margin: 0; font-size: 13px; font-weight: 600; letter-spacing: .08em;
+  text-transform: uppercase; opacity: .85; }
+header .line { margin: 4px 0 0; font-size: 23px; font-weight: 700; line-height: 1.3; }
+header .sub { margin: 6px 0 0; font-size: 14px; opacity: .9; overflow-wrap: anywhere; }
+main.wrap { padding-top: 20px; padding-bottom: 40px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(165px, 1fr));
+  gap: 12px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 10px;
+  padding: 12px 14px; }
+.card.bad { box-shadow: inset 0 4px 0 var(--fail); }
+.card.good { box-shadow: inset 0 4px 0 var(--pass); }
+.card .k { font-size: 12px; color: var(--muted); text-transform: uppercase;
+  letter-spacing: .05em; }
+.card .v { font-size: 21px; font-weight: 700; font-variant-numeric: tabular-nums;
+  line-height: 1.3; margin: 2px 0; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis; }
+.card .s { font-size: 13px; color: var(--muted); }
+section { background: #fff; border: 1px solid var(--line); border-radius: 10px;
+  padding: 16px 20px; margin-top: 16px; }
+h2 { font-size: 17px; margin: 0 0 10px; }
+h2 .note, .note { font-weight: 400; font-size: 13px; color: var(--muted); }
+p { margin: 8px 0; }
+table { border-collapse: collapse; width: 100%; font-size: 14px; }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line);
+  vertical-align: top; }
+th { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em;
+  font-weight: 600; white-space: nowrap; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+tr.fail td { background: #fef3f2; }
+td.id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px;
+  overflow-wrap: anywhere; max-width: 30em; }
+td.val { overflow-wrap: anywhere; max-width: 22em; }
+.pill { display: inline-block; padding: 1px 9px; border-radius: 999px; font-size: 12px;
+  font-weight: 700; white-space: nowrap; }
+.pill.fail { background: #fee4e2; color: var(--fail); }
+.pill.pass { background: #dcfae6; color: var(--pass); }
+.pill.na { background: #fef0c7; color: #93370d; }
+dl.inputs { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
+dl.inputs dt { color: var(--muted); }
+dl.inputs dd { margin: 0; overflow-wrap: anywhere; }
+.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr));
+  gap: 20px; }
+figure { margin: 0; }
+figcaption { font-size: 13px; color: var(--muted); margin-bottom: 4px; }
+figure svg { display: block; max-width: 100%; height: auto; }
+.split { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 20px;
+  align-items: start; }
+footer { color: var(--muted); font-size: 12px; margin-top: 20px; }
+@media (max-width: 800px) { .split { grid-template-columns: 1fr; } }
+@media print { body { background: #fff; } section { break-inside: avoid; } }
+"""
+
+
+def _clean(value: Any) -> str:
+    """``str(value)`` without control characters or lone surrogates."""
+    text = _CONTROL.sub("\ufffd", str(value))
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def esc(value: Any, limit: int | None = None) -> str:
+    """HTML-escape ``value`` (quotes too), cut to ``limit`` characters; ``None`` -> ``""``.
+
+    >>> esc('<script>alert("x")</script>')
+    '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;'
+    """
+    if value is None:
+        return ""
+    text = _clean(value)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return html.escape(text, quote=True)
+
+
+def _cell(value: Any, cls: str = "val") -> str:
+    """A table cell for a data value: escaped, cut, the whole value in the tooltip."""
+    if value is None:
+        return f'<td class="{cls}"><span class="note">(missing)</span></td>'
+    text = _clean(value)
+    title = f' title="{esc(text, 2000)}"' if len(text) > MAX_CELL else ""
+    return f'<td class="{cls}"{title}>{esc(text, MAX_CELL)}</td>'
+
+
+def _num(text: str) -> str:
+    return f'<td class="num">{esc(text)}</td>'
+
+
+def _table(head: Sequence[tuple[str, bool]], rows: Sequence[str]) -> str:
+    """``head``: (title, numeric) pairs; ``rows``: ready ``<tr>`` strings."""
+    ths = "".join(f'<th class="num">{esc(h)}</th>' if n else f"<th>{esc(h)}</th>"
+                  for h, n in head)
+    return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _ranked(rows: Sequence[Any]) -> list[Any]:
+    """Groups by most negative flips, then by highest negative flip rate."""
+    return sorted(rows, key=lambda r: (-r.counts.negative_flips, -(r.negative_flip_rate or 0)))
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _plot_label(value: Any, limit: int = 18) -> str:
+    text = "(missing)" if value is None else " ".join(_clean(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Plotter:
+    """Makes matplotlib figures and turns them into inline, deterministic SVG."""
+
+    RC = {
+        "svg.hashsalt": "gaudit",
+        "svg.fonttype": "none",
+        "text.parse_math": False,
+        "text.usetex": False,
+        "font.family": "sans-serif",
+        "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "axes.labelsize": 9,
+        "axes.edgecolor": "#98a2b3",
+        "axes.labelcolor": "#344054",
+        "xtick.color": "#475467",
+        "ytick.color": "#475467",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "figure.dpi": 72,
+    }
+
+    def __init__(self) -> None:
+        import matplotlib
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import PercentFormatter
+
+        self.mpl = matplotlib
+        self.Figure = Figure
+        self.percent = PercentFormatter
+        self.count = 0
+
+    def figure(self, width: float, height: float) -> Any:
+        return self.Figure(figsize=(width, height), layout="constrained")
+
+    def svg(self, fig: Any, label: str) -> str:
+        """The figure as inline SVG: no XML prologue, no namespaces, ids made unique."""
+        self.count += 1
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None,
+                                                  "Format": None, "Type": None})
+        svg = buf.getvalue()
+        svg = svg[svg.index("<svg"):]
+        # Inline SVG in HTML needs no namespace declarations; SVG 2 takes plain ``href``.
+        svg = re.sub(r'\s+xmlns(?::xlink)?="[^"]*"', "", svg, count=2)
+        svg = svg.replace("xlink:href=", "href=")
+        prefix = f"gaudit-fig{self.count}-"
+        svg = re.sub(r'(\bid="|href="#|url\(#)', lambda m: m.group(1) + prefix, svg)
+        return svg.replace("<svg ", f'<svg role="img" aria-label="{esc(label)}" ', 1).strip()
+
+    def render(self, make: Callable[[], str | None]) -> str | None:
+        with self.mpl.rc_context(self.RC):
+            return make()
+
+
+def _error_plot(p: _Plotter, result: Any) -> str | None:
+    m = result.metrics
+    rows = [("old error rate", "old_error_rate", COLORS["old"]),
+            ("− positive flips (fixed)", "positive_flip_rate", COLORS["pfr"]),
+            ("+ negative flips (new errors)", "negative_flip_rate", COLORS["nfr"]),
+            ("= new error rate", "new_error_rate", COLORS["new"])]
+    rows = [r for r in rows if getattr(m, r[1]) is not None]
+    if not rows:
+        return None
+    fig = p.figure(4.6, 2.4)
+    ax = fig.add_subplot()
+    values = [getattr(m, key) for _, key, _ in rows]
+    lo, hi = [], []
+    for (_, key, _), v in zip(rows, values, strict=True):
+        ci = result.intervals.get(key)
+        lo.append(v - ci[0] if ci else 0.0)
+        hi.append(ci[1] - v if ci else 0.0)
+    y = list(range(len(rows)))
+    ax.barh(y, values, xerr=[lo, hi], color=[c for *_, c in rows], height=0.62,
+            error_kw={"ecolor": "#344054", "capsize": 3, "elinewidth": 1})
+    ax.set_yticks(y, [name for name, *_ in rows])
+    ax.invert_yaxis()
+    top = max(v + h for v, h in zip(values, hi, strict=True)) or 1.0
+    ax.set_xlim(0, top * 1.25)
+    for yi, v, h in zip(y, values, hi, strict=True):
+        ax.text(v + h + top * 0.02, yi, pct(v), va="center", fontsize=8, color="#344054")
+    ax.xaxis.set_major_formatter(p.percent(xmax=1, decimals=None))
+    ax.set_xlabel(f"share of the {m.n} audited examples")
+    return p.svg(fig, "old vs new error rate with intervals")
+
+
+def _bars(p: _Plotter, rows: Sequence[Any], *, horizontal: bool, reference: float | None,
+          gate: tuple[str, float] | None, label: str, axis: str) -> str:
+    """Negative flip rate of each group with its Wilson interval as error bars."""
+    names = [_plot_label(r.value) for r in rows]
+    values = [r.negative_flip_rate or 0.0 for r in rows]
+    lo = [v - r.negative_flip_rate_interval[0] if r.negative_flip_rate_interval else 0.0
+          for v, r in zip(values, rows, strict=True)]
+    hi = [r.negative_flip_rate_interval[1] - v if r.negative_flip_rate_interval else 0.0
+          for v, r in zip(values, rows, strict=True)]
+    colors = [COLORS["nfr"] if r.counts.negative_flips else COLORS["line"] for r in rows]
+    pos = list(range(len(rows)))
+    err = {"ecolor": "#344054", "capsize": 2.5, "elinewidth": 0.9}
+    if horizontal:
+        fig = p.figure(5.6, 0.9 + 0.32 * len(rows))
+        ax = fig.add_subplot()
+        ax.barh(pos, values, xerr=[lo, hi], color=colors, height=0.6, error_kw=err)
+        ax.set_yticks(pos, names)
+        ax.invert_yaxis()
+        ax.xaxis.set_major_formatter(p.percent(xmax=1, decimals=None))
+        ax.set_xlabel(axis)
+        line = ax.axvline
+    else:
+        width = max(7.5, min(11.5, 2 + 0.45 * len(rows)))
+        fig = p.figure(width, 3.0)
+        ax = fig.add_subplot()
+        ax.bar(pos, values, yerr=[lo, hi], color=colors, width=0.66, error_kw=err)
+        # Rotate the labels only when they would not fit side by side (~9 characters an inch).
+        long = max((len(n) for n in names), default=0) * len(rows) > 0.8 * 9 * width
+        ax.set_xticks(pos, names, rotation=45 if long else 0, ha="right" if long else "center",
+                      rotation_mode="anchor")
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.yaxis.set_major_formatter(p.percent(xmax=1, decimals=None))
+        ax.set_ylabel(axis)
+        line = ax.axhline
+    if reference is not None:
+        line(reference, color=COLORS["muted"], linestyle="--", linewidth=1,
+             label=f"overall NFR {pct(reference)}")
+    if gate is not None:
+        line(gate[1], color=COLORS["nfr"], linestyle=":", linewidth=1.2,
+             label=f"gate {gate[0]} {gate[1]:g}")
+    if reference is not None or gate is not None:
+        ax.legend(loc="best", fontsize=8, frameon=False)
+    return p.svg(fig, label)
+
+
+def _gate(result: Any, name: str) -> tuple[str, float] | None:
+    return next(((g.name, g.threshold) for g in result.gates if g.name == name), None)
+
+
+def _class_plot(p: _Plotter, result: Any) -> tuple[str, str] | None:
+    rows = list(result.per_class)
+    if not rows:
+        return None
+    note = ""
+    if len(rows) > MAX_BARS:
+        keep = {id(r) for r in _ranked(rows)[:MAX_BARS]}
+        rows = [r for r in rows if id(r) in keep]
+        note = f" ({MAX_BARS} of {len(result.per_class)} classes, most negative flips)"
+    svg = _bars(p, rows, horizontal=False, reference=result.metrics.negative_flip_rate,
+                gate=_gate(result, "max-class-nfr"), label="negative flip rate per class",
+                axis="negative flip rate")
+    return svg, note
+
+
+def _slice_plot(p: _Plotter, result: Any, rows: Sequence[Any]) -> str | None:
+    if not rows:
+        return None
+    rows = _ranked(rows)[:MAX_BARS // 2]
+    return _bars(p, rows, horizontal=True, reference=result.metrics.negative_flip_rate,
+                 gate=_gate(result, "max-slice-nfr"), label="negative flip rate per slice",
+                 axis="negative flip rate")
+
+
+def _matrix_plot(p: _Plotter, result: Any) -> tuple[str, str] | None:
+    cells = result.flip_matrix
+    if not cells:
+        return None
+    import numpy as np
+
+    order = {r.value: i for i, r in enumerate(result.per_class)}
+    involvement: dict[str, int] = {}
+    for o, n, c in cells:
+        involvement[o] = involvement.get(o, 0) + c
+        involvement[n] = involvement.get(n, 0) + c
+    labels = sorted(involvement, key=lambda v: (-involvement[v], order.get(v, len(order)), v))
+    note = ""
+    if len(labels) > MAX_MATRIX:
+        note = f" ({MAX_MATRIX} of {len(labels)} labels, most flips)"
+        labels = labels[:MAX_MATRIX]
+    labels.sort(key=lambda v: (order.get(v, len(order)), v))
+    rows = [v for v in labels if any(o == v for o, _, _ in cells)]
+    cols = [v for v in labels if any(n == v for _, n, _ in cells)]
+    grid = np.zeros((len(rows), len(cols)))
+    ri, ci = {v: i for i, v in enumerate(rows)}, {v: i for i, v in enumerate(cols)}
+    for o, n, c in cells:
+        if o in ri and n in ci:
+            grid[ri[o], ci[n]] += c
+    side = 0.42
+    fig = p.figure(max(3.6, 1.6 + side * len(cols)), max(2.6, 1.3 + side * len(rows)))
+    ax = fig.add_subplot()
+    peak = grid.max() or 1.0
+    # Vector cells (pcolormesh), not a raster image: crisp, small, nothing base64-encoded.
+    ax.pcolormesh(np.ma.masked_equal(grid, 0), cmap="Reds", vmin=0, vmax=peak * 1.3)
+    long = max((len(_plot_label(v)) for v in cols), default=0) > 4  # wider than a cell
+    ax.set_xticks(np.arange(len(cols)) + 0.5, [_plot_label(v) for v in cols],
+                  rotation=45 if long else 0, ha="right" if long else "center",
+                  rotation_mode="anchor")
+    ax.set_yticks(np.arange(len(rows)) + 0.5, [_plot_label(v) for v in rows])
+    ax.set_xticks(np.arange(len(cols) + 1), minor=True)
+    ax.set_yticks(np.arange(len(rows) + 1), minor=True)
+    ax.grid(which="minor", color="#eaecf0", linewidth=1)
+    ax.tick_params(which="both", length=0)
+    ax.set_axisbelow(False)
+    ax.set_xlim(0, len(cols))
+    ax.set_ylim(len(rows), 0)
+    for side_name in ("top", "right", "left", "bottom"):
+        ax.spines[side_name].set_visible(False)
+    ax.set_xlabel("new prediction")
+    ax.set_ylabel("old prediction")
+    if len(rows) * len(cols) <= 400:
+        for (i, j), c in np.ndenumerate(grid):
+            if c:
+                ax.text(j + 0.5, i + 0.5, f"{int(c)}", ha="center", va="center", fontsize=8,
+                        color="#fff" if c > 0.55 * peak else "#101828")
+    return p.svg(fig, "negative-flip matrix heatmap"), note
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _header(result: Any) -> str:
+    state = "fail" if result.breached else "pass" if result.gates else "none"
+    i = result.inputs
+    sub = (f"{esc(i.old_path, MAX_CELL)} → {esc(i.new_path, MAX_CELL)} · "
+           f"{i.audited} examples audited · {esc(result.task)}")
+    return (f'<header class="verdict {state}"><div class="wrap">'
+            f"<h1>gaudit {esc(result.kind)} · model update audit</h1>"
+            f'<p class="line">{esc(verdict(result))}</p><p class="sub">{sub}</p>'
+            "</div></header>")
+
+
+def _card(key: str, value: str, sub: str = "", cls: str = "") -> str:
+    klass = f"card {cls}".strip()
+    return (f'<div class="{klass}"><div class="k">{esc(key)}</div>'
+            f'<div class="v">{esc(value)}</div><div class="s">{esc(sub)}</div></div>')
+
+
+def _cards(result: Any) -> str:
+    m = result.metrics
+    gated = {g.metric: g for g in result.gates}
+
+    def state(metric: str) -> str:
+        g = gated.get(metric)
+        return "" if g is None or g.status == "n/a" else "good" if g.passed else "bad"
+
+    iv = result.intervals
+    cards = [
+        _card("negative flips", f"{m.negative_flips}",
+              f"NFR {pct(m.negative_flip_rate)} {interval(iv.get('negative_flip_rate'))}",
+              state("negative_flip_rate")),
+        _card("new error rate", pct(m.new_error_rate),
+              f"old {pct(m.old_error_rate)} · {pp(m.error_rate_delta)}",
+              state("error_rate_delta")),
+        _card("positive flips", f"{m.positive_flips}",
+              f"PFR {pct(m.positive_flip_rate)} {interval(iv.get('positive_flip_rate'))}"),
+        _card("BTC", pct(m.backward_trust_compatibility),
+              interval(iv.get("backward_trust_compatibility")),
+              state("backward_trust_compatibility")),
+    ]
+    reg = getattr(result, "regression", None)
+    if reg is not None:
+        r = reg.metrics()
+        cards.append(_card("MAE delta", signed(r["mae_delta"]),
+                           f"MAE {num(r['old_mae'])} → {num(r['new_mae'])}", state("mae_delta")))
+    else:
+        cards.append(_card("churn", pct(m.churn_rate), "predictions that changed",
+                           state("churn_rate")))
+    if result.gates:
+        n_bad = len(result.breached)
+        total = f"of {len(result.gates)} gate{'s' if len(result.gates) > 1 else ''}"
+        cards.append(_card("gates", f"{n_bad} breached" if n_bad else "all held", total,
+                           "bad" if n_bad else "good"))
+    else:
+        cards.append(_card("gates", "none set", "the run cannot fail"))
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def _section(title: str, body: str, note: str = "") -> str:
+    extra = f' <span class="note">{esc(note)}</span>' if note else ""
+    return f"<section><h2>{esc(title)}{extra}</h2>{body}</section>"
+
+
+def _inputs(result: Any) -> str:
+    i = result.inputs
+    items = [("old", f"{esc(i.old_path)} ({i.old_rows} rows)"),
+             ("new", f"{esc(i.new_path)} ({i.new_rows} rows)")]
+    if i.labels_path:
+        items.append(("labels", f"{esc(i.labels_path)} ({i.labels_rows} rows, "
+                                f"{i.unused_labels} unused)"))
+    items.append(("rows", f"{i.matched} matched, {i.unmatched_old} only in OLD, "
+                          f"{i.unmatched_new} only in NEW, {i.missing_label} without label "
+                          f"→ <strong>{i.audited} audited</strong>"))
+    if i.label_source:
+        items.append(("labels from", esc(i.label_source)))
+    reg = getattr(result, "regression", None)
+    if reg is not None:
+        reason = f" ({esc(result.task_reason)})" if result.task_reason else ""
+        items.append(("task", f"regression{reason}; a prediction is right when "
+                              f"|pred − y| ≤ {reg.atol:g} + {reg.rtol:g} · |y|"))
+    if i.old_prediction:
+        items.append(("predictions", f"OLD {esc(i.old_prediction)}; NEW {esc(i.new_prediction)}"))
+    items.append(("engine", esc(result.engine)))
+    body = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items)
+    return _section("Inputs", f'<dl class="inputs">{body}</dl>')
+
+
+def _gates(result: Any) -> str:
+    if not result.gates:
+        return _section("Gates", "<p>No gate set: add <code>--max-nfr X</code>, "
+                                 "<code>--min-btc X</code>, … (or <code>[tool.gaudit.flips]</code> "
+                                 "in pyproject.toml) to fail the run on a regression.</p>")
+    pills = {"pass": '<span class="pill pass">held</span>',
+             "fail": '<span class="pill fail">BREACHED</span>',
+             "n/a": '<span class="pill na">n/a (undefined)</span>'}
+    rows = []
+    for g in result.gates:
+        value = gate_value(g) + (f" at {_clean(g.detail)}" if g.detail else "")
+        klass = ' class="fail"' if g.status == "fail" else ""
+        rows.append(f"<tr{klass}><td>{esc(g.name)}</td><td>{esc(g.condition)}</td>"
+                    f"{_num(value)}<td>{pills[g.status]}</td><td>{esc(g.source)}</td></tr>")
+    head = [("gate", False), ("condition", False), ("value", True), ("result", False),
+            ("from", False)]
+    return _section("Gates", _table(head, rows))
+
+
+def _metrics(result: Any, plot: str | None) -> str:
+    m = result.metrics
+    rows = []
+    for name, label in METRIC_LABELS.items():
+        value = getattr(m, name)
+        if name == "churn_rate" and value is None and result.task == "regression":
+            continue
+        if name == "negative_flip_rate":
+            label = f"{label}: {m.negative_flips} flips"
+        elif name == "positive_flip_rate":
+            label = f"{label}: {m.positive_flips} flips"
+        rows.append(f"<tr><td>{esc(label)}</td>{_num(metric_value(name, value))}"
+                    f"{_num(interval(result.intervals.get(name)))}</tr>")
+    reg = getattr(result, "regression", None)
+    if reg is not None:
+        r = reg.metrics()
+        ci = reg.mae_delta_interval
+        extra = [
+            ("old MAE / new MAE", f"{num(r['old_mae'])} / {num(r['new_mae'])}", ""),
+            ("MAE delta (new − old)", signed(r["mae_delta"]),
+             "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)"),
+            ("old RMSE / new RMSE", f"{num(r['old_rmse'])} / {num(r['new_rmse'])}", ""),
+            ("RMSE delta (new − old)", signed(r["rmse_delta"]), ""),
+        ]
+        rows += [f"<tr><td>{esc(a)}</td>{_num(b)}{_num(c)}</tr>" for a, b, c in extra]
+    table = _table([("metric", False), ("value", True),
+                    (f"{result.confidence:.0%} interval", True)], rows)
+    table += f"<p>{esc(mcnemar_sentence(result))}.</p>"
+    if reg is not None:
+        table += f"<p>{esc(wilcoxon_sentence(result))}.</p>"
+    if plot:
+        figure = ("<figure><figcaption>Old vs new error rate: the new error rate is the old "
+                  "one, minus the fixed examples, plus the new mistakes "
+                  f"({result.confidence:.0%} Wilson intervals).</figcaption>{plot}</figure>")
+        table = f'<div class="split"><div>{table}</div>{figure}</div>'
+    return _section("Headline metrics", table)
+
+
+def _group_rows(rows: Sequence[Any], mae: bool) -> list[str]:
+    return [f"<tr>{_cell(r.value)}{_num(str(r.n))}{_num(str(r.counts.negative_flips))}"
+            f"{_num(pct(r.negative_flip_rate))}{_num(interval(r.negative_flip_rate_interval))}"
+            f"{_num(str(r.counts.positive_flips))}"
+            f"{_num(signed(r.mae_delta)) if mae else ''}</tr>" for r in rows]
+
+
+def _group_table(head: str, size: str, rows: Sequence[Any]) -> tuple[str, str]:
+    ranked = _ranked(rows)
+    shown = ranked[:MAX_ROWS]
+    note = f"{len(shown)} of {len(ranked)} shown" if len(ranked) > len(shown) else ""
+    mae = any(getattr(r, "mae_delta", None) is not None for r in shown)
+    cols = [(head, False), (size, True), ("neg. flips", True), ("NFR", True),
+            ("interval", True), ("pos. flips", True)] + [("MAE delta", True)] * mae
+    return _table(cols, _group_rows(shown, mae)), note
+
+
+def _classes(result: Any, plot: tuple[str, str] | None) -> str | None:
+    if not result.per_class:
+        return None
+    table, note = _group_table("class", "support", result.per_class)
+    body = ""
+    if plot:
+        body += (f"<figure><figcaption>Negative flip rate per true class, with "
+                 f"{result.confidence:.0%} Wilson intervals{esc(plot[1])}</figcaption>"
+                 f"{plot[0]}</figure>")
+    return _section("Classes, most negative flips first", body + table, note)
+
+
+def _slices(result: Any, plots: dict[str, str | None]) -> list[str]:
+    out = []
+    for col, rows in result.slices.items():
+        table, note = _group_table(_clean(col), "n", rows)
+        plot = plots.get(col)
+        body = f'<div class="split"><div>{table}</div><figure>{plot}</figure></div>' if plot \
+            else table
+        out.append(_section(f"Slices by {_clean(col)}", body, note))
+    return out
+
+
+def _matrix(result: Any, plot: tuple[str, str] | None) -> str | None:
+    cells = result.flip_matrix
+    if not cells:
+        return None
+    rows = [f"<tr>{_cell(o)}{_cell(n)}{_num(str(c))}</tr>" for o, n, c in cells[:12]]
+    table = _table([("old prediction (true)", False), ("new prediction", False),
+                    ("count", True)], rows)
+    note = f"top 12 of {len(cells)} cells" if len(cells) > 12 else ""
+    if plot:
+        figure = (f"<figure><figcaption>Where the new mistakes went: old prediction (the "
+                  f"true label) → new prediction{esc(plot[1])}</figcaption>{plot[0]}</figure>")
+        body = f'<div class="split">{figure}<div>{table}</div></div>'
+    else:
+        body = table
+    return _section("Negative-flip matrix", body, note)
+
+
+def _worst(result: Any) -> str | None:
+    flips = result.top_negative_flips
+    if not flips:
+        return None
+    regression = result.task == "regression"
+    if regression:
+        pairs = [(getattr(e, "old_error", None), getattr(e, "new_error", None)) for e in flips]
+        extra, fmt = ["old error", "new error"], "{:.4g}"
+        note = "largest increase of the error first"
+    else:
+        pairs = [(e.old_confidence, e.new_confidence) for e in flips]
+        extra, fmt = ["old conf.", "new conf."], "{:.3f}"
+        note = "most confident old prediction first"
+    scored = any(a is not None or b is not None for a, b in pairs)
+    slice_cols = list(dict.fromkeys(k for e in flips for k in e.slices))
+    head = [("id", False), ("target" if regression else "label", False), ("old pred", False),
+            ("new pred", False)]
+    head += [(x, True) for x in extra] if scored else []
+    head += [(_clean(c), False) for c in slice_cols]
+    rows = []
+    for e, pair in zip(flips, pairs, strict=True):
+        row = f"{_cell(e.id, 'id')}{_cell(e.label)}{_cell(e.old_pred)}{_cell(e.new_pred)}"
+        if scored:
+            row += "".join(_num("" if c is None else fmt.format(c)) for c in pair)
+        row += "".join(_cell(e.slices.get(c)) for c in slice_cols)
+        rows.append(f"<tr>{row}</tr>")
+    note = note if scored else ""
+    return _section(f"Worst negative flips (top {len(flips)})", _table(head, rows), note)
+
+
+def _flips_plots(result: Any) -> dict[str, Any]:
+    """Every plot of a flips report, or a note when matplotlib is missing."""
+    try:
+        plotter = _Plotter()
+    except ImportError:
+        return {"missing": "Plots need matplotlib (pip install matplotlib)."}
+    return plotter.render(lambda: {
+        "error": _error_plot(plotter, result),
+        "classes": _class_plot(plotter, result),
+        "matrix": _matrix_plot(plotter, result),
+        "slices": {col: _slice_plot(plotter, result, rows)
+                   for col, rows in result.slices.items()},
+    })
+
+
+def _flips_sections(result: Any) -> list[str | None]:
+    """The page body of a flips report, in reading order (``None``: nothing to show)."""
+    plots = _flips_plots(result)
+    sections: list[str | None] = [
+        _cards(result),
+        _gates(result),
+        _metrics(result, plots.get("error")),
+        _classes(result, plots.get("classes")),
+        _matrix(result, plots.get("matrix")),
+        *_slices(result, plots.get("slices", {})),
+        _worst(result) or _section("Worst negative flips", f"<p>{esc(NO_FLIPS)}</p>"),
+        _inputs(result),
+    ]
+    if "missing" in plots:
+        sections.insert(1, f'<p class="note">{esc(plots["missing"])}</p>')
+    return sections
+
+
+#: Page bodies by result kind; ``compat`` is added with the retrieval audit.
+SECTIONS: dict[str, Callable[[Any], list[str | None]]] = {"flips": _flips_sections}
+
+
+def render(result: Any) -> str:
+    """Render ``result`` as one self-contained HTML page."""
+    build = SECTIONS.get(result.kind)
+    if build is None:
+        raise NotImplementedError(f"no HTML report for {result.kind!r} results yet")
+    body = "\n".join(s for s in build(result) if s)
+    footer = (f"<footer>graceful-audit {esc(result.tool_version)} · engine "
+              f"{esc(result.engine)} · the JSON result (<code>--format json</code>) holds "
+              "every number · this file loads nothing from the network</footer>")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="generator" content="graceful-audit {esc(result.tool_version)}">\n'
+        f"<title>gaudit {esc(result.kind)}: {esc(verdict(result), 200)}</title>\n"
+        f"<style>{CSS}</style>\n</head>\n<body>\n{_header(result)}\n"
+        f'<main class="wrap">\n{body}\n{footer}\n</main>\n</body>\n</html>\n'
+    )

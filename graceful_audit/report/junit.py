@@ -1,0 +1,130 @@
+"""JUnit XML: every gate is a test case, so any CI system's test tab shows the gates.
+
+One ``<testsuites>`` root holds one ``<testsuite name="gaudit flips">`` per audit, with a
+``<properties>`` block of the key metrics and one ``<testcase classname="gaudit.flips">``
+per gate: a breached gate carries a ``<failure type="GateBreached">`` with the value and the
+threshold, a gate whose metric is undefined (status ``n/a``) a ``<skipped>``. Without any
+gate there is one passing test case, ``no gates set``. The document is valid against the
+common JUnit schemas (Jenkins xunit ``junit-10.xsd``, Ant's ``JUnit.xsd`` attributes):
+``testsuite`` has ``name``, ``tests``, ``failures``, ``errors``, ``skipped`` and ``time``;
+``testcase`` has ``name``, ``classname`` and ``time``.
+
+The XML is built with :mod:`xml.etree.ElementTree`, which escapes text and attributes;
+characters XML 1.0 cannot carry at all (most control characters) are replaced first.
+No timestamp or host name is written, so the same result gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from typing import Any
+
+from .common import gate_value, mcnemar_sentence, verdict
+
+# Characters outside the XML 1.0 ``Char`` production, and lone surrogates.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+#: Metrics written as ``<property>`` elements, in this order.
+PROPERTY_METRICS = (
+    "n", "negative_flips", "positive_flips", "negative_flip_rate", "positive_flip_rate",
+    "old_error_rate", "new_error_rate", "error_rate_delta", "negative_flip_impact",
+    "churn_rate", "backward_trust_compatibility", "backward_error_compatibility",
+    "relative_negative_flip_rate",
+)
+
+
+def xml_text(value: Any) -> str:
+    """``str(value)`` with the characters XML 1.0 forbids replaced by U+FFFD."""
+    return _NOT_XML.sub("\ufffd", "" if value is None else str(value))
+
+
+def _fmt(value: Any) -> str:
+    """A property value: ``null`` for an undefined metric, floats to 6 significant digits."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return xml_text(value)
+
+
+def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: Any) -> ET.Element:
+    el = ET.SubElement(parent, tag, {k: xml_text(v) for k, v in attrs.items()})
+    if text is not None:
+        el.text = xml_text(text)
+    return el
+
+
+def _gate_case(suite: ET.Element, classname: str, gate: Any) -> None:
+    case = _el(suite, "testcase", classname=classname, name=f"{gate.name}: {gate.condition}",
+               time="0")
+    where = f" at {gate.detail}" if gate.detail else ""
+    if gate.status == "fail":
+        broken = ">" if gate.direction == "max" else "<"
+        bound = "maximum" if gate.direction == "max" else "minimum"
+        message = f"value {gate.value:.4g}{where} {broken} threshold {gate.threshold:g}"
+        body = (f"Gate {gate.name} breached: {gate.metric} is {gate_value(gate)}{where}, "
+                f"beyond the {bound} {gate.threshold:g} (gate from {gate.source}).")
+        _el(case, "failure", body, message=message, type="GateBreached")
+    elif gate.status == "n/a":
+        _el(case, "skipped", message=f"{gate.metric} is undefined for this audit (n/a); "
+                                     "the gate cannot be breached")
+    else:
+        _el(case, "system-out", f"held: {gate.metric} is {gate_value(gate)}{where} "
+                                f"({gate.condition}; gate from {gate.source})")
+
+
+def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
+    """The ``<testsuite>`` of a flips audit."""
+    gates = result.gates
+    failures = sum(g.status == "fail" for g in gates)
+    skipped = sum(g.status == "n/a" for g in gates)
+    suite = _el(root, "testsuite", name="gaudit flips", tests=max(len(gates), 1),
+                failures=failures, errors=0, skipped=skipped, time="0")
+    props = _el(suite, "properties")
+    i = result.inputs
+    for name, value in (("old", i.old_path), ("new", i.new_path), ("matched", i.matched),
+                        ("audited", i.audited), ("task", result.task),
+                        ("engine", result.engine), ("confidence", result.confidence)):
+        _el(props, "property", name=name, value=_fmt(value))
+    for name in PROPERTY_METRICS:
+        _el(props, "property", name=name, value=_fmt(getattr(result.metrics, name)))
+    reg = getattr(result, "regression", None)
+    if reg is not None:
+        for name, value in reg.metrics().items():
+            _el(props, "property", name=name, value=_fmt(value))
+        _el(props, "property", name="wilcoxon_p_value", value=_fmt(reg.wilcoxon.p_value))
+    _el(props, "property", name="mcnemar_p_value", value=_fmt(result.mcnemar.p_value))
+    _el(props, "property", name="passed", value=_fmt(result.passed))
+    _el(props, "property", name="tool_version", value=_fmt(result.tool_version))
+    if gates:
+        for gate in gates:
+            _gate_case(suite, "gaudit.flips", gate)
+    else:
+        case = _el(suite, "testcase", classname="gaudit.flips", name="no gates set", time="0")
+        _el(case, "system-out", "No gate was set, so nothing can fail: add --max-nfr X, "
+                                "--min-btc X, ... to gate the release.")
+    _el(suite, "system-out", f"{verdict(result)}\n{mcnemar_sentence(result)}")
+    return suite
+
+
+#: Test-suite builders by result kind; ``compat`` is added with the retrieval audit.
+SUITES: dict[str, Callable[[ET.Element, Any], ET.Element]] = {"flips": _flips_suite}
+
+
+def render(result: Any) -> str:
+    """Render ``result`` as a JUnit XML document (UTF-8 declaration, indented)."""
+    build = SUITES.get(result.kind)
+    if build is None:
+        raise NotImplementedError(f"no JUnit report for {result.kind!r} results yet")
+    root = ET.Element("testsuites", {"name": "gaudit"})
+    suite = build(root, result)
+    for key in ("tests", "failures", "errors"):
+        root.set(key, suite.get(key, "0"))
+    root.set("time", "0")
+    ET.indent(root)
+    body = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"

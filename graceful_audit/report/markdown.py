@@ -1,0 +1,240 @@
+"""Markdown report: compact, for a pull-request comment or a GitHub job summary.
+
+Sections, in the order a reviewer reads them: the verdict (bold), the inputs line, the
+headline metrics with their intervals, McNemar's test, the gates, the classes and slices
+with the most negative flips, and the worst negative flips.
+
+Every value that comes from the data (ids, labels, class and slice names, paths) goes
+through :func:`md_escape`, so an id such as ``a|b``, ``<script>`` or a 5,000-character
+string can neither break a table nor inject markup. The numbers are formatted by
+:mod:`.common`, the wording is shared with the terminal report.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .common import (
+    METRIC_LABELS,
+    gate_value,
+    interval,
+    mcnemar_sentence,
+    metric_value,
+    num,
+    pct,
+    signed,
+    verdict,
+    wilcoxon_sentence,
+)
+
+#: Values longer than this many characters are cut, with an ellipsis.
+MAX_CELL = 80
+#: Rows of classes and of slice values shown (every row is in the JSON and HTML reports).
+SHOW = 5
+
+# Characters with an inline meaning in GitHub-flavoured Markdown: escapes, code spans,
+# emphasis, links/images, table cells, strikethrough and math. ``<``, ``>`` and ``&`` are
+# HTML-escaped instead; line-start markers (``#``, ``-``, ``>``) cannot occur because a
+# value never starts a line.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
+# Every line break Markdown (or a browser) may honour, and the other control characters.
+_BREAKS = re.compile(r"\r\n|[\r\n\v\f\x85\u2028\u2029\t]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Keep data from turning into links or notifications: ``https://``, ``www.``, ``@user``.
+_AUTOLINK = re.compile(r"(?<=[A-Za-z]):(?=//)|(?<=www)\.", re.IGNORECASE)
+
+
+def md_escape(value: Any, limit: int | None = MAX_CELL) -> str:
+    """Make ``value`` safe as inline Markdown text, e.g. inside a table cell.
+
+    Line breaks become spaces, other control characters are dropped, values longer than
+    ``limit`` characters are cut with an ellipsis, Markdown specials (``\\ ` * _ [ ] | ~ $``)
+    are backslash-escaped, ``< > &`` become HTML entities, and autolinks (``http://``,
+    ``www.``) and ``@mentions`` are defused. ``None`` gives an empty string.
+
+    >>> md_escape("a|b <script>")
+    'a\\\\|b &lt;script&gt;'
+    >>> md_escape("x" * 100, limit=10)
+    'xxxxxxxxx…'
+    """
+    if value is None:
+        return ""
+    text = _CONTROL.sub("", _BREAKS.sub(" ", str(value)))
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _AUTOLINK.sub(lambda m: "\\" + m.group(0), text)
+    text = html.escape(text, quote=False)
+    # A zero-width space after "@" stops GitHub from notifying a user named in the data.
+    return text.replace("@", "@&#8203;")
+
+
+NO_FLIPS = "No negative flips: every example the old model got right, the new one gets right."
+
+
+def _group_value(value: str | None) -> str:
+    return "*(missing)*" if value is None else md_escape(value)
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[str]], align: str) -> str:
+    """A GitHub table; cells must already be escaped. ``align`` is one of ``l``/``r`` a column."""
+    rule = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(cell if cell else " " for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _ranked(rows: Sequence[Any]) -> list[Any]:
+    """Groups with at least one negative flip, most negative flips first."""
+    ranked = sorted(rows, key=lambda r: (-r.counts.negative_flips, -(r.negative_flip_rate or 0)))
+    return [r for r in ranked if r.counts.negative_flips > 0]
+
+
+def _verdict(result: Any) -> str:
+    mark = "❌ " if result.breached else "✅ " if result.gates else ""
+    return f"**{mark}{md_escape(verdict(result), limit=None)}**"
+
+
+def _inputs(result: Any) -> str:
+    i = result.inputs
+    parts = [f"OLD {md_escape(i.old_path, 120)} ({i.old_rows} rows)",
+             f"NEW {md_escape(i.new_path, 120)} ({i.new_rows} rows)"]
+    if i.labels_path:
+        parts.append(f"LABELS {md_escape(i.labels_path, 120)} ({i.labels_rows} rows, "
+                     f"{i.unused_labels} unused)")
+    rows = (f"{i.matched} matched, {i.unmatched_old} only in OLD, {i.unmatched_new} only in "
+            f"NEW, {i.missing_label} without label: **{i.audited} audited**")
+    text = "**Inputs:** " + "; ".join(parts) + "  \n**Rows:** " + rows
+    reg = getattr(result, "regression", None)
+    if reg is not None:
+        reason = f" ({md_escape(result.task_reason, 200)})" if result.task_reason else ""
+        text += (f"  \n**Task:** regression{reason}; a prediction is right when "
+                 f"\\|pred - y\\| &lt;= {reg.atol:g} + {reg.rtol:g} \\* \\|y\\|")
+    return text
+
+
+def _metrics(result: Any) -> str:
+    m = result.metrics
+    rows = []
+    for name, label in METRIC_LABELS.items():
+        value = getattr(m, name)
+        if name == "churn_rate" and value is None and result.task == "regression":
+            continue
+        if name == "negative_flip_rate":
+            label = f"**{label}**: {m.negative_flips} flips"
+            shown = f"**{metric_value(name, value)}**"
+        else:
+            if name == "positive_flip_rate":
+                label = f"{label}: {m.positive_flips} flips"
+            shown = metric_value(name, value)
+        rows.append([label, shown, interval(result.intervals.get(name))])
+    reg = getattr(result, "regression", None)
+    if reg is not None:
+        r = reg.metrics()
+        ci = reg.mae_delta_interval
+        rows += [
+            ["old MAE / new MAE", f"{num(r['old_mae'])} / {num(r['new_mae'])}", ""],
+            ["MAE delta (new - old)", signed(r["mae_delta"]),
+             "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)"],
+            ["old RMSE / new RMSE", f"{num(r['old_rmse'])} / {num(r['new_rmse'])}", ""],
+            ["RMSE delta (new - old)", signed(r["rmse_delta"]), ""],
+        ]
+    head = ["metric", "value", f"{result.confidence:.0%} interval"]
+    return "#### Headline metrics\n\n" + _table(head, rows, "lrr")
+
+
+def _gates(result: Any) -> str:
+    if not result.gates:
+        return ("#### Gates\n\nNo gate set: add `--max-nfr X`, `--min-btc X`, ... (or "
+                "`[tool.gaudit.flips]` in pyproject.toml) to fail the run on a regression.")
+    status = {"pass": "✅ held", "fail": "❌ **breached**", "n/a": "⚠️ n/a (undefined)"}
+    rows = []
+    for g in result.gates:
+        value = gate_value(g) + (f" at {md_escape(g.detail)}" if g.detail else "")
+        rows.append([md_escape(g.name), md_escape(g.condition), value, status[g.status],
+                     md_escape(g.source)])
+    return "#### Gates\n\n" + _table(["gate", "condition", "value", "result", "from"], rows,
+                                     "llrll")
+
+
+def _groups(title: str, head: str, size: str, rows: Sequence[Any]) -> str | None:
+    ranked = _ranked(rows)
+    if not ranked:
+        return None
+    shown = ranked[:SHOW]
+    note = (f" (top {len(shown)} of {len(ranked)} with negative flips)"
+            if len(ranked) > len(shown) else "")
+    mae = any(getattr(r, "mae_delta", None) is not None for r in shown)
+    body = [[_group_value(r.value), str(r.n), str(r.counts.negative_flips),
+             pct(r.negative_flip_rate), interval(r.negative_flip_rate_interval),
+             str(r.counts.positive_flips), *([signed(r.mae_delta)] if mae else [])]
+            for r in shown]
+    cols = [head, size, "neg. flips", "NFR", "interval", "pos. flips"] + ["MAE delta"] * mae
+    table = _table(cols, body, "lrrrrr" + "r" * mae)
+    return f"#### {title}{note}\n\n{table}"
+
+
+def _worst(result: Any) -> str | None:
+    flips = result.top_negative_flips
+    if not flips:
+        return None
+    regression = result.task == "regression"
+    if regression:
+        pairs = [(getattr(e, "old_error", None), getattr(e, "new_error", None)) for e in flips]
+        extra, fmt = ["old error", "new error"], "{:.4g}"
+        first = ", largest increase of the error first"
+    else:
+        pairs = [(e.old_confidence, e.new_confidence) for e in flips]
+        extra, fmt = ["old conf.", "new conf."], "{:.3f}"
+        first = ", most confident old prediction first"
+    scored = any(a is not None or b is not None for a, b in pairs)
+    head = ["id", "target" if regression else "label", "old pred", "new pred"]
+    head += extra if scored else []
+    rows = []
+    for e, pair in zip(flips, pairs, strict=True):
+        row = [md_escape(e.id), md_escape(e.label), md_escape(e.old_pred), md_escape(e.new_pred)]
+        if scored:
+            row += ["" if c is None else fmt.format(c) for c in pair]
+        rows.append(row)
+    first = first if scored else ""
+    table = _table(head, rows, "llll" + "rr" * scored)
+    return f"#### Worst negative flips (top {len(flips)}{first})\n\n{table}"
+
+
+def _footer(result: Any) -> str:
+    return (f"<sub>graceful-audit {md_escape(result.tool_version)} · engine "
+            f"{md_escape(result.engine)} · every number is in `--format json`</sub>")
+
+
+def _flips_sections(result: Any) -> list[str | None]:
+    """The sections of a flips report, in reading order (``None``: nothing to show)."""
+    sections: list[str | None] = [
+        "### gaudit flips",
+        _verdict(result),
+        _inputs(result),
+        _metrics(result),
+        md_escape(mcnemar_sentence(result), limit=None),
+        md_escape(wilcoxon_sentence(result), limit=None)
+        if getattr(result, "regression", None) is not None else None,
+        _gates(result),
+        _groups("Classes with the most negative flips", "class", "support", result.per_class),
+    ]
+    for col, rows in result.slices.items():
+        sections.append(_groups(f"Slices by {md_escape(col)}", md_escape(col), "n", rows))
+    sections += [_worst(result) or NO_FLIPS, _footer(result)]
+    return sections
+
+
+#: Section builders by result kind; ``compat`` is added with the retrieval audit.
+SECTIONS: dict[str, Callable[[Any], list[str | None]]] = {"flips": _flips_sections}
+
+
+def render(result: Any) -> str:
+    """Render ``result`` as GitHub-flavoured Markdown (one string, ending with a newline)."""
+    build = SECTIONS.get(result.kind)
+    if build is None:
+        raise NotImplementedError(f"no Markdown report for {result.kind!r} results yet")
+    return "\n\n".join(s for s in build(result) if s) + "\n"

@@ -1,0 +1,155 @@
+"""HTML report: golden file, self-contained page, escaping (tables and SVG plots).
+
+Regenerate the golden file after an intended change (then review its diff)::
+
+    GAUDIT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/report
+
+The golden HTML embeds matplotlib's SVG, so a new matplotlib version may change it too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from html.parser import HTMLParser
+from types import SimpleNamespace
+
+import pytest
+
+from graceful_audit.report.html import esc, render
+
+
+class Page(HTMLParser):
+    """Collects the tags, attributes and text of a page as a browser would parse it."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self._svg_depth = 0
+        self.svg_text: list[str] = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "svg":
+            self._svg_depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self._svg_depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._svg_depth:
+            self.svg_text.append(data)
+
+    def names(self) -> set[str]:
+        return {tag for tag, _ in self.tags}
+
+
+def assert_self_contained(text: str, *, urls_in_data: bool = False) -> None:
+    """No resource can load: no script/link/img tags, no handler, only in-page references.
+
+    ``urls_in_data``: the data itself holds a URL (shown as text), so skip the "http" check.
+    """
+    page = Page(text)
+    assert not {"script", "link", "iframe", "object", "embed", "img", "base", "form"} & \
+        page.names()
+    for tag, attrs in page.tags:
+        for name, value in attrs.items():
+            assert not name.startswith("on"), (tag, name)  # no event handler
+            if name in ("src", "href", "action", "srcset", "xlink:href"):
+                assert (value or "").startswith("#"), (tag, name, value)  # in-page only
+    if not urls_in_data:
+        assert "http" not in text.lower()
+    assert "@import" not in text
+    assert re.findall(r"url\((?!#gaudit-fig)", text) == []
+    assert "<script" not in text.lower() and "<link" not in text.lower()
+
+
+def test_golden(golden_result, check_golden):
+    check_golden("flips.html", render(golden_result))
+
+
+def test_deterministic(golden_result):
+    assert render(golden_result) == render(golden_result)
+
+
+def test_self_contained_with_plots(golden_result):
+    text = render(golden_result)
+    assert text.startswith("<!DOCTYPE html>")
+    assert_self_contained(text)
+    page = Page(text)
+    assert [t for t, _ in page.tags].count("svg") == 4  # error, classes, matrix, slice
+    assert "<?xml" not in text and "<!DOCTYPE svg" not in text
+    ids = re.findall(r'\bid="([^"]+)"', text)
+    assert len(ids) == len(set(ids))  # the plots' ids do not collide
+    for ref in re.findall(r'(?:href="#|url\(#)([^")]+)', text):
+        assert ref in ids
+
+
+def test_verdict_colours_and_sections(golden_result):
+    text = render(golden_result)
+    assert '<header class="verdict fail">' in text
+    assert "REGRESSION: 4 negative flips (8.3% of 48), gate max-nfr 0.05 breached" in text
+    for title in ("Gates", "Headline metrics", "Classes, most negative flips first",
+                  "Negative-flip matrix", "Slices by device", "Worst negative flips (top 4)",
+                  "Inputs"):
+        assert f"<h2>{title}" in text
+    held = tuple(replace(g, passed=True, status="pass") for g in golden_result.gates)
+    assert '<header class="verdict pass">' in render(replace(golden_result, gates=held))
+    assert '<header class="verdict none">' in render(replace(golden_result, gates=()))
+
+
+def test_hostile_values_only_escaped(hostile_result):
+    text = render(hostile_result)
+    assert_self_contained(text, urls_in_data=True)
+    assert "<b>" not in text
+    page = Page(text)
+    visible = "".join(page.text)
+    assert "<script>alert(1)</script>" in visible  # shown as text, not run
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    # the class labels reach the SVG tick labels, escaped by matplotlib
+    assert any(t.startswith("<script>alert(1)") for t in page.svg_text)
+    svg = "".join(re.findall(r"<svg.*?</svg>", text, flags=re.S))
+    assert "&lt;script&gt;alert(1)" in svg and "<script" not in svg
+    assert "$x$" in visible  # a dollar is text, not mathtext
+    # the 5,000-character id is cut in the cell, kept whole (escaped) in the tooltip
+    assert "x" * 119 + "…" in text and "x" * 2001 not in text
+    assert text.count('title="xxxx') == 1
+
+
+def test_esc():
+    assert esc('<a href="x">&\'') == "&lt;a href=&quot;x&quot;&gt;&amp;&#x27;"
+    assert esc("nul\x00") == "nul\ufffd"
+    assert esc(None) == ""
+    assert esc("abcdef", limit=4) == "abc…"
+
+
+def test_sample_report_is_small(sample_result):
+    text = render(sample_result)
+    assert len(text.encode()) < 300_000
+    assert_self_contained(text)
+
+
+def test_without_matplotlib(golden_result, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    text = render(golden_result)
+    assert "<svg" not in text and "Plots need matplotlib" in text
+    assert "<h2>Negative-flip matrix" in text
+
+
+def test_other_kinds_are_not_implemented():
+    with pytest.raises(NotImplementedError, match="compat"):
+        render(SimpleNamespace(kind="compat"))

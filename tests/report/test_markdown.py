@@ -1,0 +1,138 @@
+"""Markdown report: golden file, escaping of hostile values, table shape.
+
+Regenerate the golden file after an intended change (then review its diff)::
+
+    GAUDIT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/report
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from graceful_audit.report.markdown import MAX_CELL, md_escape, render
+
+from .conftest import HOSTILE_IDS
+
+UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+
+
+def tables(text: str) -> list[list[str]]:
+    """The Markdown tables of ``text``, each as its list of lines."""
+    out: list[list[str]] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return out
+
+
+def cells(line: str) -> int:
+    """Columns of a table row: unescaped pipes minus one."""
+    return len(UNESCAPED_PIPE.findall(line)) - 1
+
+
+def test_golden(golden_result, check_golden):
+    check_golden("flips.md", render(golden_result))
+
+
+def test_sections_in_order(golden_result):
+    text = render(golden_result)
+    order = ["**❌ REGRESSION: 4 negative flips", "**Inputs:**", "#### Headline metrics",
+             "McNemar's test", "#### Gates", "#### Classes with the most negative flips",
+             "#### Slices by device", "#### Worst negative flips"]
+    positions = [text.index(heading) for heading in order]
+    assert positions == sorted(positions)
+    assert "| max\\-nfr" not in text  # gate names are plain
+    assert "❌ **breached**" in text and "✅ held" in text
+    assert "| **negative flip rate (NFR)**: 4 flips | **8.33%** | [3.29%, 19.55%] |" in text
+
+
+def test_no_gates_and_passing_verdicts(golden_result):
+    from dataclasses import replace
+
+    none = render(replace(golden_result, gates=()))
+    assert none.splitlines()[2].startswith("**NO GATES SET: 4 negative flips")
+    assert "No gate set" in none
+    held = tuple(replace(g, passed=True, status="pass") for g in golden_result.gates)
+    assert render(replace(golden_result, gates=held)).splitlines()[2].startswith("**✅ PASSED")
+
+
+def test_hostile_values_cannot_break_tables_or_inject(hostile_result):
+    text = render(hostile_result)
+    assert "<script" not in text.lower()
+    assert "<b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    for table in tables(text):
+        width = cells(table[0])
+        assert all(cells(row) == width for row in table), table
+        assert re.fullmatch(r"\| (:---|---:)( \| (:---|---:))* \|", table[1])
+    worst = tables(text)[-1]
+    data_cells = list(worst[2:])  # every cell of this table is hostile data
+    for t in tables(text)[2:-1]:  # classes and slices: the first cell is the value
+        data_cells += [UNESCAPED_PIPE.split(row)[1] for row in t[2:]]
+    for cell in data_cells:
+        # every backtick, asterisk, underscore, bracket and dollar in data is escaped
+        assert not re.search(r"(?<!\\)[`*_\[\]$]", cell.replace("\\\\", "")), cell
+    assert len(worst) == 2 + len(HOSTILE_IDS)  # no row was split by a line break
+    assert max(len(line) for line in text.splitlines()) < 1000  # the 5,000-char id is cut
+    assert "x" * (MAX_CELL - 1) + "…" in text
+    assert "@&#8203;admin" in text  # no @mention
+    assert "https\\://evil" in text  # no autolink
+
+
+@pytest.mark.parametrize(("raw", "escaped"), [
+    ("a|b", "a\\|b"),
+    ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+    ("`code`", "\\`code\\`"),
+    ("*x* _y_ ~z~", "\\*x\\* \\_y\\_ \\~z\\~"),
+    ("[a](b)", "\\[a\\](b)"),
+    ("one\ntwo\r\nthree\u2028four", "one two three four"),
+    ("back\\slash", "back\\\\slash"),
+    ("a & b", "a &amp; b"),
+    ("$math$", "\\$math\\$"),
+    ("bell\x07", "bell"),
+    (None, ""),
+    (3, "3"),
+])
+def test_md_escape(raw, escaped):
+    assert md_escape(raw) == escaped
+
+
+def test_md_escape_truncates():
+    assert md_escape("y" * 500) == "y" * (MAX_CELL - 1) + "…"
+    assert md_escape("y" * 500, limit=None) == "y" * 500
+
+
+@given(st.text(max_size=300))
+def test_md_escape_is_one_safe_line(value):
+    out = md_escape(value)
+    assert "\n" not in out and "\r" not in out
+    assert "<" not in out and ">" not in out
+    assert not UNESCAPED_PIPE.search(out.replace("\\\\", ""))
+    assert len(out) <= 8 * MAX_CELL  # every character grows at most to "@&#8203;"
+
+
+def test_other_kinds_are_not_implemented():
+    with pytest.raises(NotImplementedError, match="compat"):
+        render(SimpleNamespace(kind="compat"))
+
+
+def test_no_negative_flips_says_so():
+    import pandas as pd
+
+    from graceful_audit import audit_flips
+
+    old = pd.DataFrame({"id": ["a", "b", "c"], "label": ["x", "y", "x"], "pred": ["x", "y", "y"]})
+    text = render(audit_flips(old, old.assign(pred=["x", "y", "x"])))
+    assert "No negative flips" in text
+    assert "#### Classes" not in text and "#### Worst" not in text
