@@ -17,11 +17,12 @@ dropped silently: what ``--allow-unmatched`` leaves out is counted in :class:`Ac
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from .engine import Dialect, Engine
 from .errors import InputError, UsageError, examples
 from .io import (
     Table,
@@ -32,9 +33,6 @@ from .io import (
     resolve_column,
     sql_string,
 )
-
-if TYPE_CHECKING:
-    import duckdb
 
 ID_SYNONYMS = ("ids", "example_id", "sample_id", "uid", "key", "index")
 LABEL_SYNONYMS = ("y_true", "target", "labels", "ground_truth", "truth", "y", "true_label")
@@ -68,11 +66,14 @@ class Expr:
     number: bool = False
 
     def canonical(self) -> str:
-        return f"CAST({self.sql} AS VARCHAR)" if self.integer else self.sql
+        return f"CAST({self.sql} AS STRING)" if self.integer else self.sql
 
 
-def _value_expr(column: str, dtype: str) -> Expr:
-    """A label or prediction column as an expression; NaN and inf become NULL."""
+def _value_expr(column: str, dtype: str, d: Dialect) -> Expr:
+    """A label or prediction column as an expression; NaN and inf become NULL.
+
+    Integral floats lose their fraction (``1.0`` -> ``1``), so they match integer labels.
+    """
     c = quote(column)
     if is_integer_type(dtype):
         return Expr(c, True)
@@ -80,14 +81,14 @@ def _value_expr(column: str, dtype: str) -> Expr:
         return Expr(f"CAST({c} AS INTEGER)", True)
     if is_float_type(dtype):
         return Expr(
-            f"(CASE WHEN NOT isfinite({c}) THEN NULL WHEN {c} = trunc({c}) "
-            f"THEN CAST(CAST({c} AS HUGEINT) AS VARCHAR) ELSE CAST({c} AS VARCHAR) END)",
+            f"(CASE WHEN NOT {d.is_finite(c)} THEN NULL WHEN {c} = floor({c}) "
+            f"THEN CAST(CAST({c} AS DECIMAL(38, 0)) AS STRING) ELSE CAST({c} AS STRING) END)",
             False,
         )
-    return Expr(f"CAST({c} AS VARCHAR)", False)
+    return Expr(f"CAST({c} AS STRING)", False)
 
 
-def _number_expr(table: Table, column: str) -> Expr:
+def _number_expr(table: Table, column: str, d: Dialect) -> Expr:
     """A regression target or prediction as DOUBLE; NaN and inf become NULL."""
     dtype = table.type_of(column)
     if not (is_integer_type(dtype) or is_float_type(dtype)):
@@ -96,19 +97,17 @@ def _number_expr(table: Table, column: str) -> Expr:
             "needs numeric targets and predictions (or use --task classification)."
         )
     c = f"CAST({quote(column)} AS DOUBLE)"
-    return Expr(f"(CASE WHEN isfinite({c}) THEN {c} END)", False, True)
+    return Expr(f"(CASE WHEN {d.is_finite(c)} THEN {c} END)", False, True)
 
 
-def value_expr(table: Table, column: str, task: str) -> Expr:
+def value_expr(table: Table, column: str, task: str, d: Dialect) -> Expr:
     """A label or prediction column for ``task``: canonical class or number."""
     if task == "regression":
-        return _number_expr(table, column)
-    return _value_expr(column, table.type_of(column))
+        return _number_expr(table, column, d)
+    return _value_expr(column, table.type_of(column), d)
 
 
-def decide_task(
-    con: duckdb.DuckDBPyConnection, sides: Sequence[Side], task: str
-) -> tuple[str, str]:
+def decide_task(engine: Engine, sides: Sequence[Side], task: str) -> tuple[str, str]:
     """``auto``: regression when a prediction column holds non-integral floats; and why."""
     if task not in ("auto", "classification", "regression"):
         raise UsageError(f"--task: {task!r} is not one of auto, classification, regression.")
@@ -126,8 +125,9 @@ def decide_task(
         if col is None or not is_float_type(side.table.type_of(col)):
             continue
         c = quote(col)
-        non_integral = _first(con, f"SELECT bool_or({c} <> trunc({c})) FROM "
-                                   f"{quote(side.table.view)} WHERE isfinite({c})")[0]
+        non_integral = engine.first(
+            f"SELECT bool_or({c} <> floor({c})) FROM {quote(side.table.view)} "
+            f"WHERE {engine.dialect.is_finite(c)}")[0]
         if non_integral:
             return "regression", (f"{side.table.role} column {col!r} holds non-integral "
                                   "numbers (--task auto)")
@@ -165,16 +165,16 @@ def _class_name(pattern: str, column: str) -> str:
     return column
 
 
-def _argmax(lst: str) -> str:
+def _argmax(lst: str, d: Dialect) -> str:
     """1-based position of the first maximum; NULL when any score is NULL or NaN.
 
-    (DuckDB orders NaN above every number, so a NaN score would otherwise win.)
+    (SQL engines order NaN above every number, so a NaN score would otherwise win.)
     """
-    bad = f"len(list_filter({lst}, lambda x: x IS NULL OR isnan(CAST(x AS DOUBLE))))"
-    return f"(CASE WHEN {bad} > 0 THEN NULL ELSE list_position({lst}, list_max({lst})) END)"
+    return (f"(CASE WHEN {d.any_missing(lst)} THEN NULL "
+            f"ELSE {d.array_position(lst, d.array_max(lst))} END)")
 
 
-def resolve_side(table: Table, cols: Columns, pred_required: bool = True) -> Side:
+def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = True) -> Side:
     """Find id, label, prediction and confidence expressions for one prediction file."""
     id_col = resolve_column(table, cols.id, "id", ID_SYNONYMS)
     if id_col is None:
@@ -195,18 +195,18 @@ def resolve_side(table: Table, cols: Columns, pred_required: bool = True) -> Sid
         if not (is_list_type(t) or is_integer_type(t) or is_float_type(t)):
             raise InputError(f"{table.label}: score column {s!r} is {t}, not numeric.")
 
-    pred: Expr | None = _value_expr(pred_col, table.type_of(pred_col)) if pred_col else None
+    pred: Expr | None = _value_expr(pred_col, table.type_of(pred_col), d) if pred_col else None
     confidence: str | None = None
     source = f"column {pred_col!r}" if pred_col else ""
     if len(scores) == 1 and is_list_type(table.type_of(scores[0])):
         # A list column: class i is the i-th entry (0-based).
         s = quote(scores[0])
         if pred is None:
-            pred = Expr(f"({_argmax(s)} - 1)", True)
+            pred = Expr(f"({_argmax(s, d)} - 1)", True)
             source = f"argmax of list column {scores[0]!r}"
-            confidence = f"list_max({s})"
+            confidence = d.array_max(s)
         elif pred.integer:
-            confidence = f"list_extract({s}, CAST({pred.sql} AS BIGINT) + 1)"
+            confidence = d.element_at(s, f"{pred.sql} + 1")
     elif len(scores) == 1:
         s = quote(scores[0])
         t = float(cols.threshold)
@@ -219,14 +219,14 @@ def resolve_side(table: Table, cols: Columns, pred_required: bool = True) -> Sid
         names = [_class_name(cols.scores or "", c) for c in scores]
         if len(set(names)) != len(names):
             raise InputError(f"{table.label}: score columns {scores} give duplicate classes.")
-        lst = "[" + ", ".join(f"CAST({quote(c)} AS DOUBLE)" for c in scores) + "]"
-        classes = "[" + ", ".join(sql_string(n) for n in names) + "]"
+        lst = d.array([f"CAST({quote(c)} AS DOUBLE)" for c in scores])
+        classes = d.array([sql_string(n) for n in names])
         if pred is None:
-            pred = Expr(f"list_extract({classes}, {_argmax(lst)})", False)
+            pred = Expr(d.element_at(classes, _argmax(lst, d)), False)
             source = f"argmax of {len(scores)} score columns {cols.scores!r}"
-            confidence = f"list_max({lst})"
+            confidence = d.array_max(lst)
         else:
-            confidence = f"list_extract({lst}, list_position({classes}, {pred.canonical()}))"
+            confidence = d.element_at(lst, d.array_position(classes, pred.canonical()))
     if pred is None:
         if not pred_required:
             return Side(table, id_col, label, Expr("NULL", True), None, "", pred_col)
@@ -257,7 +257,7 @@ class Accounting:
 
 @dataclass(frozen=True)
 class Plan:
-    """The joined, validated view: SQL for ``id, y, o, n, oc, nc, s0..sk`` per example."""
+    """The joined, validated data: SQL for ``id, y, o, n, oc, nc, s0..sk`` per example."""
 
     joined_sql: str
     integer_ids: bool
@@ -280,30 +280,25 @@ def _labels_table_side(table: Table, cols: Columns) -> tuple[str, str]:
     return id_col, label
 
 
-def _first(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
-    return con.execute(sql).fetchall()[0]
-
-
-def check_ids(con: duckdb.DuckDBPyConnection, table: Table, id_col: str) -> None:
+def check_ids(engine: Engine, table: Table, id_col: str) -> None:
     """Raise :class:`InputError` for null or duplicate ids, with examples."""
     v, c = quote(table.view), quote(id_col)
-    nulls = _first(con, f"SELECT count(*) FROM {v} WHERE {c} IS NULL")[0]
+    nulls = engine.first(f"SELECT count(*) FROM {v} WHERE {c} IS NULL")[0]
     if nulls:
-        rows = [r[0] for r in con.execute(
-            f"SELECT rn FROM (SELECT row_number() OVER () AS rn, {c} AS k FROM {v}) "
-            f"WHERE k IS NULL ORDER BY rn LIMIT {EXAMPLES}").fetchall()]
+        rows = [r[0] for r in engine.rows(
+            f"SELECT rn FROM (SELECT row_number() OVER (ORDER BY 1) AS rn, {c} AS k FROM {v}) "
+            f"AS t WHERE k IS NULL ORDER BY rn LIMIT {EXAMPLES}")]
         raise InputError(
             f"{table.label}: {nulls} row(s) have no id in column {id_col!r} "
             f"(data rows {examples(rows)}). Every prediction needs an id to be joined on."
         )
-    dup_n, = _first(
-        con,
-        f"SELECT count(*) FROM (SELECT {c} FROM {v} GROUP BY {c} HAVING count(*) > 1)"
-    )
+    dup_n = engine.first(
+        f"SELECT count(*) FROM (SELECT {c} FROM {v} GROUP BY {c} HAVING count(*) > 1) AS t"
+    )[0]
     if dup_n:
-        dups = con.execute(
+        dups = engine.rows(
             f"SELECT {c}, count(*) FROM {v} GROUP BY {c} HAVING count(*) > 1 "
-            f"ORDER BY {c} LIMIT {EXAMPLES}").fetchall()
+            f"ORDER BY {c} LIMIT {EXAMPLES}")
         shown = ", ".join(f"{k!r} ({n} times)" for k, n in dups)
         raise InputError(
             f"{table.label}: {dup_n} id(s) occur more than once in column {id_col!r}: "
@@ -312,14 +307,21 @@ def check_ids(con: duckdb.DuckDBPyConnection, table: Table, id_col: str) -> None
         )
 
 
+#: The materialized join of old, new and labels (one row per id of any input).
+JOINED = "gaudit_joined"
+
+
 class Aligner:
-    """Builds and validates the joined view for a flips audit."""
+    """Joins old, new and labels once, validates and accounts for every row.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
+    The full outer join is materialized as :data:`JOINED` with presence flags ``op``,
+    ``np``, ``lp`` and ``a`` (audited); one aggregate over it gives the whole accounting
+    and every validation count, so the inputs are read and joined once.
+    """
 
-    def _one(self, sql: str) -> tuple:
-        return _first(self.con, sql)
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.d = engine.dialect
 
     def plan(
         self,
@@ -331,7 +333,8 @@ class Aligner:
         allow_unmatched: bool = False,
         task: str = "classification",
     ) -> Plan:
-        """Validate the inputs and return the joined view's SQL and the row accounting."""
+        """Validate the inputs and return the joined data's SQL and the row accounting."""
+        d = self.d
         lab_id = lab_label = None
         if labels is not None:
             lab_id, lab_label = _labels_table_side(labels, cols)
@@ -342,10 +345,6 @@ class Aligner:
                 f"{new.table.display} (known names: label, {', '.join(LABEL_SYNONYMS)}). "
                 "Name it with --label-col, or give a labels file with --labels FILE."
             )
-        for side in (old, new):
-            check_ids(self.con, side.table, side.id)
-        if labels is not None and lab_id is not None:
-            check_ids(self.con, labels, lab_id)
 
         # Ids: native join when every id column is an integer, else join as text.
         id_types = [old.id_integer, new.id_integer]
@@ -354,65 +353,75 @@ class Aligner:
         integer_ids = all(id_types)
 
         def id_expr(col: str) -> str:
-            return quote(col) if integer_ids else f"CAST({quote(col)} AS VARCHAR)"
+            return quote(col) if integer_ids else f"CAST({quote(col)} AS STRING)"
 
         # Labels and predictions: native when all are integers, else canonical text.
-        y_old = value_expr(old.table, old.label, task) if old.label else None
-        y_new = value_expr(new.table, new.label, task) if new.label else None
+        y_old = value_expr(old.table, old.label, task, d) if old.label else None
+        y_new = value_expr(new.table, new.label, task, d) if new.label else None
         lab_expr = None
         if labels is not None and lab_label is not None:
-            lab_expr = value_expr(labels, lab_label, task)
+            lab_expr = value_expr(labels, lab_label, task, d)
         preds = {}
         for side in (old, new):
             preds[side.table.role] = (
-                value_expr(side.table, side.pred_col, task)
+                value_expr(side.table, side.pred_col, task, d)
                 if task == "regression" and side.pred_col else side.pred
             )
         values = [e for e in (y_old, y_new, lab_expr, *preds.values()) if e is not None]
         integer_labels = all(e.integer for e in values)
 
-        def val(e: Expr) -> str:
+        def val(e: Expr | None) -> str:
+            if e is None:
+                return "NULL"
             return e.sql if integer_labels or e.number else e.canonical()
 
         slice_sources = self._slice_sources(cols.slices, old.table, new.table, labels)
-        ys_old = val(y_old) if y_old else "NULL"
-        ys_new = val(y_new) if y_new else "NULL"
 
-        def side_sql(side: Side, y: str, alias: str) -> str:
+        def side_sql(side: Side, y: Expr | None, alias: str) -> str:
             pred = preds[side.table.role]
-            parts = [f"{id_expr(side.id)} AS id", f"{y} AS y", f"{val(pred)} AS p",
-                     f"{side.confidence or 'NULL'} AS c"]
-            parts += [f"CAST({quote(col)} AS VARCHAR) AS s{i}"
+            parts = [f"{id_expr(side.id)} AS id", f"{val(y)} AS y", f"{val(pred)} AS p",
+                     f"{side.confidence or 'NULL'} AS c", "TRUE AS present"]
+            parts += [f"CAST({quote(col)} AS STRING) AS s{i}"
                       for i, (src, col) in enumerate(slice_sources) if src == alias]
             return f"SELECT {', '.join(parts)} FROM {quote(side.table.view)}"
 
-        ctes = [f"o AS ({side_sql(old, ys_old, 'o')})", f"n AS ({side_sql(new, ys_new, 'n')})"]
-        if labels is not None and lab_id is not None and lab_expr is not None:
-            parts = [f"{id_expr(lab_id)} AS id", f"{val(lab_expr)} AS y"]
-            parts += [f"CAST({quote(col)} AS VARCHAR) AS s{i}"
+        ctes = [f"o AS ({side_sql(old, y_old, 'o')})", f"n AS ({side_sql(new, y_new, 'n')})"]
+        has_labels = labels is not None and lab_id is not None and lab_expr is not None
+        if has_labels:
+            assert labels is not None and lab_id is not None
+            parts = [f"{id_expr(lab_id)} AS id", f"{val(lab_expr)} AS y", "TRUE AS present"]
+            parts += [f"CAST({quote(col)} AS STRING) AS s{i}"
                       for i, (src, col) in enumerate(slice_sources) if src == "l"]
             ctes.append(f"l AS (SELECT {', '.join(parts)} FROM {quote(labels.view)})")
-        with_sql = "WITH " + ", ".join(ctes)
 
-        label_source = self._label_source(old, new, labels)
-        y_sql = ("l.y" if labels is not None else
+        y_sql = ("l.y" if has_labels else
                  "coalesce(o.y, n.y)" if old.label and new.label else
                  "o.y" if old.label else "n.y")
-        slice_cols = ", ".join(f"{src}.s{i} AS s{i}" for i, (src, _c) in enumerate(slice_sources))
-        select = (f"o.id AS id, {y_sql} AS y, o.p AS o, n.p AS n, o.c AS oc, n.c AS nc"
-                  + (", " + slice_cols if slice_cols else ""))
-        lab_join = " JOIN l ON l.id = o.id" if labels is not None else ""
-        joined = f"{with_sql} SELECT {select} FROM o JOIN n ON o.id = n.id{lab_join}"
+        audited = "o.present AND n.present" + (" AND l.present" if has_labels else "")
+        columns = [
+            "o.id AS oid", "n.id AS nid", "o.present AS op", "n.present AS np",
+            f"{y_sql} AS y", "o.y AS yo", "n.y AS yn", "o.p AS o", "n.p AS n",
+            "o.c AS oc", "n.c AS nc", f"coalesce({audited}, FALSE) AS a",
+        ]
+        if has_labels:
+            columns += ["l.id AS lid", "l.present AS lp"]
+        columns += [f"{src}.s{i} AS s{i}" for i, (src, _c) in enumerate(slice_sources)]
+        join = "o FULL OUTER JOIN n ON o.id = n.id"
+        if has_labels:
+            join += " FULL OUTER JOIN l ON l.id = coalesce(o.id, n.id)"
+        sql = f"WITH {', '.join(ctes)} SELECT {', '.join(columns)} FROM {join}"
+        self.engine.run(self.d.drop(JOINED) + self.d.materialize(JOINED, sql))
 
-        acc = self._account(with_sql, old, new, labels, allow_unmatched)
-        self._check_values(with_sql, lab_join, y_sql, old, new, labels)
+        acc = self._account(old, new, labels, lab_id, has_labels, allow_unmatched,
+                            both_labels=bool(old.label and new.label))
+        slice_cols = "".join(f", s{i}" for i in range(len(slice_sources)))
         return Plan(
-            joined_sql=joined,
+            joined_sql=f"SELECT oid AS id, y, o, n, oc, nc{slice_cols} FROM {JOINED} WHERE a",
             integer_ids=integer_ids,
             integer_labels=integer_labels,
             slices=tuple(c for _s, c in slice_sources),
             accounting=acc,
-            label_source=label_source,
+            label_source=self._label_source(old, new, labels),
             old_source=old.source,
             new_source=new.source,
             task=task,
@@ -439,8 +448,6 @@ class Aligner:
             else:
                 present = sorted(set(old.columns) | set(new.columns)
                                  | (set(labels.columns) if labels else set()))
-                import difflib
-
                 close = difflib.get_close_matches(col, present, n=1, cutoff=0.5)
                 raise UsageError(
                     f"--slice-by {col!r}: no such column in OLD, NEW"
@@ -449,29 +456,59 @@ class Aligner:
                 )
         return found
 
-    def _examples(self, sql: str) -> list:
-        return [r[0] for r in self.con.execute(sql + f" ORDER BY 1 LIMIT {EXAMPLES}").fetchall()]
+    def _examples(self, column: str, where: str) -> list:
+        return [r[0] for r in self.engine.rows(
+            f"SELECT {column} FROM {JOINED} WHERE {where} ORDER BY 1 LIMIT {EXAMPLES}")]
 
     def _account(
-        self, with_sql: str, old: Side, new: Side, labels: Table | None, allow_unmatched: bool
+        self, old: Side, new: Side, labels: Table | None, lab_id: str | None, has_labels: bool,
+        allow_unmatched: bool, *, both_labels: bool,
     ) -> Accounting:
-        matched, un_old, un_new = self._one(
-            f"{with_sql} SELECT count(*) FILTER (WHERE o.id IS NOT NULL AND n.id IS NOT NULL), "
-            "count(*) FILTER (WHERE n.id IS NULL), count(*) FILTER (WHERE o.id IS NULL) "
-            "FROM o FULL OUTER JOIN n ON o.id = n.id"
+        checks = {
+            "o_seen": "op", "n_seen": "np",
+            "o_null": "op AND oid IS NULL", "n_null": "np AND nid IS NULL",
+            "matched": "op AND np",
+            "un_old": "op AND np IS NULL AND oid IS NOT NULL",
+            "un_new": "np AND op IS NULL AND nid IS NOT NULL",
+            "null_y": "a AND y IS NULL", "null_o": "a AND o IS NULL", "null_n": "a AND n IS NULL",
+        }
+        if has_labels:
+            checks.update({
+                "l_seen": "lp", "l_null": "lp AND lid IS NULL",
+                "missing_label": "op AND np AND lp IS NULL",
+                "unused": "lp AND lid IS NOT NULL AND NOT coalesce(op AND np, FALSE)",
+            })
+        elif both_labels:
+            checks["disagree"] = "op AND np AND yo IS NOT NULL AND yn IS NOT NULL AND yo <> yn"
+        names = list(checks)
+        row = self.engine.first(
+            "SELECT " + ", ".join(f"count(*) FILTER (WHERE {checks[k]})" for k in names)
+            + f" FROM {JOINED}"
         )
-        missing_label = unused = 0
-        if labels is not None:
-            missing_label, unused = self._one(
-                f"{with_sql}, m AS (SELECT o.id FROM o JOIN n ON o.id = n.id) "
-                "SELECT count(*) FILTER (WHERE l.id IS NULL), count(*) FILTER (WHERE m.id IS NULL) "
-                "FROM m FULL OUTER JOIN l ON m.id = l.id"
-            )
+        c = {k: int(v or 0) for k, v in zip(names, row, strict=True)}
+
+        tables = [(old.table, old.id, "o"), (new.table, new.id, "n")]
+        if has_labels and labels is not None and lab_id is not None:
+            tables.append((labels, lab_id, "l"))
+        # A duplicate id among matched rows repeats the rows it joins with, so some input's
+        # row count differs from what the join saw; null ids are counted directly. Either
+        # way check_ids finds and names them. Duplicates among unmatched ids join nothing,
+        # so inputs with unmatched rows that the audit tolerates get the explicit check.
+        if any(c[f"{a}_null"] or c[f"{a}_seen"] != t.rows for t, _i, a in tables):
+            for table, id_col, _alias in tables:
+                check_ids(self.engine, table, id_col)
+        tolerated = {"o": allow_unmatched and c["un_old"], "n": allow_unmatched and c["un_new"],
+                     "l": c.get("unused", 0)}
+        for table, id_col, alias in tables:
+            if tolerated[alias]:
+                check_ids(self.engine, table, id_col)
+
+        matched, un_old, un_new = c["matched"], c["un_old"], c["un_new"]
         acc = Accounting(old.table.rows, new.table.rows, labels.rows if labels else None,
-                         matched, un_old, un_new, missing_label, unused)
+                         matched, un_old, un_new, c.get("missing_label", 0), c.get("unused", 0))
         if matched == 0:
-            ex_o = self._examples(f"{with_sql} SELECT id FROM o")
-            ex_n = self._examples(f"{with_sql} SELECT id FROM n")
+            ex_o = self._examples("oid", "op AND oid IS NOT NULL")
+            ex_n = self._examples("nid", "np AND nid IS NOT NULL")
             raise InputError(
                 f"OLD file {old.table.display} and NEW file {new.table.display} share no ids "
                 f"(column {old.id!r}: {examples(ex_o)}; column {new.id!r}: {examples(ex_n)}). "
@@ -480,11 +517,11 @@ class Aligner:
         if (un_old or un_new) and not allow_unmatched:
             parts = []
             if un_old:
-                ex = self._examples(f"{with_sql} SELECT o.id FROM o ANTI JOIN n ON o.id = n.id")
+                ex = self._examples("oid", checks["un_old"])
                 parts.append(f"{un_old} id(s) only in OLD file {old.table.display} "
                              f"(e.g. {examples(ex)})")
             if un_new:
-                ex = self._examples(f"{with_sql} SELECT n.id FROM n ANTI JOIN o ON o.id = n.id")
+                ex = self._examples("nid", checks["un_new"])
                 parts.append(f"{un_new} id(s) only in NEW file {new.table.display} "
                              f"(e.g. {examples(ex)})")
             raise InputError(
@@ -492,53 +529,38 @@ class Aligner:
                 "--allow-unmatched to audit only the ids present in both (the counts stay in "
                 "the report)."
             )
-        if labels is not None and missing_label and not allow_unmatched:
-            ex = self._examples(
-                f"{with_sql} SELECT o.id FROM o JOIN n ON o.id = n.id ANTI JOIN l ON l.id = o.id"
-            )
+        if labels is not None and acc.missing_label and not allow_unmatched:
+            ex = self._examples("oid", checks["missing_label"])
             raise InputError(
-                f"LABELS file {labels.display}: {missing_label} matched id(s) have no label "
-                f"(e.g. {examples(ex)}). Add them, or pass --allow-unmatched to leave them "
-                "out (they are counted in the report)."
+                f"LABELS file {labels.display}: {acc.missing_label} matched id(s) have no "
+                f"label (e.g. {examples(ex)}). Add them, or pass --allow-unmatched to leave "
+                "them out (they are counted in the report)."
             )
         if acc.audited == 0:
             raise InputError(
                 f"no example is left to audit: {matched} ids matched between OLD and NEW, "
                 f"none of them has a label in LABELS file {labels.display if labels else ''}."
             )
-        return acc
-
-    def _check_values(
-        self, with_sql: str, lab_join: str, y_sql: str, old: Side, new: Side, labels: Table | None
-    ) -> None:
-        base = f"{with_sql} SELECT o.id FROM o JOIN n ON o.id = n.id{lab_join}"
-        if old.label and new.label and labels is None:
-            cond = "o.y IS NOT NULL AND n.y IS NOT NULL AND o.y <> n.y"
-            bad, = self._one(
-                f"{with_sql} SELECT count(*) FROM o JOIN n ON o.id = n.id WHERE {cond}"
+        if c.get("disagree"):
+            rows = self.engine.rows(
+                f"SELECT oid, yo, yn FROM {JOINED} WHERE {checks['disagree']} "
+                f"ORDER BY 1 LIMIT {EXAMPLES}")
+            shown = ", ".join(f"{i!r} (OLD {a!r}, NEW {b!r})" for i, a, b in rows)
+            raise InputError(
+                f"the ground truth disagrees between OLD file {old.table.display} "
+                f"(column {old.label!r}) and NEW file {new.table.display} (column "
+                f"{new.label!r}) for {c['disagree']} id(s): {shown}. Both files must carry the "
+                "same labels; fix one, or give the true labels with --labels FILE."
             )
-            if bad:
-                rows = self.con.execute(
-                    f"{with_sql} SELECT o.id, o.y, n.y FROM o JOIN n ON o.id = n.id WHERE {cond} "
-                    f"ORDER BY 1 LIMIT {EXAMPLES}").fetchall()
-                shown = ", ".join(f"{i!r} (OLD {a!r}, NEW {b!r})" for i, a, b in rows)
+        for key, what, where in (
+            ("null_y", "label", self._label_source(old, new, labels)),
+            ("null_o", "prediction", f"OLD file {old.table.display} ({old.source})"),
+            ("null_n", "prediction", f"NEW file {new.table.display} ({new.source})"),
+        ):
+            if c[key]:
+                ex = self._examples("oid", checks[key])
                 raise InputError(
-                    f"the ground truth disagrees between OLD file {old.table.display} "
-                    f"(column {old.label!r}) and NEW file {new.table.display} (column "
-                    f"{new.label!r}) for {bad} id(s): {shown}. Both files must carry the same "
-                    "labels; fix one, or give the true labels with --labels FILE."
-                )
-        checks = [
-            (y_sql, "label", self._label_source(old, new, labels)),
-            ("o.p", "prediction", f"OLD file {old.table.display} ({old.source})"),
-            ("n.p", "prediction", f"NEW file {new.table.display} ({new.source})"),
-        ]
-        for expr, what, where in checks:
-            bad, = self._one(f"{with_sql} SELECT count(*) FROM o JOIN n ON o.id = n.id{lab_join} "
-                             f"WHERE {expr} IS NULL")
-            if bad:
-                ex = self._examples(f"{base} WHERE {expr} IS NULL")
-                raise InputError(
-                    f"{bad} audited example(s) have a missing (null, NaN or infinite) {what} "
+                    f"{c[key]} audited example(s) have a missing (null, NaN or infinite) {what} "
                     f"in {where}: ids {examples(ex)}. Fill them in or remove those rows."
                 )
+        return acc

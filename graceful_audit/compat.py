@@ -33,13 +33,12 @@ import numpy as np
 
 from . import __version__
 from .align import ID_SYNONYMS, LABEL_SYNONYMS, check_ids
+from .engine import DuckDBEngine
 from .errors import InputError, UsageError, examples
-from .flips import duckdb_connection, gate_specs, natural_key
+from .flips import gate_specs, natural_key
 from .gates import GateDef, GateResult, GateSpec, check_threshold, evaluate_gates
 from .io import (
-    Reader,
     Table,
-    engine_errors,
     is_integer_type,
     is_list_type,
     is_numeric_type,
@@ -423,20 +422,22 @@ def audit_compat(
         check_threshold(spec.name, spec.threshold, COMPAT_GATES)
 
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
-    with duckdb_connection() as con:
-        reader = Reader(con)
-        old_t = reader.open(old, "OLD", text_columns=id_names)
-        new_t = reader.open(new, "NEW", text_columns=id_names)
+    engine = DuckDBEngine()
+    try:
+        old_t = engine.open(old, "OLD", text_columns=id_names)
+        new_t = engine.open(new, "NEW", text_columns=id_names)
         sides = [_resolve(t, id_col, label_col, embedding_col, split_col) for t in (old_t, new_t)]
         for s in sides:
-            check_ids(con, s.table, s.id)
+            check_ids(engine, s.table, s.id)
         if sides[0].label is None and sides[1].label is None:
             raise InputError(
                 f"no identity label column {label_col or 'label'!r} in OLD file "
                 f"{old_t.display} or NEW file {new_t.display}. Name it with --label-col."
             )
-        with engine_errors(f"while joining {old_t.display} and {new_t.display}"):
-            data, matched, un_old, un_new = _join(con, sides, allow_unmatched)
+        with engine.errors(f"while joining {old_t.display} and {new_t.display}"):
+            data, matched, un_old, un_new = _join(engine.con, sides, allow_unmatched)
+    finally:
+        engine.close()
 
     ids = _texts(data.column("id").to_pylist())
     labels = _labels(data, ids, sides)

@@ -29,7 +29,7 @@ from .regression import (
 )
 
 if TYPE_CHECKING:
-    import duckdb
+    from .engine import Engine
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class CountTables:
 
 #: Ties are broken by id in natural order, the same for every file format: ids that are
 #: integers (or integer text, as CSV ids are read) numerically, then the rest as text.
-ID_ORDER = "TRY_CAST(id AS HUGEINT) NULLS LAST, CAST(id AS VARCHAR)"
+ID_ORDER = "TRY_CAST(id AS BIGINT) NULLS LAST, CAST(id AS STRING)"
 
 
 def _text(value: object) -> str:
@@ -104,7 +104,7 @@ def _add(counts: dict[str, int], ook: bool, nok: bool, dis: bool, c: int) -> Non
             counts["both_wrong_disagree"] += c
 
 
-def count_flips(con: duckdb.DuckDBPyConnection, plan: Plan, *, top: int) -> CountTables:
+def count_flips(engine: Engine, plan: Plan, *, top: int) -> CountTables:
     """Run the aggregation and the worst-flips query for ``plan``."""
     k = len(plan.slices)
     slice_cols = [f"s{i}" for i in range(k)]
@@ -119,7 +119,7 @@ def count_flips(con: duckdb.DuckDBPyConnection, plan: Plan, *, top: int) -> Coun
         f"{', '.join(slice_cols) + ', ' if slice_cols else ''}ook, nok, dis, count(*) "
         f"FROM f GROUP BY GROUPING SETS ({', '.join(sets)})"
     )
-    rows = con.execute(sql).fetchall()
+    rows = engine.rows(sql)
 
     per_class: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     per_slice: list[dict[str | None, dict[str, int]]] = [
@@ -146,18 +146,18 @@ def count_flips(con: duckdb.DuckDBPyConnection, plan: Plan, *, top: int) -> Coun
         name: {v: FlipCounts(**d) for v, d in per_slice[i].items()}
         for i, name in enumerate(plan.slices)
     }
-    return CountTables(overall, classes, slices, dict(matrix), _worst(con, plan, top))
+    return CountTables(overall, classes, slices, dict(matrix), _worst(engine, plan, top))
 
 
-def _worst(con: duckdb.DuckDBPyConnection, plan: Plan, top: int) -> tuple[FlipExample, ...]:
+def _worst(engine: Engine, plan: Plan, top: int) -> tuple[FlipExample, ...]:
     """Worst negative flips: most confident old prediction first, ties (and no scores) by id."""
     if top <= 0:
         return ()
     slice_cols = "".join(f", s{i}" for i in range(len(plan.slices)))
-    rows = con.execute(
+    rows = engine.rows(
         f"WITH j AS ({plan.joined_sql}) SELECT id, y, o, n, oc, nc{slice_cols} FROM j "
         f"WHERE o = y AND n <> y ORDER BY oc DESC NULLS LAST, {ID_ORDER} LIMIT {int(top)}"
-    ).fetchall()
+    )
     return tuple(
         FlipExample(
             id=_text(r[0]), label=_text(r[1]), old_pred=_text(r[2]), new_pred=_text(r[3]),
@@ -170,8 +170,7 @@ def _worst(con: duckdb.DuckDBPyConnection, plan: Plan, top: int) -> tuple[FlipEx
 
 
 def count_regression(
-    con: duckdb.DuckDBPyConnection, plan: Plan, *, atol: float, rtol: float, top: int,
-    confidence: float,
+    engine: Engine, plan: Plan, *, atol: float, rtol: float, top: int, confidence: float,
 ) -> CountTables:
     """Tolerance flips and error sums, overall and per slice; the Wilcoxon rank sums."""
     k = len(plan.slices)
@@ -181,13 +180,14 @@ def count_regression(
              f"abs(n - y) - abs(o - y) AS d, abs(o - y) <= {tol} AS ook, "
              f"abs(n - y) <= {tol} AS nok" + "".join(f", {s}" for s in slice_cols) + " FROM j")
     with_sql = f"WITH j AS ({plan.joined_sql}), f AS ({f_sql})"
-    sums = "count(*), fsum(eo), fsum(en), fsum(eo * eo), fsum(en * en)"
+    fsum = engine.dialect.exact_sum
+    sums = f"count(*), {fsum('eo')}, {fsum('en')}, {fsum('eo * eo')}, {fsum('en * en')}"
     sets = ["(ook, nok)"] + [f"({s}, ook, nok)" for s in slice_cols]
     groupings = "".join(f"grouping({s}), " for s in slice_cols)
-    rows = con.execute(
+    rows = engine.rows(
         f"{with_sql} SELECT {groupings}{''.join(f'{s}, ' for s in slice_cols)}ook, nok, {sums} "
         f"FROM f GROUP BY GROUPING SETS ({', '.join(sets)})"
-    ).fetchall()
+    )
     overall: dict[str, int] = defaultdict(int)
     overall_sums = [0, 0.0, 0.0, 0.0, 0.0]
     per_slice: list[dict[str | None, dict[str, int]]] = [
@@ -210,21 +210,21 @@ def count_regression(
         for j, v in enumerate(agg):
             target[j] += v or 0
 
-    n_total, mean_d, var_d = con.execute(
-        f"{with_sql} SELECT count(*), avg(d), var_samp(d) FROM f").fetchall()[0]
+    n_total, mean_d, var_d = engine.first(
+        f"{with_sql} SELECT count(*), avg(d), var_samp(d) FROM f")
     if n_total <= WILCOXON_SMALL:
-        diffs = [r[0] for r in con.execute(f"{with_sql} SELECT d FROM f ORDER BY id").fetchall()]
+        diffs = [r[0] for r in engine.rows(f"{with_sql} SELECT d FROM f ORDER BY id")]
         wilcoxon = wilcoxon_small(diffs)
     else:
-        nz, r_plus, r_minus, tie_term = con.execute(
+        nz, r_plus, r_minus, tie_term = engine.first(
             f"{with_sql}, a AS (SELECT abs(d) AS ad, count(*) AS c, "
             "count(*) FILTER (WHERE d > 0) AS pos FROM f WHERE d <> 0 GROUP BY ad), "
             "r AS (SELECT c, pos, sum(c) OVER (ORDER BY ad ROWS BETWEEN UNBOUNDED PRECEDING "
             "AND CURRENT ROW) - c AS before FROM a) "
-            "SELECT coalesce(sum(c), 0), coalesce(fsum(pos * (before + (c + 1) / 2.0)), 0), "
-            "coalesce(fsum((c - pos) * (before + (c + 1) / 2.0)), 0), "
-            "coalesce(fsum(CAST(c AS DOUBLE) * c * c - c), 0) FROM r"
-        ).fetchall()[0]
+            "SELECT coalesce(sum(c), 0), coalesce(sum(pos * (before + (c + 1) / 2.0)), 0), "
+            "coalesce(sum((c - pos) * (before + (c + 1) / 2.0)), 0), "
+            "coalesce(sum(CAST(c AS DOUBLE) * c * c - c), 0) FROM r"
+        )
         wilcoxon = wilcoxon_from_ranks(int(nz), int(n_total - nz), float(r_plus),
                                        float(r_minus), float(tie_term))
     errors = ErrorSums(int(overall_sums[0]), *map(float, overall_sums[1:]))
@@ -233,10 +233,10 @@ def count_regression(
         paired_t_interval(mean_d, var_d, int(n_total), confidence=confidence), wilcoxon,
     )
     slice_cols_sql = "".join(f", {s}" for s in slice_cols)
-    worst_rows = con.execute(
+    worst_rows = engine.rows(
         f"{with_sql} SELECT id, y, o, n, eo, en{slice_cols_sql} FROM f WHERE ook AND NOT nok "
         f"ORDER BY d DESC, {ID_ORDER} LIMIT {int(max(top, 0))}"
-    ).fetchall() if top > 0 else []
+    ) if top > 0 else []
     worst = tuple(
         FlipExample(_text(r[0]), r[1], r[2], r[3], slices=dict(zip(plan.slices, r[6:],
                                                                     strict=True)),

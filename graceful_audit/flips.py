@@ -11,19 +11,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .align import ID_SYNONYMS, Aligner, Columns, decide_task, resolve_side
 from .count import CountTables, count_flips, count_regression
+from .engine import open_engine
 from .errors import UsageError
 from .gates import GateSpec, check_threshold, evaluate_gates
-from .io import Reader, engine_errors
 from .metrics import PROPORTIONS, FlipMetrics
 from .result import FlipsResult, GroupRow, Inputs, group_row
 from .stats import mcnemar, wilson_interval
@@ -39,30 +36,6 @@ def natural_key(value: str | None) -> tuple[int, float, str]:
         return (1, 0.0, value)
 
 
-@contextlib.contextmanager
-def duckdb_connection(memory_limit: str | None = None, threads: int | None = None) -> Iterator[Any]:
-    """An in-process DuckDB that spills to a private temporary folder, removed afterwards."""
-    import duckdb
-
-    spill = tempfile.mkdtemp(prefix="gaudit-")
-    config: dict[str, Any] = {"temp_directory": spill}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
-    if threads:
-        config["threads"] = threads
-    try:
-        con = duckdb.connect(":memory:", config=config)
-    except duckdb.Error as exc:
-        shutil.rmtree(spill, ignore_errors=True)
-        raise UsageError(f"invalid engine setting: {exc}") from None
-    try:
-        con.execute("SET enable_progress_bar = false")
-        yield con
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
-
-
 def _display(source: Any) -> str:
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else (
         "<DataFrame>" if hasattr(source, "iloc") else "<Arrow table>")
@@ -76,6 +49,7 @@ def build_result(
     options: Mapping[str, Any] | None = None,
     task: str = "classification",
     task_reason: str = "",
+    engine: str = "duckdb",
 ) -> FlipsResult:
     """Turn engine counts into the frozen result (pure: no I/O)."""
     c = tables.overall
@@ -119,6 +93,7 @@ def build_result(
         task=task,
         task_reason=task_reason,
         regression=tables.regression,
+        engine=engine,
     )
 
 
@@ -149,6 +124,10 @@ def audit_flips(
     task: str = "auto",
     atol: float | None = None,
     rtol: float | None = None,
+    engine: str = "duckdb",
+    spark_remote: str | None = None,
+    spark_conf: Mapping[str, str] | None = None,
+    verbose: bool = False,
 ) -> FlipsResult:
     """Audit a model update: negative flips, error deltas, breakdowns and gates.
 
@@ -180,6 +159,10 @@ def audit_flips(
     atol, rtol : float, optional
         Regression: a prediction is right when ``|pred - y| <= atol + rtol * |y|``; at
         least one is required.
+    engine : {"duckdb", "spark"}
+        Where reading, joining and counting run. ``spark`` uses Spark Connect:
+        ``spark_remote`` (``sc://host:15002``, else ``SPARK_REMOTE``, else a local session)
+        and ``spark_conf`` settings.
 
     Returns
     -------
@@ -201,27 +184,28 @@ def audit_flips(
     cols = Columns(id_col, label_col, pred_col, score_cols, tuple(slice_by), threshold)
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
 
-    with duckdb_connection(memory_limit) as con:
-        reader = Reader(con)
-        old_t = reader.open(old, "OLD", text_columns=id_names)
-        new_t = reader.open(new, "NEW", text_columns=id_names)
-        lab_t = reader.open(labels, "LABELS", text_columns=id_names) if labels is not None else None
-        old_side = resolve_side(old_t, cols)
-        new_side = resolve_side(new_t, cols)
-        with engine_errors(f"while joining {old_t.display} and {new_t.display}"):
-            chosen, reason = decide_task(con, (old_side, new_side), task)
+    with open_engine(engine, memory_limit=memory_limit, spark_remote=spark_remote,
+                     spark_conf=spark_conf, verbose=verbose) as eng:
+        old_t = eng.open(old, "OLD", text_columns=id_names)
+        new_t = eng.open(new, "NEW", text_columns=id_names)
+        lab_t = eng.open(labels, "LABELS", text_columns=id_names) if labels is not None else None
+        old_side = resolve_side(old_t, cols, eng.dialect)
+        new_side = resolve_side(new_t, cols, eng.dialect)
+        with eng.errors(f"while joining {old_t.display} and {new_t.display}"):
+            chosen, reason = decide_task(eng, (old_side, new_side), task)
             if chosen == "regression" and atol is None and rtol is None:
                 raise UsageError(
                     f"a regression audit ({reason}) needs a tolerance: give --atol and/or "
                     "--rtol (a prediction is right when |pred - y| <= atol + rtol * |y|)."
                 )
-            plan = Aligner(con).plan(old_side, new_side, lab_t, cols,
+            plan = Aligner(eng).plan(old_side, new_side, lab_t, cols,
                                      allow_unmatched=allow_unmatched, task=chosen)
             if chosen == "regression":
-                tables = count_regression(con, plan, atol=atol or 0.0, rtol=rtol or 0.0,
+                tables = count_regression(eng, plan, atol=atol or 0.0, rtol=rtol or 0.0,
                                           top=top, confidence=confidence)
             else:
-                tables = count_flips(con, plan, top=top)
+                tables = count_flips(eng, plan, top=top)
+        engine_name = eng.name
 
     acc = plan.accounting
     inputs = Inputs(
@@ -236,5 +220,5 @@ def audit_flips(
     options = {"top": top, "threshold": threshold, "allow_unmatched": allow_unmatched,
                "slice_by": list(slice_by)}
     result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
-                          task_reason=reason)
+                          task_reason=reason, engine=engine_name)
     return result.with_gates(evaluate_gates(result, specs))

@@ -9,11 +9,10 @@ that names the file and says what to do.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,24 +195,6 @@ def engine_message(exc: BaseException) -> str:
                    "Binder Error: ", "Parser Error: ", "Invalid Error: "):
         text = text.removeprefix(prefix)
     return text
-
-
-@contextlib.contextmanager
-def engine_errors(context: str) -> Iterator[None]:
-    """Turn an engine error raised while scanning the data into an :class:`InputError`.
-
-    Reading is lazy, so a value that does not fit its column's type (a CSV whose row
-    30,000 holds text in a numeric column) surfaces only when a query runs.
-    """
-    import duckdb
-
-    try:
-        yield
-    except duckdb.Error as exc:
-        raise InputError(
-            f"{context}: {engine_message(exc)}. A column may hold values of mixed types; "
-            "check the file, or convert it to Parquet with explicit types."
-        ) from None
 
 
 def _read_error(display: str, fmt: str, exc: BaseException) -> InputError:

@@ -1,0 +1,187 @@
+"""Engines: where reading, joining and counting run.
+
+The flips audit is written once as SQL (:mod:`graceful_audit.align`,
+:mod:`graceful_audit.count`) and run by an :class:`Engine`: DuckDB in-process by default, or
+Apache Spark through Spark Connect (:mod:`graceful_audit.engine_spark`). The few functions
+whose spelling differs between the two SQL dialects (arrays, finiteness, anti joins) come
+from :class:`Dialect`; everything else is the same text. Only counts and a few example rows
+ever come back to Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .errors import InputError, UsageError
+from .io import Reader, Table, engine_message
+
+
+class Dialect:
+    """DuckDB's spelling of the non-portable SQL; :class:`SparkDialect` overrides it."""
+
+    name = "duckdb"
+    anti_join = "ANTI JOIN"
+
+    def text(self, x: str) -> str:
+        return f"CAST({x} AS STRING)"
+
+    def is_finite(self, x: str) -> str:
+        return f"isfinite({x})"
+
+    def array(self, items: Sequence[str]) -> str:
+        return "[" + ", ".join(items) + "]"
+
+    def array_max(self, a: str) -> str:
+        return f"list_max({a})"
+
+    def array_position(self, a: str, x: str) -> str:
+        """1-based position of ``x`` in ``a``; NULL (or 0 on Spark) when absent."""
+        return f"list_position({a}, {x})"
+
+    def element_at(self, a: str, i: str) -> str:
+        """1-based element ``i`` of ``a``; NULL when out of range."""
+        return f"list_extract({a}, {i})"
+
+    def any_missing(self, a: str) -> str:
+        """True when an element of ``a`` is NULL or NaN."""
+        return f"(len(list_filter({a}, lambda x: x IS NULL OR isnan(CAST(x AS DOUBLE)))) > 0)"
+
+    def exact_sum(self, x: str) -> str:
+        """A sum of doubles, compensated where the engine offers it."""
+        return f"fsum({x})"
+
+    def materialize(self, name: str, sql: str) -> list[str]:
+        return [f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}"]
+
+    def drop(self, name: str) -> list[str]:
+        return [f"DROP TABLE IF EXISTS {name}"]
+
+
+class SparkDialect(Dialect):
+    name = "spark"
+    anti_join = "LEFT ANTI JOIN"
+
+    def is_finite(self, x: str) -> str:
+        return (f"(NOT isnan(CAST({x} AS DOUBLE)) AND "
+                f"abs(CAST({x} AS DOUBLE)) <> CAST('Infinity' AS DOUBLE))")
+
+    def array(self, items: Sequence[str]) -> str:
+        return "array(" + ", ".join(items) + ")"
+
+    def array_max(self, a: str) -> str:
+        return f"array_max({a})"
+
+    def array_position(self, a: str, x: str) -> str:
+        return f"nullif(array_position({a}, {x}), 0)"
+
+    def element_at(self, a: str, i: str) -> str:
+        return f"try_element_at({a}, CAST({i} AS INT))"
+
+    def any_missing(self, a: str) -> str:
+        return f"exists({a}, x -> x IS NULL OR isnan(CAST(x AS DOUBLE)))"
+
+    def exact_sum(self, x: str) -> str:
+        return f"sum({x})"
+
+    def materialize(self, name: str, sql: str) -> list[str]:
+        return [f"CACHE TABLE {name} AS {sql}"]
+
+    def drop(self, name: str) -> list[str]:
+        return [f"UNCACHE TABLE IF EXISTS {name}", f"DROP VIEW IF EXISTS {name}"]
+
+
+class Engine:
+    """What the audit needs of an engine: open inputs, run SQL, map its errors."""
+
+    name = "engine"
+    dialect: Dialect = Dialect()
+
+    def open(self, source: Any, role: str, *, text_columns: Sequence[str] = ()) -> Table:
+        raise NotImplementedError
+
+    def rows(self, sql: str) -> list[tuple]:
+        raise NotImplementedError
+
+    def run(self, statements: Sequence[str]) -> None:
+        for sql in statements:
+            self.rows(sql)
+
+    def first(self, sql: str) -> tuple:
+        return self.rows(sql)[0]
+
+    @contextlib.contextmanager
+    def errors(self, context: str) -> Iterator[None]:
+        """Turn an engine error raised while scanning the data into an :class:`InputError`."""
+        yield
+
+    def close(self) -> None:
+        pass
+
+
+class DuckDBEngine(Engine):
+    """In-process DuckDB, spilling to a private temporary folder (removed on close)."""
+
+    name = "duckdb"
+    dialect = Dialect()
+
+    def __init__(self, memory_limit: str | None = None, threads: int | None = None) -> None:
+        import duckdb
+
+        self._spill = tempfile.mkdtemp(prefix="gaudit-")
+        config: dict[str, Any] = {"temp_directory": self._spill}
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        if threads:
+            config["threads"] = threads
+        try:
+            self.con = duckdb.connect(":memory:", config=config)
+            self.con.execute("SET enable_progress_bar = false")
+        except duckdb.Error as exc:
+            shutil.rmtree(self._spill, ignore_errors=True)
+            raise UsageError(f"invalid engine setting: {engine_message(exc)}") from None
+        self.reader = Reader(self.con)
+
+    def open(self, source: Any, role: str, *, text_columns: Sequence[str] = ()) -> Table:
+        return self.reader.open(source, role, text_columns=text_columns)
+
+    def rows(self, sql: str) -> list[tuple]:
+        return self.con.execute(sql).fetchall()
+
+    @contextlib.contextmanager
+    def errors(self, context: str) -> Iterator[None]:
+        import duckdb
+
+        try:
+            yield
+        except duckdb.Error as exc:
+            raise InputError(
+                f"{context}: {engine_message(exc)}. A column may hold values of mixed types; "
+                "check the file, or convert it to Parquet with explicit types."
+            ) from None
+
+    def close(self) -> None:
+        self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def open_engine(name: str = "duckdb", **settings: Any) -> Iterator[Engine]:
+    """The engine ``name`` (``duckdb`` or ``spark``), closed afterwards."""
+    if name == "duckdb":
+        engine: Engine = DuckDBEngine(settings.get("memory_limit"), settings.get("threads"))
+    elif name == "spark":
+        from .engine_spark import SparkEngine
+
+        engine = SparkEngine(remote=settings.get("spark_remote"),
+                             conf=settings.get("spark_conf") or {},
+                             verbose=bool(settings.get("verbose")))
+    else:
+        raise UsageError(f"--engine: {name!r} is not one of duckdb, spark.")
+    try:
+        yield engine
+    finally:
+        engine.close()
