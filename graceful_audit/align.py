@@ -31,7 +31,6 @@ from .io import (
     is_list_type,
     quote,
     resolve_column,
-    sql_string,
 )
 
 ID_SYNONYMS = ("ids", "example_id", "sample_id", "uid", "key", "index")
@@ -81,7 +80,7 @@ def _value_expr(column: str, dtype: str, d: Dialect) -> Expr:
         return Expr(f"CAST({c} AS INTEGER)", True)
     if is_float_type(dtype):
         return Expr(
-            f"(CASE WHEN NOT {d.is_finite(c)} THEN NULL WHEN {c} = floor({c}) "
+            f"(CASE WHEN NOT {d.is_finite(c)} THEN NULL WHEN {c} = round({c}, 0) "
             f"THEN CAST(CAST({c} AS DECIMAL(38, 0)) AS STRING) ELSE CAST({c} AS STRING) END)",
             False,
         )
@@ -126,7 +125,7 @@ def decide_task(engine: Engine, sides: Sequence[Side], task: str) -> tuple[str, 
             continue
         c = quote(col)
         non_integral = engine.first(
-            f"SELECT bool_or({c} <> floor({c})) FROM {quote(side.table.view)} "
+            f"SELECT bool_or({c} <> round({c}, 0)) FROM {quote(side.table.view)} "
             f"WHERE {engine.dialect.is_finite(c)}")[0]
         if non_integral:
             return "regression", (f"{side.table.role} column {col!r} holds non-integral "
@@ -220,7 +219,7 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
         if len(set(names)) != len(names):
             raise InputError(f"{table.label}: score columns {scores} give duplicate classes.")
         lst = d.array([f"CAST({quote(c)} AS DOUBLE)" for c in scores])
-        classes = d.array([sql_string(n) for n in names])
+        classes = d.array([d.literal(n) for n in names])
         if pred is None:
             pred = Expr(d.element_at(classes, _argmax(lst, d)), False)
             source = f"argmax of {len(scores)} score columns {cols.scores!r}"

@@ -35,6 +35,11 @@ app = typer.Typer(
 EXIT_OK, EXIT_BREACHED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+class EngineName(str, Enum):
+    duckdb = "duckdb"
+    spark = "spark"
+
+
 class Task(str, Enum):
     auto = "auto"
     classification = "classification"
@@ -182,6 +187,19 @@ def github(result: Any) -> None:
             message = f"{g.condition}: value {value}" + (f" ({g.detail})" if g.detail else "")
             message = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
             typer.echo(f"::{kind} title=gaudit gate {g.name} {state}::{message}", err=True)
+
+
+def parse_conf(values: list[str] | None) -> dict[str, str]:
+    """``--spark-conf key=value`` pairs."""
+    from .errors import UsageError
+
+    out = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--spark-conf {item!r}: expected KEY=VALUE.")
+        out[key.strip()] = value
+    return out
 
 
 def settings(ctx: typer.Context, command: str, config: str | None) -> tuple[dict[str, Any],
@@ -341,12 +359,29 @@ def flips(
     report: ReportOpt = None,
     config: ConfigOpt = None,
     memory_limit: Annotated[
-        str | None, typer.Option("--memory-limit", help="Engine memory limit, e.g. '4GB'.")
+        str | None, typer.Option("--memory-limit", help="Engine memory limit, e.g. '4GB' "
+                                 "(DuckDB spills to disk beyond it).", rich_help_panel="Engine")
     ] = None,
+    engine: Annotated[
+        EngineName, typer.Option("--engine", help="Where reading, joining and counting run.",
+                                 rich_help_panel="Engine")
+    ] = EngineName.duckdb,
+    spark_remote: Annotated[
+        str | None, typer.Option("--spark-remote", help="Spark Connect URL, e.g. "
+                                 "sc://host:15002 [default: $SPARK_REMOTE, else a local "
+                                 "session].", rich_help_panel="Engine")
+    ] = None,
+    spark_conf: Annotated[
+        list[str] | None, typer.Option("--spark-conf", help="A Spark setting KEY=VALUE "
+                                       "(repeatable).", rich_help_panel="Engine")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show the engine's own warnings on stderr.")
+    ] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Negative flips, error deltas and their breakdowns for a classifier update."""
+    """Negative flips, error deltas and their breakdowns for a model update."""
     with error_boundary(debug):
         from .config import GATE_KEYS_FLIPS
         from .flips import audit_flips
@@ -361,6 +396,9 @@ def flips(
                 allow_unmatched=p["allow_unmatched"],
                 gates=specs_from(p, GATE_KEYS_FLIPS, sources), memory_limit=p["memory_limit"],
                 task=str(getattr(p["task"], "value", p["task"])), atol=p["atol"], rtol=p["rtol"],
+                engine=str(getattr(p["engine"], "value", p["engine"])),
+                spark_remote=p["spark_remote"], spark_conf=parse_conf(p["spark_conf"]),
+                verbose=verbose,
             )
         publish(result, fmt, output, reports, quiet)
     _exit_for(result)

@@ -32,7 +32,7 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "labels": str, "id-col": str, "label-col": str, "pred-col": str, "score-cols": str,
         "threshold": float, "slice-by": list, "top": int, "confidence": float,
         "allow-unmatched": bool, "memory-limit": str, "task": str, "atol": float,
-        "rtol": float,
+        "rtol": float, "engine": str, "spark-remote": str, "spark-conf": list,
     },
     "compat": {
         **{k: float for k in GATE_KEYS_COMPAT},

@@ -24,10 +24,10 @@ class Dialect:
     """DuckDB's spelling of the non-portable SQL; :class:`SparkDialect` overrides it."""
 
     name = "duckdb"
-    anti_join = "ANTI JOIN"
 
-    def text(self, x: str) -> str:
-        return f"CAST({x} AS STRING)"
+    def literal(self, value: str) -> str:
+        """A string literal."""
+        return "'" + value.replace("'", "''") + "'"
 
     def is_finite(self, x: str) -> str:
         return f"isfinite({x})"
@@ -63,7 +63,9 @@ class Dialect:
 
 class SparkDialect(Dialect):
     name = "spark"
-    anti_join = "LEFT ANTI JOIN"
+
+    def literal(self, value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     def is_finite(self, x: str) -> str:
         return (f"(NOT isnan(CAST({x} AS DOUBLE)) AND "

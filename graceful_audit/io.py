@@ -243,7 +243,14 @@ class Reader:
                     f"got {type(source).__name__}."
                 )
             data_name = view + "_data"
-            self.con.register(data_name, source)
+            try:
+                self.con.register(data_name, source)  # zero-copy for DataFrames and Arrow
+            except Exception:
+                # DuckDB cannot scan some pandas memory layouts in place (a reversed view,
+                # df[::-1], raises std::bad_cast): hand it a contiguous copy instead.
+                if not hasattr(source, "copy"):
+                    raise
+                self.con.register(data_name, source.copy())
             scan, fmt = quote(data_name), "table"
         try:
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS SELECT * FROM {scan}")

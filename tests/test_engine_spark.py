@@ -1,0 +1,154 @@
+"""Engine equality: the same files give the same JSON on DuckDB and on Spark (Spark Connect).
+
+One local Spark session serves the whole test run (it stays on 127.0.0.1). Skipped when
+pyspark or Java is missing; CI installs the ``spark`` extra, so there it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graceful_audit import audit_flips
+from graceful_audit.errors import GauditError
+
+pytest.importorskip("pyspark.sql.connect", reason="the spark extra is not installed")
+if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+    pytest.skip("no Java for a local Spark session", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def spark_session():
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    from graceful_audit.engine_spark import SparkEngine
+
+    engine = SparkEngine()  # starts the one local session of this test run
+    yield engine.spark
+
+
+def both(*args, **kwargs):
+    duck = audit_flips(*args, engine="duckdb", **kwargs).to_dict()
+    spark = audit_flips(*args, engine="spark", **kwargs).to_dict()
+    assert duck.pop("engine") == "duckdb" and spark.pop("engine") == "spark"
+    return duck, spark
+
+
+def assert_close(a, b, path="$"):
+    """Equal, except floats that come from sums of doubles: those to 1e-12 relative."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def test_sample_pair_is_byte_identical():
+    duck, spark = both(SAMPLE / "digits_old.csv", SAMPLE / "digits_new.parquet",
+                       score_cols="prob_*", slice_by=["ink"], gates={"max-nfr": 0.01})
+    assert json.dumps(duck) == json.dumps(spark)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    n = 2_000
+    classes = np.array(["cat", "dog", "owl", "fox"])
+    y = rng.integers(0, 4, n)
+    old = np.where(rng.random(n) < 0.8, y, rng.integers(0, 4, n))
+    new = np.where(rng.random(n) < 0.85, y, rng.integers(0, 4, n))
+    d = tmp_path_factory.mktemp("gen")
+    ids = np.arange(n) * 3 + 1
+    seg = rng.choice(["web", "app", None], n)
+    o = pd.DataFrame({"id": ids, "label": classes[y], "pred": classes[old], "segment": seg})
+    for k, c in enumerate(classes):
+        o[f"p_{c}"] = np.where(old == k, 0.7, 0.1) + rng.random(n) * 0.01
+    nn = pd.DataFrame({"id": ids, "pred": classes[new]})
+    for k, c in enumerate(classes):
+        nn[f"p_{c}"] = np.where(new == k, 0.6, 0.1) + rng.random(n) * 0.01
+    nn = nn.sample(frac=1, random_state=1)
+    o.to_csv(d / "old.csv", index=False)
+    nn.to_parquet(d / "new.parquet", index=False)
+    o.assign(id=[f"s{i}" for i in ids]).to_parquet(d / "old_str.parquet", index=False)
+    nn.assign(id=[f"s{i}" for i in nn["id"]]).to_parquet(d / "new_str.parquet", index=False)
+    o[["id", "label"]].to_csv(d / "labels.csv", index=False)
+    nn.assign(id=nn["id"] + 10**7).to_parquet(d / "elsewhere.parquet", index=False)
+    o.drop(columns=["label"]).to_parquet(d / "old_nolabel.parquet", index=False)
+    reg = pd.DataFrame({"id": [f"r{i}" for i in range(300)], "y": rng.normal(50, 10, 300)})
+    reg["pred"] = (reg["y"] + rng.normal(0, 4, 300)).round(1)
+    reg.to_csv(d / "reg_old.csv", index=False)
+    reg.assign(pred=(reg["y"] + rng.normal(0, 3, 300)).round(1)).sample(
+        frac=1, random_state=2).to_parquet(d / "reg_new.parquet", index=False)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kwargs"),
+    [
+        ("old.csv", "new.parquet", {"slice_by": ["segment"], "top": 7}),
+        ("old_str.parquet", "new_str.parquet", {"score_cols": "p_*", "pred_col": "pred"}),
+        ("old_nolabel.parquet", "new.parquet", {"labels": "labels.csv"}),
+    ],
+    ids=["int-ids-slices", "string-ids-scores", "labels-file"],
+)
+def test_generated_cases_are_byte_identical(generated, old, new, kwargs):
+    if "labels" in kwargs:
+        kwargs = {**kwargs, "labels": generated / kwargs["labels"]}
+    duck, spark = both(generated / old, generated / new, **kwargs)
+    assert json.dumps(duck) == json.dumps(spark)
+
+
+def test_regression_matches(generated):
+    duck, spark = both(generated / "reg_old.csv", generated / "reg_new.parquet", atol=3.0,
+                       label_col="y", gates={"max-mae-delta": 0})
+    assert duck["task"] == spark["task"] == "regression"
+    assert_close(duck, spark)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kwargs", "needle"),
+    [
+        ("old.csv", "new.parquet", {"pred_col": "prediction"}, "no column 'prediction'"),
+        ("old.csv", "elsewhere.parquet", {}, "share no ids"),
+        ("old.csv", "missing.parquet", {}, "no such file"),
+    ],
+    ids=["wrong-column", "no-shared-ids", "missing-file"],
+)
+def test_errors_match(generated, old, new, kwargs, needle):
+    messages = []
+    for engine in ("duckdb", "spark"):
+        with pytest.raises(GauditError) as info:
+            audit_flips(generated / old, generated / new, engine=engine, **kwargs)
+        messages.append(str(info.value))
+    assert all(needle in m for m in messages), messages
+
+
+def test_cli_engine_spark_exit_codes(generated, monkeypatch):
+    from typer.testing import CliRunner
+
+    from graceful_audit.cli import app
+
+    monkeypatch.chdir(generated)
+    runner = CliRunner()
+    args = ["flips", str(SAMPLE / "digits_old.csv"), str(SAMPLE / "digits_new.parquet"),
+            "--engine", "spark"]
+    assert runner.invoke(app, [*args, "--max-nfr", "0.01"]).exit_code == 1
+    assert runner.invoke(app, [*args, "--max-nfr", "0.05"]).exit_code == 0
+    bad = runner.invoke(app, [*args, "--pred-col", "nope"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
