@@ -184,6 +184,8 @@ class CompatResult:
         return (f"{crit} new/old {_pct(cross)} {op} old/old {_pct(base)}")
 
     def headline(self) -> str:
+        if self.dimension_mismatch:
+            return self.reason()
         word = "backward compatible" if self.compatible else "NOT backward compatible"
         flips = ("" if self.retrieval_negative_flips is None else
                  f"; {self.retrieval_negative_flips} of {self.queries} queries break")

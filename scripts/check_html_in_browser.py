@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Render the sample audit to HTML and screenshot it in headless Chromium, offline.
+"""Render the sample audits to HTML and screenshot them in headless Chromium, offline.
 
 Usage (from the project root)::
 
     .venv/bin/python scripts/check_html_in_browser.py [--out DIR] [--browser PATH]
+                                                      [--only flips|compat]
 
-Writes ``DIR/report.html`` and ``DIR/report.png`` (DIR defaults to a new temporary folder)
-and prints where they are. Chromium runs with networking disabled and every host name
-mapped to nowhere, so the screenshot shows what a reviewer sees offline. It then checks
-that the page was really painted: the verdict banner at the top has the verdict's colour
-(red for a breached gate) and the page is not blank.
+Writes ``DIR/report.html`` and ``DIR/report.png`` (``gaudit flips`` on the digits sample)
+and ``DIR/compat.html`` and ``DIR/compat.png`` (``gaudit compat`` on the embedding sample,
+an incompatible update); DIR defaults to a new temporary folder. ``--only`` renders one of
+the two. It prints where the files are. Chromium runs with networking disabled and every
+host name mapped to nowhere, so the screenshot shows what a reviewer sees offline. It then
+checks that each page was really painted: the verdict banner at the top has the verdict's
+colour (red for a breached gate) and the page is not blank.
 
 Exit codes: 0 rendered and checked, or Chromium is not installed ("chromium not found,
 skipped"); 1 Chromium failed or the screenshot looks wrong. On Debian:
@@ -55,6 +58,25 @@ def render_sample(out: Path) -> Path:
     return page
 
 
+def render_compat_sample(out: Path) -> Path:
+    """Audit the incompatible embedding update (two breached gates); write the HTML."""
+    sys.path.insert(0, str(ROOT))
+    from graceful_audit import audit_compat
+    from graceful_audit.report.html import render
+
+    data = ROOT / "sample_data"
+    result = audit_compat(str(data / "emb_old.parquet"),
+                          str(data / "emb_new_incompatible.parquet"),
+                          gates={"require-compatible": 1, "max-retrieval-nfr": 0.05})
+    page = out / "compat.html"
+    page.write_text(render(result), encoding="utf-8")
+    return page
+
+
+#: What can be rendered: name -> (page builder, screenshot file name).
+SAMPLES = {"flips": (render_sample, "report.png"), "compat": (render_compat_sample, "compat.png")}
+
+
 def screenshot(browser: str, page: Path, png: Path, size: str = "1280,2000") -> None:
     """Run headless Chromium on ``page`` (no network) and write the screenshot ``png``."""
     with tempfile.TemporaryDirectory(prefix="gaudit-chromium-") as profile:
@@ -94,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for report.html and report.png")
     parser.add_argument("--browser", help="Chromium executable (default: chromium on PATH)")
     parser.add_argument("--window-size", default="1280,2000")
+    parser.add_argument("--only", choices=sorted(SAMPLES), help="render one report only")
     args = parser.parse_args(argv)
 
     browser = find_browser(args.browser)
@@ -102,20 +125,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = args.out or Path(tempfile.mkdtemp(prefix="gaudit-html-"))
     out.mkdir(parents=True, exist_ok=True)
-    page = render_sample(out)
-    png = out / "report.png"
-    png.unlink(missing_ok=True)
-    try:
-        screenshot(browser, page, png, args.window_size)
-    except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
-    print(f"HTML:       {page} ({page.stat().st_size // 1024} KB)")
-    print(f"screenshot: {png}")
-    problems = check_png(png)
-    for problem in problems:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    failed = False
+    for name in [args.only] if args.only else list(SAMPLES):
+        build, png_name = SAMPLES[name]
+        page = build(out)
+        png = out / png_name
+        png.unlink(missing_ok=True)
+        try:
+            screenshot(browser, page, png, args.window_size)
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+            print(f"FAILED ({name}): {exc}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"HTML:       {page} ({page.stat().st_size // 1024} KB)")
+        print(f"screenshot: {png}")
+        for problem in check_png(png):
+            print(f"FAILED ({name}): {problem}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,28 @@ METRIC_LABELS = {
 }
 
 
+#: What each retrieval case means (query model / gallery model), in every compat report.
+CASE_LABELS = {
+    "old/old": "old queries, old gallery (today)",
+    "new/new": "new queries, backfilled gallery",
+    "new/old": "new queries, old gallery (no backfill)",
+    "old/new": "old queries, new gallery",
+}
+#: The case the compatibility criterion is about: new queries against the old index.
+KEY_CASE = "new/old"
+
+#: Said where the worst negative flips would be listed, when there are none.
+NO_FLIPS = "No negative flips: every example the old model got right, the new one gets right."
+
+
+def by_negative_flips(row: Any) -> tuple[float, float]:
+    """Sort key of a class or slice row: most negative flips first, then highest rate.
+
+    ``sorted(rows, key=by_negative_flips)``; ties keep their order (``sorted`` is stable).
+    """
+    return (-row.counts.negative_flips, -(row.negative_flip_rate or 0))
+
+
 def pct(x: float | None, digits: int = 2) -> str:
     """``0.0111`` -> ``1.11%``; ``None`` -> ``n/a``."""
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
@@ -56,9 +78,30 @@ def gate_value(gate: Any) -> str:
         return "yes" if gate.value else "no"
     if gate.metric in ("mae_delta", "rmse_delta"):
         return f"{gate.value:+.4g}"
-    if gate.metric.endswith(("rate", "compatibility", "impact", "delta")):
+    if gate.metric.endswith(("rate", "compatibility", "impact", "delta", "top1")):
         return f"{gate.value:.4g} ({pct(gate.value)})"
     return f"{gate.value:.4g}"
+
+
+def gate_where(gate: Any) -> str:
+    """What a gate's value refers to, ready to append to :func:`gate_value`.
+
+    A flips gate on the worst class or slice names it (`` at class '3'``); the compat gate
+    ``require-compatible`` gives its reason in parentheses.
+    """
+    if not gate.detail:
+        return ""
+    return f" ({gate.detail})" if gate.metric == "compatible" else f" at {gate.detail}"
+
+
+def criterion_label(result: Any) -> str:
+    """``top-1`` or ``mAP``: the M of a compat result's criterion and update gain."""
+    return "top-1" if result.criterion == "top1" else "mAP"
+
+
+def gain(x: float | None) -> str:
+    """An update gain, 3 decimals (1.000 = as good as a full backfill)."""
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def verdict(result: Any) -> str:

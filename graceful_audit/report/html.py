@@ -7,6 +7,11 @@ from the data is escaped with :func:`html.escape` (see :func:`esc`); matplotlib 
 the text it writes into the SVG, and mathtext is switched off so a ``$`` in a label is
 only a dollar sign.
 
+Flips pages plot the old vs new error, the negative flip rate per class and slice, and the
+negative-flip matrix; compat pages plot the four query/gallery cases' top-k accuracy
+curves (new/old highlighted) and their mAP, grouped by gallery. A case that could not be
+computed (old and new dimensions differ) is left out of the plots, with a note.
+
 The SVG is deterministic (fixed ``svg.hashsalt``, no date or creator metadata), so the
 same result renders to the same bytes with the same matplotlib version. matplotlib is
 imported lazily, through its object-oriented API (``Figure``, no pyplot and no global
@@ -23,8 +28,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .common import (
+    CASE_LABELS,
+    KEY_CASE,
     METRIC_LABELS,
+    NO_FLIPS,
+    by_negative_flips,
+    criterion_label,
+    gain,
     gate_value,
+    gate_where,
     interval,
     mcnemar_sentence,
     metric_value,
@@ -35,7 +47,6 @@ from .common import (
     verdict,
     wilcoxon_sentence,
 )
-from .markdown import NO_FLIPS
 
 #: Longest value shown in a table cell; the full value is in the cell's tooltip.
 MAX_CELL = 120
@@ -49,6 +60,16 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 COLORS = {"old": "#98a2b3", "new": "#2e6bd9", "nfr": "#d92d20", "pfr": "#17a34a",
           "muted": "#667085", "line": "#d0d5dd"}
+#: Colour, line style, width and marker of each retrieval case; new/old is the one to watch.
+CASE_STYLE = {
+    "old/old": ("#667085", "-", 1.6, "o"),
+    "new/new": ("#2e6bd9", "-", 1.6, "s"),
+    "new/old": ("#e04f16", "-", 2.8, "D"),
+    "old/new": ("#9e77ed", "--", 1.4, "^"),
+}
+#: Legend entries of the top-k plot (the table above it says what each case means).
+CASE_LEGEND = {"old/old": "old/old (today)", "new/new": "new/new (backfilled)",
+               "new/old": "new/old (no backfill)", "old/new": "old/new"}
 
 CSS = """
 :root { --fail: #b42318; --pass: #067647; --none: #344054; --ink: #101828;
@@ -92,6 +113,7 @@ th { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spa
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 tr.fail td { background: #fef3f2; }
+tr.key td { background: #fff6ed; font-weight: 600; }
 td.id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px;
   overflow-wrap: anywhere; max-width: 30em; }
 td.val { overflow-wrap: anywhere; max-width: 22em; }
@@ -104,7 +126,7 @@ dl.inputs { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px
 dl.inputs dt { color: var(--muted); }
 dl.inputs dd { margin: 0; overflow-wrap: anywhere; }
 .plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr));
-  gap: 20px; }
+  gap: 20px; margin-top: 16px; }
 figure { margin: 0; }
 figcaption { font-size: 13px; color: var(--muted); margin-bottom: 4px; }
 figure svg { display: block; max-width: 100%; height: auto; }
@@ -158,7 +180,7 @@ def _table(head: Sequence[tuple[str, bool]], rows: Sequence[str]) -> str:
 
 def _ranked(rows: Sequence[Any]) -> list[Any]:
     """Groups by most negative flips, then by highest negative flip rate."""
-    return sorted(rows, key=lambda r: (-r.counts.negative_flips, -(r.negative_flip_rate or 0)))
+    return sorted(rows, key=by_negative_flips)
 
 
 # --------------------------------------------------------------------------- plots
@@ -388,8 +410,12 @@ def _matrix_plot(p: _Plotter, result: Any) -> tuple[str, str] | None:
 def _header(result: Any) -> str:
     state = "fail" if result.breached else "pass" if result.gates else "none"
     i = result.inputs
-    sub = (f"{esc(i.old_path, MAX_CELL)} → {esc(i.new_path, MAX_CELL)} · "
-           f"{i.audited} examples audited · {esc(result.task)}")
+    if result.kind == "compat":
+        what = (f"{result.queries} queries vs {i.gallery} gallery items · "
+                f"{esc(result.metric)} similarity")
+    else:
+        what = f"{i.audited} examples audited · {esc(result.task)}"
+    sub = f"{esc(i.old_path, MAX_CELL)} → {esc(i.new_path, MAX_CELL)} · {what}"
     return (f'<header class="verdict {state}"><div class="wrap">'
             f"<h1>gaudit {esc(result.kind)} · model update audit</h1>"
             f'<p class="line">{esc(verdict(result))}</p><p class="sub">{sub}</p>'
@@ -402,13 +428,26 @@ def _card(key: str, value: str, sub: str = "", cls: str = "") -> str:
             f'<div class="v">{esc(value)}</div><div class="s">{esc(sub)}</div></div>')
 
 
+def _gate_state(result: Any, metric: str) -> str:
+    """A card's mark: ``good``/``bad`` when a gate watches ``metric``, else none."""
+    g = next((g for g in result.gates if g.metric == metric), None)
+    return "" if g is None or g.status == "n/a" else "good" if g.passed else "bad"
+
+
+def _gates_card(result: Any) -> str:
+    if not result.gates:
+        return _card("gates", "none set", "the run cannot fail")
+    n_bad = len(result.breached)
+    total = f"of {len(result.gates)} gate{'s' if len(result.gates) > 1 else ''}"
+    return _card("gates", f"{n_bad} breached" if n_bad else "all held", total,
+                 "bad" if n_bad else "good")
+
+
 def _cards(result: Any) -> str:
     m = result.metrics
-    gated = {g.metric: g for g in result.gates}
 
     def state(metric: str) -> str:
-        g = gated.get(metric)
-        return "" if g is None or g.status == "n/a" else "good" if g.passed else "bad"
+        return _gate_state(result, metric)
 
     iv = result.intervals
     cards = [
@@ -432,13 +471,7 @@ def _cards(result: Any) -> str:
     else:
         cards.append(_card("churn", pct(m.churn_rate), "predictions that changed",
                            state("churn_rate")))
-    if result.gates:
-        n_bad = len(result.breached)
-        total = f"of {len(result.gates)} gate{'s' if len(result.gates) > 1 else ''}"
-        cards.append(_card("gates", f"{n_bad} breached" if n_bad else "all held", total,
-                           "bad" if n_bad else "good"))
-    else:
-        cards.append(_card("gates", "none set", "the run cannot fail"))
+    cards.append(_gates_card(result))
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
@@ -471,17 +504,26 @@ def _inputs(result: Any) -> str:
     return _section("Inputs", f'<dl class="inputs">{body}</dl>')
 
 
+#: What to say when no gate is set, by result kind (HTML, not escaped again).
+NO_GATES = {
+    "flips": ("No gate set: add <code>--max-nfr X</code>, <code>--min-btc X</code>, … (or "
+              "<code>[tool.gaudit.flips]</code> in pyproject.toml) to fail the run on a "
+              "regression."),
+    "compat": ("No gate set: add <code>--require-compatible</code>, "
+               "<code>--min-update-gain X</code>, … (or <code>[tool.gaudit.compat]</code> in "
+               "pyproject.toml) to fail the run on an incompatible update."),
+}
+
+
 def _gates(result: Any) -> str:
     if not result.gates:
-        return _section("Gates", "<p>No gate set: add <code>--max-nfr X</code>, "
-                                 "<code>--min-btc X</code>, … (or <code>[tool.gaudit.flips]</code> "
-                                 "in pyproject.toml) to fail the run on a regression.</p>")
+        return _section("Gates", f"<p>{NO_GATES[result.kind]}</p>")
     pills = {"pass": '<span class="pill pass">held</span>',
              "fail": '<span class="pill fail">BREACHED</span>',
              "n/a": '<span class="pill na">n/a (undefined)</span>'}
     rows = []
     for g in result.gates:
-        value = gate_value(g) + (f" at {_clean(g.detail)}" if g.detail else "")
+        value = gate_value(g) + _clean(gate_where(g))
         klass = ' class="fail"' if g.status == "fail" else ""
         rows.append(f"<tr{klass}><td>{esc(g.name)}</td><td>{esc(g.condition)}</td>"
                     f"{_num(value)}<td>{pills[g.status]}</td><td>{esc(g.source)}</td></tr>")
@@ -648,8 +690,244 @@ def _flips_sections(result: Any) -> list[str | None]:
     return sections
 
 
-#: Page bodies by result kind; ``compat`` is added with the retrieval audit.
-SECTIONS: dict[str, Callable[[Any], list[str | None]]] = {"flips": _flips_sections}
+# --------------------------------------------------------------------------- compat
+
+
+def _left_out(result: Any) -> str:
+    """The note under the compat plots naming the cases that could not be computed."""
+    gone = [f"{name} ({c.reason or 'unavailable'})" for name, c in result.cases.items()
+            if not c.available]
+    return f" Left out (unavailable): {'; '.join(gone)}." if gone else ""
+
+
+def _topk_plot(p: _Plotter, result: Any) -> str | None:
+    """Top-k identification accuracy at k = 1, 5, 10: one line per available case."""
+    cases = [(n, c) for n, c in result.cases.items()
+             if c.available and any(c.topk.get(k) is not None for k in (1, 5, 10))]
+    if not cases:
+        return None
+    fig = p.figure(4.8, 3.1)
+    ax = fig.add_subplot()
+    values = []
+    # The case that matters is drawn last, on top of any line it coincides with.
+    for name, c in sorted(cases, key=lambda nc: nc[0] == KEY_CASE):
+        ks = [k for k in (1, 5, 10) if c.topk.get(k) is not None]
+        ys = [c.topk[k] for k in ks]
+        values += ys
+        color, style, width, marker = CASE_STYLE.get(name, (COLORS["muted"], "-", 1.4, "o"))
+        ax.plot(ks, ys, color=color, linestyle=style, linewidth=width, marker=marker,
+                markersize=6 if name == KEY_CASE else 4.5, zorder=3 if name == KEY_CASE else 2,
+                label=CASE_LEGEND.get(name, name))
+    # Accuracies near 100% would be one flat line on a 0-100% axis: zoom to the smallest
+    # "nice" range down from 100% that holds every value (the table gives the numbers).
+    need = 1.25 * (1.0 - min(values))
+    span, step = next(((r, t) for r, t in ((0.02, 0.005), (0.05, 0.01), (0.1, 0.02),
+                                           (0.2, 0.05), (0.5, 0.1)) if r >= need), (1.0, 0.2))
+    ax.set_ylim(1.0 - span, 1.0 + 0.04 * span)
+    ax.set_yticks([1.0 - span + i * step for i in range(round(span / step) + 1)])
+    ax.yaxis.set_major_formatter(p.percent(xmax=1, decimals=1 if step < 0.01 else 0))
+    ax.set_xticks([1, 5, 10])
+    ax.set_xlim(0.4, 10.6)
+    ax.set_xlabel("k")
+    ax.set_ylabel("top-k identification accuracy")
+    ax.grid(axis="y", color="#eaecf0", linewidth=0.8)
+    ax.set_axisbelow(True)
+    handles, labels = ax.get_legend_handles_labels()
+    legend = list(CASE_LEGEND.values())
+    order = sorted(range(len(labels)),
+                   key=lambda i: legend.index(labels[i]) if labels[i] in legend else 99)
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center",
+              bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
+    return p.svg(fig, "top-k accuracy of the four query/gallery cases")
+
+
+def _map_plot(p: _Plotter, result: Any) -> str | None:
+    """mAP of each case, grouped by gallery model: the old index, then the backfilled one."""
+    groups = (("old gallery (not backfilled)", ("old/old", "new/old")),
+              ("new gallery (backfilled)", ("old/new", "new/new")))
+    fig = p.figure(4.8, 3.1)
+    ax = fig.add_subplot()
+    pos, names, any_bar = [], [], False
+    for g, (_, members) in enumerate(groups):
+        for j, name in enumerate(members):
+            x = g * 2.6 + j
+            pos.append(x)
+            names.append(name)
+            c = result.cases.get(name)
+            color = CASE_STYLE.get(name, (COLORS["muted"],))[0]
+            if c is None or not c.available or c.map is None:
+                ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=8,
+                        color=COLORS["muted"])
+                continue
+            any_bar = True
+            ax.bar(x, c.map, width=0.8, color=color,
+                   edgecolor="#101828" if name == KEY_CASE else color,
+                   linewidth=1.2 if name == KEY_CASE else 0)
+            ax.text(x, c.map + 0.015, pct(c.map, 1), ha="center", va="bottom", fontsize=8,
+                    color="#344054")
+    if not any_bar:
+        return None
+    ax.set_xticks(pos, names)
+    for g, (title, _) in enumerate(groups):
+        ax.text(g * 2.6 + 0.5, -0.16, title, transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=8.5, color="#344054")
+    ax.set_xlim(-0.7, 2.6 + 1.7)
+    ax.set_ylim(0, 1.1)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.yaxis.set_major_formatter(p.percent(xmax=1, decimals=None))
+    ax.set_ylabel("mean average precision")
+    ax.grid(axis="y", color="#eaecf0", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.tick_params(axis="x", length=0)
+    return p.svg(fig, "mAP of the four query/gallery cases, grouped by gallery")
+
+
+def _compat_plots(result: Any) -> dict[str, Any]:
+    try:
+        plotter = _Plotter()
+    except ImportError:
+        return {"missing": "Plots need matplotlib (pip install matplotlib)."}
+    return plotter.render(lambda: {"topk": _topk_plot(plotter, result),
+                                   "map": _map_plot(plotter, result)})
+
+
+def _compat_cards(result: Any) -> str:
+    cross, base, own = (result.cases.get(n) for n in (KEY_CASE, "old/old", "new/new"))
+    evaluated = result.queries - result.queries_without_positive
+    flips = result.retrieval_negative_flips
+
+    def top1(c: Any) -> str:
+        return "n/a" if c is None or not c.available else pct(c.topk.get(1))
+
+    cards = [
+        _card("compatible", "yes" if result.compatible else "no", result.reason(),
+              _gate_state(result, "compatible")),
+        _card("new/old top-1", top1(cross), f"old/old {top1(base)} · new/new {top1(own)}",
+              _gate_state(result, "cross_top1")),
+        _card(f"update gain ({criterion_label(result)})", gain(result.update_gain),
+              "1 = as good as a full backfill", _gate_state(result, "update_gain")),
+        _card("queries that break", "n/a" if flips is None else str(flips),
+              "new/old unavailable" if flips is None else
+              f"{pct(result.retrieval_negative_flip_rate)} of {evaluated} queries",
+              _gate_state(result, "retrieval_negative_flip_rate")),
+        _gates_card(result),
+    ]
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def _cases(result: Any, plots: dict[str, Any]) -> str:
+    rows = []
+    for name, c in result.cases.items():
+        label = esc(CASE_LABELS.get(name, ""))
+        klass = ' class="key"' if name == KEY_CASE else ""
+        if not c.available:
+            why = f": {esc(c.reason)}" if c.reason else ""
+            rows.append(f"<tr{klass}><td>{esc(name)}</td><td>{label}<br>"
+                        f'<span class="note">unavailable{why}</span></td>'
+                        + _num("n/a") * 4 + "</tr>")
+            continue
+        cells = "".join(_num(pct(c.topk.get(k))) for k in (1, 5, 10)) + _num(pct(c.map))
+        rows.append(f"<tr{klass}><td>{esc(name)}</td><td>{label}</td>{cells}</tr>")
+    table = _table([("case", False), ("query model / gallery model", False), ("top-1", True),
+                    ("top-5", True), ("top-10", True), ("mAP", True)], rows)
+    figures = []
+    if plots.get("topk"):
+        figures.append("<figure><figcaption>Top-k identification accuracy of each case; "
+                       "new/old (new queries against the old index) is the one that must not "
+                       f"fall below old/old.</figcaption>{plots['topk']}</figure>")
+    if plots.get("map"):
+        figures.append("<figure><figcaption>Mean average precision of each case, grouped by "
+                       f"the gallery it searches.</figcaption>{plots['map']}</figure>")
+    body = table
+    note = _left_out(result)
+    if figures:
+        body += f'<div class="plots">{"".join(figures)}</div>'
+    if note and figures:
+        body += f'<p class="note">{esc(note.strip())}</p>'
+    return _section("Retrieval: the four cases", body,
+                    f"{result.metric} similarity · query model / gallery model")
+
+
+def _compatibility(result: Any) -> str:
+    crit = criterion_label(result)
+    flips = result.retrieval_negative_flips
+    evaluated = result.queries - result.queries_without_positive
+    rows = [
+        (f"compatible ({crit} new/old > old/old)",
+         f"{'yes' if result.compatible else 'no'}: {result.reason()}"),
+        (f"update gain ({crit}): (new/old − old/old) / (new/new − old/old)",
+         gain(result.update_gain)),
+        ("retrieval negative flips: right at top-1 in old/old, wrong in new/old",
+         "n/a (new/old unavailable)" if flips is None else
+         f"{flips} of {evaluated} queries ({pct(result.retrieval_negative_flip_rate)})"),
+    ]
+    body = _table([("metric", False), ("value", False)],
+                  [f"<tr><td>{esc(a)}</td><td>{esc(b)}</td></tr>" for a, b in rows])
+    body += ("<p class=\"note\">Update gain: 1 means new queries against the old index do as "
+             "well as after a full backfill, 0 no better than the old model, below 0 worse "
+             "than the old model (Shen et al., CVPR 2020).</p>")
+    return _section("Update gain and negative flips", body)
+
+
+def _breaking(result: Any) -> str:
+    flips = result.retrieval_negative_flips
+    rows = result.breaking_queries
+    title = "Queries that break"
+    if flips is None:
+        reason = result.cases[KEY_CASE].reason or "unavailable"
+        return _section(title, f"<p>Cannot be counted: the new/old case is unavailable "
+                               f"({esc(reason)}).</p>")
+    if not rows:
+        said = (f"{flips} queries break (none listed: <code>--top 0</code>)." if flips else
+                "No query breaks: every query right at top-1 in old/old is still right in "
+                "new/old.")
+        return _section(title, f"<p>{said}</p>")
+    body = [f"<tr>{_cell(b.id, 'id')}{_cell(b.label)}{_num(str(b.new_old_rank or 'none'))}"
+            f"{_cell(b.new_old_top1_id, 'id')}{_cell(b.new_old_top1_label)}</tr>" for b in rows]
+    head = [("query id", False), ("label", False), ("new/old rank of first match", True),
+            ("new/old top-1 id", False), ("its label", False)]
+    return _section(f"{title} (worst {len(rows)} of {flips})", _table(head, body),
+                    "right at top-1 in old/old, wrong in new/old; deepest first match first")
+
+
+def _compat_inputs(result: Any) -> str:
+    i = result.inputs
+    mode = ("split column: query / gallery" if i.mode == "split"
+            else "leave-one-out: every item queries all the others")
+    items = [
+        ("old", f"{esc(i.old_path)} ({i.old_rows} rows, dim {i.old_dim})"),
+        ("new", f"{esc(i.new_path)} ({i.new_rows} rows, dim {i.new_dim})"),
+        ("items", f"{i.matched} matched, {i.unmatched_old} only in OLD, {i.unmatched_new} "
+                  f"only in NEW"),
+        ("queries", f"<strong>{result.queries} queries</strong> vs {i.gallery} gallery items "
+                    f"({esc(mode)}); {result.queries_without_positive} without a match in the "
+                    "gallery (excluded from the metrics)"),
+        ("similarity", f"{esc(result.metric)}; criterion {esc(criterion_label(result))}"),
+    ]
+    body = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items)
+    return _section("Inputs", f'<dl class="inputs">{body}</dl>')
+
+
+def _compat_sections(result: Any) -> list[str | None]:
+    """The page body of a compat report, in reading order."""
+    plots = _compat_plots(result)
+    sections: list[str | None] = [
+        _compat_cards(result),
+        _gates(result),
+        _cases(result, plots),
+        _compatibility(result),
+        _breaking(result),
+        _compat_inputs(result),
+    ]
+    if "missing" in plots:
+        sections.insert(1, f'<p class="note">{esc(plots["missing"])}</p>')
+    return sections
+
+
+#: Page bodies by result kind.
+SECTIONS: dict[str, Callable[[Any], list[str | None]]] = {
+    "flips": _flips_sections, "compat": _compat_sections,
+}
 
 
 def render(result: Any) -> str:
@@ -658,8 +936,10 @@ def render(result: Any) -> str:
     if build is None:
         raise NotImplementedError(f"no HTML report for {result.kind!r} results yet")
     body = "\n".join(s for s in build(result) if s)
-    footer = (f"<footer>graceful-audit {esc(result.tool_version)} · engine "
-              f"{esc(result.engine)} · the JSON result (<code>--format json</code>) holds "
+    engine = getattr(result, "engine", None)
+    where = f"engine {esc(engine)}" if engine else f"similarity {esc(result.metric)}"
+    footer = (f"<footer>graceful-audit {esc(result.tool_version)} · {where}"
+              " · the JSON result (<code>--format json</code>) holds "
               "every number · this file loads nothing from the network</footer>")
     return (
         "<!DOCTYPE html>\n"

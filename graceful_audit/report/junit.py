@@ -1,11 +1,12 @@
 """JUnit XML: every gate is a test case, so any CI system's test tab shows the gates.
 
-One ``<testsuites>`` root holds one ``<testsuite name="gaudit flips">`` per audit, with a
-``<properties>`` block of the key metrics and one ``<testcase classname="gaudit.flips">``
-per gate: a breached gate carries a ``<failure type="GateBreached">`` with the value and the
-threshold, a gate whose metric is undefined (status ``n/a``) a ``<skipped>``. Without any
-gate there is one passing test case, ``no gates set``. The document is valid against the
-common JUnit schemas (Jenkins xunit ``junit-10.xsd``, Ant's ``JUnit.xsd`` attributes):
+One ``<testsuites>`` root holds one ``<testsuite name="gaudit flips">`` (or
+``"gaudit compat"``) per audit, with a ``<properties>`` block of the key metrics and one
+``<testcase classname="gaudit.flips">`` (``gaudit.compat``) per gate: a breached gate
+carries a ``<failure type="GateBreached">`` with the value and the threshold, a gate whose
+metric is undefined (status ``n/a``) a ``<skipped>``. Without any gate there is one passing
+test case, ``no gates set``. The document is valid against the common JUnit schemas
+(Jenkins xunit ``junit-10.xsd``, Ant's ``JUnit.xsd`` attributes):
 ``testsuite`` has ``name``, ``tests``, ``failures``, ``errors``, ``skipped`` and ``time``;
 ``testcase`` has ``name``, ``classname`` and ``time``.
 
@@ -21,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from .common import gate_value, mcnemar_sentence, verdict
+from .common import gate_value, gate_where, mcnemar_sentence, verdict
 
 # Characters outside the XML 1.0 ``Char`` production, and lone surrogates.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -61,7 +62,7 @@ def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: Any) -> 
 def _gate_case(suite: ET.Element, classname: str, gate: Any) -> None:
     case = _el(suite, "testcase", classname=classname, name=f"{gate.name}: {gate.condition}",
                time="0")
-    where = f" at {gate.detail}" if gate.detail else ""
+    where = gate_where(gate)
     if gate.status == "fail":
         broken = ">" if gate.direction == "max" else "<"
         bound = "maximum" if gate.direction == "max" else "minimum"
@@ -77,13 +78,29 @@ def _gate_case(suite: ET.Element, classname: str, gate: Any) -> None:
                                 f"({gate.condition}; gate from {gate.source})")
 
 
-def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
-    """The ``<testsuite>`` of a flips audit."""
+def _suite(root: ET.Element, result: Any) -> ET.Element:
+    """An empty ``<testsuite name="gaudit KIND">`` with its counts."""
     gates = result.gates
     failures = sum(g.status == "fail" for g in gates)
     skipped = sum(g.status == "n/a" for g in gates)
-    suite = _el(root, "testsuite", name="gaudit flips", tests=max(len(gates), 1),
-                failures=failures, errors=0, skipped=skipped, time="0")
+    return _el(root, "testsuite", name=f"gaudit {result.kind}", tests=max(len(gates), 1),
+               failures=failures, errors=0, skipped=skipped, time="0")
+
+
+def _gate_cases(suite: ET.Element, result: Any, hint: str) -> None:
+    """One test case per gate, or one passing ``no gates set`` case saying ``hint``."""
+    classname = f"gaudit.{result.kind}"
+    if result.gates:
+        for gate in result.gates:
+            _gate_case(suite, classname, gate)
+    else:
+        case = _el(suite, "testcase", classname=classname, name="no gates set", time="0")
+        _el(case, "system-out", f"No gate was set, so nothing can fail: {hint}")
+
+
+def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
+    """The ``<testsuite>`` of a flips audit."""
+    suite = _suite(root, result)
     props = _el(suite, "properties")
     i = result.inputs
     for name, value in (("old", i.old_path), ("new", i.new_path), ("matched", i.matched),
@@ -100,19 +117,50 @@ def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
     _el(props, "property", name="mcnemar_p_value", value=_fmt(result.mcnemar.p_value))
     _el(props, "property", name="passed", value=_fmt(result.passed))
     _el(props, "property", name="tool_version", value=_fmt(result.tool_version))
-    if gates:
-        for gate in gates:
-            _gate_case(suite, "gaudit.flips", gate)
-    else:
-        case = _el(suite, "testcase", classname="gaudit.flips", name="no gates set", time="0")
-        _el(case, "system-out", "No gate was set, so nothing can fail: add --max-nfr X, "
-                                "--min-btc X, ... to gate the release.")
+    _gate_cases(suite, result, "add --max-nfr X, --min-btc X, ... to gate the release.")
     _el(suite, "system-out", f"{verdict(result)}\n{mcnemar_sentence(result)}")
     return suite
 
 
-#: Test-suite builders by result kind; ``compat`` is added with the retrieval audit.
-SUITES: dict[str, Callable[[ET.Element, Any], ET.Element]] = {"flips": _flips_suite}
+def _compat_suite(root: ET.Element, result: Any) -> ET.Element:
+    """The ``<testsuite>`` of a compat audit.
+
+    Properties: the inputs, ``compatible``, ``update_gain``, the retrieval negative flips,
+    and per case ``CASE.top1``, ``CASE.top5``, ``CASE.top10`` and ``CASE.map`` (``null``
+    for a case that could not be computed, e.g. ``new/old.top1`` when dimensions differ).
+    """
+    suite = _suite(root, result)
+    props = _el(suite, "properties")
+    i = result.inputs
+    for name, value in (
+        ("old", i.old_path), ("new", i.new_path), ("matched", i.matched),
+        ("old_dim", i.old_dim), ("new_dim", i.new_dim), ("mode", i.mode),
+        ("queries", result.queries), ("gallery", i.gallery),
+        ("queries_without_positive", result.queries_without_positive),
+        ("metric", result.metric), ("criterion", result.criterion),
+        ("compatible", result.compatible), ("update_gain", result.update_gain),
+        ("retrieval_negative_flips", result.retrieval_negative_flips),
+        ("retrieval_negative_flip_rate", result.retrieval_negative_flip_rate),
+    ):
+        _el(props, "property", name=name, value=_fmt(value))
+    for case_name, case in result.cases.items():
+        for k in (1, 5, 10):
+            value = case.topk.get(k) if case.available else None
+            _el(props, "property", name=f"{case_name}.top{k}", value=_fmt(value))
+        _el(props, "property", name=f"{case_name}.map",
+            value=_fmt(case.map if case.available else None))
+    _el(props, "property", name="passed", value=_fmt(result.passed))
+    _el(props, "property", name="tool_version", value=_fmt(result.tool_version))
+    _gate_cases(suite, result, "add --require-compatible, --min-update-gain X, ... to gate "
+                               "the release.")
+    _el(suite, "system-out", verdict(result))
+    return suite
+
+
+#: Test-suite builders by result kind.
+SUITES: dict[str, Callable[[ET.Element, Any], ET.Element]] = {
+    "flips": _flips_suite, "compat": _compat_suite,
+}
 
 
 def render(result: Any) -> str:

@@ -1,8 +1,10 @@
 """Markdown report: compact, for a pull-request comment or a GitHub job summary.
 
-Sections, in the order a reviewer reads them: the verdict (bold), the inputs line, the
-headline metrics with their intervals, McNemar's test, the gates, the classes and slices
-with the most negative flips, and the worst negative flips.
+Sections, in the order a reviewer reads them. Flips: the verdict (bold), the inputs line,
+the headline metrics with their intervals, McNemar's test, the gates, the classes and
+slices with the most negative flips, and the worst negative flips. Compat: the verdict, the
+inputs line, the four retrieval cases, the update gain and retrieval negative flips, the
+gates, and the queries that break.
 
 Every value that comes from the data (ids, labels, class and slice names, paths) goes
 through :func:`md_escape`, so an id such as ``a|b``, ``<script>`` or a 5,000-character
@@ -18,8 +20,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .common import (
+    CASE_LABELS,
+    KEY_CASE,
     METRIC_LABELS,
+    NO_FLIPS,
+    by_negative_flips,
+    criterion_label,
+    gain,
     gate_value,
+    gate_where,
     interval,
     mcnemar_sentence,
     metric_value,
@@ -72,9 +81,6 @@ def md_escape(value: Any, limit: int | None = MAX_CELL) -> str:
     return text.replace("@", "@&#8203;")
 
 
-NO_FLIPS = "No negative flips: every example the old model got right, the new one gets right."
-
-
 def _group_value(value: str | None) -> str:
     return "*(missing)*" if value is None else md_escape(value)
 
@@ -89,7 +95,7 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], align: str) -> st
 
 def _ranked(rows: Sequence[Any]) -> list[Any]:
     """Groups with at least one negative flip, most negative flips first."""
-    ranked = sorted(rows, key=lambda r: (-r.counts.negative_flips, -(r.negative_flip_rate or 0)))
+    ranked = sorted(rows, key=by_negative_flips)
     return [r for r in ranked if r.counts.negative_flips > 0]
 
 
@@ -146,14 +152,23 @@ def _metrics(result: Any) -> str:
     return "#### Headline metrics\n\n" + _table(head, rows, "lrr")
 
 
+#: What to say when no gate is set, by result kind.
+NO_GATES = {
+    "flips": ("No gate set: add `--max-nfr X`, `--min-btc X`, ... (or `[tool.gaudit.flips]` "
+              "in pyproject.toml) to fail the run on a regression."),
+    "compat": ("No gate set: add `--require-compatible`, `--min-update-gain X`, ... (or "
+               "`[tool.gaudit.compat]` in pyproject.toml) to fail the run on an incompatible "
+               "update."),
+}
+
+
 def _gates(result: Any) -> str:
     if not result.gates:
-        return ("#### Gates\n\nNo gate set: add `--max-nfr X`, `--min-btc X`, ... (or "
-                "`[tool.gaudit.flips]` in pyproject.toml) to fail the run on a regression.")
+        return "#### Gates\n\n" + NO_GATES[result.kind]
     status = {"pass": "✅ held", "fail": "❌ **breached**", "n/a": "⚠️ n/a (undefined)"}
     rows = []
     for g in result.gates:
-        value = gate_value(g) + (f" at {md_escape(g.detail)}" if g.detail else "")
+        value = gate_value(g) + md_escape(gate_where(g), limit=MAX_CELL + 4)
         rows.append([md_escape(g.name), md_escape(g.condition), value, status[g.status],
                      md_escape(g.source)])
     return "#### Gates\n\n" + _table(["gate", "condition", "value", "result", "from"], rows,
@@ -205,8 +220,10 @@ def _worst(result: Any) -> str | None:
 
 
 def _footer(result: Any) -> str:
-    return (f"<sub>graceful-audit {md_escape(result.tool_version)} · engine "
-            f"{md_escape(result.engine)} · every number is in `--format json`</sub>")
+    engine = getattr(result, "engine", None)
+    where = f"engine {md_escape(engine)}" if engine else f"similarity {md_escape(result.metric)}"
+    return (f"<sub>graceful-audit {md_escape(result.tool_version)} · {where} · every number "
+            "is in `--format json`</sub>")
 
 
 def _flips_sections(result: Any) -> list[str | None]:
@@ -228,8 +245,100 @@ def _flips_sections(result: Any) -> list[str | None]:
     return sections
 
 
-#: Section builders by result kind; ``compat`` is added with the retrieval audit.
-SECTIONS: dict[str, Callable[[Any], list[str | None]]] = {"flips": _flips_sections}
+# --------------------------------------------------------------------------- compat
+
+
+def _compat_inputs(result: Any) -> str:
+    i = result.inputs
+    mode = ("split column" if i.mode == "split"
+            else "leave-one-out: every item queries all the others")
+    return (f"**Inputs:** OLD {md_escape(i.old_path, 120)} ({i.old_rows} rows, dim "
+            f"{i.old_dim}); NEW {md_escape(i.new_path, 120)} ({i.new_rows} rows, dim "
+            f"{i.new_dim})  \n"
+            f"**Items:** {i.matched} matched, {i.unmatched_old} only in OLD, "
+            f"{i.unmatched_new} only in NEW: **{result.queries} queries** vs {i.gallery} "
+            f"gallery items ({mode}); {result.queries_without_positive} queries without a "
+            "match in the gallery (excluded from the metrics)  \n"
+            f"**Similarity:** {md_escape(result.metric)}; criterion "
+            f"{criterion_label(result)} (compatible when new/old beats old/old)")
+
+
+def _cases(result: Any) -> str:
+    rows = []
+    for name, c in result.cases.items():
+        label = md_escape(CASE_LABELS.get(name, ""))
+        shown = f"**{md_escape(name)}**" if name == KEY_CASE else md_escape(name)
+        if not c.available:
+            why = f": {md_escape(c.reason)}" if c.reason else ""
+            rows.append([shown, f"{label} · *unavailable{why}*", "n/a", "n/a", "n/a", "n/a"])
+            continue
+        rows.append([shown, label, *(pct(c.topk.get(k)) for k in (1, 5, 10)), pct(c.map)])
+    head = ["case", "query model / gallery model", "top-1", "top-5", "top-10", "mAP"]
+    return (f"#### Retrieval ({md_escape(result.metric)}; query model / gallery model)\n\n"
+            + _table(head, rows, "llrrrr"))
+
+
+def _compatibility(result: Any) -> str:
+    crit = criterion_label(result)
+    answer = "yes" if result.compatible else "no"
+    flips = result.retrieval_negative_flips
+    evaluated = result.queries - result.queries_without_positive
+    shown_flips = ("n/a (new/old unavailable)" if flips is None else
+                   f"**{flips}** of {evaluated} queries "
+                   f"({pct(result.retrieval_negative_flip_rate)})")
+    rows = [
+        [f"compatible ({crit} new/old &gt; old/old)",
+         f"**{answer}**: {md_escape(result.reason(), limit=None)}"],
+        [f"update gain ({crit}): (new/old - old/old) / (new/new - old/old)",
+         f"**{gain(result.update_gain)}**"],
+        ["retrieval negative flips: right at top-1 in old/old, wrong in new/old",
+         shown_flips],
+    ]
+    note = ("1 means new queries against the old index do as well as after a full backfill, "
+            "0 no better than the old model, below 0 worse than the old model")
+    return ("#### Update gain and negative flips\n\n" + _table(["metric", "value"], rows, "ll")
+            + f"\n\nUpdate gain: {note}.")
+
+
+def _breaking(result: Any) -> str:
+    flips = result.retrieval_negative_flips
+    rows = result.breaking_queries
+    if flips is None:
+        reason = result.cases[KEY_CASE].reason or "unavailable"
+        return ("#### Queries that break\n\nCannot be counted: the new/old case is "
+                f"unavailable ({md_escape(reason, limit=None)}).")
+    if not rows:
+        said = (f"{flips} queries break (none listed: `--top 0`)." if flips else
+                "No query breaks: every query right at top-1 in old/old is still right in "
+                "new/old.")
+        return f"#### Queries that break\n\n{said}"
+    body = [[md_escape(b.id), md_escape(b.label), str(b.new_old_rank or "none"),
+             md_escape(b.new_old_top1_id), md_escape(b.new_old_top1_label)] for b in rows]
+    head = ["query id", "label", "new/old rank of first match", "new/old top-1 id",
+            "its label"]
+    title = (f"#### Queries that break (worst {len(rows)} of {flips}: deepest first match "
+             "in new/old first)")
+    return f"{title}\n\n{_table(head, body, 'llrll')}"
+
+
+def _compat_sections(result: Any) -> list[str | None]:
+    """The sections of a compat report, in reading order."""
+    return [
+        "### gaudit compat",
+        _verdict(result),
+        _compat_inputs(result),
+        _cases(result),
+        _compatibility(result),
+        _gates(result),
+        _breaking(result),
+        _footer(result),
+    ]
+
+
+#: Section builders by result kind.
+SECTIONS: dict[str, Callable[[Any], list[str | None]]] = {
+    "flips": _flips_sections, "compat": _compat_sections,
+}
 
 
 def render(result: Any) -> str:

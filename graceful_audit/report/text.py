@@ -11,6 +11,7 @@ from rich.text import Text
 
 from .common import (
     METRIC_LABELS,
+    by_negative_flips,
     gate_value,
     interval,
     mcnemar_sentence,
@@ -78,7 +79,7 @@ def _metrics(result: Any) -> Table:
 
 
 def _groups(title: str, head: str, rows: Any, size: str) -> Table | None:
-    ranked = sorted(rows, key=lambda r: (-r.counts.negative_flips, -(r.negative_flip_rate or 0)))
+    ranked = sorted(rows, key=by_negative_flips)
     ranked = [r for r in ranked if r.counts.negative_flips > 0][:SHOW]
     if not ranked:
         return None

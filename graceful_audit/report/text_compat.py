@@ -7,14 +7,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .common import pct, verdict
-
-CASE_HELP = {
-    "old/old": "old queries, old gallery (today)",
-    "new/new": "new queries, backfilled gallery",
-    "new/old": "new queries, old gallery (no backfill)",
-    "old/new": "old queries, new gallery",
-}
+from .common import CASE_LABELS, pct, verdict
 
 
 def _cases(result: Any) -> Table:
@@ -25,9 +18,9 @@ def _cases(result: Any) -> Table:
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for name, c in result.cases.items():
         if not c.available:
-            t.add_row(name, CASE_HELP.get(name, ""), "n/a", "n/a", "n/a", "n/a")
+            t.add_row(name, CASE_LABELS.get(name, ""), "n/a", "n/a", "n/a", "n/a")
             continue
-        t.add_row(name, CASE_HELP.get(name, ""), *(pct(c.topk.get(k)) for k in (1, 5, 10)),
+        t.add_row(name, CASE_LABELS.get(name, ""), *(pct(c.topk.get(k)) for k in (1, 5, 10)),
                   pct(c.map))
     return t
 

@@ -11,15 +11,17 @@ then review the diff of ``tests/report/golden/`` like any other change.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from graceful_audit import audit_flips
+from graceful_audit import audit_compat, audit_flips
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = bool(os.environ.get("GAUDIT_UPDATE_GOLDEN"))
@@ -81,6 +83,85 @@ def hostile_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
         seg.append("<b>|seg|</b>" if j % 2 else "$x$ \\ `y`")
     base = pd.DataFrame({"id": ids, "label": labels, "segment": seg})
     return base.assign(pred=old), base.assign(pred=new)
+
+
+# --------------------------------------------------------------------------- compat
+
+IDENTITIES = ("ada", "bo", "cy", "di", "eve", "fay", "gus", "hal", "ivy", "jo")
+JITTER = (0, 13, -11, 19, -7, 5, -17, 2, 9, -3, 15, -14)  # degrees, cycled
+
+
+def _unit(degrees: float) -> list[float]:
+    return [round(math.cos(math.radians(degrees)), 4), round(math.sin(math.radians(degrees)), 4)]
+
+
+def compat_tables() -> tuple[pa.Table, pa.Table]:
+    """40 items of 10 identities on a circle, 2 queries + 2 gallery items each (split).
+
+    The new model is tighter (new/new: 100% top-1) but rotated by 12 degrees, so new
+    queries against the old gallery lose some identities: new/old top-1 70% < old/old 85%,
+    6 of 20 queries break. Hand-made 2-d unit vectors, so every number is fixed.
+    """
+    ids, labels, split, old, new = [], [], [], [], []
+    for k, name in enumerate(IDENTITIES):
+        for m in range(4):
+            i = 4 * k + m
+            ids.append(f"{name}-{m}")
+            labels.append(name)
+            split.append("query" if m < 2 else "gallery")
+            old.append(_unit(36 * k + 0.8 * JITTER[i * 5 % len(JITTER)]))
+            new.append(_unit(36 * k + 12 + 0.4 * JITTER[(i * 7 + 3) % len(JITTER)]))
+    base = {"id": ids, "label": labels, "split": split}
+    return pa.table({**base, "embedding": old}), pa.table({**base, "embedding": new})
+
+
+HOSTILE_LABELS = ("<script>alert(1)</script>", "a|b", "`tick`")
+
+
+def hostile_compat_tables() -> tuple[pa.Table, pa.Table]:
+    """Hostile ids and identity labels; every hostile id is a query that breaks.
+
+    Leave-one-out over 3 identities at 120 degrees; the new model moves each hostile item
+    onto the next identity, so in new/old its top-1 neighbour has the wrong (hostile) label.
+    """
+    ids, labels, old, new = [], [], [], []
+    items = [*HOSTILE_IDS, *(f"ok-{j}" for j in range(8))]
+    for i, item in enumerate(items):
+        k = i % 3
+        ids.append(item)
+        labels.append(HOSTILE_LABELS[k])
+        old.append(_unit(120 * k + JITTER[i % len(JITTER)] / 4))
+        new.append(_unit(120 * ((k + 1) if i < len(HOSTILE_IDS) else k) + i))
+    base = {"id": ids, "label": labels}
+    return pa.table({**base, "embedding": old}), pa.table({**base, "embedding": new})
+
+
+def mismatch_tables() -> tuple[pa.Table, pa.Table]:
+    """Old embeddings of dimension 4, new of dimension 6: the cross cases cannot run."""
+    ids, labels = ["a", "b", "c", "d"], ["x", "x", "y", "y"]
+    old = [[1.0, 0, 0, 0], [1, 0.1, 0, 0], [0, 1, 0, 0], [0, 1, 0.1, 0]]
+    new = [[*v, 0.0, 0.0] for v in old]
+    return (pa.table({"id": ids, "label": labels, "embedding": old}),
+            pa.table({"id": ids, "label": labels, "embedding": new}))
+
+
+@pytest.fixture(scope="session")
+def compat_result() -> Any:
+    """One breached gate (require-compatible) and one held (max-retrieval-nfr 0.5)."""
+    return audit_compat(*compat_tables(),
+                        gates={"require-compatible": 1, "max-retrieval-nfr": 0.5})
+
+
+@pytest.fixture(scope="session")
+def hostile_compat_result() -> Any:
+    return audit_compat(*hostile_compat_tables(), top=20,
+                        gates={"require-compatible": 1, "max-retrieval-nfr": 0.1})
+
+
+@pytest.fixture(scope="session")
+def mismatch_result() -> Any:
+    return audit_compat(*mismatch_tables(),
+                        gates={"require-compatible": 1, "min-update-gain": 0.5})
 
 
 @pytest.fixture(scope="session")

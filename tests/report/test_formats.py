@@ -54,3 +54,35 @@ def test_every_format_renders_regression(fmt, regression_result):
     if fmt is Format.JUNIT:
         props = {p.get("name") for p in ET.fromstring(text.encode()).iter("property")}
         assert {"mae_delta", "rmse_delta", "wilcoxon_p_value"} <= props
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_every_format_renders_compat(fmt, compat_result):
+    text = render(compat_result, fmt)
+    assert isinstance(text, str) and text.strip()
+    if fmt is Format.JSON:
+        doc = json.loads(text)
+        assert doc["kind"] == "compat" and doc["retrieval_negative_flips"] == 6
+    elif fmt is Format.JUNIT:
+        root = ET.fromstring(text.encode())
+        assert root.find("testsuite").get("name") == "gaudit compat"
+    elif fmt is Format.HTML:
+        assert text.startswith("<!DOCTYPE html>") and "<svg" in text
+    if fmt is not Format.JSON:
+        assert "NOT backward compatible" in text
+        assert "6 of 20 queries break" in text
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_every_format_renders_compat_hostile_ids(fmt, hostile_compat_result):
+    text = render(hostile_compat_result, fmt)
+    if fmt in (Format.MARKDOWN, Format.HTML, Format.JUNIT):
+        assert "<script" not in text.lower()
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_every_format_renders_dimension_mismatch(fmt, mismatch_result):
+    text = render(mismatch_result, fmt)
+    assert "dimension" in text
+    if fmt is not Format.JSON:
+        assert "dimension 4 vs 6: not backward compatible" in text

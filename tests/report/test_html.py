@@ -151,5 +151,112 @@ def test_without_matplotlib(golden_result, monkeypatch):
 
 
 def test_other_kinds_are_not_implemented():
-    with pytest.raises(NotImplementedError, match="compat"):
-        render(SimpleNamespace(kind="compat"))
+    with pytest.raises(NotImplementedError, match="ranking"):
+        render(SimpleNamespace(kind="ranking"))
+
+
+# --------------------------------------------------------------------------- compat
+
+
+def test_compat_golden(compat_result, check_golden):
+    check_golden("compat.html", render(compat_result))
+
+
+def test_compat_deterministic(compat_result):
+    assert render(compat_result) == render(compat_result)
+
+
+def test_compat_self_contained_with_plots(compat_result):
+    text = render(compat_result)
+    assert text.startswith("<!DOCTYPE html>")
+    assert_self_contained(text)
+    page = Page(text)
+    svgs = [attrs for tag, attrs in page.tags if tag == "svg"]
+    assert [a.get("aria-label") for a in svgs] == [
+        "top-k accuracy of the four query/gallery cases",
+        "mAP of the four query/gallery cases, grouped by gallery",
+    ]
+    ids = re.findall(r'\bid="([^"]+)"', text)
+    assert len(ids) == len(set(ids))
+    for ref in re.findall(r'(?:href="#|url\(#)([^")]+)', text):
+        assert ref in ids
+    svg_text = " ".join(page.svg_text)
+    for name in ("old/old", "new/new", "new/old", "old/new"):
+        assert name in svg_text  # every case is in the plots
+    assert "Left out" not in text
+
+
+def test_compat_sections(compat_result):
+    text = render(compat_result)
+    assert '<header class="verdict fail">' in text
+    assert "REGRESSION: NOT backward compatible (top-1 new/old 70.00% &lt;= old/old 85.00%)" \
+        in text
+    titles = ["Gates", "Retrieval: the four cases", "Update gain and negative flips",
+              "Queries that break (worst 6 of 6)", "Inputs"]
+    positions = [text.index(f"<h2>{t}") for t in titles]
+    assert positions == sorted(positions)
+    assert '<tr class="key"><td>new/old</td>' in text
+    assert '<span class="pill fail">BREACHED</span>' in text
+    assert '<span class="pill pass">held</span>' in text
+    assert "20 queries vs 20 gallery items · cosine similarity" in text
+    visible = "".join(Page(text).text)
+    assert "compatibleno" in visible.replace(" ", "")  # the first card
+    held = tuple(replace(g, passed=True, status="pass") for g in compat_result.gates)
+    assert '<header class="verdict pass">' in render(replace(compat_result, gates=held))
+    none = render(replace(compat_result, gates=()))
+    assert '<header class="verdict none">' in none and "--require-compatible" in none
+
+
+def test_compat_hostile_values_only_escaped(hostile_compat_result):
+    text = render(hostile_compat_result)
+    assert_self_contained(text, urls_in_data=True)
+    assert "<Arrow" not in text and "&lt;Arrow table&gt;" in text
+    visible = "".join(Page(text).text)
+    assert "<script>alert(1)</script>" in visible
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "x" * 119 + "…" in text and "x" * 2001 not in text
+    # every hostile id is a query that breaks, each in its own row
+    rows = re.findall(r'<tr><td class="id"', text)
+    assert len(rows) == len(hostile_compat_result.breaking_queries) == 7
+
+
+def test_compat_dimension_mismatch(mismatch_result):
+    text = render(mismatch_result)
+    assert_self_contained(text)
+    assert "dimension 4 vs 6: not backward compatible" in text
+    assert "unavailable: dimension 6 vs 4: cannot compare" in text
+    page = Page(text)
+    assert [t for t, _ in page.tags].count("svg") == 2  # old/old and new/new still plotted
+    assert "Left out (unavailable): new/old (dimension 6 vs 4: cannot compare); old/new " \
+           "(dimension 4 vs 6: cannot compare)." in text
+    assert "Cannot be counted: the new/old case is unavailable" in text
+    assert '<span class="pill na">n/a (undefined)</span>' in text
+
+
+def test_compat_without_matplotlib(compat_result, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    text = render(compat_result)
+    assert "<svg" not in text and "Plots need matplotlib" in text
+    assert "<h2>Retrieval: the four cases" in text
+
+
+def test_compat_sample_report_is_small():
+    from pathlib import Path
+
+    from graceful_audit import audit_compat
+
+    data = Path(__file__).resolve().parents[2] / "sample_data"
+    result = audit_compat(str(data / "emb_old.parquet"),
+                          str(data / "emb_new_incompatible.parquet"))
+    text = render(result)
+    assert len(text.encode()) < 200_000
+    assert_self_contained(text)

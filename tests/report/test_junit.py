@@ -141,5 +141,78 @@ def test_deterministic(golden_result):
 
 
 def test_other_kinds_are_not_implemented():
-    with pytest.raises(NotImplementedError, match="compat"):
-        render(SimpleNamespace(kind="compat"))
+    with pytest.raises(NotImplementedError, match="ranking"):
+        render(SimpleNamespace(kind="ranking"))
+
+
+# --------------------------------------------------------------------------- compat
+
+
+def test_compat_one_breached_one_held(compat_result):
+    suite = suite_of(root := parse(render(compat_result)))
+    assert suite.get("name") == "gaudit compat"
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [
+        "require-compatible: compatible >= 1",
+        "max-retrieval-nfr: retrieval_negative_flip_rate <= 0.5",
+    ]
+    assert {c.get("classname") for c in cases} == {"gaudit.compat"}
+    failures = suite.findall("testcase/failure")
+    assert len(failures) == 1
+    failure = cases[0].find("failure")
+    assert failure is not None and failure.get("type") == "GateBreached"
+    assert failure.get("message") == (
+        "value 0 (top-1 new/old 70.00% <= old/old 85.00%) < threshold 1")
+    assert "compatible is no" in failure.text
+    assert cases[1].find("failure") is None and cases[1].find("skipped") is None
+    assert "0.3 (30.00%)" in cases[1].find("system-out").text
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"),
+            suite.get("skipped")) == ("2", "1", "0", "0")
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("2", "1", "0")
+
+
+def test_compat_properties(compat_result):
+    suite = suite_of(parse(render(compat_result)))
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["compatible"] == "false" and props["passed"] == "false"
+    assert float(props["update_gain"]) == pytest.approx(-1.0)
+    assert props["retrieval_negative_flips"] == "6"
+    assert float(props["retrieval_negative_flip_rate"]) == pytest.approx(0.3)
+    for case in ("old/old", "new/new", "new/old", "old/new"):
+        metrics = compat_result.cases[case]
+        assert float(props[f"{case}.top1"]) == pytest.approx(metrics.topk[1], rel=1e-5)
+        assert float(props[f"{case}.map"]) == pytest.approx(metrics.map, rel=1e-5)
+    assert props["new/old.top1"] == "0.7" and props["old/old.top1"] == "0.85"
+
+
+def test_compat_dimension_mismatch(mismatch_result):
+    text = render(mismatch_result)
+    assert "dimension" in text
+    suite = suite_of(parse(text))
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "1", "1")
+    failure = suite.find("testcase/failure")
+    assert failure is not None and "dimension 4 vs 6" in failure.get("message")
+    skipped = suite.findall("testcase/skipped")
+    assert len(skipped) == 1 and "update_gain" in skipped[0].get("message")
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["new/old.top1"] == "null" and props["old/new.map"] == "null"
+    assert props["update_gain"] == "null" and props["retrieval_negative_flips"] == "null"
+    assert (props["old_dim"], props["new_dim"]) == ("4", "6")
+
+
+def test_compat_no_gates_is_one_passing_case(compat_result):
+    suite = suite_of(parse(render(replace(compat_result, gates=()))))
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["no gates set"]
+    assert "--require-compatible" in cases[0].find("system-out").text
+    assert (suite.get("tests"), suite.get("failures")) == ("1", "0")
+
+
+def test_compat_hostile_values_escaped(hostile_compat_result):
+    text = render(hostile_compat_result)
+    assert "<script" not in text and "<Arrow" not in text
+    parse(text)
+
+
+def test_compat_deterministic(compat_result):
+    assert render(compat_result) == render(compat_result)

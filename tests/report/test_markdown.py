@@ -123,8 +123,8 @@ def test_md_escape_is_one_safe_line(value):
 
 
 def test_other_kinds_are_not_implemented():
-    with pytest.raises(NotImplementedError, match="compat"):
-        render(SimpleNamespace(kind="compat"))
+    with pytest.raises(NotImplementedError, match="ranking"):
+        render(SimpleNamespace(kind="ranking"))
 
 
 def test_no_negative_flips_says_so():
@@ -136,3 +136,74 @@ def test_no_negative_flips_says_so():
     text = render(audit_flips(old, old.assign(pred=["x", "y", "x"])))
     assert "No negative flips" in text
     assert "#### Classes" not in text and "#### Worst" not in text
+
+
+# --------------------------------------------------------------------------- compat
+
+
+def test_compat_golden(compat_result, check_golden):
+    check_golden("compat.md", render(compat_result))
+
+
+def test_compat_sections_in_order(compat_result):
+    text = render(compat_result)
+    order = ["### gaudit compat", "**❌ REGRESSION: NOT backward compatible", "**Inputs:**",
+             "**Items:**", "#### Retrieval", "#### Update gain and negative flips",
+             "#### Gates", "#### Queries that break (worst 6 of 6"]
+    positions = [text.index(heading) for heading in order]
+    assert positions == sorted(positions)
+    assert "**20 queries** vs 20 gallery items (split column)" in text
+    assert "dim 2" in text and "0 queries without a match" in text
+    # the four cases, in order, the one that matters in bold
+    assert "| old/old | old queries, old gallery (today) | 85.00% | 100.00% | 100.00% | " \
+           "91.25% |" in text
+    assert "| **new/old** | new queries, old gallery (no backfill) | 70.00% |" in text
+    assert text.index("| old/old |") < text.index("| new/new |") < text.index(
+        "| **new/old** |") < text.index("| old/new |")
+    assert "**-1.000**" in text and "**6** of 20 queries (30.00%)" in text
+    assert "❌ **breached**" in text and "✅ held" in text
+    assert "| ada\\-0" not in text and "| ada-0 | ada | 2 | bo-2 | bo |" in text
+
+
+def test_compat_tables_are_well_formed(compat_result, hostile_compat_result, mismatch_result):
+    for result in (compat_result, hostile_compat_result, mismatch_result):
+        for table in tables(render(result)):
+            width = cells(table[0])
+            assert all(cells(row) == width for row in table), table
+
+
+def test_compat_hostile_values_escaped(hostile_compat_result):
+    text = render(hostile_compat_result)
+    assert "<script" not in text.lower() and "<Arrow" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    breaking = tables(text)[-1]
+    assert len(breaking) == 2 + len(hostile_compat_result.breaking_queries)
+    assert len(hostile_compat_result.breaking_queries) == len(HOSTILE_IDS)
+    for row in breaking[2:]:
+        assert cells(row) == 5, row  # no pipe, newline or backtick broke the row
+        for cell in UNESCAPED_PIPE.split(row)[1:-1]:
+            assert not re.search(r"(?<!\\)[`*_\[\]$]", cell.replace("\\\\", "")), cell
+    assert max(len(line) for line in text.splitlines()) < 1000  # the 5,000-char id is cut
+    assert "x" * (MAX_CELL - 1) + "…" in text
+    assert "@&#8203;admin" in text and "https\\://evil" in text
+
+
+def test_compat_dimension_mismatch(mismatch_result):
+    text = render(mismatch_result)
+    assert "dimension 4 vs 6: not backward compatible" in text
+    assert "| **new/old** | new queries, old gallery (no backfill) · *unavailable: dimension " \
+           "6 vs 4: cannot compare* | n/a | n/a | n/a | n/a |" in text
+    assert "Cannot be counted: the new/old case is unavailable (dimension 6 vs 4" in text
+    assert "⚠️ n/a (undefined)" in text  # min-update-gain: the gain is undefined
+
+
+def test_compat_no_gates_and_no_breaking_queries():
+    from graceful_audit import audit_compat
+
+    from .conftest import mismatch_tables
+
+    old, _ = mismatch_tables()
+    text = render(audit_compat(old, old))
+    assert text.splitlines()[2].startswith("**NO GATES SET: NOT backward compatible")
+    assert "`--require-compatible`" in text and "`[tool.gaudit.compat]`" in text
+    assert "No query breaks" in text
