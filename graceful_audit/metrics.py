@@ -36,8 +36,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class FlipCounts:
@@ -108,6 +106,8 @@ class FlipCounts:
         FlipCounts(both_right=1, negative_flips=1, positive_flips=1, both_wrong=1, \
 both_wrong_disagree=1)
         """
+        import numpy as np
+
         y, o, n = (np.asarray(a) for a in (y_true, old_pred, new_pred))
         if not (y.shape == o.shape == n.shape) or y.ndim != 1:
             raise ValueError("y_true, old_pred and new_pred must be 1-d and of equal length")

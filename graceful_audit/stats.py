@@ -1,7 +1,8 @@
 """Uncertainty for the flip metrics: Wilson score intervals and McNemar's test.
 
-Pure functions of counts; nothing here reads data. scipy is imported lazily so that
-``gaudit --help`` stays fast.
+Pure functions of counts; nothing here reads data, and nothing needs scipy: the exact
+binomial tail is a finite sum of binomial coefficients and the chi-square tail with one
+degree of freedom is ``erfc(sqrt(x / 2))``.
 """
 
 from __future__ import annotations
@@ -103,11 +104,8 @@ def mcnemar(b: int, c: int) -> McNemarResult:
     if m == 0:
         return McNemarResult(b, c, None, 1.0, "exact")
     if m < MCNEMAR_EXACT_BELOW:
-        from scipy.stats import binom
-
-        p = min(1.0, 2.0 * float(binom.cdf(min(b, c), m, 0.5)))
+        tail = sum(math.comb(m, k) for k in range(min(b, c) + 1))  # exact integers
+        p = min(1.0, 2.0 * tail / 2**m)
         return McNemarResult(b, c, float(min(b, c)), p, "exact")
-    from scipy.stats import chi2
-
     stat = (abs(b - c) - 1.0) ** 2 / m
-    return McNemarResult(b, c, stat, float(chi2.sf(stat, 1)), "chi2")
+    return McNemarResult(b, c, stat, math.erfc(math.sqrt(stat / 2.0)), "chi2")
