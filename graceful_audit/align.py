@@ -256,17 +256,31 @@ class Accounting:
 
 @dataclass(frozen=True)
 class Plan:
-    """The joined, validated data: SQL for ``id, y, o, n, oc, nc, s0..sk`` per example."""
+    """The join of old, new and labels, as SQL, and the checks every row is counted by.
 
-    joined_sql: str
+    ``with_sql`` is a ``WITH`` clause ending in ``j``: one row per id of any input, with
+    ``oid, nid, op, np, y, yo, yn, o, n, oc, nc, a, s0..sk`` (``op``/``np``/``lp``: the
+    row is in OLD / NEW / LABELS; ``a``: it is audited). ``checks`` are named boolean SQL
+    conditions over ``j``; the count step groups by them, so one pass over the join gives
+    the accounting, the validation and the flip counts.
+    """
+
+    with_sql: str
+    checks: dict[str, str]
     integer_ids: bool
     integer_labels: bool
     slices: tuple[str, ...]
-    accounting: Accounting
     label_source: str
     old_source: str
     new_source: str
     task: str = "classification"
+    old_confidence: bool = False
+
+    @property
+    def audited_sql(self) -> str:
+        """``WITH ...`` selecting ``id, y, o, n, oc, nc, s0..`` of the audited examples."""
+        slices = "".join(f", s{i}" for i in range(len(self.slices)))
+        return f"{self.with_sql}, aud AS (SELECT oid AS id, y, o, n, oc, nc{slices} FROM j WHERE a)"
 
 
 def _labels_table_side(table: Table, cols: Columns) -> tuple[str, str]:
@@ -306,16 +320,11 @@ def check_ids(engine: Engine, table: Table, id_col: str) -> None:
         )
 
 
-#: The materialized join of old, new and labels (one row per id of any input).
-JOINED = "gaudit_joined"
-
-
 class Aligner:
-    """Joins old, new and labels once, validates and accounts for every row.
+    """Plans the join of old, new and labels, then validates it from the counted checks.
 
-    The full outer join is materialized as :data:`JOINED` with presence flags ``op``,
-    ``np``, ``lp`` and ``a`` (audited); one aggregate over it gives the whole accounting
-    and every validation count, so the inputs are read and joined once.
+    :meth:`plan` only writes SQL; the count step runs it once; :meth:`account` turns the
+    check counts into the row accounting or the first error, with examples.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -398,32 +407,47 @@ class Aligner:
                  "o.y" if old.label else "n.y")
         audited = "o.present AND n.present" + (" AND l.present" if has_labels else "")
         columns = [
-            "o.id AS oid", "n.id AS nid", "o.present AS op", "n.present AS np",
-            f"{y_sql} AS y", "o.y AS yo", "n.y AS yn", "o.p AS o", "n.p AS n",
-            "o.c AS oc", "n.c AS nc", f"coalesce({audited}, FALSE) AS a",
+            "o.id AS oid", "n.id AS nid", "coalesce(o.present, FALSE) AS op",
+            "coalesce(n.present, FALSE) AS np", f"{y_sql} AS y", "o.y AS yo", "n.y AS yn",
+            "o.p AS o", "n.p AS n", "o.c AS oc", "n.c AS nc",
+            f"coalesce({audited}, FALSE) AS a",
         ]
         if has_labels:
-            columns += ["l.id AS lid", "l.present AS lp"]
+            columns += ["l.id AS lid", "coalesce(l.present, FALSE) AS lp"]
         columns += [f"{src}.s{i} AS s{i}" for i, (src, _c) in enumerate(slice_sources)]
         join = "o FULL OUTER JOIN n ON o.id = n.id"
         if has_labels:
             join += " FULL OUTER JOIN l ON l.id = coalesce(o.id, n.id)"
-        sql = f"WITH {', '.join(ctes)} SELECT {', '.join(columns)} FROM {join}"
-        self.engine.run(self.d.drop(JOINED) + self.d.materialize(JOINED, sql))
+        ctes.append(f"j AS (SELECT {', '.join(columns)} FROM {join})")
 
-        acc = self._account(old, new, labels, lab_id, has_labels, allow_unmatched,
-                            both_labels=bool(old.label and new.label))
-        slice_cols = "".join(f", s{i}" for i in range(len(slice_sources)))
+        checks = {
+            "o_seen": "op", "n_seen": "np",
+            "o_null": "op AND oid IS NULL", "n_null": "np AND nid IS NULL",
+            "matched": "op AND np",
+            "un_old": "op AND NOT np AND oid IS NOT NULL",
+            "un_new": "np AND NOT op AND nid IS NOT NULL",
+            "null_y": "a AND y IS NULL", "null_o": "a AND o IS NULL", "null_n": "a AND n IS NULL",
+        }
+        if has_labels:
+            checks.update({
+                "l_seen": "lp", "l_null": "lp AND lid IS NULL",
+                "missing_label": "op AND np AND NOT lp",
+                "unused": "lp AND lid IS NOT NULL AND NOT (op AND np)",
+            })
+        elif old.label and new.label:
+            checks["disagree"] = "op AND np AND coalesce(yo <> yn, FALSE)"
+        self._context = (old, new, labels, lab_id, has_labels)
         return Plan(
-            joined_sql=f"SELECT oid AS id, y, o, n, oc, nc{slice_cols} FROM {JOINED} WHERE a",
+            with_sql="WITH " + ", ".join(ctes),
+            checks=checks,
             integer_ids=integer_ids,
             integer_labels=integer_labels,
             slices=tuple(c for _s, c in slice_sources),
-            accounting=acc,
             label_source=self._label_source(old, new, labels),
             old_source=old.source,
             new_source=new.source,
             task=task,
+            old_confidence=old.confidence is not None,
         )
 
     @staticmethod
@@ -457,34 +481,14 @@ class Aligner:
 
     def _examples(self, column: str, where: str) -> list:
         return [r[0] for r in self.engine.rows(
-            f"SELECT {column} FROM {JOINED} WHERE {where} ORDER BY 1 LIMIT {EXAMPLES}")]
+            f"{self._with_sql} SELECT {column} FROM j WHERE {where} ORDER BY 1 LIMIT {EXAMPLES}")]
 
-    def _account(
-        self, old: Side, new: Side, labels: Table | None, lab_id: str | None, has_labels: bool,
-        allow_unmatched: bool, *, both_labels: bool,
-    ) -> Accounting:
-        checks = {
-            "o_seen": "op", "n_seen": "np",
-            "o_null": "op AND oid IS NULL", "n_null": "np AND nid IS NULL",
-            "matched": "op AND np",
-            "un_old": "op AND np IS NULL AND oid IS NOT NULL",
-            "un_new": "np AND op IS NULL AND nid IS NOT NULL",
-            "null_y": "a AND y IS NULL", "null_o": "a AND o IS NULL", "null_n": "a AND n IS NULL",
-        }
-        if has_labels:
-            checks.update({
-                "l_seen": "lp", "l_null": "lp AND lid IS NULL",
-                "missing_label": "op AND np AND lp IS NULL",
-                "unused": "lp AND lid IS NOT NULL AND NOT coalesce(op AND np, FALSE)",
-            })
-        elif both_labels:
-            checks["disagree"] = "op AND np AND yo IS NOT NULL AND yn IS NOT NULL AND yo <> yn"
-        names = list(checks)
-        row = self.engine.first(
-            "SELECT " + ", ".join(f"count(*) FILTER (WHERE {checks[k]})" for k in names)
-            + f" FROM {JOINED}"
-        )
-        c = {k: int(v or 0) for k, v in zip(names, row, strict=True)}
+    def account(self, plan: Plan, counts: dict[str, int], allow_unmatched: bool) -> Accounting:
+        """Where every row went, from the counted checks; the first problem is raised."""
+        old, new, labels, lab_id, has_labels = self._context
+        self._with_sql = plan.with_sql
+        checks = plan.checks
+        c = {k: int(counts.get(k, 0)) for k in checks}
 
         tables = [(old.table, old.id, "o"), (new.table, new.id, "n")]
         if has_labels and labels is not None and lab_id is not None:
@@ -542,7 +546,7 @@ class Aligner:
             )
         if c.get("disagree"):
             rows = self.engine.rows(
-                f"SELECT oid, yo, yn FROM {JOINED} WHERE {checks['disagree']} "
+                f"{plan.with_sql} SELECT oid, yo, yn FROM j WHERE {checks['disagree']} "
                 f"ORDER BY 1 LIMIT {EXAMPLES}")
             shown = ", ".join(f"{i!r} (OLD {a!r}, NEW {b!r})" for i, a, b in rows)
             raise InputError(

@@ -1,18 +1,22 @@
-"""Counting: the sufficient statistics of a flips audit, computed in the engine.
+"""Counting: the sufficient statistics of an audit, computed in the engine in one pass.
 
-One aggregation over the joined view returns, with ``GROUPING SETS`` (one scan):
+One aggregation over the join of old, new and labels returns, with ``GROUPING SETS``:
 
+* per combination of the plan's checks (in OLD, in NEW, matched, null id, null label...)
+  the row count - the accounting and the validation of :class:`~graceful_audit.align.Aligner`;
 * per true class ``y`` and, for negative flips, the new prediction: counts of
   (old right, new right, old != new) - from which the overall counts, the per-class
-  breakdown and the negative-flip matrix follow;
-* per value of each slice column: the same (old right, new right, old != new) counts.
+  breakdown and the negative-flip matrix follow (for regression: sums of errors);
+* per value of each slice column: the same counts;
+* where the engine has a top-n aggregate, the best candidates for the worst negative flips.
 
-A second query returns the worst negative flips. Only these small results leave the
-engine; the metric code never sees a row.
+Only these small results leave the engine; the metric code never sees a row. When the
+candidates cannot settle the worst flips exactly (ties in the key), one more query does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -104,90 +108,172 @@ def _add(counts: dict[str, int], ook: bool, nok: bool, dis: bool, c: int) -> Non
             counts["both_wrong_disagree"] += c
 
 
-def count_flips(engine: Engine, plan: Plan, *, top: int) -> CountTables:
-    """Run the aggregation and the worst-flips query for ``plan``."""
+@dataclass(frozen=True)
+class FirstPass:
+    """What the one pass over the join returned: check counts and the counted groups."""
+
+    checks: dict[str, int]
+    tables: CountTables
+    candidates: tuple[dict[str, Any], ...] | None = None  # worst-flip candidates, if any
+    sums: tuple[float, ...] = ()
+
+
+def _pass_sql(plan: Plan, measures: str, extra: str = "", flip_cols: bool = True) -> str:
+    """The one aggregation: grouped by every check, class and flip outcome, and per slice."""
     k = len(plan.slices)
     slice_cols = [f"s{i}" for i in range(k)]
-    flags = "(o = y) AS ook, (n = y) AS nok, (o <> n) AS dis"
-    f_sql = (f"SELECT y, CASE WHEN o = y AND n <> y THEN n END AS nf, {flags}"
+    checks = list(plan.checks)
+    flag_sql = ", ".join(f"({plan.checks[name]}) AS c_{name}" for name in checks)
+    outcome = (
+        "CASE WHEN a THEN y END AS y, CASE WHEN a AND o = y AND n <> y THEN n END AS nf, "
+        "CASE WHEN a THEN o = y END AS ook, CASE WHEN a THEN n = y END AS nok, "
+        "CASE WHEN a THEN o <> n END AS dis"
+    ) if flip_cols else extra
+    f_sql = (f"SELECT {flag_sql}, a, {outcome}, oid, o, n, oc, nc"
              + "".join(f", {s}" for s in slice_cols) + " FROM j")
-    sets = ["(y, nf, ook, nok, dis)"] + [f"({s}, ook, nok, dis)" for s in slice_cols]
-    groupings = ", ".join(f"grouping({s})" for s in slice_cols)
-    sql = (
-        f"WITH j AS ({plan.joined_sql}), f AS ({f_sql}) "
-        f"SELECT grouping(y) AS gy{', ' + groupings if groupings else ''}, y, nf, "
-        f"{', '.join(slice_cols) + ', ' if slice_cols else ''}ook, nok, dis, count(*) "
-        f"FROM f GROUP BY GROUPING SETS ({', '.join(sets)})"
-    )
-    rows = engine.rows(sql)
+    c_cols = ", ".join(f"c_{name}" for name in checks)
+    keys = "y, nf, ook, nok, dis" if flip_cols else "ook, nok"
+    sets = [f"({c_cols}, a, {keys})"] + [f"(a, {s}, ook, nok{', dis' if flip_cols else ''})"
+                                         for s in slice_cols]
+    groupings = "".join(f"grouping({s}), " for s in slice_cols)
+    select_keys = f"{c_cols}, a, {'y, nf, ' if flip_cols else ''}" + "".join(
+        f"{s}, " for s in slice_cols) + ("ook, nok, dis" if flip_cols else "ook, nok")
+    return (f"{plan.with_sql}, f AS ({f_sql}) SELECT {groupings}{select_keys}, {measures} "
+            f"FROM f GROUP BY GROUPING SETS ({', '.join(sets)})")
 
+
+def _worst_key(plan: Plan) -> str:
+    """A scalar that orders the worst flips (smaller first) wherever it is unique.
+
+    Most confident old prediction first when there are scores; else the id, when ids are
+    integers. Other ids give no key: the candidates then cannot settle the order.
+    """
+    if plan.old_confidence:
+        return "-oc"
+    return "CAST(oid AS DOUBLE)" if plan.integer_ids else "TRY_CAST(oid AS DOUBLE)"
+
+
+def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
+    """The one pass of a classification audit."""
+    k = len(plan.slices)
+    n_checks = len(plan.checks)
+    measures = "count(*)"
+    slice_fields = "".join(f", 's{i}': s{i}" for i in range(k))
+    top_n = engine.dialect.top_n(
+        f"{{'id': oid, 'y': y, 'o': o, 'n': n, 'oc': oc, 'nc': nc, 'k': {_worst_key(plan)}"
+        f"{slice_fields}}}", _worst_key(plan), top + 1, "nf IS NOT NULL") if top > 0 else None
+    if top_n:
+        measures += f", {top_n}"
+    rows = engine.rows(_pass_sql(plan, measures))
+
+    checks: dict[str, int] = defaultdict(int)
     per_class: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     per_slice: list[dict[str | None, dict[str, int]]] = [
         defaultdict(lambda: defaultdict(int)) for _ in range(k)
     ]
     matrix: dict[tuple[str, str], int] = defaultdict(int)
+    candidates: list[dict[str, Any]] = []
+    names = list(plan.checks)
     for row in rows:
-        gy, gs = row[0], row[1 : 1 + k]
-        y, nf = row[1 + k], row[2 + k]
-        svals = row[3 + k : 3 + 2 * k]
-        ook, nok, dis, c = row[3 + 2 * k :]
-        if gy == 0:
+        gs, rest = row[:k], row[k:]
+        flags, rest = rest[:n_checks], rest[n_checks:]
+        a, y, nf = rest[0], rest[1], rest[2]
+        svals = rest[3 : 3 + k]
+        ook, nok, dis, c = rest[3 + k : 7 + k]
+        if all(g == 1 for g in gs):  # the main grouping set
+            for name, flag in zip(names, flags, strict=True):
+                if flag:
+                    checks[name] += c
+            if not a:
+                continue
             cls = _text(y)
             _add(per_class[cls], ook, nok, dis, c)
             if nf is not None:
                 matrix[(cls, _text(nf))] += c
-        else:
+                if top_n:
+                    candidates.extend(rest[7 + k] or [])
+        elif a:
             i = list(gs).index(0)
             _add(per_slice[i][svals[i]], ook, nok, dis, c)
 
     classes = {cls: FlipCounts(**d) for cls, d in per_class.items()}
-    overall = sum(classes.values(), FlipCounts())
-    slices = {
-        name: {v: FlipCounts(**d) for v, d in per_slice[i].items()}
-        for i, name in enumerate(plan.slices)
-    }
-    return CountTables(overall, classes, slices, dict(matrix), _worst(engine, plan, top))
-
-
-def _worst(engine: Engine, plan: Plan, top: int) -> tuple[FlipExample, ...]:
-    """Worst negative flips: most confident old prediction first, ties (and no scores) by id."""
-    if top <= 0:
-        return ()
-    slice_cols = "".join(f", s{i}" for i in range(len(plan.slices)))
-    rows = engine.rows(
-        f"WITH j AS ({plan.joined_sql}) SELECT id, y, o, n, oc, nc{slice_cols} FROM j "
-        f"WHERE o = y AND n <> y ORDER BY oc DESC NULLS LAST, {ID_ORDER} LIMIT {int(top)}"
+    tables = CountTables(
+        overall=sum(classes.values(), FlipCounts()),
+        per_class=classes,
+        per_slice={name: {v: FlipCounts(**d) for v, d in per_slice[i].items()}
+                   for i, name in enumerate(plan.slices)},
+        flip_matrix=dict(matrix),
+        worst=(),
     )
+    return FirstPass(dict(checks), tables, tuple(candidates) if top_n else None)
+
+
+def _settled(candidates: tuple[dict[str, Any], ...], total: int, top: int) -> list | None:
+    """The worst ``top`` flips from per-group candidates, or None if ties leave it open.
+
+    Each group contributed its ``top + 1`` smallest keys, so the overall ``top + 1``
+    smallest are among the candidates; the first ``top`` are settled unless the key ties
+    across the cut. Ties inside the first ``top`` are ordered by id, as the query would.
+    """
+    # Rows without a key (text ids, no scores) are not candidates: then nothing is settled.
+    if len(candidates) < min(total, top + 1) or any(c["k"] is None for c in candidates):
+        return None
+    ranked = sorted(candidates, key=lambda c: (c["k"], _id_key(c["id"])))
+    if total > top and not ranked[top - 1]["k"] < ranked[top]["k"]:
+        return None
+    return ranked[:top]
+
+
+def _id_key(value: object) -> tuple[int, int, str]:
+    """The natural id order of :data:`ID_ORDER`: integer ids numerically, then text."""
+    text = _text(value)
+    try:
+        return (0, int(text), text)
+    except ValueError:
+        return (1, 0, text)
+
+
+def worst_flips(engine: Engine, plan: Plan, first: FirstPass, *, top: int
+                ) -> tuple[FlipExample, ...]:
+    """Worst negative flips: most confident old prediction first, ties (and no scores) by id."""
+    total = first.tables.overall.negative_flips
+    if top <= 0 or total == 0:
+        return ()
+    rows = _settled(first.candidates, total, top) if first.candidates is not None else None
+    if rows is None:
+        slice_cols = "".join(f", s{i}" for i in range(len(plan.slices)))
+        found = engine.rows(
+            f"{plan.audited_sql} SELECT id, y, o, n, oc, nc{slice_cols} FROM aud "
+            f"WHERE o = y AND n <> y ORDER BY oc DESC NULLS LAST, {ID_ORDER} LIMIT {int(top)}"
+        )
+        rows = [dict(zip(["id", "y", "o", "n", "oc", "nc"]
+                         + [f"s{i}" for i in range(len(plan.slices))], r, strict=True))
+                for r in found]
     return tuple(
         FlipExample(
-            id=_text(r[0]), label=_text(r[1]), old_pred=_text(r[2]), new_pred=_text(r[3]),
-            old_confidence=None if r[4] is None else float(r[4]),
-            new_confidence=None if r[5] is None else float(r[5]),
-            slices=dict(zip(plan.slices, r[6:], strict=True)),
+            id=_text(r["id"]), label=_text(r["y"]), old_pred=_text(r["o"]),
+            new_pred=_text(r["n"]),
+            old_confidence=None if r["oc"] is None else float(r["oc"]),
+            new_confidence=None if r["nc"] is None else float(r["nc"]),
+            slices={name: r[f"s{i}"] for i, name in enumerate(plan.slices)},
         )
         for r in rows
     )
 
 
-def count_regression(
-    engine: Engine, plan: Plan, *, atol: float, rtol: float, top: int, confidence: float,
-) -> CountTables:
-    """Tolerance flips and error sums, overall and per slice; the Wilcoxon rank sums."""
+def count_regression(engine: Engine, plan: Plan, *, atol: float, rtol: float) -> FirstPass:
+    """The one pass of a regression audit: tolerance flips and error sums per group."""
     k = len(plan.slices)
-    slice_cols = [f"s{i}" for i in range(k)]
+    n_checks = len(plan.checks)
     tol = f"({float(atol)!r} + {float(rtol)!r} * abs(y))"
-    f_sql = (f"SELECT id, y, o, n, abs(o - y) AS eo, abs(n - y) AS en, "
-             f"abs(n - y) - abs(o - y) AS d, abs(o - y) <= {tol} AS ook, "
-             f"abs(n - y) <= {tol} AS nok" + "".join(f", {s}" for s in slice_cols) + " FROM j")
-    with_sql = f"WITH j AS ({plan.joined_sql}), f AS ({f_sql})"
+    outcome = (f"CASE WHEN a THEN abs(o - y) END AS eo, CASE WHEN a THEN abs(n - y) END AS en, "
+               f"CASE WHEN a THEN abs(o - y) <= {tol} END AS ook, "
+               f"CASE WHEN a THEN abs(n - y) <= {tol} END AS nok")
     fsum = engine.dialect.exact_sum
-    sums = f"count(*), {fsum('eo')}, {fsum('en')}, {fsum('eo * eo')}, {fsum('en * en')}"
-    sets = ["(ook, nok)"] + [f"({s}, ook, nok)" for s in slice_cols]
-    groupings = "".join(f"grouping({s}), " for s in slice_cols)
-    rows = engine.rows(
-        f"{with_sql} SELECT {groupings}{''.join(f'{s}, ' for s in slice_cols)}ook, nok, {sums} "
-        f"FROM f GROUP BY GROUPING SETS ({', '.join(sets)})"
-    )
+    measures = f"count(*), {fsum('eo')}, {fsum('en')}, {fsum('eo * eo')}, {fsum('en * en')}"
+    rows = engine.rows(_pass_sql(plan, measures, outcome, flip_cols=False))
+
+    checks: dict[str, int] = defaultdict(int)
     overall: dict[str, int] = defaultdict(int)
     overall_sums = [0, 0.0, 0.0, 0.0, 0.0]
     per_slice: list[dict[str | None, dict[str, int]]] = [
@@ -196,62 +282,82 @@ def count_regression(
     slice_sums: list[dict[str | None, list[float]]] = [
         defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0]) for _ in range(k)
     ]
+    names = list(plan.checks)
     for row in rows:
-        gs, svals = row[:k], row[k : 2 * k]
-        ook, nok = row[2 * k], row[2 * k + 1]
-        agg = row[2 * k + 2 :]
+        gs, rest = row[:k], row[k:]
+        flags, rest = rest[:n_checks], rest[n_checks:]
+        a, svals = rest[0], rest[1 : 1 + k]
+        ook, nok = rest[1 + k], rest[2 + k]
+        agg = rest[3 + k :]
         if all(g == 1 for g in gs):
+            for name, flag in zip(names, flags, strict=True):
+                if flag:
+                    checks[name] += agg[0]
+            if not a:
+                continue
             _add(overall, ook, nok, False, agg[0])
             target = overall_sums
-        else:
+        elif a:
             i = list(gs).index(0)
             _add(per_slice[i][svals[i]], ook, nok, False, agg[0])
             target = slice_sums[i][svals[i]]
+        else:
+            continue
         for j, v in enumerate(agg):
             target[j] += v or 0
+    tables = CountTables(
+        overall=FlipCounts(**overall), per_class={},
+        per_slice={name: {v: FlipCounts(**d) for v, d in per_slice[i].items()}
+                   for i, name in enumerate(plan.slices)},
+        flip_matrix={}, worst=(),
+        slice_errors={name: {v: ErrorSums(int(x[0]), *map(float, x[1:]))
+                             for v, x in slice_sums[i].items()}
+                      for i, name in enumerate(plan.slices)},
+    )
+    return FirstPass(dict(checks), tables, None, tuple(overall_sums))
 
-    n_total, mean_d, var_d = engine.first(
-        f"{with_sql} SELECT count(*), avg(d), var_samp(d) FROM f")
+
+def finish_regression(
+    engine: Engine, plan: Plan, first: FirstPass, *, atol: float, rtol: float, top: int,
+    confidence: float,
+) -> CountTables:
+    """After validation: the paired t interval, Wilcoxon's rank sums and the worst flips."""
+    tol = f"({float(atol)!r} + {float(rtol)!r} * abs(y))"
+    d_sql = (f"{plan.audited_sql}, f AS (SELECT id, y, o, n, abs(o - y) AS eo, "
+             f"abs(n - y) AS en, abs(n - y) - abs(o - y) AS d, abs(o - y) <= {tol} AS ook, "
+             f"abs(n - y) <= {tol} AS nok"
+             + "".join(f", s{i}" for i in range(len(plan.slices))) + " FROM aud)")
+    n_total, mean_d, var_d = engine.first(f"{d_sql} SELECT count(*), avg(d), var_samp(d) FROM f")
     if n_total <= WILCOXON_SMALL:
-        diffs = [r[0] for r in engine.rows(f"{with_sql} SELECT d FROM f ORDER BY id")]
+        diffs = [r[0] for r in engine.rows(f"{d_sql} SELECT d FROM f ORDER BY id")]
         wilcoxon = wilcoxon_small(diffs)
     else:
         nz, r_plus, r_minus, tie_term = engine.first(
-            f"{with_sql}, a AS (SELECT abs(d) AS ad, count(*) AS c, "
-            "count(*) FILTER (WHERE d > 0) AS pos FROM f WHERE d <> 0 GROUP BY ad), "
+            f"{d_sql}, ad AS (SELECT abs(d) AS ad, count(*) AS c, "
+            "count(*) FILTER (WHERE d > 0) AS pos FROM f WHERE d <> 0 GROUP BY abs(d)), "
             "r AS (SELECT c, pos, sum(c) OVER (ORDER BY ad ROWS BETWEEN UNBOUNDED PRECEDING "
-            "AND CURRENT ROW) - c AS before FROM a) "
+            "AND CURRENT ROW) - c AS before FROM ad) "
             "SELECT coalesce(sum(c), 0), coalesce(sum(pos * (before + (c + 1) / 2.0)), 0), "
             "coalesce(sum((c - pos) * (before + (c + 1) / 2.0)), 0), "
             "coalesce(sum(CAST(c AS DOUBLE) * c * c - c), 0) FROM r"
         )
         wilcoxon = wilcoxon_from_ranks(int(nz), int(n_total - nz), float(r_plus),
                                        float(r_minus), float(tie_term))
-    errors = ErrorSums(int(overall_sums[0]), *map(float, overall_sums[1:]))
+    sums = first.sums
+    errors = ErrorSums(int(sums[0]), *map(float, sums[1:]))
     summary = RegressionSummary(
         float(atol), float(rtol), errors, mean_d, var_d,
         paired_t_interval(mean_d, var_d, int(n_total), confidence=confidence), wilcoxon,
     )
-    slice_cols_sql = "".join(f", {s}" for s in slice_cols)
+    slice_cols_sql = "".join(f", s{i}" for i in range(len(plan.slices)))
     worst_rows = engine.rows(
-        f"{with_sql} SELECT id, y, o, n, eo, en{slice_cols_sql} FROM f WHERE ook AND NOT nok "
-        f"ORDER BY d DESC, {ID_ORDER} LIMIT {int(max(top, 0))}"
+        f"{d_sql} SELECT id, y, o, n, eo, en{slice_cols_sql} FROM f WHERE ook AND NOT nok "
+        f"ORDER BY d DESC, {ID_ORDER} LIMIT {int(top)}"
     ) if top > 0 else []
     worst = tuple(
-        FlipExample(_text(r[0]), r[1], r[2], r[3], slices=dict(zip(plan.slices, r[6:],
-                                                                    strict=True)),
+        FlipExample(_text(r[0]), r[1], r[2], r[3],
+                    slices=dict(zip(plan.slices, r[6:], strict=True)),
                     old_error=r[4], new_error=r[5])
         for r in worst_rows
     )
-    return CountTables(
-        overall=FlipCounts(**overall),
-        per_class={},
-        per_slice={name: {v: FlipCounts(**d) for v, d in per_slice[i].items()}
-                   for i, name in enumerate(plan.slices)},
-        flip_matrix={},
-        worst=worst,
-        regression=summary,
-        slice_errors={name: {v: ErrorSums(int(x[0]), *map(float, x[1:]))
-                             for v, x in slice_sums[i].items()}
-                      for i, name in enumerate(plan.slices)},
-    )
+    return dataclasses.replace(first.tables, worst=worst, regression=summary)

@@ -54,11 +54,9 @@ class Dialect:
         """A sum of doubles, compensated where the engine offers it."""
         return f"fsum({x})"
 
-    def materialize(self, name: str, sql: str) -> list[str]:
-        return [f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}"]
-
-    def drop(self, name: str) -> list[str]:
-        return [f"DROP TABLE IF EXISTS {name}"]
+    def top_n(self, arg: str, key: str, n: int, where: str) -> str | None:
+        """An aggregate: the ``n`` values of ``arg`` with the smallest ``key`` (or None)."""
+        return f"arg_min({arg}, {key}, {int(n)}) FILTER (WHERE {where})"
 
 
 class SparkDialect(Dialect):
@@ -89,11 +87,8 @@ class SparkDialect(Dialect):
     def exact_sum(self, x: str) -> str:
         return f"sum({x})"
 
-    def materialize(self, name: str, sql: str) -> list[str]:
-        return [f"CACHE TABLE {name} AS {sql}"]
-
-    def drop(self, name: str) -> list[str]:
-        return [f"UNCACHE TABLE IF EXISTS {name}", f"DROP VIEW IF EXISTS {name}"]
+    def top_n(self, arg: str, key: str, n: int, where: str) -> str | None:
+        return None  # no bounded top-n aggregate: the worst flips take one more query
 
 
 class Engine:

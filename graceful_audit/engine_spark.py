@@ -218,6 +218,7 @@ class SparkEngine(Engine):
 
     def close(self) -> None:
         """Drop this audit's views; the session itself lives until the process ends."""
-        for statement in self.dialect.drop("gaudit_joined"):
-            with contextlib.suppress(Exception):
-                self.spark.sql(statement)
+        for i in range(1, self._count + 1):
+            for role in ("old", "new", "labels"):
+                with contextlib.suppress(Exception):
+                    self.spark.catalog.dropTempView(f"gaudit_{role}_{i}")

@@ -11,13 +11,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .align import ID_SYNONYMS, Aligner, Columns, decide_task, resolve_side
-from .count import CountTables, count_flips, count_regression
+from .count import (
+    CountTables,
+    count_flips,
+    count_regression,
+    finish_regression,
+    worst_flips,
+)
 from .engine import open_engine
 from .errors import UsageError
 from .gates import GateSpec, check_threshold, evaluate_gates
@@ -198,16 +205,21 @@ def audit_flips(
                     f"a regression audit ({reason}) needs a tolerance: give --atol and/or "
                     "--rtol (a prediction is right when |pred - y| <= atol + rtol * |y|)."
                 )
-            plan = Aligner(eng).plan(old_side, new_side, lab_t, cols,
-                                     allow_unmatched=allow_unmatched, task=chosen)
+            aligner = Aligner(eng)
+            plan = aligner.plan(old_side, new_side, lab_t, cols, task=chosen)
             if chosen == "regression":
-                tables = count_regression(eng, plan, atol=atol or 0.0, rtol=rtol or 0.0,
-                                          top=top, confidence=confidence)
+                tol = {"atol": atol or 0.0, "rtol": rtol or 0.0}
+                first = count_regression(eng, plan, **tol)
+                acc = aligner.account(plan, first.checks, allow_unmatched)
+                tables = finish_regression(eng, plan, first, top=top, confidence=confidence,
+                                           **tol)
             else:
-                tables = count_flips(eng, plan, top=top)
+                first = count_flips(eng, plan, top=top)
+                acc = aligner.account(plan, first.checks, allow_unmatched)
+                tables = dataclasses.replace(
+                    first.tables, worst=worst_flips(eng, plan, first, top=top))
         engine_name = eng.name
 
-    acc = plan.accounting
     inputs = Inputs(
         old_path=_display(old), new_path=_display(new),
         labels_path=_display(labels) if labels is not None else None,
