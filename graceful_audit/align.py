@@ -210,7 +210,7 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
         s = quote(scores[0])
         t = float(cols.threshold)
         if pred is None:
-            pred = Expr(f"(CASE WHEN {s} IS NULL OR isnan({s}) THEN NULL "
+            pred = Expr(f"(CASE WHEN {s} IS NULL OR NOT {d.is_finite(s)} THEN NULL "
                         f"WHEN {s} >= {t!r} THEN 1 ELSE 0 END)", True)
             source = f"{scores[0]!r} >= {t:g} (binary)"
         confidence = f"(CASE WHEN {pred.canonical()} = '1' THEN {s} ELSE 1 - {s} END)"
@@ -226,6 +226,8 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
             confidence = d.array_max(lst)
         else:
             confidence = d.element_at(lst, d.array_position(classes, pred.canonical()))
+    if confidence is not None:  # an infinite or NaN score ranks nothing
+        confidence = f"(CASE WHEN {d.is_finite(confidence)} THEN {confidence} END)"
     if pred is None:
         if not pred_required:
             return Side(table, id_col, label, Expr("NULL", True), None, "", pred_col)
@@ -348,11 +350,11 @@ class Aligner:
             lab_id, lab_label = _labels_table_side(labels, cols)
         elif old.label is None and new.label is None:
             wanted = cols.label or "label"
-            raise InputError(
-                f"no ground-truth column {wanted!r} in OLD file {old.table.display} or NEW file "
-                f"{new.table.display} (known names: label, {', '.join(LABEL_SYNONYMS)}). "
-                "Name it with --label-col, or give a labels file with --labels FILE."
-            )
+            missing = old.table.missing_column(wanted, "--label-col", hint=(
+                f"NEW file {new.table.display} has none either (known names: label, "
+                f"{', '.join(LABEL_SYNONYMS)}). Name the ground-truth column with "
+                "--label-col, or give a labels file with --labels FILE."))
+            raise InputError(f"no ground-truth column: {missing}")
 
         # Ids: native join when every id column is an integer, else join as text.
         id_types = [old.id_integer, new.id_integer]
@@ -459,6 +461,14 @@ class Aligner:
         return f"OLD column {old.label!r}" if old.label else f"NEW column {new.label!r}"
 
     @staticmethod
+    def _label_files(old: Side, new: Side, labels: Table | None) -> str:
+        """Where the labels are, naming the files (for messages)."""
+        if labels is not None:
+            return f"LABELS file {labels.display}"
+        sides = [s for s in (old, new) if s.label]
+        return " and ".join(f"{s.table.label} column {s.label!r}" for s in sides)
+
+    @staticmethod
     def _slice_sources(
         slices: Sequence[str], old: Table, new: Table, labels: Table | None
     ) -> list[tuple[str, str]]:
@@ -556,7 +566,7 @@ class Aligner:
                 "same labels; fix one, or give the true labels with --labels FILE."
             )
         for key, what, where in (
-            ("null_y", "label", self._label_source(old, new, labels)),
+            ("null_y", "label", self._label_files(old, new, labels)),
             ("null_o", "prediction", f"OLD file {old.table.display} ({old.source})"),
             ("null_n", "prediction", f"NEW file {new.table.display} ({new.source})"),
         ):

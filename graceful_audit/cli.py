@@ -15,13 +15,58 @@ from enum import Enum
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from . import __version__
 from .errors import GauditError
 from .report import Format
 
+
+class _Group(TyperGroup):
+    """Reports a usage error (``--max-nfr abc``) as one ``gaudit: error:`` line, like every
+    other error, instead of click's usage block."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as exc:
+            if not standalone_mode:
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()
+                sys.exit(0)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            given = _given_value(exc, kwargs.get("args", args[0] if args else None))
+            typer.echo(f"gaudit: error: {exc.format_message()}{given}{hint}", err=True)
+            sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            typer.echo("gaudit: aborted", err=True)
+            sys.exit(130)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _given_value(exc: Any, args: Any) -> str:
+    """``, got 'abc'``: the value the user typed for the parameter a usage error names."""
+    opts = getattr(getattr(exc, "param", None), "opts", None) or []
+    argv = list(sys.argv[1:] if args is None else args)
+    for i, arg in enumerate(argv):
+        name, eq, value = str(arg).partition("=")
+        if name in opts:
+            if eq:
+                return f", got {value!r}"
+            if i + 1 < len(argv):
+                return f", got {argv[i + 1]!r}"
+    return ""
+
+
 app = typer.Typer(
     name="gaudit",
+    cls=_Group,
     help="Audit a model update before it ships: negative flips, error deltas and "
     "cross-model retrieval compatibility, gated for CI.\n\n"
     "Exit codes: 0 gates held, 1 a gate was breached, 2 wrong input or usage.",

@@ -50,6 +50,9 @@ CASES = ("old/old", "new/new", "new/old", "old/new")
 CRITERIA = {"top1": "top1", "map": "map"}
 SPLIT_VALUES = ("query", "gallery")
 KS = (1, 5, 10)
+#: Norm limits for float32 search: cosine needs a norm to divide by; inner products and
+#: squared distances of larger vectors overflow float32 (max 3.4e38).
+MIN_NORM, MAX_NORM = 1e-30, 1e18
 
 
 @dataclass(frozen=True)
@@ -350,15 +353,30 @@ def _matrix(table: Any, column: str, ids: np.ndarray, where: str, metric: str) -
             f"{where}: {int(bad.sum())} embedding(s) contain NaN, inf or null values (ids "
             f"{examples(ids[bad])}). Fix or drop those items."
         )
+    x32 = np.ascontiguousarray(x, dtype=np.float32)  # search runs in float32, as faiss does
+    huge = ~np.isfinite(x32).all(axis=1)
+    if huge.any():
+        raise InputError(
+            f"{where}: {int(huge.sum())} embedding(s) hold values beyond the float32 range "
+            f"(ids {examples(ids[huge])}). Rescale the embeddings."
+        )
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
     if metric == "cosine":
-        zero = ~(x != 0).any(axis=1)
+        zero = ~(x32 != 0).any(axis=1) | (norms < MIN_NORM)
         if zero.any():
             raise InputError(
-                f"{where}: {int(zero.sum())} embedding(s) are all zeros (ids "
-                f"{examples(ids[zero])}); cosine similarity is undefined for them. Drop them, "
-                "or use --metric ip or l2."
+                f"{where}: {int(zero.sum())} embedding(s) are all zeros, or too close to zero "
+                f"to normalise (ids {examples(ids[zero])}); cosine similarity is undefined for "
+                "them. Drop them, or use --metric ip or l2."
             )
-    return np.ascontiguousarray(x, dtype=np.float32)
+    elif (norms > MAX_NORM).any():
+        big = norms > MAX_NORM
+        raise InputError(
+            f"{where}: {int(big.sum())} embedding(s) have norms above {MAX_NORM:g} (ids "
+            f"{examples(ids[big])}); their {metric} scores overflow float32. Rescale the "
+            "embeddings, or use --metric cosine."
+        )
+    return x32
 
 
 def _texts(values: Any) -> np.ndarray:
@@ -421,7 +439,7 @@ def audit_compat(
         raise UsageError(f"--top: {top!r} must be zero or more.")
     specs = gate_specs(gates)
     for spec in specs:
-        check_threshold(spec.name, spec.threshold, COMPAT_GATES)
+        check_threshold(spec.name, spec.threshold, COMPAT_GATES, spec.source)
 
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
     engine = DuckDBEngine()

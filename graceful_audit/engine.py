@@ -47,8 +47,9 @@ class Dialect:
         return f"list_extract({a}, {i})"
 
     def any_missing(self, a: str) -> str:
-        """True when an element of ``a`` is NULL or NaN."""
-        return f"(len(list_filter({a}, lambda x: x IS NULL OR isnan(CAST(x AS DOUBLE)))) > 0)"
+        """True when an element of ``a`` is NULL, NaN or infinite."""
+        return (f"(len(list_filter({a}, lambda x: x IS NULL OR "
+                f"NOT isfinite(CAST(x AS DOUBLE)))) > 0)")
 
     def exact_sum(self, x: str) -> str:
         """A sum of doubles, compensated where the engine offers it."""
@@ -82,7 +83,7 @@ class SparkDialect(Dialect):
         return f"try_element_at({a}, CAST({i} AS INT))"
 
     def any_missing(self, a: str) -> str:
-        return f"exists({a}, x -> x IS NULL OR isnan(CAST(x AS DOUBLE)))"
+        return f"exists({a}, x -> x IS NULL OR NOT {self.is_finite('x')})"
 
     def exact_sum(self, x: str) -> str:
         return f"sum({x})"
@@ -156,8 +157,8 @@ class DuckDBEngine(Engine):
             yield
         except duckdb.Error as exc:
             raise InputError(
-                f"{context}: {engine_message(exc)}. A column may hold values of mixed types; "
-                "check the file, or convert it to Parquet with explicit types."
+                f"{context}: {engine_message(exc)}. A column may hold values of mixed types: "
+                "fix the value, or convert the file to Parquet with explicit types."
             ) from None
 
     def close(self) -> None:

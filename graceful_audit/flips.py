@@ -187,7 +187,7 @@ def audit_flips(
             raise UsageError(f"{name}: {tol!r} must be a finite number >= 0.")
     specs = gate_specs(gates)
     for spec in specs:
-        check_threshold(spec.name, spec.threshold)
+        check_threshold(spec.name, spec.threshold, source=spec.source)
     cols = Columns(id_col, label_col, pred_col, score_cols, tuple(slice_by), threshold)
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
 

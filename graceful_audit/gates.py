@@ -137,20 +137,26 @@ GATES: dict[str, GateDef] = {
 }
 
 
-def check_threshold(name: str, value: object, gates: dict[str, GateDef] = GATES) -> float:
-    """Parse and range-check a threshold; raise :class:`UsageError` naming the gate."""
+def check_threshold(
+    name: str, value: object, gates: dict[str, GateDef] = GATES, source: str = "command line"
+) -> float:
+    """Parse and range-check a threshold; raise :class:`UsageError` naming the gate.
+
+    ``source`` is where the threshold came from: a flag, or a key in a config file.
+    """
+    where = f"--{name}" if source == "command line" else f"{source}: {name}"
     gate = gates.get(name)
     if gate is None:
-        raise UsageError(f"unknown gate {name!r}; known gates: {', '.join(gates)}.")
+        raise UsageError(f"{source}: unknown gate {name!r}; known gates: {', '.join(gates)}.")
     if isinstance(value, bool):
-        raise UsageError(f"--{name}: expected a number, got {value!r}.")
+        raise UsageError(f"{where}: expected a number, got {value!r}.")
     try:
         x = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise UsageError(f"--{name}: expected a number, got {value!r}.") from None
+        raise UsageError(f"{where}: expected a number, got {value!r}.") from None
     if not math.isfinite(x) or not gate.low <= x <= gate.high:
         raise UsageError(
-            f"--{name}: {value!r} is outside the valid range {gate.low:g} to {gate.high:g}."
+            f"{where}: {value!r} is outside the valid range {gate.low:g} to {gate.high:g}."
         )
     return x
 
@@ -161,7 +167,7 @@ def evaluate_gates(
     """Evaluate ``specs`` against ``result`` (anything with ``metric_value`` and groups)."""
     out = []
     for spec in specs:
-        threshold = check_threshold(spec.name, spec.threshold, gates)
+        threshold = check_threshold(spec.name, spec.threshold, gates, spec.source)
         gate = gates[spec.name]
         value, detail = gate.value(result)
         if value is None:

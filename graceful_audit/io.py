@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import glob
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,12 +190,45 @@ def _check_readable(files: list[str], display: str) -> None:
 
 
 def engine_message(exc: BaseException) -> str:
-    """First meaningful line of a DuckDB error, without its 'Error:' prefix."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """A DuckDB error in one line: its first line, or for a CSV value that does not fit
+    its column, which file, line, column and value."""
+    full = str(exc).strip()
+    csv_error = re.search(r"CSV Error on Line: (\d+)", full)
+    convert = re.search(r'converting column "([^"]*)"\. Could not convert string "([^"]*)" '
+                        r"to '([^']*)'", full)
+    file = re.search(r"^\s*file = (.+)$", full, flags=re.M)
+    if csv_error and convert:
+        where = f"{file.group(1).strip()}, line {csv_error.group(1)}" if file else \
+            f"line {csv_error.group(1)}"
+        col, value, dtype = convert.groups()
+        return (f"{where}: column {col!r} holds {value!r}, which is not a {dtype} like the "
+                "rows before it")
+    text = full.splitlines()[0] if full else type(exc).__name__
     for prefix in ("Invalid Input Error: ", "IO Error: ", "Conversion Error: ",
                    "Binder Error: ", "Parser Error: ", "Invalid Error: "):
         text = text.removeprefix(prefix)
     return text
+
+
+def _ragged_csv(file: str, limit: int = 200_000) -> str | None:
+    """The first line whose field count differs from the header's, described; else None."""
+    import csv
+
+    try:
+        with open(file, encoding="utf-8-sig", newline="") as fh:
+            rows = csv.reader(fh)
+            header = next(rows, None)
+            if not header:
+                return None
+            for number, row in enumerate(rows, start=2):
+                if row and len(row) != len(header):
+                    return (f"line {number} has {len(row)} fields where the header has "
+                            f"{len(header)} ({', '.join(header)})")
+                if number > limit:
+                    break
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
 
 
 def _read_error(display: str, fmt: str, exc: BaseException) -> InputError:
@@ -261,6 +295,13 @@ class Reader:
         except Exception as exc:  # duckdb.Error and friends: a file DuckDB cannot read
             raise _read_error(display, fmt, exc) from None
         columns = {name: str(dtype) for name, dtype, *_ in described}
+        if fmt == "csv" and len(columns) == 1 and "," in next(iter(columns)):
+            # DuckDB's sniffer reads a file whose rows disagree on their field count as one
+            # column named after the whole header line: say which row is wrong instead.
+            problem = _ragged_csv(files[0]) or "its rows could not be split into columns"
+            raise InputError(
+                f"{display}: {problem}. Quote fields that contain commas, or fix the row."
+            )
         table = Table(role, display, view, columns, int(rows))
         if fmt == "csv" and list(columns) == ["column0"] and rows <= 1:
             raise InputError(f"{display}: has no header row with column names.")

@@ -778,11 +778,11 @@ def test_missing_values_are_errors_with_ids(kind: str) -> None:
     old, new = _ok_frames()
     if kind == "null-label":
         old["label"] = pd.array(["a", None, "b", "a"], dtype=object)  # id 102
-        what, bad_id, where = "label", 102, "OLD column 'label'"
+        what, bad_id, where = "label", 102, "OLD file <DataFrame> column 'label'"
     elif kind == "nan-label":
         old = old.assign(label=[0.0, math.nan, 1.0, 0.0], pred=[0, 1, 0, 1])  # id 102
         new = new.assign(pred=[1, 1, 0, 0])
-        what, bad_id, where = "label", 102, "OLD column 'label'"
+        what, bad_id, where = "label", 102, "OLD file <DataFrame> column 'label'"
     elif kind == "null-pred":
         new["pred"] = pd.array(["b", None, "a", "a"], dtype=object)  # id 103
         what, bad_id, where = "prediction", 103, "NEW file <DataFrame> (column 'pred')"
