@@ -260,9 +260,10 @@ class Accounting:
 class Plan:
     """The join of old, new and labels, as SQL, and the checks every row is counted by.
 
-    ``with_sql`` is a ``WITH`` clause ending in ``j``: one row per id of any input, with
+    ``with_sql`` is a ``WITH`` clause defining ``j``: one row per id of any input, with
     ``oid, nid, op, np, y, yo, yn, o, n, oc, nc, a, s0..sk`` (``op``/``np``/``lp``: the
-    row is in OLD / NEW / LABELS; ``a``: it is audited). ``checks`` are named boolean SQL
+    row is in OLD / NEW / LABELS; ``a``: it is audited), and ``jin``: the same columns
+    for the audited rows only. ``checks`` are named boolean SQL
     conditions over ``j``; the count step groups by them, so one pass over the join gives
     the accounting, the validation and the flip counts.
     """
@@ -282,7 +283,7 @@ class Plan:
     def audited_sql(self) -> str:
         """``WITH ...`` selecting ``id, y, o, n, oc, nc, s0..`` of the audited examples."""
         slices = "".join(f", s{i}" for i in range(len(self.slices)))
-        return f"{self.with_sql}, aud AS (SELECT oid AS id, y, o, n, oc, nc{slices} FROM j WHERE a)"
+        return f"{self.with_sql}, aud AS (SELECT oid AS id, y, o, n, oc, nc{slices} FROM jin)"
 
 
 def _labels_table_side(table: Table, cols: Columns) -> tuple[str, str]:
@@ -418,9 +419,13 @@ class Aligner:
             columns += ["l.id AS lid", "coalesce(l.present, FALSE) AS lp"]
         columns += [f"{src}.s{i} AS s{i}" for i, (src, _c) in enumerate(slice_sources)]
         join = "o FULL OUTER JOIN n ON o.id = n.id"
+        inner = "o JOIN n ON o.id = n.id"
         if has_labels:
             join += " FULL OUTER JOIN l ON l.id = coalesce(o.id, n.id)"
+            inner += " JOIN l ON l.id = o.id"
         ctes.append(f"j AS (SELECT {', '.join(columns)} FROM {join})")
+        # The audited rows alone: an inner join, through which filters reach the scans.
+        ctes.append(f"jin AS (SELECT {', '.join(columns)} FROM {inner})")
 
         checks = {
             "o_seen": "op", "n_seen": "np",

@@ -17,6 +17,7 @@ candidates cannot settle the worst flips exactly (ties in the key), one more que
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -114,7 +115,7 @@ class FirstPass:
 
     checks: dict[str, int]
     tables: CountTables
-    candidates: tuple[dict[str, Any], ...] | None = None  # worst-flip candidates, if any
+    candidates: tuple[tuple[Any, Any], ...] | None = None  # worst-flip (key, id) candidates
     sums: tuple[float, ...] = ()
 
 
@@ -122,8 +123,10 @@ def _pass_sql(plan: Plan, measures: str, extra: str = "", flip_cols: bool = True
     """The one aggregation: grouped by every check, class and flip outcome, and per slice."""
     k = len(plan.slices)
     slice_cols = [f"s{i}" for i in range(k)]
-    checks = list(plan.checks)
-    flag_sql = ", ".join(f"({plan.checks[name]}) AS c_{name}" for name in checks)
+    # Every check is a bit of one integer: grouping by it is cheaper than by many booleans.
+    mask = " + ".join(f"(CASE WHEN {cond} THEN {1 << i} ELSE 0 END)"
+                      for i, cond in enumerate(plan.checks.values()))
+    flag_sql = f"({mask}) AS checks"
     outcome = (
         "CASE WHEN a THEN y END AS y, CASE WHEN a AND o = y AND n <> y THEN n END AS nf, "
         "CASE WHEN a THEN o = y END AS ook, CASE WHEN a THEN n = y END AS nok, "
@@ -131,15 +134,22 @@ def _pass_sql(plan: Plan, measures: str, extra: str = "", flip_cols: bool = True
     ) if flip_cols else extra
     f_sql = (f"SELECT {flag_sql}, a, {outcome}, oid, o, n, oc, nc"
              + "".join(f", {s}" for s in slice_cols) + " FROM j")
-    c_cols = ", ".join(f"c_{name}" for name in checks)
     keys = "y, nf, ook, nok, dis" if flip_cols else "ook, nok"
-    sets = [f"({c_cols}, a, {keys})"] + [f"(a, {s}, ook, nok{', dis' if flip_cols else ''})"
-                                         for s in slice_cols]
+    sets = [f"(checks, a, {keys})"] + [f"(a, {s}, ook, nok{', dis' if flip_cols else ''})"
+                                       for s in slice_cols]
     groupings = "".join(f"grouping({s}), " for s in slice_cols)
-    select_keys = f"{c_cols}, a, {'y, nf, ' if flip_cols else ''}" + "".join(
+    select_keys = f"checks, a, {'y, nf, ' if flip_cols else ''}" + "".join(
         f"{s}, " for s in slice_cols) + ("ook, nok, dis" if flip_cols else "ook, nok")
+    group_by = f"GROUPING SETS ({', '.join(sets)})" if slice_cols else sets[0][1:-1]
     return (f"{plan.with_sql}, f AS ({f_sql}) SELECT {groupings}{select_keys}, {measures} "
-            f"FROM f GROUP BY GROUPING SETS ({', '.join(sets)})")
+            f"FROM f GROUP BY {group_by}")
+
+
+def _add_checks(checks: dict[str, int], names: list[str], mask: int | None, c: int) -> None:
+    """Count ``c`` rows for every check whose bit is set in ``mask``."""
+    for i, name in enumerate(names):
+        if (mask or 0) >> i & 1:
+            checks[name] += c
 
 
 def _worst_key(plan: Plan) -> str:
@@ -156,14 +166,11 @@ def _worst_key(plan: Plan) -> str:
 def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
     """The one pass of a classification audit."""
     k = len(plan.slices)
-    n_checks = len(plan.checks)
     measures = "count(*)"
-    slice_fields = "".join(f", 's{i}': s{i}" for i in range(k))
-    top_n = engine.dialect.top_n(
-        f"{{'id': oid, 'y': y, 'o': o, 'n': n, 'oc': oc, 'nc': nc, 'k': {_worst_key(plan)}"
-        f"{slice_fields}}}", _worst_key(plan), top + 1, "nf IS NOT NULL") if top > 0 else None
+    top_n = engine.dialect.top_n("oid", _worst_key(plan), top + 1, "nf IS NOT NULL") \
+        if top > 0 else None
     if top_n:
-        measures += f", {top_n}"
+        measures += ", " + ", ".join(top_n)
     rows = engine.rows(_pass_sql(plan, measures))
 
     checks: dict[str, int] = defaultdict(int)
@@ -172,18 +179,15 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
         defaultdict(lambda: defaultdict(int)) for _ in range(k)
     ]
     matrix: dict[tuple[str, str], int] = defaultdict(int)
-    candidates: list[dict[str, Any]] = []
+    candidates: list[tuple[Any, Any]] = []  # (key, id)
     names = list(plan.checks)
     for row in rows:
         gs, rest = row[:k], row[k:]
-        flags, rest = rest[:n_checks], rest[n_checks:]
-        a, y, nf = rest[0], rest[1], rest[2]
-        svals = rest[3 : 3 + k]
-        ook, nok, dis, c = rest[3 + k : 7 + k]
+        mask, a, y, nf = rest[0], rest[1], rest[2], rest[3]
+        svals = rest[4 : 4 + k]
+        ook, nok, dis, c = rest[4 + k : 8 + k]
         if all(g == 1 for g in gs):  # the main grouping set
-            for name, flag in zip(names, flags, strict=True):
-                if flag:
-                    checks[name] += c
+            _add_checks(checks, names, mask, c)
             if not a:
                 continue
             cls = _text(y)
@@ -191,7 +195,7 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
             if nf is not None:
                 matrix[(cls, _text(nf))] += c
                 if top_n:
-                    candidates.extend(rest[7 + k] or [])
+                    candidates.extend(zip(rest[9 + k] or [], rest[8 + k] or [], strict=True))
         elif a:
             i = list(gs).index(0)
             _add(per_slice[i][svals[i]], ook, nok, dis, c)
@@ -208,20 +212,20 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
     return FirstPass(dict(checks), tables, tuple(candidates) if top_n else None)
 
 
-def _settled(candidates: tuple[dict[str, Any], ...], total: int, top: int) -> list | None:
-    """The worst ``top`` flips from per-group candidates, or None if ties leave it open.
+def _settled(candidates: tuple[tuple[Any, Any], ...], total: int, top: int) -> list | None:
+    """The ids of the worst ``top`` flips from per-group candidates, or None if open.
 
     Each group contributed its ``top + 1`` smallest keys, so the overall ``top + 1``
     smallest are among the candidates; the first ``top`` are settled unless the key ties
     across the cut. Ties inside the first ``top`` are ordered by id, as the query would.
     """
     # Rows without a key (text ids, no scores) are not candidates: then nothing is settled.
-    if len(candidates) < min(total, top + 1) or any(c["k"] is None for c in candidates):
+    if len(candidates) < min(total, top + 1) or any(k is None for k, _ in candidates):
         return None
-    ranked = sorted(candidates, key=lambda c: (c["k"], _id_key(c["id"])))
-    if total > top and not ranked[top - 1]["k"] < ranked[top]["k"]:
+    best = heapq.nsmallest(top + 1, candidates, key=lambda c: c[0])
+    if total > top and not best[top - 1][0] < best[top][0]:
         return None
-    return ranked[:top]
+    return [i for _k, i in sorted(best[:top], key=lambda c: (c[0], _id_key(c[1])))]
 
 
 def _id_key(value: object) -> tuple[int, int, str]:
@@ -239,16 +243,23 @@ def worst_flips(engine: Engine, plan: Plan, first: FirstPass, *, top: int
     total = first.tables.overall.negative_flips
     if top <= 0 or total == 0:
         return ()
-    rows = _settled(first.candidates, total, top) if first.candidates is not None else None
-    if rows is None:
-        slice_cols = "".join(f", s{i}" for i in range(len(plan.slices)))
+    slice_cols = "".join(f", s{i}" for i in range(len(plan.slices)))
+    ids = _settled(first.candidates, total, top) if first.candidates is not None else None
+    if ids is None:
         found = engine.rows(
             f"{plan.audited_sql} SELECT id, y, o, n, oc, nc{slice_cols} FROM aud "
             f"WHERE o = y AND n <> y ORDER BY oc DESC NULLS LAST, {ID_ORDER} LIMIT {int(top)}"
         )
-        rows = [dict(zip(["id", "y", "o", "n", "oc", "nc"]
-                         + [f"s{i}" for i in range(len(plan.slices))], r, strict=True))
-                for r in found]
+    else:  # fetch the settled rows by id: the filter reaches the scans, no full join
+        listed = ", ".join(repr(i) if isinstance(i, int) else engine.dialect.literal(str(i))
+                           for i in ids)
+        by_id = {r[0]: r for r in engine.rows(
+            f"{plan.audited_sql} SELECT id, y, o, n, oc, nc{slice_cols} FROM aud "
+            f"WHERE id IN ({listed})")}
+        found = [by_id[i] for i in ids]
+    rows = [dict(zip(["id", "y", "o", "n", "oc", "nc"]
+                     + [f"s{i}" for i in range(len(plan.slices))], r, strict=True))
+            for r in found]
     return tuple(
         FlipExample(
             id=_text(r["id"]), label=_text(r["y"]), old_pred=_text(r["o"]),
@@ -264,7 +275,6 @@ def worst_flips(engine: Engine, plan: Plan, first: FirstPass, *, top: int
 def count_regression(engine: Engine, plan: Plan, *, atol: float, rtol: float) -> FirstPass:
     """The one pass of a regression audit: tolerance flips and error sums per group."""
     k = len(plan.slices)
-    n_checks = len(plan.checks)
     tol = f"({float(atol)!r} + {float(rtol)!r} * abs(y))"
     outcome = (f"CASE WHEN a THEN abs(o - y) END AS eo, CASE WHEN a THEN abs(n - y) END AS en, "
                f"CASE WHEN a THEN abs(o - y) <= {tol} END AS ook, "
@@ -285,14 +295,11 @@ def count_regression(engine: Engine, plan: Plan, *, atol: float, rtol: float) ->
     names = list(plan.checks)
     for row in rows:
         gs, rest = row[:k], row[k:]
-        flags, rest = rest[:n_checks], rest[n_checks:]
-        a, svals = rest[0], rest[1 : 1 + k]
-        ook, nok = rest[1 + k], rest[2 + k]
-        agg = rest[3 + k :]
+        mask, a, svals = rest[0], rest[1], rest[2 : 2 + k]
+        ook, nok = rest[2 + k], rest[3 + k]
+        agg = rest[4 + k :]
         if all(g == 1 for g in gs):
-            for name, flag in zip(names, flags, strict=True):
-                if flag:
-                    checks[name] += agg[0]
+            _add_checks(checks, names, mask, agg[0])
             if not a:
                 continue
             _add(overall, ook, nok, False, agg[0])

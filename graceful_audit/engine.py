@@ -55,9 +55,10 @@ class Dialect:
         """A sum of doubles, compensated where the engine offers it."""
         return f"fsum({x})"
 
-    def top_n(self, arg: str, key: str, n: int, where: str) -> str | None:
-        """An aggregate: the ``n`` values of ``arg`` with the smallest ``key`` (or None)."""
-        return f"arg_min({arg}, {key}, {int(n)}) FILTER (WHERE {where})"
+    def top_n(self, arg: str, key: str, n: int, where: str) -> list[str] | None:
+        """Aggregates: the ``n`` smallest ``key`` values and their ``arg`` (or None)."""
+        return [f"arg_min({arg}, {key}, {int(n)}) FILTER (WHERE {where})",
+                f"min({key}, {int(n)}) FILTER (WHERE {where})"]
 
 
 class SparkDialect(Dialect):
@@ -88,7 +89,7 @@ class SparkDialect(Dialect):
     def exact_sum(self, x: str) -> str:
         return f"sum({x})"
 
-    def top_n(self, arg: str, key: str, n: int, where: str) -> str | None:
+    def top_n(self, arg: str, key: str, n: int, where: str) -> list[str] | None:
         return None  # no bounded top-n aggregate: the worst flips take one more query
 
 
