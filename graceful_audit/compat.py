@@ -328,11 +328,11 @@ def _matrix(table: Any, column: str, ids: np.ndarray, where: str, metric: str) -
 
     arr = table.column(column).combine_chunks()
     n = len(arr)
-    null_rows = np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))
-    if null_rows.size:
+    if arr.null_count:
+        null_rows = np.flatnonzero(np.asarray(pc.is_null(arr)))
         raise InputError(f"{where}: {null_rows.size} item(s) have no embedding (ids "
                          f"{examples(ids[null_rows])}). Every item needs an embedding.")
-    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    lengths = np.asarray(pc.list_value_length(arr))
     dims = np.unique(lengths)
     if dims.size > 1:
         common = int(np.bincount(lengths).argmax())
@@ -345,8 +345,9 @@ def _matrix(table: Any, column: str, ids: np.ndarray, where: str, metric: str) -
     d = int(dims[0]) if n else 0
     if d == 0:
         raise InputError(f"{where}: the embeddings are empty (dimension 0).")
-    values = arr.flatten().to_numpy(zero_copy_only=False)
-    x = np.asarray(values, dtype=np.float64).reshape(n, d)
+    x = np.asarray(arr.flatten().to_numpy(zero_copy_only=False)).reshape(n, d)
+    if x.dtype.kind not in "fiu":
+        x = x.astype(np.float64)
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         raise InputError(
@@ -360,7 +361,7 @@ def _matrix(table: Any, column: str, ids: np.ndarray, where: str, metric: str) -
             f"{where}: {int(huge.sum())} embedding(s) hold values beyond the float32 range "
             f"(ids {examples(ids[huge])}). Rescale the embeddings."
         )
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    norms = np.sqrt(np.einsum("ij,ij->i", x32, x32, dtype=np.float64))
     if metric == "cosine":
         zero = ~(x32 != 0).any(axis=1) | (norms < MIN_NORM)
         if zero.any():
