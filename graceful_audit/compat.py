@@ -36,7 +36,7 @@ from .align import ID_SYNONYMS, LABEL_SYNONYMS, check_ids
 from .engine import DuckDBEngine
 from .errors import InputError, UsageError, examples
 from .flips import gate_specs, natural_key
-from .gates import GateDef, GateResult, GateSpec, check_threshold, evaluate_gates
+from .gates import Gated, GateDef, GateResult, GateSpec, check_threshold, evaluate_gates
 from .io import (
     Table,
     is_integer_type,
@@ -131,7 +131,7 @@ class CompatInputs:
 
 
 @dataclass(frozen=True)
-class CompatResult:
+class CompatResult(Gated):
     """Everything ``gaudit compat`` found. Immutable; every report renders this object."""
 
     inputs: CompatInputs
@@ -148,14 +148,6 @@ class CompatResult:
     tool_version: str = __version__
 
     kind = "compat"
-
-    @property
-    def passed(self) -> bool:
-        return all(g.passed for g in self.gates)
-
-    @property
-    def breached(self) -> tuple[GateResult, ...]:
-        return tuple(g for g in self.gates if not g.passed)
 
     @property
     def dimension_mismatch(self) -> bool:

@@ -86,6 +86,21 @@ class GateResult:
                    d.get("source", "command line"), d.get("detail"), d.get("direction", "max"))
 
 
+class Gated:
+    """What every result with gates answers: did they all hold, which were breached."""
+
+    gates: tuple[GateResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        """True when every gate held (or no gate was set)."""
+        return all(g.passed for g in self.gates)
+
+    @property
+    def breached(self) -> tuple[GateResult, ...]:
+        return tuple(g for g in self.gates if not g.passed)
+
+
 def _metric(name: str) -> Callable[[Any], Value]:
     return lambda result: (result.metric_value(name), None)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .count import FlipExample
-from .gates import GateResult
+from .gates import Gated, GateResult
 from .metrics import PROPORTIONS, FlipCounts, FlipMetrics, rate
 from .regression import RegressionSummary
 from .stats import McNemarResult, wilson_interval
@@ -123,7 +123,7 @@ class Inputs:
 
 
 @dataclass(frozen=True)
-class FlipsResult:
+class FlipsResult(Gated):
     """Everything ``gaudit flips`` found. Immutable; every report renders this object."""
 
     inputs: Inputs
@@ -145,15 +145,6 @@ class FlipsResult:
     task_reason: str = ""
 
     kind = "flips"
-
-    @property
-    def passed(self) -> bool:
-        """True when every gate held (or no gate was set)."""
-        return all(g.passed for g in self.gates)
-
-    @property
-    def breached(self) -> tuple[GateResult, ...]:
-        return tuple(g for g in self.gates if not g.passed)
 
     def metric_value(self, name: str) -> float | None:
         """A headline metric by its JSON name (regression error deltas included)."""

@@ -57,28 +57,37 @@ least one positive.
 Algorithm (exact, bounded memory)
 ---------------------------------
 Queries are processed in blocks.  For one block the score matrix :math:`S` (block x gallery,
-float32, at most ~256 MB by default) is computed with a single ``sgemm``.  Every quantity above
-only involves gallery items scoring at least as high as the query's *worst* positive
-:math:`t_q = \min_p s_p`: the best positive, the top-1 neighbour and all items ranked before
-any positive.  So per block:
+float32, at most ~128 MB by default, plus a bool mask of a quarter of that) is computed with a
+single ``sgemm``.  Every quantity above only involves gallery items scoring at least as high as
+the query's *worst* positive :math:`t_q = \min_p s_p`: the best positive, the top-1 neighbour
+and every item ranked before some positive.  Per block:
 
-1. gather the positives' scores and take :math:`t_q` (a segmented minimum);
-2. one vectorised pass ``S >= t[:, None]`` selects the *candidates*, typically a few times
-   :math:`P` per query;
-3. candidates are encoded as ``uint64`` keys ``(row << 32) | order-reversing-bits(score)`` and
-   sorted (``np.sort``); a positive's rank is ``searchsorted`` of its key minus its row start,
-   plus the number of equal-score candidates with a lower gallery index (computed with a stable
-   sort restricted to the tied keys, only when ties exist);
-4. the top-1 neighbour is the first candidate (gallery order) with the row's best key.
+1. gather the positives' scores (label groups are precomputed) and take :math:`t_q` with a
+   segmented minimum;
+2. one vectorised pass ``S >= t[:, None]`` marks the *candidates*; a good model has a few times
+   :math:`P` of them per query, a poor one up to the whole gallery;
+3. queries with few candidates are ranked all at once: candidates become ``int64`` keys
+   ``(row << 32) + order-preserving-int32(-score)``, one ``np.sort`` orders every row, and a
+   positive's rank is the ``searchsorted`` position of its key minus its row's start;
+4. queries with many candidates (more than ``500 + ng / 64``) are ranked one row at a time:
+   ``np.partition`` selects the candidates, ``np.sort`` orders them and ``searchsorted`` gives
+   each positive's count of strictly better items;
+5. equal scores (rare with float embeddings) add the number of equal-score items with a lower
+   gallery index: a stable sort restricted to the tied keys (step 3), one pass per tied score
+   or a stable argsort of the candidates (step 4);
+6. the top-1 neighbour is the best positive when it ranks first, else ``argmax`` of the row
+   (numpy returns the first maximum, i.e. the lowest index among tied best scores).
 
-The cost is one ``sgemm`` plus two cheap passes over :math:`S`; the rest is proportional to the
-number of candidates.  A model that ranks some positives last makes that query's candidates the
-whole gallery; correctness is unaffected and candidates are processed in row chunks so memory
-stays bounded, but the sort then dominates.  faiss is not needed: top-k accuracy follows exactly
-from the first positive rank, and the numpy ``sgemm`` runs at the same rate as faiss's exact
-search without faiss's heap pass (whose order among equal scores is unspecified anyway).
+Steps 2-6 run in ``n_threads`` threads (numpy releases the GIL in them).  The cost is one
+``sgemm`` plus a few cheap passes over :math:`S` for a good model; a poor model adds an
+``O(ng log ng)`` sort per query.  faiss is not used: top-k accuracy follows exactly from the
+first positive rank, numpy's ``sgemm`` runs at the same rate as faiss's exact search, and
+faiss's order among equal scores is unspecified.  Each query's AP is summed left to right in
+rank order whichever path ranked it, so results are bit-identical for any ``block_size`` and
+``n_threads``.
 
-Inputs must be finite (the caller rejects NaN/inf and zero vectors).
+Inputs must be finite (checked: ``ValueError``) and the caller should reject zero vectors for
+``cosine`` (here they score 0 against everything).  Scores must not overflow float32.
 
 References
 ----------
@@ -92,24 +101,38 @@ References
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+
+try:  # a dependency of scikit-learn
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
 
 __all__ = ["CaseResult", "evaluate_case", "normalize", "METRICS", "DEFAULT_BLOCK_BYTES"]
 
 METRICS = ("cosine", "ip", "l2")
 """Accepted values of ``metric``."""
 
-DEFAULT_BLOCK_BYTES = 256 * 1024 * 1024
+DEFAULT_BLOCK_BYTES = 128 * 1024 * 1024
 """Target size of one block's float32 score matrix when ``block_size`` is not given."""
 
 _CANDIDATE_CHUNK = 8_000_000
 """Candidates handled at once (about 40 bytes each); a single row may exceed it."""
 
-_DENSE_ROW_MIN = 2_000
-_DENSE_ROW_DIVISOR = 16
+_MANY_TIES = 8
+"""A dense row with more tied positive scores than this is ranked by one stable argsort."""
+
+_DENSE_GROUP_ELEMENTS = 4_000_000
+"""Rows with many candidates are ranked in groups of about this many scores (16 MB)."""
+
+_DENSE_ROW_MIN = 500
+_DENSE_ROW_DIVISOR = 64
 """A query with more than ``_DENSE_ROW_MIN + ng // _DENSE_ROW_DIVISOR`` candidates is ranked
 on its own row (partition + sort of its candidates) instead of in the vectorised batch."""
 
@@ -188,22 +211,23 @@ def evaluate_case(
     exclude_self: np.ndarray | None = None,
     block_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    n_threads: int | None = None,
 ) -> CaseResult:
     r"""Rank the full gallery for every query and compute top-k accuracy and mAP exactly.
 
     Ranking: score descending, ties by gallery index ascending (see the module docstring).
-    :math:`\mathrm{acc}@k = \#\{q: r^{(q)}_1 \le k\} / |\mathcal Q^+|` and
+    :math:`\mathrm{acc}@k = \#\{q \in \mathcal Q^+: r^{(q)}_1 \le k\} / |\mathcal Q^+|` and
     :math:`\mathrm{AP}(q) = \frac1P \sum_{i=1}^P i / r_i` with the positives' ranks
     :math:`r_1 < \dots < r_P` over the full gallery.
 
     Parameters
     ----------
     queries : numpy.ndarray
-        ``(nq, d)`` query embeddings (converted to float32).
+        ``(nq, d)`` query embeddings (converted to float32, C order).
     query_labels : numpy.ndarray
         ``(nq,)`` integer label codes.
     gallery : numpy.ndarray
-        ``(ng, d)`` gallery embeddings (converted to float32).
+        ``(ng, d)`` gallery embeddings (converted to float32, C order).
     gallery_labels : numpy.ndarray
         ``(ng,)`` integer label codes, same coding as ``query_labels``.
     metric : {"cosine", "ip", "l2"}
@@ -214,9 +238,13 @@ def evaluate_case(
         ``(nq,)`` integers: gallery index removed from each query's gallery, -1 for none.
     block_size : int, optional
         Queries per block.  Default: as many as keep one float32 block score matrix under
-        :data:`DEFAULT_BLOCK_BYTES`.  Results do not depend on it.
+        :data:`DEFAULT_BLOCK_BYTES` (the block also needs a bool mask of a quarter that size).
+        Results do not depend on it.
     progress : callable, optional
         Called after each block with the number of queries finished so far.
+    n_threads : int, optional
+        Threads for the per-block ranking work (numpy releases the GIL in it); default: the
+        CPUs this process may run on.  The matrix product uses BLAS's own threads.
 
     Returns
     -------
@@ -233,54 +261,44 @@ def evaluate_case(
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     ks = tuple(ks)
     for k in ks:
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        if not _is_count(k):
             raise ValueError(f"every k must be an integer >= 1, got {k!r}")
-    if block_size is not None and (
-        isinstance(block_size, bool) or not isinstance(block_size, int | np.integer)
-        or block_size < 1
-    ):
+    if block_size is not None and not _is_count(block_size):
         raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
+    if n_threads is not None and not _is_count(n_threads):
+        raise ValueError(f"n_threads must be an integer >= 1, got {n_threads!r}")
 
     nq, ng = q.shape[0], g.shape[0]
-    top1_index = np.full(nq, -1, dtype=np.int64)
-    first_rank = np.zeros(nq, dtype=np.int64)
-    ap = np.zeros(nq, dtype=np.float64)
-
-    # Positives per query: same label, excluding the query's own gallery item.
-    order = np.argsort(gl, kind="stable")
-    gl_sorted = gl[order]
-    lo = np.searchsorted(gl_sorted, ql, side="left")
-    n_same = np.searchsorted(gl_sorted, ql, side="right") - lo
-    has_self = excl >= 0
-    self_is_pos = np.zeros(nq, dtype=bool)
-    self_is_pos[has_self] = gl[excl[has_self]] == ql[has_self]
-    n_pos = n_same - self_is_pos
-
+    work = _Work.create(ql, gl, excl)
     if nq and ng:
         qs, gt = _prepare(q, g, metric)
-        nb = block_size or max(1, DEFAULT_BLOCK_BYTES // (4 * ng))
-        nb = int(min(nb, nq))
-        buf = np.empty((nb, ng), dtype=np.float32)
-        mask = np.empty((nb, ng), dtype=bool)
-        for b0 in range(0, nq, nb):
-            b1 = min(b0 + nb, nq)
-            _evaluate_block(
-                qs[b0:b1], gt, buf[: b1 - b0], mask[: b1 - b0],
-                ql[b0:b1], gl, order, lo[b0:b1], n_same[b0:b1], n_pos[b0:b1], excl[b0:b1],
-                top1_index[b0:b1], first_rank[b0:b1], ap[b0:b1],
-            )
-            if progress is not None:
-                progress(b1)
+        nb = int(min(block_size or max(1, DEFAULT_BLOCK_BYTES // (4 * ng)), nq))
+        threads = int(n_threads or _available_cpus())
+        s = np.empty((nb, ng), dtype=np.float32)
+        # Rows padded to whole 8-byte words (the padding stays False) for _row_counts.
+        mask = np.zeros((nb, -(-ng // 8) * 8), dtype=bool)
+        # With several workers each runs its own single-threaded sgemm: as fast as BLAS's
+        # threads, and no BLAS thread keeps spinning on a core the ranking work needs.
+        split = threads > 1 and threadpool_limits is not None
+        blas_limit = threadpool_limits(1, user_api="blas") if split else nullcontext()
+        with blas_limit, ThreadPoolExecutor(max_workers=threads) as pool:
+            for b0 in range(0, nq, nb):
+                b1 = min(b0 + nb, nq)
+                _evaluate_block(work, qs[b0:b1], gt, s[: b1 - b0], mask[: b1 - b0], b0, pool,
+                                threads, split)
+                if progress is not None:
+                    progress(b1)
     elif progress is not None:
         progress(nq)
 
-    evaluated = n_pos > 0
+    evaluated = work.n_pos > 0
     n_eval = int(evaluated.sum())
+    first_rank = work.first_rank
     topk: dict[int, float | None] = {}
     for k in ks:
         hits = int(np.count_nonzero(evaluated & (first_rank <= k)))
         topk[int(k)] = hits / n_eval if n_eval else None
-    mean_ap = float(ap[evaluated].mean()) if n_eval else None
+    mean_ap = float(work.ap[evaluated].mean()) if n_eval else None
     return CaseResult(
         topk=topk,
         mean_average_precision=mean_ap,
@@ -288,8 +306,19 @@ def evaluate_case(
         n_without_positive=nq - n_eval,
         top1_correct=first_rank == 1,
         first_positive_rank=first_rank,
-        top1_index=top1_index,
+        top1_index=work.top1,
     )
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+
+
+def _available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _validate(
@@ -306,23 +335,22 @@ def _validate(
             f"queries and gallery must be 2-D (n, d); got shapes {q.shape} and {g.shape}"
         )
     if q.shape[1] != g.shape[1]:
-        raise ValueError(
-            f"queries have dimension {q.shape[1]} but the gallery has {g.shape[1]}"
-        )
-    ql = _labels(query_labels, q.shape[0], "query_labels", "queries")
-    gl = _labels(gallery_labels, g.shape[0], "gallery_labels", "gallery rows")
+        raise ValueError(f"queries have dimension {q.shape[1]} but the gallery has {g.shape[1]}")
+    for name, x in (("queries", q), ("gallery", g)):
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} contain NaN or infinite values")
+    ql = _integers(query_labels, q.shape[0], "query_labels", "queries")
+    gl = _integers(gallery_labels, g.shape[0], "gallery_labels", "gallery rows")
     if exclude_self is None:
         excl = np.full(q.shape[0], -1, dtype=np.int64)
     else:
-        excl = _labels(exclude_self, q.shape[0], "exclude_self", "queries")
+        excl = _integers(exclude_self, q.shape[0], "exclude_self", "queries")
         if excl.size and (excl.min() < -1 or excl.max() >= g.shape[0]):
-            raise ValueError(
-                f"exclude_self must hold gallery indices in [0, {g.shape[0]}) or -1"
-            )
+            raise ValueError(f"exclude_self must hold gallery indices in [0, {g.shape[0]}) or -1")
     return q, ql, g, gl, excl
 
 
-def _labels(values: np.ndarray, n: int, name: str, what: str) -> np.ndarray:
+def _integers(values: np.ndarray, n: int, name: str, what: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},) to match the {n} {what}; got {arr.shape}")
@@ -339,77 +367,98 @@ def _prepare(q: np.ndarray, g: np.ndarray, metric: str) -> tuple[np.ndarray, np.
         half_sq = 0.5 * np.einsum("ij,ij->i", g, g, dtype=np.float64)
         q = np.hstack([q, np.ones((q.shape[0], 1), dtype=np.float32)])
         g = np.hstack([g, (-half_sq).astype(np.float32)[:, None]])
-    # A C-contiguous (d, ng) right-hand side is a few percent faster in sgemm than g.T.
-    return q, np.ascontiguousarray(g.T)
+    return q, g.T  # BLAS reads the transposed view directly; a copy would not pay off
+
+
+@dataclass
+class _Work:
+    """Per-query inputs and outputs shared by the blocks (rows are global query indices)."""
+
+    ql: np.ndarray  # query labels
+    gl: np.ndarray  # gallery labels
+    order: np.ndarray  # gallery indices sorted by label (stable)
+    lo: np.ndarray  # first position in `order` of the query's label
+    n_same: np.ndarray  # gallery items with the query's label (self included)
+    n_pos: np.ndarray  # positives (self excluded)
+    excl: np.ndarray  # excluded gallery index or -1
+    top1: np.ndarray
+    first_rank: np.ndarray
+    ap: np.ndarray
+
+    @classmethod
+    def create(cls, ql: np.ndarray, gl: np.ndarray, excl: np.ndarray) -> _Work:
+        nq = ql.size
+        order = np.argsort(gl, kind="stable")
+        gl_sorted = gl[order]
+        lo = np.searchsorted(gl_sorted, ql, side="left")
+        n_same = np.searchsorted(gl_sorted, ql, side="right") - lo
+        has_self = excl >= 0
+        self_is_pos = np.zeros(nq, dtype=bool)
+        self_is_pos[has_self] = gl[excl[has_self]] == ql[has_self]
+        return cls(
+            ql=ql, gl=gl, order=order, lo=lo, n_same=n_same, n_pos=n_same - self_is_pos,
+            excl=excl,
+            top1=np.full(nq, -1, dtype=np.int64),
+            first_rank=np.zeros(nq, dtype=np.int64),
+            ap=np.zeros(nq, dtype=np.float64),
+        )
+
+    def positives(self, r: int) -> np.ndarray:
+        """Gallery indices of query ``r``'s positives, ascending."""
+        cols = self.order[self.lo[r] : self.lo[r] + self.n_same[r]]
+        return cols[cols != self.excl[r]]
 
 
 def _evaluate_block(
+    work: _Work,
     qb: np.ndarray,
     gt: np.ndarray,
     s: np.ndarray,
     mask: np.ndarray,
-    ql: np.ndarray,
-    gl: np.ndarray,
-    order: np.ndarray,
-    lo: np.ndarray,
-    n_same: np.ndarray,
-    n_pos: np.ndarray,
-    excl: np.ndarray,
-    top1_index: np.ndarray,
-    first_rank: np.ndarray,
-    ap: np.ndarray,
+    b0: int,
+    pool: ThreadPoolExecutor,
+    threads: int,
+    matmul_in_workers: bool,
 ) -> None:
-    """Fill ``top1_index``, ``first_rank`` and ``ap`` (views) for one block of queries."""
+    """Compute queries ``b0 .. b0 + len(qb)`` into ``work``; ``s``/``mask`` are scratch.
+
+    The block's rows are split among ``threads`` workers, each computing its rows' scores
+    (when ``matmul_in_workers``: single-threaded BLAS, one call per worker; else the caller's
+    BLAS threads compute the whole block first), candidates and vectorised ranking; the rows
+    with many candidates are then ranked one by one, dealt round-robin to the workers.
+    """
+    nb = s.shape[0]
+    n_parts = min(threads, nb)
+    in_workers = matmul_in_workers and n_parts > 1
+    if not in_workers:
+        np.matmul(qb, gt, out=s)
+    if n_parts == 1:
+        dense, counts = _finish_rows(work, qb, gt, s, mask, b0, 0, nb, False)
+        _rank_dense_rows(work, s, b0, dense, counts)
+        return
+    bounds = np.linspace(0, nb, n_parts + 1).astype(np.int64).tolist()
+    futures = [
+        pool.submit(_finish_rows, work, qb, gt, s, mask, b0, r0, r1, in_workers)
+        for r0, r1 in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    found = [future.result() for future in futures]
+    dense = np.concatenate([d for d, _ in found])
+    counts = np.concatenate([c for _, c in found])
+    if dense.size:
+        futures = [
+            pool.submit(_rank_dense_rows, work, s, b0, dense[i::n_parts], counts[i::n_parts])
+            for i in range(n_parts)
+        ]
+        for future in futures:
+            future.result()
+
+
+def _worst_positive(work: _Work, s: np.ndarray, b0: int) -> np.ndarray:
+    """Per block row: the minimum score over the query's positives (+inf if it has none)."""
     nb, ng = s.shape
-    np.matmul(qb, gt, out=s)
-    rows = np.arange(nb)
-    has_self = excl >= 0
-    s[rows[has_self], excl[has_self]] = -np.inf
-
-    with_pos = n_pos > 0
-    if with_pos.any():
-        # t_q: the worst positive's score (+inf when the query has no positive).
-        thresh = np.full(nb, np.inf, dtype=np.float32)
-        _worst_positive(s, order, lo, n_same, excl, thresh)
-        np.greater_equal(s, thresh[:, None], out=mask)
-        counts = mask.view(np.uint8).sum(axis=1, dtype=np.int64)
-        dense = counts > _DENSE_ROW_MIN + ng // _DENSE_ROW_DIVISOR
-        for r in np.flatnonzero(dense):
-            pcols = order[lo[r] : lo[r] + n_same[r]]
-            pcols = pcols[pcols != excl[r]]
-            top1_index[r], first_rank[r], ap[r] = _rank_dense_row(s[r], int(counts[r]), pcols)
-        if dense.any():
-            mask[dense] = False
-            counts[dense] = 0
-        if counts.any():
-            for r0, r1 in _split_by_weight(counts, _CANDIDATE_CHUNK):
-                _rank_sparse_rows(
-                    s[r0:r1], mask[r0:r1], counts[r0:r1], ql[r0:r1], gl, n_pos[r0:r1],
-                    top1_index[r0:r1], first_rank[r0:r1], ap[r0:r1],
-                )
-
-    # Top-1 where the best positive is not first: first maximum = lowest index on ties.
-    todo = np.flatnonzero(first_rank != 1)
-    if todo.size:
-        if 8 * todo.size > nb:
-            best = s.argmax(axis=1)[todo]
-        else:
-            best = s[todo].argmax(axis=1)
-        empty = s[todo, best] == -np.inf
-        top1_index[todo] = np.where(empty, -1, best)
-
-
-def _worst_positive(
-    s: np.ndarray,
-    order: np.ndarray,
-    lo: np.ndarray,
-    n_same: np.ndarray,
-    excl: np.ndarray,
-    thresh: np.ndarray,
-) -> None:
-    """Set ``thresh[r]`` to the minimum score of row ``r``'s positives (untouched if none)."""
-    ng = s.shape[1]
+    thresh = np.full(nb, np.inf, dtype=np.float32)
     flat_s = s.reshape(-1)
+    n_same = work.n_same[b0 : b0 + nb]
     for r0, r1 in _split_by_weight(n_same, _CANDIDATE_CHUNK):
         cnt = n_same[r0:r1]
         total = int(cnt.sum())
@@ -418,8 +467,8 @@ def _worst_positive(
         row = np.repeat(np.arange(r0, r1), cnt)
         seg_start = np.cumsum(cnt) - cnt
         within = np.arange(total) - np.repeat(seg_start, cnt)
-        col = order[np.repeat(lo[r0:r1], cnt) + within]
-        keep = col != excl[row]
+        col = work.order[np.repeat(work.lo[b0 + r0 : b0 + r1], cnt) + within]
+        keep = col != work.excl[b0 + row]
         row, col = row[keep], col[keep]
         if row.size == 0:
             continue
@@ -427,6 +476,143 @@ def _worst_positive(
         # `row` is ascending, so segments start where it changes.
         starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
         thresh[row[starts]] = np.minimum.reduceat(vals, starts)
+    return thresh
+
+
+def _finish_rows(
+    work: _Work,
+    qb: np.ndarray,
+    gt: np.ndarray,
+    s_block: np.ndarray,
+    mask_block: np.ndarray,
+    b0: int,
+    r0: int,
+    r1: int,
+    matmul: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rank rows ``r0 .. r1`` of the block except those with many candidates.
+
+    Runs in a worker thread and writes only these rows (their scores too when ``matmul``).
+    Returns the block rows left for :func:`_rank_dense_rows` and their candidate counts.
+    """
+    s, mask = s_block[r0:r1], mask_block[r0:r1]
+    nr, ng = s.shape
+    g0, g1 = b0 + r0, b0 + r1
+    if matmul:
+        np.matmul(qb[r0:r1], gt, out=s)
+    excl = work.excl[g0:g1]
+    rows = np.flatnonzero(excl >= 0)
+    s[rows, excl[rows]] = -np.inf
+    thresh = _worst_positive(work, s, g0)
+    top1, first_rank, ap = work.top1[g0:g1], work.first_rank[g0:g1], work.ap[g0:g1]
+    dense = np.zeros(0, dtype=np.int64)
+    dense_counts = np.zeros(0, dtype=np.int64)
+
+    if np.isfinite(thresh).any():
+        # Candidates: every item scoring at least as high as the query's worst positive.
+        np.greater_equal(s, thresh[:, None], out=mask[:, :ng])
+        counts = _row_counts(mask)
+        dense = np.flatnonzero(counts > _DENSE_ROW_MIN + ng // _DENSE_ROW_DIVISOR)
+        if dense.size:
+            dense_counts = counts[dense]
+            mask[dense] = False
+            counts[dense] = 0
+        total = int(counts.sum())
+        chunks = [(0, nr)]
+        if total > _CANDIDATE_CHUNK:
+            chunks = _split_by_weight(counts, _CANDIDATE_CHUNK)
+        if total:
+            for c0, c1 in chunks:
+                _rank_sparse_rows(
+                    s[c0:c1], mask[c0:c1], counts[c0:c1], work.ql[g0 + c0 : g0 + c1], work.gl,
+                    work.n_pos[g0 + c0 : g0 + c1], top1[c0:c1], first_rank[c0:c1], ap[c0:c1],
+                )
+
+    # Top-1 where the best positive is not first: argmax takes the first maximum, which is
+    # the lowest index among tied best scores.
+    todo = np.flatnonzero(first_rank != 1)
+    todo = np.setdiff1d(todo, dense, assume_unique=True)
+    if todo.size:
+        if 2 * todo.size > nr:
+            best = s.argmax(axis=1)[todo]
+        else:  # row by row: no copy of the rows
+            best = np.array([s[r].argmax() for r in todo.tolist()], dtype=np.int64)
+        empty = s[todo, best] == -np.inf  # the only gallery item was excluded
+        top1[todo] = np.where(empty, -1, best)
+    return dense + r0, dense_counts
+
+
+def _rank_dense_rows(
+    work: _Work, s: np.ndarray, b0: int, rows: np.ndarray, counts: np.ndarray
+) -> None:
+    """Rank block rows with many candidates, in groups of rows of similar candidate counts."""
+    if rows.size == 0:
+        return
+    ng = s.shape[1]
+    order = np.argsort(counts, kind="stable")
+    rows, counts = rows[order], counts[order]
+    per_group = max(1, _DENSE_GROUP_ELEMENTS // ng)
+    for i in range(0, rows.size, per_group):
+        _rank_dense_group(work, s, b0, rows[i : i + per_group], counts[i : i + per_group])
+
+
+def _rank_dense_group(
+    work: _Work, s: np.ndarray, b0: int, rows: np.ndarray, counts: np.ndarray
+) -> None:
+    """Rank a few block rows with many candidates each (module docstring, step 4).
+
+    The ``w = max(counts)`` best scores of every row are selected (``np.partition``) and
+    sorted (``np.sort``) in one call each; a positive's count of strictly better items is a
+    ``searchsorted`` in its row.  Rows where a positive's score is tied with another item are
+    redone exactly by :func:`_rank_dense_row`.
+    """
+    nr, ng = rows.size, s.shape[1]
+    w = int(counts.max())
+    sub = s[rows]
+    if 2 * w > ng:
+        sub.sort(axis=1)
+        top = sub[:, ng - w :]
+    else:
+        top = np.partition(sub, ng - w, axis=1)[:, ng - w :]
+        top.sort(axis=1)
+    # The positives of each row, row after row (the excluded item removed).
+    g = b0 + rows
+    n_same = work.n_same[g]
+    prow = np.repeat(np.arange(nr), n_same)
+    within = np.arange(prow.size) - np.repeat(np.cumsum(n_same) - n_same, n_same)
+    pcol = work.order[np.repeat(work.lo[g], n_same) + within]
+    keep = pcol != work.excl[g][prow]
+    prow, pcol = prow[keep], pcol[keep]
+    pv = s[rows[prow], pcol]
+    n_pos = np.bincount(prow, minlength=nr)
+    pstart = np.cumsum(n_pos) - n_pos
+
+    right = np.empty(pv.size, dtype=np.int64)
+    for i in range(nr):
+        seg = slice(pstart[i], pstart[i] + n_pos[i])
+        right[seg] = np.searchsorted(top[i], pv[seg], side="right")
+    # Every positive is among its row's `w` best, so top[row, right - 1] is its own score;
+    # it is tied with another item iff the value before is equal too.
+    tied = (right >= 2) & (top[prow, np.maximum(right - 2, 0)] == pv)
+    rank = 1 + (w - right)
+
+    # AP: each row's positives in rank order; the i-th (1-based) contributes i / r_i.
+    o = np.argsort(prow * np.int64(ng + 1) + rank)
+    oprank = rank[o]
+    i = np.arange(1, o.size + 1) - pstart[prow[o]]
+    sums = np.bincount(prow[o], weights=i / oprank, minlength=nr)
+    first = oprank[pstart]
+    work.ap[g] = sums / n_pos
+    work.first_rank[g] = first
+    best_pos = pcol[o[pstart]]
+    need_argmax = np.flatnonzero(first != 1)
+    if need_argmax.size:
+        best_pos[need_argmax] = s[rows[need_argmax]].argmax(axis=1)
+    work.top1[g] = best_pos
+    for r in np.unique(prow[tied]).tolist():
+        work.top1[g[r]], work.first_rank[g[r]], work.ap[g[r]] = _rank_dense_row(
+            s[rows[r]], int(counts[r]), work.positives(int(g[r]))
+        )
 
 
 def _rank_dense_row(v: np.ndarray, n_cand: int, pcols: np.ndarray) -> tuple[int, int, float]:
@@ -434,8 +620,9 @@ def _rank_dense_row(v: np.ndarray, n_cand: int, pcols: np.ndarray) -> tuple[int,
 
     ``v`` is the query's score row, ``n_cand = #{v >= t}`` and ``pcols`` its positives.  The
     ``n_cand`` best scores are selected (``np.partition``) and sorted; a positive's rank is then
-    ``1 + #{greater} + #{equal with lower index}``.  Returns ``(top1 or -1, r_1, AP)``; top-1
-    is left to the caller (-1) unless the best positive is first.
+    ``1 + #{greater} + #{equal with lower index}``, the last term by one pass over ``v`` per
+    tied score, or by a stable argsort of the candidates when many scores are tied.
+    Returns ``(top1, r_1, AP)``.
     """
     ng = v.size
     if 2 * n_cand > ng:
@@ -448,14 +635,33 @@ def _rank_dense_row(v: np.ndarray, n_cand: int, pcols: np.ndarray) -> tuple[int,
     rank = 1 + (n_cand - right)
     tied = np.flatnonzero(right - np.searchsorted(top, pv, side="left") > 1)
     if tied.size:
-        for val in np.unique(pv[tied]):
-            sel = tied[pv[tied] == val]
-            rank[sel] += np.searchsorted(np.flatnonzero(v == val), pcols[sel])
+        tied_values = np.unique(pv[tied])
+        if tied_values.size > _MANY_TIES:
+            rank = _stable_ranks(v, top[0], pcols)
+        else:
+            for val in tied_values:
+                sel = tied[pv[tied] == val]
+                rank[sel] += np.searchsorted(np.flatnonzero(v == val), pcols[sel])
     o = np.argsort(rank)
     ranks = rank[o]
-    ap = float(np.mean(np.arange(1, ranks.size + 1) / ranks))
-    top1 = int(pcols[o[0]]) if ranks[0] == 1 else -1
+    # Summed left to right like the bincount of the vectorised path: identical bits.
+    ap = float(np.cumsum(np.arange(1, ranks.size + 1) / ranks)[-1]) / ranks.size
+    # Top-1: the best positive if it is first, else the first maximum (lowest tied index).
+    top1 = int(pcols[o[0]]) if ranks[0] == 1 else int(v.argmax())
     return top1, int(ranks[0]), ap
+
+
+def _stable_ranks(v: np.ndarray, t: float, pcols: np.ndarray) -> np.ndarray:
+    """Exact ranks of ``pcols`` among the items of ``v`` scoring ``>= t``, by stable argsort.
+
+    Candidates are taken in gallery order, so a stable sort by descending score puts equal
+    scores in index order; ``-v`` keeps ``-0.0 == +0.0`` equal.
+    """
+    cols = np.flatnonzero(v >= t)
+    order = np.argsort(-v[cols], kind="stable")
+    rank_of = np.empty(cols.size, dtype=np.int64)
+    rank_of[order] = np.arange(1, cols.size + 1)
+    return rank_of[np.searchsorted(cols, pcols)]
 
 
 def _rank_sparse_rows(
@@ -465,23 +671,22 @@ def _rank_sparse_rows(
     ql: np.ndarray,
     gl: np.ndarray,
     n_pos: np.ndarray,
-    top1_index: np.ndarray,
+    top1: np.ndarray,
     first_rank: np.ndarray,
     ap: np.ndarray,
 ) -> None:
-    """Rank the candidates (``mask``) of rows with few of them, all rows at once.
+    """Rank the candidates of rows with few of them, all rows at once.
 
-    Candidates are encoded as ``int64`` keys ``(row << 32) + order(-score)`` so that one
-    ``np.sort`` orders every row by score descending; see the module docstring, step 3.
+    ``mask`` marks the candidates (its rows may be padded with False), ``counts`` has their
+    number per row.  Candidates are encoded as ``int64`` keys ``(row << 32) + order(-score)``
+    so that one ``np.sort`` orders every row by score descending (module docstring, step 3).
     """
     nr, ng = s.shape
     flat = np.flatnonzero(mask)
-    if flat.size == 0:
-        return
     row = np.repeat(np.arange(nr, dtype=np.int64), counts)
-    col = flat - row * ng
+    col = flat - row * mask.shape[1]
     # 0 - score: descending order, and -0.0 becomes +0.0 so equal scores share a key.
-    neg = np.subtract(np.float32(0.0), s.reshape(-1)[flat])
+    neg = np.subtract(np.float32(0.0), s[row, col])
     key = np.left_shift(row, 32)
     key += _ordered_int32(neg)
     sorted_key = np.sort(key)
@@ -503,8 +708,7 @@ def _rank_sparse_rows(
         raise AssertionError("retrieval: positives missing from the candidate set")
 
     # AP: order each row's positives by rank; the i-th (1-based) contributes i / r_i.
-    stride = np.int64(ng + 1)
-    o = np.argsort(pos_row * stride + rank)
+    o = np.argsort(pos_row * np.int64(ng + 1) + rank)
     prow, prank = pos_row[o], rank[o]
     pstart = np.cumsum(n_found) - n_found
     i = np.arange(1, o.size + 1) - pstart[prow]
@@ -512,7 +716,7 @@ def _rank_sparse_rows(
     ap[has] = sums[has] / n_found[has]
     best = pstart[has]
     first_rank[has] = prank[best]
-    top1_index[has] = np.where(prank[best] == 1, col[pos[o[best]]], -1)
+    top1[has] = np.where(prank[best] == 1, col[pos[o[best]]], -1)
 
 
 def _equal_before(key: np.ndarray, targets: np.ndarray, tied_keys: np.ndarray) -> np.ndarray:
@@ -544,6 +748,27 @@ def _ordered_int32(vals: np.ndarray) -> np.ndarray:
     return flip
 
 
+def _row_counts(mask: np.ndarray) -> np.ndarray:
+    """Number of True values per row of a bool array whose rows are whole 8-byte words.
+
+    Sums the rows as ``uint64`` words, 255 words at a time so that no byte lane (each holding
+    0 or 1 per word) can carry into the next, then adds up the byte lanes: about ten times
+    faster than ``np.count_nonzero(mask, axis=1)``.
+    """
+    nr, width = mask.shape
+    words = mask.view(np.uint64)
+    n_words = width // 8
+    full = n_words // 255 * 255
+    counts = np.zeros(nr, dtype=np.int64)
+    if full:
+        lanes = words[:, :full].reshape(nr, full // 255, 255).sum(axis=2, dtype=np.uint64)
+        counts += lanes.view(np.uint8).reshape(nr, -1).sum(axis=1, dtype=np.int64)
+    if n_words > full:
+        lanes = words[:, full:].sum(axis=1, dtype=np.uint64)
+        counts += lanes.view(np.uint8).reshape(nr, 8).sum(axis=1, dtype=np.int64)
+    return counts
+
+
 def _split_by_weight(weights: np.ndarray, cap: int) -> list[tuple[int, int]]:
     """Split ``range(len(weights))`` into consecutive chunks of total weight <= ``cap``.
 
@@ -554,8 +779,7 @@ def _split_by_weight(weights: np.ndarray, cap: int) -> list[tuple[int, int]]:
     chunks: list[tuple[int, int]] = []
     start, base = 0, 0
     while start < n:
-        end = int(np.searchsorted(cum, base + cap, side="right"))
-        end = max(end, start + 1)
+        end = max(int(np.searchsorted(cum, base + cap, side="right")), start + 1)
         chunks.append((start, end))
         base = int(cum[end - 1])
         start = end
