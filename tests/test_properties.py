@@ -81,9 +81,11 @@ def test_swapping_models_swaps_nfr_and_pfr(c: FlipCounts) -> None:
     assert a.churn_rate == b.churn_rate
     if c.n:
         assert abs(a.error_rate_delta + b.error_rate_delta) <= 1e-12
-    # NFI of one direction is 1 - BEC of the other: both divide by the "new" model's errors
-    if b.backward_error_compatibility is not None:
+    # NFI + BEC == 1: both divide by the new model's errors (negative flips + both wrong)
+    if a.backward_error_compatibility is not None:
         assert abs(a.negative_flip_impact + a.backward_error_compatibility - 1) <= 1e-12
+    else:
+        assert a.negative_flip_impact is None
 
 
 @FAST
