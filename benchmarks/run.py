@@ -65,7 +65,7 @@ PYTHON = sys.executable
 HEAVY_MODULES = ("pandas", "sklearn", "scipy", "faiss", "duckdb")
 INFO_MODULES = ("numpy", "pyarrow", "rich", "typer")
 DEFAULT_SCENARIOS = ("flips", "compat", "help")
-ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "big")
+ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "big", "spark")
 
 # flips data: accuracy of the old model, P(new right | old right), P(new right | old wrong).
 N_CLASSES = 100
@@ -1285,11 +1285,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def scenario_spark(ctx: Context) -> None:
+    """``gaudit flips --engine spark`` (a local Spark Connect session) against the default
+    DuckDB engine on the same files: what the local Spark costs, start-up included."""
+    a = ctx.args
+    folder = ctx.data_dir / f"flips-{a.rows}"
+    old, new = folder / "old.parquet", folder / "new.parquet"
+    print(f"\n## spark: {a.rows:,} rows", flush=True)
+    cached(folder, {"rows": a.rows, "chunk_rows": a.rows, "seed": 0},
+           lambda: write_flips_pair(old, new, a.rows, a.rows, seed=0), a.regenerate)
+    out = ctx.tmp / "spark.json"
+    env = {**ctx.env, "SPARK_LOCAL_IP": "127.0.0.1"}
+    cmd = [*gaudit_cmd(), "flips", str(old), str(new), "--engine", "spark", "-f", "json",
+           "-o", str(out), "-q"]
+    ref_cmd = [*gaudit_cmd(), "flips", str(old), str(new), "-f", "json", "-o",
+               str(ctx.tmp / "duck.json"), "-q"]
+    ours, ref = measure_pair(cmd, ref_cmd, env, a.repeat, a.warmup)
+    row = Row(f"flips --engine spark, local session ({a.rows / 1e6:g}M rows)", ours.wall_s,
+              ref.wall_s, "reported", ours.maxrss_mib, ref.maxrss_mib,
+              "gaudit flips on the default DuckDB engine")
+    row.verdict = "reported"
+    row.others_cores = statistics.mean([ours.others_cores, ref.others_cores])
+    ctx.report.rows.append(row)
+    spark_doc = json.loads(out.read_text())
+    duck_doc = json.loads((ctx.tmp / "duck.json").read_text())
+    same = {k: v for k, v in spark_doc.items() if k != "engine"} == {
+        k: v for k, v in duck_doc.items() if k != "engine"}
+    ctx.report.note(f"spark: {spreads(ours, ref)}same JSON as DuckDB except `engine`: {same}; "
+                    "peak RSS is the Python client's (the local Spark JVM is a child process)")
+
+
 SCENARIOS: dict[str, Callable[[Context], None]] = {
     "flips": scenario_flips,
     "compat": scenario_compat,
     "help": scenario_help,
     "big": scenario_big,
+    "spark": scenario_spark,
 }
 
 
