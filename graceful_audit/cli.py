@@ -405,7 +405,8 @@ def flips(
     config: ConfigOpt = None,
     memory_limit: Annotated[
         str | None, typer.Option("--memory-limit", help="Engine memory limit, e.g. '4GB' "
-                                 "(DuckDB spills to disk beyond it).", rich_help_panel="Engine")
+                                 "(DuckDB spills to disk beyond it) [default: 80% of RAM].",
+                                 rich_help_panel="Engine")
     ] = None,
     engine: Annotated[
         EngineName, typer.Option("--engine", help="Where reading, joining and counting run.",

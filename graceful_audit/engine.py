@@ -141,6 +141,11 @@ class DuckDBEngine(Engine):
             self.con.execute("SET enable_progress_bar = false")
         except duckdb.Error as exc:
             shutil.rmtree(self._spill, ignore_errors=True)
+            if memory_limit:
+                raise UsageError(
+                    f"--memory-limit {memory_limit!r}: not a memory size DuckDB understands "
+                    f"({engine_message(exc)}); write e.g. 4GB or 512MB."
+                ) from None
             raise UsageError(f"invalid engine setting: {engine_message(exc)}") from None
         self.reader = Reader(self.con)
 
