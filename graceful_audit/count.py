@@ -324,6 +324,46 @@ def count_regression(engine: Engine, plan: Plan, *, atol: float, rtol: float) ->
     return FirstPass(dict(checks), tables, None, tuple(overall_sums))
 
 
+def _bin_sql(x: str, edges: tuple[float, ...]) -> str:
+    """SQL for the bin of ``x`` among ``edges``: how many inner edges are ``<= x``.
+
+    numpy's bins (``[e_i, e_i+1)``, the last one closed) for ``edges[0] <= x <= edges[-1]``.
+    Only comparisons with the edges themselves (exact doubles, parsed from their repr), no
+    arithmetic: the same bins on every engine and in numpy.
+    """
+    terms = [f"CASE WHEN {x} >= CAST('{e!r}' AS DOUBLE) THEN 1 ELSE 0 END" for e in edges[1:-1]]
+    return "(" + (" + ".join(terms) or "0") + ")"
+
+
+def _regression_histograms(
+    engine: Engine, d_sql: str, n_total: int, d_min: float | None, d_max: float | None,
+    e_max: float | None,
+) -> tuple[Any, Any]:
+    """The histogram of ``d`` and the 2-d histogram of ``(eo, en)``: GROUP BY bin indices."""
+    from .regression import Histogram, histogram_edges
+
+    d_edges = histogram_edges(d_min, d_max)
+    e_edges = histogram_edges(0.0 if e_max is not None else None, e_max)
+    d_hist = e_hist = None
+    if d_edges is not None:
+        counts = [0] * (len(d_edges) - 1)
+        if n_total:
+            for b, c in engine.rows(f"{d_sql} SELECT b, count(*) FROM (SELECT "
+                                    f"{_bin_sql('d', d_edges)} AS b FROM f) h GROUP BY b"):
+                counts[int(b)] = int(c)
+        d_hist = Histogram(d_edges, tuple(counts))
+    if e_edges is not None:
+        grid = [[0] * (len(e_edges) - 1) for _ in range(len(e_edges) - 1)]
+        if n_total:
+            for bo, bn, c in engine.rows(
+                f"{d_sql} SELECT bo, bn, count(*) FROM (SELECT {_bin_sql('eo', e_edges)} AS bo, "
+                f"{_bin_sql('en', e_edges)} AS bn FROM f) h GROUP BY bo, bn"
+            ):
+                grid[int(bo)][int(bn)] = int(c)
+        e_hist = Histogram(e_edges, tuple(tuple(r) for r in grid))
+    return d_hist, e_hist
+
+
 def finish_regression(
     engine: Engine, plan: Plan, first: FirstPass, *, atol: float, rtol: float, top: int,
     confidence: float,
@@ -334,7 +374,10 @@ def finish_regression(
              f"abs(n - y) AS en, abs(n - y) - abs(o - y) AS d, abs(o - y) <= {tol} AS ook, "
              f"abs(n - y) <= {tol} AS nok"
              + "".join(f", s{i}" for i in range(len(plan.slices))) + " FROM aud)")
-    n_total, mean_d, var_d = engine.first(f"{d_sql} SELECT count(*), avg(d), var_samp(d) FROM f")
+    n_total, mean_d, var_d, d_min, d_max, eo_max, en_max = engine.first(
+        f"{d_sql} SELECT count(*), avg(d), var_samp(d), min(d), max(d), max(eo), max(en) FROM f")
+    e_max = None if eo_max is None or en_max is None else max(eo_max, en_max)
+    d_hist, e_hist = _regression_histograms(engine, d_sql, int(n_total), d_min, d_max, e_max)
     if n_total <= WILCOXON_SMALL:
         diffs = [r[0] for r in engine.rows(f"{d_sql} SELECT d FROM f ORDER BY id")]
         wilcoxon = wilcoxon_small(diffs)
@@ -355,6 +398,7 @@ def finish_regression(
     summary = RegressionSummary(
         float(atol), float(rtol), errors, mean_d, var_d,
         paired_t_interval(mean_d, var_d, int(n_total), confidence=confidence), wilcoxon,
+        d_histogram=d_hist, error_histogram=e_hist,
     )
     slice_cols_sql = "".join(f", s{i}" for i in range(len(plan.slices)))
     worst_rows = engine.rows(

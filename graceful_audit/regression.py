@@ -18,7 +18,9 @@ undefined). With absolute errors ``e = |pred - y|`` and ``d = e_new - e_old``:
 
 All of these reduce to aggregates (counts, sums, sums of squares, and rank sums over the
 ``GROUP BY |d|`` of the differences), so the engine computes them out of core and only
-numbers come back. No standard exists for regression flips yet; graceful-audit defines
+numbers come back. So do the histograms of the HTML plots (:class:`Histogram`, numpy's
+bins): ``d`` over ``[min d, max d]`` and ``(e_old, e_new)`` over ``[0, max e]``, each a
+``GROUP BY`` of bin indices. No standard exists for regression flips yet; graceful-audit defines
 them here.
 """
 
@@ -31,6 +33,9 @@ from typing import Any
 #: At most this many examples, the Wilcoxon test is delegated to scipy on the raw
 #: differences (scipy's own exact / permutation choice applies); above, it is asymptotic.
 WILCOXON_SMALL = 50
+
+#: Equal-width bins of the histogram of ``d`` and of each axis of the (e_old, e_new) one.
+HISTOGRAM_BINS = 30
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,51 @@ def wilcoxon_small(d: Any) -> WilcoxonResult:
 
 
 @dataclass(frozen=True)
+class Histogram:
+    """Counts over equal-width bins, the numbers ``numpy.histogram`` / ``histogram2d`` give.
+
+    ``edges``: the ``bins + 1`` bin edges (shared by both axes of a 2-d histogram); bin ``i``
+    is ``[edges[i], edges[i + 1])``, the last one closed. ``counts``: one count per bin, or
+    for a 2-d histogram one row per bin of the first variable (``e_old``) holding a count per
+    bin of the second (``e_new``), as ``numpy.histogram2d(e_old, e_new)`` orders them.
+    """
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...] | tuple[tuple[int, ...], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": list(self.edges),
+                "counts": [list(c) if isinstance(c, tuple) else c for c in self.counts]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Histogram | None:
+        if not d:
+            return None
+        return cls(tuple(float(e) for e in d["edges"]),
+                   tuple(tuple(int(x) for x in c) if isinstance(c, list) else int(c)
+                         for c in d["counts"]))
+
+
+def histogram_edges(lo: float | None, hi: float | None,
+                    bins: int = HISTOGRAM_BINS) -> tuple[float, ...] | None:
+    """numpy's bin edges over ``[lo, hi]``: ``numpy.linspace(lo, hi, bins + 1)``.
+
+    As in numpy, an empty range (``lo == hi``) is widened by 0.5 on both sides and no data
+    (``None``) gives ``[0, 1]``. ``None`` when the width overflows a double.
+    """
+    import numpy as np
+
+    if lo is None or hi is None:
+        lo, hi = 0.0, 1.0
+    lo, hi = float(lo), float(hi)
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    if not math.isfinite(hi - lo):
+        return None
+    return tuple(float(e) for e in np.linspace(lo, hi, bins + 1))
+
+
+@dataclass(frozen=True)
 class RegressionSummary:
     """The error deltas of a regression audit and their uncertainty."""
 
@@ -164,6 +214,10 @@ class RegressionSummary:
     var_d: float | None
     mae_delta_interval: tuple[float, float] | None
     wilcoxon: WilcoxonResult
+    #: Histogram of ``d = e_new - e_old`` over ``[min d, max d]`` (the HTML plot).
+    d_histogram: Histogram | None = None
+    #: 2-d histogram of ``(e_old, e_new)`` over ``[0, max(e_old, e_new)]`` on both axes.
+    error_histogram: Histogram | None = None
 
     @property
     def old_mae(self) -> float | None:
@@ -189,6 +243,9 @@ class RegressionSummary:
             "mae_delta_interval": list(self.mae_delta_interval)
             if self.mae_delta_interval else None,
             "wilcoxon": self.wilcoxon.to_dict(),
+            "d_histogram": self.d_histogram.to_dict() if self.d_histogram else None,
+            "error_histogram": self.error_histogram.to_dict() if self.error_histogram
+            else None,
         }
 
     @classmethod
@@ -202,4 +259,6 @@ class RegressionSummary:
             e.get("mean_d"), e.get("var_d"), tuple(ci) if ci else None,
             WilcoxonResult(w.get("statistic"), w.get("p_value"), w["method"],
                            w.get("n_nonzero", 0), w.get("zero_differences", 0)),
+            Histogram.from_dict(d.get("d_histogram")),
+            Histogram.from_dict(d.get("error_histogram")),
         )

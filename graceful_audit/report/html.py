@@ -8,8 +8,10 @@ the text it writes into the SVG, and mathtext is switched off so a ``$`` in a la
 only a dollar sign.
 
 Flips pages plot the old vs new error, the negative flip rate per class and slice, and the
-negative-flip matrix; compat pages plot the four query/gallery cases' top-k accuracy
-curves (new/old highlighted) and their mAP, grouped by gallery. A case that could not be
+negative-flip matrix (regression pages: old vs new absolute error per example as a 2-d
+histogram with the diagonal, and the distribution of ``d = e_new - e_old``); compat pages
+plot the four query/gallery cases' top-k accuracy curves (new/old highlighted) and their
+mAP, grouped by gallery. A case that could not be
 computed (old and new dimensions differ) is left out of the plots, with a note.
 
 The SVG is deterministic (fixed ``svg.hashsalt``, no date or creator metadata), so the
@@ -404,6 +406,83 @@ def _matrix_plot(p: _Plotter, result: Any) -> tuple[str, str] | None:
     return p.svg(fig, "negative-flip matrix heatmap"), note
 
 
+def _error_scatter_plot(p: _Plotter, reg: Any) -> str | None:
+    """Old vs new absolute error per example: the 2-d histogram as a heatmap, y = x drawn."""
+    h = reg.error_histogram
+    if h is None or not any(any(row) for row in h.counts):
+        return None
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+    from matplotlib.ticker import MaxNLocator
+
+    edges = np.asarray(h.edges)
+    grid = np.asarray(h.counts, dtype=float).T  # rows: new error (y axis), cols: old error
+    fig = p.figure(4.8, 4.1)
+    ax = fig.add_subplot()
+    ax.set_aspect("equal")
+    peak = grid.max()
+    # Blues without its near-white end, so a cell of one example still shows; 32 shades
+    # keep the colour bar vector (matplotlib rasterizes one of 50 or more to a PNG).
+    cmap = ListedColormap(p.mpl.colormaps["Blues"](np.linspace(0.22, 1.0, 32)))
+    # Vector cells (pcolormesh), not a raster image; empty cells stay white.
+    mesh = ax.pcolormesh(edges, edges, np.ma.masked_equal(grid, 0), cmap=cmap,
+                         vmin=0.5 if peak <= 1 else 1, vmax=max(peak, 1.5),
+                         edgecolors="none")
+    lo, hi = edges[0], edges[-1]
+    ax.plot([lo, hi], [lo, hi], color="#344054", linewidth=1, linestyle="--",
+            label="y = x (no change)")
+    if reg.rtol == 0 and lo < reg.atol < hi:
+        ax.axvline(reg.atol, color=COLORS["muted"], linestyle=":", linewidth=1)
+        ax.axhline(reg.atol, color=COLORS["muted"], linestyle=":", linewidth=1,
+                   label=f"tolerance {reg.atol:g}")
+    # Away from the corners, where the tolerance lines run.
+    ax.text(0.3, 0.9, "new worse", transform=ax.transAxes, ha="center", va="center",
+            fontsize=8, color=COLORS["nfr"])
+    ax.text(0.8, 0.25, "new better", transform=ax.transAxes, ha="center", va="center",
+            fontsize=8, color=COLORS["pfr"])
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("old absolute error |old − y|")
+    ax.set_ylabel("new absolute error |new − y|")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8,
+              frameon=False)
+    bar = fig.colorbar(mesh, ax=ax, shrink=0.8, pad=0.02)
+    bar.set_label("examples per cell")
+    bar.outline.set_visible(False)
+    bar.solids.set_rasterized(False)  # no embedded image: vector only
+    bar.solids.set_edgecolor("face")  # no seams between the shades
+    bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return p.svg(fig, "old vs new absolute error per example, 2-d histogram")
+
+
+def _d_plot(p: _Plotter, reg: Any) -> str | None:
+    """The distribution of d = e_new - e_old as bars, with lines at 0 and at the mean."""
+    h = reg.d_histogram
+    if h is None or not any(h.counts):
+        return None
+    edges = list(h.edges)
+    lefts, widths = edges[:-1], [b - a for a, b in zip(edges, edges[1:], strict=False)]
+    # Bins wholly above 0 got worse, wholly below got better; one holding 0 is neutral.
+    colors = [COLORS["nfr"] if a >= 0 and b > 0 else COLORS["pfr"] if b <= 0 and a < 0
+              else COLORS["old"] for a, b in zip(edges, edges[1:], strict=False)]
+    fig = p.figure(4.8, 4.1)
+    ax = fig.add_subplot()
+    ax.bar(lefts, h.counts, width=widths, align="edge", color=colors, edgecolor="#fff",
+           linewidth=0.5)
+    ax.axvline(0, color="#101828", linewidth=1.1, label="0 (no change)")
+    if reg.mean_d is not None:
+        ax.axvline(reg.mean_d, color=COLORS["new"], linestyle="--", linewidth=1.4,
+                   label=f"mean {signed(reg.mean_d)} (MAE delta)")
+    ax.set_xlim(min(edges[0], 0.0), max(edges[-1], 0.0))
+    ax.set_xlabel("d = new error − old error")
+    ax.set_ylabel("examples")
+    ax.grid(axis="y", color="#eaecf0", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8,
+              frameon=False)
+    return p.svg(fig, "distribution of d = e_new - e_old")
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -570,6 +649,30 @@ def _metrics(result: Any, plot: str | None) -> str:
     return _section("Headline metrics", table)
 
 
+def _error_deltas(result: Any, plots: dict[str, Any]) -> str | None:
+    """Regression: old vs new absolute error per example and the distribution of ``d``."""
+    reg = getattr(result, "regression", None)
+    if result.task != "regression" or reg is None:
+        return None
+    figures = []
+    if plots.get("error_scatter"):
+        bins = len(reg.error_histogram.edges) - 1
+        figures.append(
+            "<figure><figcaption>Old vs new absolute error per example (examples per cell of "
+            f"a {bins}×{bins} grid). Above the dashed diagonal the new model is further from "
+            "the target, below it closer.</figcaption>"
+            f"{plots['error_scatter']}</figure>")
+    if plots.get("d_hist"):
+        figures.append(
+            "<figure><figcaption>Distribution of d = new error − old error: right of 0 "
+            "(red) an example got worse, left of 0 (green) better; the dashed line is the "
+            f"mean, the MAE delta.</figcaption>{plots['d_hist']}</figure>")
+    if not figures:
+        return None
+    return _section("Error per example", f'<div class="plots">{"".join(figures)}</div>',
+                    "absolute errors |pred − y| of the old and the new model")
+
+
 def _group_rows(rows: Sequence[Any], mae: bool) -> list[str]:
     return [f"<tr>{_cell(r.value)}{_num(str(r.n))}{_num(str(r.counts.negative_flips))}"
             f"{_num(pct(r.negative_flip_rate))}{_num(interval(r.negative_flip_rate_interval))}"
@@ -669,7 +772,15 @@ def _flips_plots(result: Any) -> dict[str, Any]:
         "matrix": _matrix_plot(plotter, result),
         "slices": {col: _slice_plot(plotter, result, rows)
                    for col, rows in result.slices.items()},
+        **_regression_plots(plotter, result),
     })
+
+
+def _regression_plots(p: _Plotter, result: Any) -> dict[str, str | None]:
+    reg = getattr(result, "regression", None)
+    if result.task != "regression" or reg is None:
+        return {}
+    return {"error_scatter": _error_scatter_plot(p, reg), "d_hist": _d_plot(p, reg)}
 
 
 def _flips_sections(result: Any) -> list[str | None]:
@@ -679,6 +790,7 @@ def _flips_sections(result: Any) -> list[str | None]:
         _cards(result),
         _gates(result),
         _metrics(result, plots.get("error")),
+        _error_deltas(result, plots),
         _classes(result, plots.get("classes")),
         _matrix(result, plots.get("matrix")),
         *_slices(result, plots.get("slices", {})),
