@@ -57,34 +57,40 @@ least one positive.
 Algorithm (exact, bounded memory)
 ---------------------------------
 Queries are processed in blocks.  For one block the score matrix :math:`S` (block x gallery,
-float32, at most ~128 MB by default, plus a bool mask of a quarter of that) is computed with a
-single ``sgemm``.  Every quantity above only involves gallery items scoring at least as high as
-the query's *worst* positive :math:`t_q = \min_p s_p`: the best positive, the top-1 neighbour
-and every item ranked before some positive.  Per block:
+float32, at most ~128 MB by default, plus a bool mask a quarter of that size) is computed by
+``sgemm``.  Every quantity above only involves gallery items scoring at least as high as the
+query's *worst* positive :math:`t_q = \min_p s_p`: the best positive, the top-1 neighbour and
+every item ranked before some positive.  Per block:
 
 1. gather the positives' scores (label groups are precomputed) and take :math:`t_q` with a
    segmented minimum;
-2. one vectorised pass ``S >= t[:, None]`` marks the *candidates*; a good model has a few times
-   :math:`P` of them per query, a poor one up to the whole gallery;
-3. queries with few candidates are ranked all at once: candidates become ``int64`` keys
-   ``(row << 32) + order-preserving-int32(-score)``, one ``np.sort`` orders every row, and a
-   positive's rank is the ``searchsorted`` position of its key minus its row's start;
-4. queries with many candidates (more than ``500 + ng / 64``) are ranked one row at a time:
-   ``np.partition`` selects the candidates, ``np.sort`` orders them and ``searchsorted`` gives
-   each positive's count of strictly better items;
-5. equal scores (rare with float embeddings) add the number of equal-score items with a lower
-   gallery index: a stable sort restricted to the tied keys (step 3), one pass per tied score
-   or a stable argsort of the candidates (step 4);
-6. the top-1 neighbour is the best positive when it ranks first, else ``argmax`` of the row
-   (numpy returns the first maximum, i.e. the lowest index among tied best scores).
+2. one vectorised pass ``S >= t[:, None]`` marks the *candidates* and a word-wise popcount
+   counts them per query: a good model has a few times :math:`P` per query, a poor one up to
+   the whole gallery;
+3. queries with few candidates (at most ``500 + ng / 64``) are ranked all at once: candidates
+   become ``int64`` keys ``(row << 32) + order-preserving-int32(-score)``, one ``np.argsort``
+   puts every row in ranking order, runs of equal keys are re-sorted by gallery index, and a
+   positive's rank is its position minus its row's start; the top-1 is the row's first;
+4. queries with more candidates are ranked row by row: ``np.partition`` selects the
+   candidates, ``np.sort`` orders them and one ``searchsorted`` gives, for every positive,
+   the number of strictly better items and whether another item has the same score; a row
+   with such a tie is redone exactly (one pass per tied score to count equal scores at lower
+   indices, or a stable argsort of its candidates when many scores are tied); the top-1 is
+   the best positive if it ranks first, else ``argmax`` of the row (numpy returns the first
+   maximum: the lowest index among tied best scores).
 
-Steps 2-6 run in ``n_threads`` threads (numpy releases the GIL in them).  The cost is one
-``sgemm`` plus a few cheap passes over :math:`S` for a good model; a poor model adds an
-``O(ng log ng)`` sort per query.  faiss is not used: top-k accuracy follows exactly from the
-first positive rank, numpy's ``sgemm`` runs at the same rate as faiss's exact search, and
-faiss's order among equal scores is unspecified.  Each query's AP is summed left to right in
-rank order whichever path ranked it, so results are bit-identical for any ``block_size`` and
-``n_threads``.
+With ``n_threads > 1`` the rows of a block are split among worker threads, each running its
+own single-threaded ``sgemm`` (BLAS is limited to one thread with ``threadpoolctl`` for the
+duration of the call, so no idle BLAS thread spins on a core) and steps 1-3; the rows of
+step 4 are then dealt round-robin.  numpy releases the GIL in all of these.  Each query's AP
+is summed left to right in rank order whichever step ranked it, so results are bit-identical
+for any ``block_size`` and ``n_threads``.
+
+Cost: one ``sgemm`` plus a few cheap passes over :math:`S` when the model is good; a poor
+model (e.g. an incompatible old/new pair) adds an ``O(ng log ng)`` sort per query, about as
+much again as the ``sgemm`` at ``d = 128``.  faiss is not used: top-k accuracy follows exactly
+from the first positive's rank, numpy's ``sgemm`` runs at the rate of faiss's exact search,
+and faiss's order among equal scores is unspecified.
 
 Inputs must be finite (checked: ``ValueError``) and the caller should reject zero vectors for
 ``cosine`` (here they score 0 against everything).  Scores must not overflow float32.
@@ -123,18 +129,16 @@ DEFAULT_BLOCK_BYTES = 128 * 1024 * 1024
 """Target size of one block's float32 score matrix when ``block_size`` is not given."""
 
 _CANDIDATE_CHUNK = 8_000_000
-"""Candidates handled at once (about 40 bytes each); a single row may exceed it."""
+"""Candidates (or positives) handled at once, about 40 bytes each; one row may exceed it."""
 
 _MANY_TIES = 8
 """A dense row with more tied positive scores than this is ranked by one stable argsort."""
 
-_DENSE_GROUP_ELEMENTS = 4_000_000
-"""Rows with many candidates are ranked in groups of about this many scores (16 MB)."""
-
 _DENSE_ROW_MIN = 500
 _DENSE_ROW_DIVISOR = 64
 """A query with more than ``_DENSE_ROW_MIN + ng // _DENSE_ROW_DIVISOR`` candidates is ranked
-on its own row (partition + sort of its candidates) instead of in the vectorised batch."""
+row by row (partition + sort of its candidates) instead of in the vectorised batch; this only
+affects speed."""
 
 
 @dataclass(frozen=True)
@@ -545,36 +549,25 @@ def _finish_rows(
 def _rank_dense_rows(
     work: _Work, s: np.ndarray, b0: int, rows: np.ndarray, counts: np.ndarray
 ) -> None:
-    """Rank block rows with many candidates, in groups of rows of similar candidate counts."""
+    """Rank block rows with many candidates each (module docstring, step 4).
+
+    Row by row, the ``counts[i]`` candidates are selected (``np.partition``) and sorted
+    (``np.sort``), and one ``searchsorted`` gives each positive's number of strictly better
+    items and whether another item has the same score.  Gathering the positives, AP and
+    top-1 are vectorised over the rows.  Rows where a positive's score is tied with another
+    item are redone exactly by :func:`_rank_dense_row`.
+    """
     if rows.size == 0:
         return
-    ng = s.shape[1]
-    order = np.argsort(counts, kind="stable")
-    rows, counts = rows[order], counts[order]
-    per_group = max(1, _DENSE_GROUP_ELEMENTS // ng)
-    for i in range(0, rows.size, per_group):
-        _rank_dense_group(work, s, b0, rows[i : i + per_group], counts[i : i + per_group])
+    for c0, c1 in _split_by_weight(work.n_same[b0 + rows], _CANDIDATE_CHUNK):
+        _rank_dense_chunk(work, s, b0, rows[c0:c1], counts[c0:c1])
 
 
-def _rank_dense_group(
+def _rank_dense_chunk(
     work: _Work, s: np.ndarray, b0: int, rows: np.ndarray, counts: np.ndarray
 ) -> None:
-    """Rank a few block rows with many candidates each (module docstring, step 4).
-
-    The ``w = max(counts)`` best scores of every row are selected (``np.partition``) and
-    sorted (``np.sort``) in one call each; a positive's count of strictly better items is a
-    ``searchsorted`` in its row.  Rows where a positive's score is tied with another item are
-    redone exactly by :func:`_rank_dense_row`.
-    """
+    """:func:`_rank_dense_rows` for a chunk of rows."""
     nr, ng = rows.size, s.shape[1]
-    w = int(counts.max())
-    sub = s[rows]
-    if 2 * w > ng:
-        sub.sort(axis=1)
-        top = sub[:, ng - w :]
-    else:
-        top = np.partition(sub, ng - w, axis=1)[:, ng - w :]
-        top.sort(axis=1)
     # The positives of each row, row after row (the excluded item removed).
     g = b0 + rows
     n_same = work.n_same[g]
@@ -587,14 +580,29 @@ def _rank_dense_group(
     n_pos = np.bincount(prow, minlength=nr)
     pstart = np.cumsum(n_pos) - n_pos
 
-    right = np.empty(pv.size, dtype=np.int64)
-    for i in range(nr):
-        seg = slice(pstart[i], pstart[i] + n_pos[i])
-        right[seg] = np.searchsorted(top[i], pv[seg], side="right")
-    # Every positive is among its row's `w` best, so top[row, right - 1] is its own score;
-    # it is tied with another item iff the value before is equal too.
-    tied = (right >= 2) & (top[prow, np.maximum(right - 2, 0)] == pv)
-    rank = 1 + (w - right)
+    # One searchsorted per row answers, for each positive, #{candidates <= its score} and
+    # #{candidates < its score} (= #{<= the next float down}): needles [scores | next down].
+    k = np.arange(pv.size) - pstart[prow]
+    at_score = 2 * pstart[prow] + k
+    at_below = at_score + n_pos[prow]
+    needles = np.empty(2 * pv.size, dtype=s.dtype)
+    needles[at_score] = pv
+    needles[at_below] = np.nextafter(pv, s.dtype.type(-np.inf))
+    found = np.empty(needles.size, dtype=np.int64)
+    buf = np.empty(ng, dtype=s.dtype)  # reused: a fresh 4*ng bytes per row costs page faults
+    for i, (r, c) in enumerate(zip(rows.tolist(), counts.tolist(), strict=True)):
+        buf[...] = s[r]
+        top = buf[ng - c :]
+        if 4 * c > 3 * ng:  # sorting the whole row is as fast as selecting first
+            buf.sort()
+        else:
+            buf.partition(ng - c)
+            top.sort()
+        seg = slice(2 * pstart[i], 2 * (pstart[i] + n_pos[i]))
+        found[seg] = top.searchsorted(needles[seg], side="right")
+    right = found[at_score]
+    tied = right - found[at_below] > 1
+    rank = 1 + (counts[prow] - right)
 
     # AP: each row's positives in rank order; the i-th (1-based) contributes i / r_i.
     o = np.argsort(prow * np.int64(ng + 1) + rank)
@@ -604,14 +612,13 @@ def _rank_dense_group(
     first = oprank[pstart]
     work.ap[g] = sums / n_pos
     work.first_rank[g] = first
-    best_pos = pcol[o[pstart]]
-    need_argmax = np.flatnonzero(first != 1)
-    if need_argmax.size:
-        best_pos[need_argmax] = s[rows[need_argmax]].argmax(axis=1)
-    work.top1[g] = best_pos
-    for r in np.unique(prow[tied]).tolist():
-        work.top1[g[r]], work.first_rank[g[r]], work.ap[g[r]] = _rank_dense_row(
-            s[rows[r]], int(counts[r]), work.positives(int(g[r]))
+    top1 = pcol[o[pstart]]
+    for k in np.flatnonzero(first != 1).tolist():
+        top1[k] = s[rows[k]].argmax()  # the first maximum: lowest index among tied best
+    work.top1[g] = top1
+    for k in np.unique(prow[tied]).tolist():
+        work.top1[g[k]], work.first_rank[g[k]], work.ap[g[k]] = _rank_dense_row(
+            s[rows[k]], int(counts[k]), work.positives(int(g[k]))
         )
 
 
@@ -675,64 +682,65 @@ def _rank_sparse_rows(
     first_rank: np.ndarray,
     ap: np.ndarray,
 ) -> None:
-    """Rank the candidates of rows with few of them, all rows at once.
+    """Rank the candidates of rows with few of them, all rows at once (module docstring, 3).
 
     ``mask`` marks the candidates (its rows may be padded with False), ``counts`` has their
-    number per row.  Candidates are encoded as ``int64`` keys ``(row << 32) + order(-score)``
-    so that one ``np.sort`` orders every row by score descending (module docstring, step 3).
+    number per row.  Candidates are encoded as ``int64`` keys ``(row << 32) + order(-score)``;
+    one ``np.argsort`` puts every row in ranking order (runs of equal keys are then put in
+    gallery order), so a positive's rank is its position minus its row's start.
     """
     nr, ng = s.shape
+    width = mask.shape[1]
     flat = np.flatnonzero(mask)
     row = np.repeat(np.arange(nr, dtype=np.int64), counts)
-    col = flat - row * mask.shape[1]
+    if width == ng:
+        col = flat - row * ng
+        vals = s.reshape(-1)[flat]
+    else:
+        col = flat - row * width
+        vals = s.reshape(-1)[row * ng + col]
     # 0 - score: descending order, and -0.0 becomes +0.0 so equal scores share a key.
-    neg = np.subtract(np.float32(0.0), s[row, col])
     key = np.left_shift(row, 32)
-    key += _ordered_int32(neg)
-    sorted_key = np.sort(key)
+    key += _ordered_int32(np.subtract(np.float32(0.0), vals))
+    order = np.argsort(key)
+    _order_ties_by_index(order, key[order], col)
+    # Sorting keeps the rows grouped, so `row` also gives the row of each sorted position.
+    scol = col[order]
     row_start = np.cumsum(counts) - counts
+    pos = np.flatnonzero(gl[scol] == ql[row])  # ascending: by row, then by rank
+    prow = row[pos]
+    prank = pos - row_start[prow] + 1
 
-    # Ranks of the positives: strictly better candidates + equal ones with a lower index.
-    pos = np.flatnonzero(gl[col] == ql[row])
-    pos_row, pos_key = row[pos], key[pos]
-    left = np.searchsorted(sorted_key, pos_key, side="left")
-    rank = 1 + left - row_start[pos_row]
-    n_equal = np.searchsorted(sorted_key, pos_key, side="right") - left
-    tied = np.flatnonzero(n_equal > 1)
-    if tied.size:
-        rank[tied] += _equal_before(key, pos[tied], np.unique(pos_key[tied]))
-
-    n_found = np.bincount(pos_row, minlength=nr)
+    n_found = np.bincount(prow, minlength=nr)
     has = n_found > 0
     if not np.array_equal(n_found[has], n_pos[has]):  # pragma: no cover - invariant
         raise AssertionError("retrieval: positives missing from the candidate set")
-
-    # AP: order each row's positives by rank; the i-th (1-based) contributes i / r_i.
-    o = np.argsort(pos_row * np.int64(ng + 1) + rank)
-    prow, prank = pos_row[o], rank[o]
+    # AP: the i-th positive (1-based) of a row contributes i / r_i, summed in rank order.
     pstart = np.cumsum(n_found) - n_found
-    i = np.arange(1, o.size + 1) - pstart[prow]
+    i = np.arange(1, pos.size + 1) - pstart[prow]
     sums = np.bincount(prow, weights=i / prank, minlength=nr)
     ap[has] = sums[has] / n_found[has]
-    best = pstart[has]
-    first_rank[has] = prank[best]
-    top1[has] = np.where(prank[best] == 1, col[pos[o[best]]], -1)
+    first_rank[has] = prank[pstart[has]]
+    top1[has] = scol[row_start[has]]
 
 
-def _equal_before(key: np.ndarray, targets: np.ndarray, tied_keys: np.ndarray) -> np.ndarray:
-    """For candidate positions ``targets``: how many earlier candidates share their key.
+def _order_ties_by_index(order: np.ndarray, sorted_key: np.ndarray, col: np.ndarray) -> None:
+    """Within runs of equal ``sorted_key``, reorder ``order`` (in place) by ``col`` ascending.
 
-    Candidates are in row-major gallery order, so "earlier with the same key" means "same
-    query, same score, lower gallery index".  Only candidates whose key is in ``tied_keys``
-    are sorted (stably), which keeps the common tie-free case free of this cost.
+    ``np.argsort`` is not stable; this restores the tie rule (lower gallery index first) at
+    a cost proportional to the number of tied candidates, nothing when there are none.
     """
-    sub = np.flatnonzero(np.isin(key, tied_keys))
-    sub_key = key[sub]
-    o = np.argsort(sub_key, kind="stable")
-    sk = sub_key[o]
-    occurrence = np.empty(sub.size, dtype=np.int64)
-    occurrence[o] = np.arange(sub.size) - np.searchsorted(sk, sk, side="left")
-    return occurrence[np.searchsorted(sub, targets)]
+    eq = sorted_key[1:] == sorted_key[:-1]
+    if not eq.any():
+        return
+    in_run = np.zeros(sorted_key.size, dtype=bool)
+    in_run[1:] = eq
+    in_run[:-1] |= eq
+    idx = np.flatnonzero(in_run)
+    # A run starts at idx[j] unless idx[j] continues the run of idx[j] - 1.
+    run_id = np.cumsum(np.r_[True, ~eq[idx[1:] - 1]])
+    sub = order[idx]
+    order[idx] = sub[np.lexsort((col[sub], run_id))]
 
 
 def _ordered_int32(vals: np.ndarray) -> np.ndarray:
