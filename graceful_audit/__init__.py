@@ -6,7 +6,7 @@ Use from Python::
     result = audit_flips("old.parquet", "new.parquet", gates={"max-nfr": 0.01})
     result.passed, result.to_dict()["metrics"]["negative_flip_rate"]
 
-The heavy modules (DuckDB, pandas, faiss, scipy) load on first use, so importing the
+The heavy modules (DuckDB, pandas, numpy, scipy) load on first use, so importing the
 package - and ``gaudit --help`` - stays fast.
 """
 

@@ -1,7 +1,7 @@
 """The ``gaudit`` command line: parse, call the library, render, exit.
 
 Exit codes: 0 every gate held (or none set), 1 a gate was breached, 2 the input or the
-command line was wrong. Heavy modules (pandas, DuckDB, scipy, faiss) are imported inside
+command line was wrong. Heavy modules (pandas, DuckDB, scipy, numpy) are imported inside
 the commands, never at ``gaudit --help`` time.
 """
 

@@ -23,7 +23,7 @@ Ranking and ties
 ----------------
 For each query the gallery is sorted by score descending; **equal scores are ordered by gallery
 index ascending** (the lower index ranks first), so the ranking is a total order and every
-result is deterministic and independent of the block size.  The 1-based rank of gallery item
+result is deterministic (see *Determinism* below).  The 1-based rank of gallery item
 :math:`p` is
 
 .. math:: r(p) = 1 + \#\{g : s_g > s_p\} + \#\{g : s_g = s_p,\ g < p\}.
@@ -82,9 +82,15 @@ every item ranked before some positive.  Per block:
 With ``n_threads > 1`` the rows of a block are split among worker threads, each running its
 own single-threaded ``sgemm`` (BLAS is limited to one thread with ``threadpoolctl`` for the
 duration of the call, so no idle BLAS thread spins on a core) and steps 1-3; the rows of
-step 4 are then dealt round-robin.  numpy releases the GIL in all of these.  Each query's AP
-is summed left to right in rank order whichever step ranked it, so results are bit-identical
-for any ``block_size`` and ``n_threads``.
+step 4 are then dealt round-robin.  numpy releases the GIL in all of these.
+
+Determinism: given the scores, the ranking and every metric do not depend on ``block_size``
+or ``n_threads`` (each query's AP is summed left to right in rank order whichever step ranked
+it, so even the float bits agree).  The scores themselves come from ``sgemm`` calls whose
+shape follows the block size and the thread split, and BLAS may round a dot product
+differently in the last bit for another shape (or another CPU); this can only swap items
+whose scores are within about one float32 ulp.  Exactly representable scores (the integer
+vectors of the tests) give identical results for every setting.
 
 Cost: one ``sgemm`` plus a few cheap passes over :math:`S` when the model is good; a poor
 model (e.g. an incompatible old/new pair) adds an ``O(ng log ng)`` sort per query, about as
@@ -243,7 +249,7 @@ def evaluate_case(
     block_size : int, optional
         Queries per block.  Default: as many as keep one float32 block score matrix under
         :data:`DEFAULT_BLOCK_BYTES` (the block also needs a bool mask of a quarter that size).
-        Results do not depend on it.
+        Results do not depend on it beyond float32 rounding (module docstring).
     progress : callable, optional
         Called after each block with the number of queries finished so far.
     n_threads : int, optional
