@@ -346,7 +346,8 @@ def _matrix(table: Any, column: str, ids: np.ndarray, where: str, metric: str) -
             f"{where}: {int(bad.sum())} embedding(s) contain NaN, inf or null values (ids "
             f"{examples(ids[bad])}). Fix or drop those items."
         )
-    x32 = np.ascontiguousarray(x, dtype=np.float32)  # search runs in float32 (BLAS sgemm)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: reported below
+        x32 = np.ascontiguousarray(x, dtype=np.float32)  # search runs in float32 (BLAS sgemm)
     huge = ~np.isfinite(x32).all(axis=1)
     if huge.any():
         raise InputError(
