@@ -105,10 +105,6 @@ class Engine:
     def rows(self, sql: str) -> list[tuple]:
         raise NotImplementedError
 
-    def run(self, statements: Sequence[str]) -> None:
-        for sql in statements:
-            self.rows(sql)
-
     def first(self, sql: str) -> tuple:
         return self.rows(sql)[0]
 
