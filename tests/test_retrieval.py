@@ -346,11 +346,17 @@ def test_ap_matches_sklearn_on_tie_free_galleries():
 
 
 def test_larger_random_case_matches_brute_force(code_path):
-    # Enough items that the default thresholds send some queries to each path; integer
-    # scores in a small range make exact ties frequent.
+    # 1,500 items in 40 clusters (integer centres in [-20, 20], integer noise in [-1, 1], so
+    # every score is exact and ties are frequent).  Queries near their centre have few
+    # candidates (vectorised path by default); the last ten are random points with many
+    # (row-by-row path), so the default thresholds exercise both.
     rng = np.random.default_rng(11)
-    q, ql, g, gl = int_data(rng, 40, 1500, 6, 40, lo=-2, hi=2)
-    q[:20] = g[rng.integers(0, 1500, 20)]  # some queries sit on gallery items: high ranks
+    centres = rng.integers(-20, 21, (40, 6))
+    gl = rng.integers(0, 40, 1500)
+    g = (centres[gl] + rng.integers(-1, 2, (1500, 6))).astype(np.float32)
+    ql = rng.integers(0, 40, 40)
+    q = (centres[ql] + rng.integers(-1, 2, (40, 6))).astype(np.float32)
+    q[30:] = rng.integers(-20, 21, (10, 6))
     excl = np.where(rng.random(40) < 0.3, rng.integers(0, 1500, 40), -1)
     for metric in ("ip", "l2"):
         res = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl,
