@@ -107,6 +107,8 @@ def _session(remote: str, conf: Mapping[str, str], verbose: bool) -> Any:
                 "install a JDK, or point --spark-remote / SPARK_REMOTE at a Spark Connect server."
             )
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if remote.startswith("sc://"):
+        _check_reachable(remote)
     builder = SparkSession.builder.remote(remote)
     for k, v in {**BASE_CONF, **(LOCAL_CONF if local else {}), **conf}.items():
         builder = builder.config(k, v)
@@ -126,6 +128,27 @@ def _session(remote: str, conf: Mapping[str, str], verbose: bool) -> Any:
         raise UsageError(f"cannot start or reach {where}: {spark_message(exc)}") from None
     _SESSIONS[key] = spark
     return spark
+
+
+def _check_reachable(remote: str, timeout: float = 10.0) -> None:
+    """Fail fast, with one message, when nothing listens at a Spark Connect URL.
+
+    (The client itself retries with back-off for minutes before it gives up.)
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(remote.split(";", 1)[0])
+    host, port = parts.hostname or "localhost", parts.port or 15002
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(
+            f"cannot reach the Spark Connect server {remote} ({host}:{port}: {reason}). "
+            "Check --spark-remote / SPARK_REMOTE and that the server is running."
+        ) from None
 
 
 @atexit.register

@@ -152,3 +152,16 @@ def test_cli_engine_spark_exit_codes(generated, monkeypatch):
     assert runner.invoke(app, [*args, "--max-nfr", "0.05"]).exit_code == 0
     bad = runner.invoke(app, [*args, "--pred-col", "nope"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_unreachable_cluster_is_one_clear_error(monkeypatch):
+    from typer.testing import CliRunner
+
+    from graceful_audit.cli import app
+
+    monkeypatch.chdir(SAMPLE)
+    r = CliRunner().invoke(app, ["flips", "digits_old.csv", "digits_new.parquet", "--engine",
+                                 "spark", "--spark-remote", "sc://127.0.0.1:1"])
+    assert r.exit_code == 2
+    assert "cannot reach the Spark Connect server sc://127.0.0.1:1" in r.stderr
+    assert "Traceback" not in r.output
