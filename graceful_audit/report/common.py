@@ -144,3 +144,34 @@ def wilcoxon_sentence(result: Any) -> str:
     p = "n/a" if w.p_value is None else f"{w.p_value:.3g}"
     return (f"Wilcoxon signed-rank test ({w.method}) on the {w.n_nonzero} non-zero error "
             f"differences ({w.n_zero} zero): p = {p}")
+
+
+def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str, str]]:
+    """The headline-metric table of every format: ``(name, label, detail, value, interval)``.
+
+    ``detail`` follows the label (``": 8 flips"``); churn is left out of regression audits,
+    whose error deltas come last. ``minus`` spells the minus sign in "new - old".
+    """
+    m = result.metrics
+    rows = []
+    for name, label in METRIC_LABELS.items():
+        value = getattr(m, name)
+        if name == "churn_rate" and value is None and result.task == "regression":
+            continue
+        detail = {"negative_flip_rate": f": {m.negative_flips} flips",
+                  "positive_flip_rate": f": {m.positive_flips} flips"}.get(name, "")
+        rows.append((name, label, detail, metric_value(name, value),
+                     interval(result.intervals.get(name))))
+    reg = getattr(result, "regression", None)
+    if reg is not None:
+        r = reg.metrics()
+        ci = reg.mae_delta_interval
+        rows += [
+            ("mae", "old MAE / new MAE", "", f"{num(r['old_mae'])} / {num(r['new_mae'])}", ""),
+            ("mae_delta", f"MAE delta (new {minus} old)", "", signed(r["mae_delta"]),
+             "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)"),
+            ("rmse", "old RMSE / new RMSE", "", f"{num(r['old_rmse'])} / {num(r['new_rmse'])}",
+             ""),
+            ("rmse_delta", f"RMSE delta (new {minus} old)", "", signed(r["rmse_delta"]), ""),
+        ]
+    return rows

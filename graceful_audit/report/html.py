@@ -32,7 +32,6 @@ from typing import Any
 from .common import (
     CASE_LABELS,
     KEY_CASE,
-    METRIC_LABELS,
     NO_FLIPS,
     by_negative_flips,
     criterion_label,
@@ -41,7 +40,7 @@ from .common import (
     gate_where,
     interval,
     mcnemar_sentence,
-    metric_value,
+    metric_rows,
     num,
     pct,
     pp,
@@ -612,30 +611,9 @@ def _gates(result: Any) -> str:
 
 
 def _metrics(result: Any, plot: str | None) -> str:
-    m = result.metrics
-    rows = []
-    for name, label in METRIC_LABELS.items():
-        value = getattr(m, name)
-        if name == "churn_rate" and value is None and result.task == "regression":
-            continue
-        if name == "negative_flip_rate":
-            label = f"{label}: {m.negative_flips} flips"
-        elif name == "positive_flip_rate":
-            label = f"{label}: {m.positive_flips} flips"
-        rows.append(f"<tr><td>{esc(label)}</td>{_num(metric_value(name, value))}"
-                    f"{_num(interval(result.intervals.get(name)))}</tr>")
+    rows = [f"<tr><td>{esc(label + detail)}</td>{_num(value)}{_num(ci)}</tr>"
+            for _name, label, detail, value, ci in metric_rows(result, minus="−")]
     reg = getattr(result, "regression", None)
-    if reg is not None:
-        r = reg.metrics()
-        ci = reg.mae_delta_interval
-        extra = [
-            ("old MAE / new MAE", f"{num(r['old_mae'])} / {num(r['new_mae'])}", ""),
-            ("MAE delta (new − old)", signed(r["mae_delta"]),
-             "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)"),
-            ("old RMSE / new RMSE", f"{num(r['old_rmse'])} / {num(r['new_rmse'])}", ""),
-            ("RMSE delta (new − old)", signed(r["rmse_delta"]), ""),
-        ]
-        rows += [f"<tr><td>{esc(a)}</td>{_num(b)}{_num(c)}</tr>" for a, b, c in extra]
     table = _table([("metric", False), ("value", True),
                     (f"{result.confidence:.0%} interval", True)], rows)
     table += f"<p>{esc(mcnemar_sentence(result))}.</p>"

@@ -22,7 +22,6 @@ from typing import Any
 from .common import (
     CASE_LABELS,
     KEY_CASE,
-    METRIC_LABELS,
     NO_FLIPS,
     by_negative_flips,
     criterion_label,
@@ -31,8 +30,7 @@ from .common import (
     gate_where,
     interval,
     mcnemar_sentence,
-    metric_value,
-    num,
+    metric_rows,
     pct,
     signed,
     verdict,
@@ -123,31 +121,11 @@ def _inputs(result: Any) -> str:
 
 
 def _metrics(result: Any) -> str:
-    m = result.metrics
     rows = []
-    for name, label in METRIC_LABELS.items():
-        value = getattr(m, name)
-        if name == "churn_rate" and value is None and result.task == "regression":
-            continue
-        if name == "negative_flip_rate":
-            label = f"**{label}**: {m.negative_flips} flips"
-            shown = f"**{metric_value(name, value)}**"
-        else:
-            if name == "positive_flip_rate":
-                label = f"{label}: {m.positive_flips} flips"
-            shown = metric_value(name, value)
-        rows.append([label, shown, interval(result.intervals.get(name))])
-    reg = getattr(result, "regression", None)
-    if reg is not None:
-        r = reg.metrics()
-        ci = reg.mae_delta_interval
-        rows += [
-            ["old MAE / new MAE", f"{num(r['old_mae'])} / {num(r['new_mae'])}", ""],
-            ["MAE delta (new - old)", signed(r["mae_delta"]),
-             "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)"],
-            ["old RMSE / new RMSE", f"{num(r['old_rmse'])} / {num(r['new_rmse'])}", ""],
-            ["RMSE delta (new - old)", signed(r["rmse_delta"]), ""],
-        ]
+    for name, label, detail, value, ci in metric_rows(result):
+        if name == "negative_flip_rate":  # the headline number, in bold
+            label, value = f"**{label}**", f"**{value}**"
+        rows.append([label + detail, value, ci])
     head = ["metric", "value", f"{result.confidence:.0%} interval"]
     return "#### Headline metrics\n\n" + _table(head, rows, "lrr")
 

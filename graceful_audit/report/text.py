@@ -10,13 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from .common import (
-    METRIC_LABELS,
     by_negative_flips,
     gate_value,
     interval,
     mcnemar_sentence,
-    metric_value,
-    num,
+    metric_rows,
     pct,
     signed,
     verdict,
@@ -57,24 +55,8 @@ def _metrics(result: Any) -> Table:
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_column(ci_head, justify="right")
-    for name, label in METRIC_LABELS.items():
-        value = getattr(result.metrics, name)
-        if name == "churn_rate" and value is None and result.task == "regression":
-            continue
-        if name == "negative_flip_rate":
-            label = f"{label}: {result.metrics.negative_flips} flips"
-        if name == "positive_flip_rate":
-            label = f"{label}: {result.metrics.positive_flips} flips"
-        t.add_row(label, metric_value(name, value), interval(result.intervals.get(name)))
-    reg = result.regression
-    if reg is not None:
-        m = reg.metrics()
-        ci = reg.mae_delta_interval
-        t.add_row("old MAE / new MAE", f"{num(m['old_mae'])} / {num(m['new_mae'])}", "")
-        t.add_row("MAE delta (new - old)", signed(m["mae_delta"]),
-                  "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)")
-        t.add_row("old RMSE / new RMSE", f"{num(m['old_rmse'])} / {num(m['new_rmse'])}", "")
-        t.add_row("RMSE delta (new - old)", signed(m["rmse_delta"]), "")
+    for _name, label, detail, value, ci in metric_rows(result):
+        t.add_row(label + detail, value, ci)
     return t
 
 
