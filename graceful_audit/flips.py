@@ -221,11 +221,9 @@ def audit_flips(
         engine_name = eng.name
 
     inputs = Inputs(
+        **dataclasses.asdict(acc),
         old_path=_display(old), new_path=_display(new),
         labels_path=_display(labels) if labels is not None else None,
-        old_rows=acc.old_rows, new_rows=acc.new_rows, labels_rows=acc.labels_rows,
-        matched=acc.matched, unmatched_old=acc.unmatched_old, unmatched_new=acc.unmatched_new,
-        missing_label=acc.missing_label, unused_labels=acc.unused_labels,
         label_source=plan.label_source, old_prediction=plan.old_source,
         new_prediction=plan.new_source,
     )

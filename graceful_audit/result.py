@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
+from .align import Accounting
 from .count import FlipExample
 from .gates import Gated, GateResult
 from .metrics import PROPORTIONS, FlipCounts, FlipMetrics, rate
@@ -67,28 +68,16 @@ def group_row(value: str | None, counts: FlipCounts, confidence: float,
                                                    confidence=confidence), mae_delta)
 
 
-@dataclass(frozen=True)
-class Inputs:
-    """Where the rows came from and where every one of them went."""
+@dataclass(frozen=True, kw_only=True)
+class Inputs(Accounting):
+    """The row accounting of the join, with where the rows came from."""
 
     old_path: str
     new_path: str
-    labels_path: str | None
-    old_rows: int
-    new_rows: int
-    labels_rows: int | None
-    matched: int
-    unmatched_old: int
-    unmatched_new: int
-    missing_label: int = 0
-    unused_labels: int = 0
+    labels_path: str | None = None
     label_source: str = ""
     old_prediction: str = ""
     new_prediction: str = ""
-
-    @property
-    def audited(self) -> int:
-        return self.matched - self.missing_label
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -114,11 +103,15 @@ class Inputs:
     def from_dict(cls, d: dict[str, Any]) -> Inputs:
         lab = d.get("labels") or {}
         return cls(
-            d["old"]["path"], d["new"]["path"], lab.get("path"), d["old"]["rows"],
-            d["new"]["rows"], lab.get("rows"), d["matched"], d["unmatched_old"],
-            d["unmatched_new"], d.get("excluded", {}).get("no_label", 0), lab.get("unused", 0),
-            d.get("label_source", ""), d["old"].get("prediction", ""),
-            d["new"].get("prediction", ""),
+            old_rows=d["old"]["rows"], new_rows=d["new"]["rows"], labels_rows=lab.get("rows"),
+            matched=d["matched"], unmatched_old=d["unmatched_old"],
+            unmatched_new=d["unmatched_new"],
+            missing_label=d.get("excluded", {}).get("no_label", 0),
+            unused_labels=lab.get("unused", 0),
+            old_path=d["old"]["path"], new_path=d["new"]["path"], labels_path=lab.get("path"),
+            label_source=d.get("label_source", ""),
+            old_prediction=d["old"].get("prediction", ""),
+            new_prediction=d["new"].get("prediction", ""),
         )
 
 
