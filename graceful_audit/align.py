@@ -270,6 +270,8 @@ class Plan:
 
     with_sql: str
     checks: dict[str, str]
+    clean: str
+    clean_checks: tuple[str, ...]
     integer_ids: bool
     integer_labels: bool
     slices: tuple[str, ...]
@@ -278,6 +280,25 @@ class Plan:
     new_source: str
     task: str = "classification"
     old_confidence: bool = False
+
+    def checks_sql(self) -> str:
+        """One integer per row of ``j`` whose bit ``i`` is the ``i``-th check.
+
+        Almost every row is *clean* (matched, labelled, predicted, labels agreeing): one
+        cheap condition sends those to the constant whose bits are ``clean_checks``, the
+        checks such a row passes; only the other rows evaluate every check.
+        """
+        bits = {name: 1 << i for i, name in enumerate(self.checks)}
+        each = " + ".join(f"(CASE WHEN {cond} THEN {bits[name]} ELSE 0 END)"
+                          for name, cond in self.checks.items())
+        clean = sum(bits[name] for name in self.clean_checks)
+        return f"CASE WHEN {self.clean} THEN {clean} ELSE ({each}) END"
+
+    def audited(self, mask: int | None) -> bool:
+        """Whether rows with this check mask are audited (``a``): matched (and labelled)."""
+        names = list(self.checks)
+        need = ["matched", "l_seen"] if "l_seen" in self.checks else ["matched"]
+        return all((mask or 0) >> names.index(name) & 1 for name in need)
 
     @property
     def audited_sql(self) -> str:
@@ -443,10 +464,17 @@ class Aligner:
             })
         elif old.label and new.label:
             checks["disagree"] = "op AND np AND coalesce(yo <> yn, FALSE)"
+        # A clean row is audited, with a label (agreeing between the files) and both
+        # predictions: then it is in OLD and NEW (and LABELS) and fails no other check.
+        clean = "a AND o IS NOT NULL AND n IS NOT NULL AND " + (
+            "yo = yn" if "disagree" in checks else "y IS NOT NULL")
+        clean_checks = ("o_seen", "n_seen", "matched") + (("l_seen",) if has_labels else ())
         self._context = (old, new, labels, lab_id, has_labels)
         return Plan(
             with_sql="WITH " + ", ".join(ctes),
             checks=checks,
+            clean=clean,
+            clean_checks=clean_checks,
             integer_ids=integer_ids,
             integer_labels=integer_labels,
             slices=tuple(c for _s, c in slice_sources),

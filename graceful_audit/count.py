@@ -20,7 +20,7 @@ import dataclasses
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .align import Plan
 from .metrics import FlipCounts
@@ -109,94 +109,102 @@ def _add(counts: dict[str, int], ook: bool, nok: bool, dis: bool, c: int) -> Non
             counts["both_wrong_disagree"] += c
 
 
+class Candidate(NamedTuple):
+    """A negative flip that may be among the worst: its order key, id, label and new class.
+
+    The old prediction of a negative flip is its label, so without scores and slices a
+    candidate is the whole example.
+    """
+
+    key: Any
+    id: Any
+    y: Any
+    new: Any
+
+
 @dataclass(frozen=True)
 class FirstPass:
     """What the one pass over the join returned: check counts and the counted groups."""
 
     checks: dict[str, int]
     tables: CountTables
-    candidates: tuple[tuple[Any, Any], ...] | None = None  # worst-flip (key, id) candidates
+    candidates: tuple[Candidate, ...] | None = None  # None: the engine has no top-n
     sums: tuple[float, ...] = ()
 
 
-def _pass_sql(plan: Plan, measures: str, extra: str = "", flip_cols: bool = True) -> str:
-    """The one aggregation: grouped by every check, class and flip outcome, and per slice."""
+def _pass_sql(plan: Plan, outcome: str, keys: str, slice_keys: str, measures: str) -> str:
+    """The one aggregation over ``j``: grouped by the check mask and ``keys``, and per slice.
+
+    ``outcome`` defines the key columns from ``j``'s ``y, o, n``. It is computed for every
+    row, audited or not; rows that are not audited are told apart by their check mask.
+    """
     k = len(plan.slices)
     slice_cols = [f"s{i}" for i in range(k)]
-    # Every check is a bit of one integer: grouping by it is cheaper than by many booleans.
-    mask = " + ".join(f"(CASE WHEN {cond} THEN {1 << i} ELSE 0 END)"
-                      for i, cond in enumerate(plan.checks.values()))
-    flag_sql = f"({mask}) AS checks"
-    outcome = (
-        "CASE WHEN a THEN y END AS y, CASE WHEN a AND o = y AND n <> y THEN n END AS nf, "
-        "CASE WHEN a THEN o = y END AS ook, CASE WHEN a THEN n = y END AS nok, "
-        "CASE WHEN a THEN o <> n END AS dis"
-    ) if flip_cols else extra
-    f_sql = (f"SELECT {flag_sql}, a, {outcome}, oid, o, n, oc, nc"
+    f_sql = (f"SELECT {plan.checks_sql()} AS checks, {outcome}, oid, oc, nc"
              + "".join(f", {s}" for s in slice_cols) + " FROM j")
-    keys = "y, nf, ook, nok, dis" if flip_cols else "ook, nok"
-    sets = [f"(checks, a, {keys})"] + [f"(a, {s}, ook, nok{', dis' if flip_cols else ''})"
-                                       for s in slice_cols]
+    sets = [f"(checks, {keys})"] + [f"(checks, {s}, {slice_keys})" for s in slice_cols]
     groupings = "".join(f"grouping({s}), " for s in slice_cols)
-    select_keys = f"checks, a, {'y, nf, ' if flip_cols else ''}" + "".join(
-        f"{s}, " for s in slice_cols) + ("ook, nok, dis" if flip_cols else "ook, nok")
+    select_keys = ", ".join(["checks", *slice_cols, keys])
     group_by = f"GROUPING SETS ({', '.join(sets)})" if slice_cols else sets[0][1:-1]
     return (f"{plan.with_sql}, f AS ({f_sql}) SELECT {groupings}{select_keys}, {measures} "
             f"FROM f GROUP BY {group_by}")
 
 
-def _add_checks(checks: dict[str, int], names: list[str], mask: int | None, c: int) -> None:
-    """Count ``c`` rows for every check whose bit is set in ``mask``."""
-    for i, name in enumerate(names):
-        if (mask or 0) >> i & 1:
-            checks[name] += c
+def _checks(plan: Plan, per_mask: dict[int | None, int]) -> dict[str, int]:
+    """Row counts per check, from row counts per check mask."""
+    return {name: sum(c for mask, c in per_mask.items() if (mask or 0) >> i & 1)
+            for i, name in enumerate(plan.checks)}
 
 
-def _worst_key(plan: Plan) -> str:
-    """A scalar that orders the worst flips (smaller first) wherever it is unique.
+def _worst_key(plan: Plan) -> tuple[str, str | None]:
+    """A scalar that orders the worst flips (smaller first) wherever it is unique, and the
+    column that identifies the row when the key is not the id itself.
 
     Most confident old prediction first when there are scores; else the id, when ids are
     integers. Other ids give no key: the candidates then cannot settle the order.
     """
     if plan.old_confidence:
-        return "-oc"
-    return "CAST(oid AS DOUBLE)" if plan.integer_ids else "TRY_CAST(oid AS DOUBLE)"
+        return "-oc", "oid"
+    return ("oid", None) if plan.integer_ids else ("TRY_CAST(oid AS DOUBLE)", "oid")
 
 
 def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
     """The one pass of a classification audit."""
     k = len(plan.slices)
+    outcome = ("y, CASE WHEN o = y AND n <> y THEN n END AS nf, o = y AS ook, n = y AS nok, "
+               "o <> n AS dis")
     measures = "count(*)"
-    top_n = engine.dialect.top_n("oid", _worst_key(plan), top + 1, "nf IS NOT NULL") \
-        if top > 0 else None
+    key, arg = _worst_key(plan)
+    top_n = engine.dialect.top_n(key, top + 1, "nf IS NOT NULL", arg) if top > 0 else None
     if top_n:
         measures += ", " + ", ".join(top_n)
-    rows = engine.rows(_pass_sql(plan, measures))
+    rows = engine.rows(_pass_sql(plan, outcome, "y, nf, ook, nok, dis", "ook, nok, dis",
+                                 measures))
 
-    checks: dict[str, int] = defaultdict(int)
+    per_mask: dict[int | None, int] = defaultdict(int)
     per_class: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     per_slice: list[dict[str | None, dict[str, int]]] = [
         defaultdict(lambda: defaultdict(int)) for _ in range(k)
     ]
     matrix: dict[tuple[str, str], int] = defaultdict(int)
-    candidates: list[tuple[Any, Any]] = []  # (key, id)
-    names = list(plan.checks)
+    candidates: list[Candidate] = []
+    audited = {mask: plan.audited(mask) for mask in {row[k] for row in rows}}
     for row in rows:
-        gs, rest = row[:k], row[k:]
-        mask, a, y, nf = rest[0], rest[1], rest[2], rest[3]
-        svals = rest[4 : 4 + k]
-        ook, nok, dis, c = rest[4 + k : 8 + k]
+        gs, mask, svals = row[:k], row[k], row[k + 1 : 2 * k + 1]
+        y, nf, ook, nok, dis, c, *best = row[2 * k + 1 :]
         if all(g == 1 for g in gs):  # the main grouping set
-            _add_checks(checks, names, mask, c)
-            if not a:
+            per_mask[mask] += c
+            if not audited[mask]:
                 continue
             cls = _text(y)
             _add(per_class[cls], ook, nok, dis, c)
             if nf is not None:
                 matrix[(cls, _text(nf))] += c
-                if top_n:
-                    candidates.extend(zip(rest[9 + k] or [], rest[8 + k] or [], strict=True))
-        elif a:
+                if top_n:  # [ids,] keys: the group's smallest keys (and their rows' ids)
+                    keys, ids = best[-1] or [], best[0] or []
+                    candidates.extend(Candidate(kv, i, y, nf)
+                                      for kv, i in zip(keys, ids, strict=True))
+        elif audited[mask]:
             i = list(gs).index(0)
             _add(per_slice[i][svals[i]], ook, nok, dis, c)
 
@@ -209,23 +217,24 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
         flip_matrix=dict(matrix),
         worst=(),
     )
-    return FirstPass(dict(checks), tables, tuple(candidates) if top_n else None)
+    return FirstPass(_checks(plan, per_mask), tables,
+                     tuple(candidates) if top_n else None)
 
 
-def _settled(candidates: tuple[tuple[Any, Any], ...], total: int, top: int) -> list | None:
-    """The ids of the worst ``top`` flips from per-group candidates, or None if open.
+def _settled(candidates: tuple[Candidate, ...], total: int, top: int) -> list[Candidate] | None:
+    """The worst ``top`` flips from per-group candidates, or None if still open.
 
     Each group contributed its ``top + 1`` smallest keys, so the overall ``top + 1``
     smallest are among the candidates; the first ``top`` are settled unless the key ties
     across the cut. Ties inside the first ``top`` are ordered by id, as the query would.
     """
     # Rows without a key (text ids, no scores) are not candidates: then nothing is settled.
-    if len(candidates) < min(total, top + 1) or any(k is None for k, _ in candidates):
+    if len(candidates) < min(total, top + 1) or any(c.key is None for c in candidates):
         return None
-    best = heapq.nsmallest(top + 1, candidates, key=lambda c: c[0])
-    if total > top and not best[top - 1][0] < best[top][0]:
+    best = heapq.nsmallest(top + 1, candidates, key=lambda c: c.key)
+    if total > top and not best[top - 1].key < best[top].key:
         return None
-    return [i for _k, i in sorted(best[:top], key=lambda c: (c[0], _id_key(c[1])))]
+    return sorted(best[:top], key=lambda c: (c.key, _id_key(c.id)))
 
 
 def _id_key(value: object) -> tuple[int, int, str]:
@@ -243,32 +252,33 @@ def worst_flips(engine: Engine, plan: Plan, first: FirstPass, *, top: int
     total = first.tables.overall.negative_flips
     if top <= 0 or total == 0:
         return ()
+    best = _settled(first.candidates, total, top) if first.candidates is not None else None
+    if best is not None and not (plan.old_confidence or plan.slices):
+        # The candidates are the examples: old prediction = label, no scores, no slices.
+        return tuple(FlipExample(_text(c.id), _text(c.y), _text(c.y), _text(c.new))
+                     for c in best)
     slice_cols = "".join(f", s{i}" for i in range(len(plan.slices)))
-    ids = _settled(first.candidates, total, top) if first.candidates is not None else None
-    if ids is None:
+    if best is None:
         found = engine.rows(
             f"{plan.audited_sql} SELECT id, y, o, n, oc, nc{slice_cols} FROM aud "
             f"WHERE o = y AND n <> y ORDER BY oc DESC NULLS LAST, {ID_ORDER} LIMIT {int(top)}"
         )
     else:  # fetch the settled rows by id: the filter reaches the scans, no full join
+        ids = [c.id for c in best]
         listed = ", ".join(repr(i) if isinstance(i, int) else engine.dialect.literal(str(i))
                            for i in ids)
         by_id = {r[0]: r for r in engine.rows(
             f"{plan.audited_sql} SELECT id, y, o, n, oc, nc{slice_cols} FROM aud "
             f"WHERE id IN ({listed})")}
         found = [by_id[i] for i in ids]
-    rows = [dict(zip(["id", "y", "o", "n", "oc", "nc"]
-                     + [f"s{i}" for i in range(len(plan.slices))], r, strict=True))
-            for r in found]
     return tuple(
         FlipExample(
-            id=_text(r["id"]), label=_text(r["y"]), old_pred=_text(r["o"]),
-            new_pred=_text(r["n"]),
-            old_confidence=None if r["oc"] is None else float(r["oc"]),
-            new_confidence=None if r["nc"] is None else float(r["nc"]),
-            slices={name: r[f"s{i}"] for i, name in enumerate(plan.slices)},
+            id=_text(r[0]), label=_text(r[1]), old_pred=_text(r[2]), new_pred=_text(r[3]),
+            old_confidence=None if r[4] is None else float(r[4]),
+            new_confidence=None if r[5] is None else float(r[5]),
+            slices=dict(zip(plan.slices, r[6:], strict=True)),
         )
-        for r in rows
+        for r in found
     )
 
 
@@ -276,14 +286,13 @@ def count_regression(engine: Engine, plan: Plan, *, atol: float, rtol: float) ->
     """The one pass of a regression audit: tolerance flips and error sums per group."""
     k = len(plan.slices)
     tol = f"({float(atol)!r} + {float(rtol)!r} * abs(y))"
-    outcome = (f"CASE WHEN a THEN abs(o - y) END AS eo, CASE WHEN a THEN abs(n - y) END AS en, "
-               f"CASE WHEN a THEN abs(o - y) <= {tol} END AS ook, "
-               f"CASE WHEN a THEN abs(n - y) <= {tol} END AS nok")
+    outcome = (f"abs(o - y) AS eo, abs(n - y) AS en, abs(o - y) <= {tol} AS ook, "
+               f"abs(n - y) <= {tol} AS nok")
     fsum = engine.dialect.exact_sum
     measures = f"count(*), {fsum('eo')}, {fsum('en')}, {fsum('eo * eo')}, {fsum('en * en')}"
-    rows = engine.rows(_pass_sql(plan, measures, outcome, flip_cols=False))
+    rows = engine.rows(_pass_sql(plan, outcome, "ook, nok", "ook, nok", measures))
 
-    checks: dict[str, int] = defaultdict(int)
+    per_mask: dict[int | None, int] = defaultdict(int)
     overall: dict[str, int] = defaultdict(int)
     overall_sums = [0, 0.0, 0.0, 0.0, 0.0]
     per_slice: list[dict[str | None, dict[str, int]]] = [
@@ -292,19 +301,17 @@ def count_regression(engine: Engine, plan: Plan, *, atol: float, rtol: float) ->
     slice_sums: list[dict[str | None, list[float]]] = [
         defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0]) for _ in range(k)
     ]
-    names = list(plan.checks)
+    audited = {mask: plan.audited(mask) for mask in {row[k] for row in rows}}
     for row in rows:
-        gs, rest = row[:k], row[k:]
-        mask, a, svals = rest[0], rest[1], rest[2 : 2 + k]
-        ook, nok = rest[2 + k], rest[3 + k]
-        agg = rest[4 + k :]
+        gs, mask, svals = row[:k], row[k], row[k + 1 : 2 * k + 1]
+        ook, nok, *agg = row[2 * k + 1 :]
         if all(g == 1 for g in gs):
-            _add_checks(checks, names, mask, agg[0])
-            if not a:
+            per_mask[mask] += agg[0]
+            if not audited[mask]:
                 continue
             _add(overall, ook, nok, False, agg[0])
             target = overall_sums
-        elif a:
+        elif audited[mask]:
             i = list(gs).index(0)
             _add(per_slice[i][svals[i]], ook, nok, False, agg[0])
             target = slice_sums[i][svals[i]]
@@ -321,7 +328,7 @@ def count_regression(engine: Engine, plan: Plan, *, atol: float, rtol: float) ->
                              for v, x in slice_sums[i].items()}
                       for i, name in enumerate(plan.slices)},
     )
-    return FirstPass(dict(checks), tables, None, tuple(overall_sums))
+    return FirstPass(_checks(plan, per_mask), tables, None, tuple(overall_sums))
 
 
 def _bin_sql(x: str, edges: tuple[float, ...]) -> str:

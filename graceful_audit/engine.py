@@ -55,10 +55,14 @@ class Dialect:
         """A sum of doubles, compensated where the engine offers it."""
         return f"fsum({x})"
 
-    def top_n(self, arg: str, key: str, n: int, where: str) -> list[str] | None:
-        """Aggregates: the ``n`` smallest ``key`` values and their ``arg`` (or None)."""
-        return [f"arg_min({arg}, {key}, {int(n)}) FILTER (WHERE {where})",
-                f"min({key}, {int(n)}) FILTER (WHERE {where})"]
+    def top_n(self, key: str, n: int, where: str, arg: str | None = None) -> list[str] | None:
+        """Aggregates: [the ``arg`` of the ``n`` smallest ``key`` values,] those values.
+
+        None when the engine has no bounded top-n aggregate.
+        """
+        found = f"FILTER (WHERE {where})"
+        values = [f"min({key}, {int(n)}) {found}"]
+        return values if arg is None else [f"arg_min({arg}, {key}, {int(n)}) {found}", *values]
 
 
 class SparkDialect(Dialect):
@@ -89,7 +93,7 @@ class SparkDialect(Dialect):
     def exact_sum(self, x: str) -> str:
         return f"sum({x})"
 
-    def top_n(self, arg: str, key: str, n: int, where: str) -> list[str] | None:
+    def top_n(self, key: str, n: int, where: str, arg: str | None = None) -> list[str] | None:
         return None  # no bounded top-n aggregate: the worst flips take one more query
 
 
