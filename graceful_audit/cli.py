@@ -193,7 +193,10 @@ def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Fo
     from .report import render, write_report
     from .report.common import verdict
 
-    console = _stderr_console(quiet)
+    def note(message: str) -> None:
+        if not quiet:
+            typer.echo(message, err=True)
+
     if fmt is Format.TEXT and output in (None, "-"):
         from rich.console import Console
 
@@ -203,13 +206,12 @@ def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Fo
     else:
         write_report(render(result, fmt), output or "-")
         if output not in (None, "-"):
-            console.print(verdict(result), markup=False, soft_wrap=True)
-            console.print(f"Wrote {fmt.value} report to {output}", markup=False, soft_wrap=True)
+            note(verdict(result))
+            note(f"Wrote {fmt.value} report to {output}")
     for extra_fmt, path in reports:
         write_report(render(result, extra_fmt), path)
         if path != "-":
-            console.print(f"Wrote {extra_fmt.value} report to {path}", markup=False,
-                          soft_wrap=True)
+            note(f"Wrote {extra_fmt.value} report to {path}")
     github(result)
 
 

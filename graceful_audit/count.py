@@ -187,7 +187,7 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
         defaultdict(lambda: defaultdict(int)) for _ in range(k)
     ]
     matrix: dict[tuple[str, str], int] = defaultdict(int)
-    candidates: list[Candidate] = []
+    groups: list[tuple[list, list, Any, Any]] = []  # per flip group: keys, ids, y, new
     audited = {mask: plan.audited(mask) for mask in {row[k] for row in rows}}
     for row in rows:
         gs, mask, svals = row[:k], row[k], row[k + 1 : 2 * k + 1]
@@ -200,10 +200,8 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
             _add(per_class[cls], ook, nok, dis, c)
             if nf is not None:
                 matrix[(cls, _text(nf))] += c
-                if top_n:  # [ids,] keys: the group's smallest keys (and their rows' ids)
-                    keys, ids = best[-1] or [], best[0] or []
-                    candidates.extend(Candidate(kv, i, y, nf)
-                                      for kv, i in zip(keys, ids, strict=True))
+                if top_n and best[-1]:  # [ids,] keys: the group's smallest keys (and ids)
+                    groups.append((best[-1], best[0], y, nf))
         elif audited[mask]:
             i = list(gs).index(0)
             _add(per_slice[i][svals[i]], ook, nok, dis, c)
@@ -218,7 +216,22 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
         worst=(),
     )
     return FirstPass(_checks(plan, per_mask), tables,
-                     tuple(candidates) if top_n else None)
+                     _smallest(groups, top + 1) if top_n else None)
+
+
+def _smallest(groups: list[tuple[list, list, Any, Any]], n: int) -> tuple[Candidate, ...]:
+    """The ``n`` candidates with the smallest keys over every group's candidates.
+
+    A group whose smallest key exceeds the ``n``-th smallest so far cannot contribute.
+    """
+    best: list[Candidate] = []
+    for keys, ids, y, new in groups:
+        if len(best) >= n and min(keys) > best[-1].key:
+            continue
+        best.extend(Candidate(kv, i, y, new) for kv, i in zip(keys, ids, strict=True))
+        best.sort(key=lambda c: c.key)
+        del best[n:]
+    return tuple(best)
 
 
 def _settled(candidates: tuple[Candidate, ...], total: int, top: int) -> list[Candidate] | None:
