@@ -37,8 +37,11 @@ class _Group(TyperGroup):
                 sys.exit(0)
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            message = exc.format_message()
             given = _given_value(exc, kwargs.get("args", args[0] if args else None))
-            typer.echo(f"gaudit: error: {exc.format_message()}{given}{hint}", err=True)
+            if given and given.removeprefix(", got ") in message:
+                given = ""  # typer already quotes the value
+            typer.echo(f"gaudit: error: {message}{given}{hint}", err=True)
             sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
         except typer.Abort:
             if not standalone_mode:
