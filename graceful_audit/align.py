@@ -280,6 +280,7 @@ class Plan:
     new_source: str
     task: str = "classification"
     old_confidence: bool = False
+    slice_sides: tuple[str, ...] = ()  # the input (o, n or l) each slice column comes from
 
     def checks_sql(self) -> str:
         """One integer per row of ``j`` whose bit ``i`` is the ``i``-th check.
@@ -478,6 +479,7 @@ class Aligner:
             integer_ids=integer_ids,
             integer_labels=integer_labels,
             slices=tuple(c for _s, c in slice_sources),
+            slice_sides=tuple(side for side, _c in slice_sources),
             label_source=self._label_source(old, new, labels),
             old_source=old.source,
             new_source=new.source,

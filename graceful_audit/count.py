@@ -192,7 +192,7 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
     for row in rows:
         gs, mask, svals = row[:k], row[k], row[k + 1 : 2 * k + 1]
         y, nf, ook, nok, dis, c, *best = row[2 * k + 1 :]
-        if all(g == 1 for g in gs):  # the main grouping set
+        if 0 not in gs:  # the main grouping set
             per_mask[mask] += c
             if not audited[mask]:
                 continue
@@ -259,6 +259,25 @@ def _id_key(value: object) -> tuple[int, int, str]:
         return (1, 0, text)
 
 
+def _listed(engine: Engine, ids: list[Any]) -> str:
+    return ", ".join(repr(i) if isinstance(i, int) else engine.dialect.literal(str(i))
+                     for i in ids)
+
+
+def _slice_values(engine: Engine, plan: Plan, ids: list[Any]) -> dict[Any, dict[str, Any]]:
+    """The slice values of the examples ``ids``, read from the input each column is in.
+
+    Only those inputs are scanned, and only for these ids (the filter reaches the scan).
+    """
+    found: dict[Any, dict[int, Any]] = defaultdict(dict)
+    for side in sorted(set(plan.slice_sides)):
+        cols = [i for i, s in enumerate(plan.slice_sides) if s == side]
+        for row in engine.rows(f"{plan.with_sql} SELECT id, {', '.join(f's{i}' for i in cols)} "
+                               f"FROM {side} WHERE id IN ({_listed(engine, ids)})"):
+            found[row[0]].update(zip(cols, row[1:], strict=True))
+    return {i: {name: v[c] for c, name in enumerate(plan.slices)} for i, v in found.items()}
+
+
 def worst_flips(engine: Engine, plan: Plan, first: FirstPass, *, top: int
                 ) -> tuple[FlipExample, ...]:
     """Worst negative flips: most confident old prediction first, ties (and no scores) by id."""
@@ -266,9 +285,11 @@ def worst_flips(engine: Engine, plan: Plan, first: FirstPass, *, top: int
     if top <= 0 or total == 0:
         return ()
     best = _settled(first.candidates, total, top) if first.candidates is not None else None
-    if best is not None and not (plan.old_confidence or plan.slices):
-        # The candidates are the examples: old prediction = label, no scores, no slices.
-        return tuple(FlipExample(_text(c.id), _text(c.y), _text(c.y), _text(c.new))
+    if best is not None and not plan.old_confidence:
+        # The candidates are the examples (old prediction = label), but for their slices.
+        slices = _slice_values(engine, plan, [c.id for c in best])
+        return tuple(FlipExample(_text(c.id), _text(c.y), _text(c.y), _text(c.new),
+                                 slices=slices.get(c.id, {}))
                      for c in best)
     slice_cols = "".join(f", s{i}" for i in range(len(plan.slices)))
     if best is None:
@@ -278,11 +299,9 @@ def worst_flips(engine: Engine, plan: Plan, first: FirstPass, *, top: int
         )
     else:  # fetch the settled rows by id: the filter reaches the scans, no full join
         ids = [c.id for c in best]
-        listed = ", ".join(repr(i) if isinstance(i, int) else engine.dialect.literal(str(i))
-                           for i in ids)
         by_id = {r[0]: r for r in engine.rows(
             f"{plan.audited_sql} SELECT id, y, o, n, oc, nc{slice_cols} FROM aud "
-            f"WHERE id IN ({listed})")}
+            f"WHERE id IN ({_listed(engine, ids)})")}
         found = [by_id[i] for i in ids]
     return tuple(
         FlipExample(
@@ -318,7 +337,7 @@ def count_regression(engine: Engine, plan: Plan, *, atol: float, rtol: float) ->
     for row in rows:
         gs, mask, svals = row[:k], row[k], row[k + 1 : 2 * k + 1]
         ook, nok, *agg = row[2 * k + 1 :]
-        if all(g == 1 for g in gs):
+        if 0 not in gs:
             per_mask[mask] += agg[0]
             if not audited[mask]:
                 continue

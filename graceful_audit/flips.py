@@ -74,10 +74,11 @@ def build_result(
                    for v in sorted(groups, key=natural_key))
         for col, groups in tables.per_slice.items()
     }
+    order = {cls: natural_key(cls) for pair in tables.flip_matrix for cls in pair}
     matrix = tuple(
         (o, n, k) for (o, n), k in sorted(
             tables.flip_matrix.items(),
-            key=lambda item: (-item[1], natural_key(item[0][0]), natural_key(item[0][1])),
+            key=lambda item: (-item[1], order[item[0][0]], order[item[0][1]]),
         )
     )
     intervals = {

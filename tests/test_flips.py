@@ -394,6 +394,30 @@ def test_pred_column_confidence_is_score_of_prediction(world: World) -> None:
     assert differs > 0  # some predictions are not the argmax: the case is really exercised
 
 
+@pytest.mark.parametrize("id_kind", ["int", "str"])
+def test_worst_flips_without_scores_carry_slices_from_every_input(
+    tmp_path: Path, world: World, id_kind: str
+) -> None:
+    """Without scores the worst flips come from the counting pass; their slice values are
+    read from the input each slice column is in (OLD, NEW or LABELS)."""
+    old = model_frame(world, "old", id_kind=id_kind, label=False, scores=False,
+                      extra=("segment",))
+    new = model_frame(world, "new", id_kind=id_kind, label=False, scores=False,
+                      extra=("region",))
+    labels = pd.DataFrame({"id": world.id_values(id_kind), "label": CLASSES[world.y],
+                           "source": np.where(world.y % 2 == 0, "even", "odd")}).sample(
+        frac=1.0, random_state=5)
+    old.to_parquet(tmp_path / "old.parquet", index=False)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    slices = ("segment", "region", "source")
+    # A CSV's ids are text; a DataFrame keeps integer ids, so both id paths are taken.
+    lab_arg = labels if id_kind == "int" else tmp_path / "labels.csv"
+    d = audit_flips(tmp_path / "old.parquet", new, labels=lab_arg,
+                    slice_by=list(slices), top=30).to_dict()
+    check_document(d, expected_join(old, new, labels, slices=slices), slices=slices, top=30)
+    assert all(set(e["slices"]) == set(slices) for e in d["top_negative_flips"])
+
+
 @pytest.mark.parametrize("labels_in", ["both", "old", "new", "file"])
 def test_score_cols_argmax_and_label_sources(tmp_path: Path, world: World, labels_in: str) -> None:
     old = model_frame(world, "old", id_kind="str", pred=False, label=labels_in in ("both", "old"),
