@@ -74,11 +74,14 @@ def build_result(
                    for v in sorted(groups, key=natural_key))
         for col, groups in tables.per_slice.items()
     }
-    order = {cls: natural_key(cls) for pair in tables.flip_matrix for cls in pair}
+    # Most frequent first, then by old and new class in natural order: one integer key per
+    # cell (count, old rank, new rank in base r), as a 100-class matrix has 9,900 cells.
+    names = sorted({cls for pair in tables.flip_matrix for cls in pair}, key=natural_key)
+    rank, r = {cls: i for i, cls in enumerate(names)}, len(names)
     matrix = tuple(
         (o, n, k) for (o, n), k in sorted(
             tables.flip_matrix.items(),
-            key=lambda item: (-item[1], order[item[0][0]], order[item[0][1]]),
+            key=lambda cell: (-cell[1] * r + rank[cell[0][0]]) * r + rank[cell[0][1]],
         )
     )
     intervals = {
