@@ -260,10 +260,11 @@ class Accounting:
 class Plan:
     """The join of old, new and labels, as SQL, and the checks every row is counted by.
 
-    ``with_sql`` is a ``WITH`` clause defining ``j``: one row per id of any input, with
-    ``oid, nid, op, np, y, yo, yn, o, n, oc, nc, a, s0..sk`` (``op``/``np``/``lp``: the
-    row is in OLD / NEW / LABELS; ``a``: it is audited), and ``jin``: the same columns
-    for the audited rows only. ``checks`` are named boolean SQL
+    ``with_sql`` is a ``WITH`` clause defining ``j``: one row per id of any input (and
+    per row without an id), with ``oid, nid[, lid], y, yo, yn, o, n, oc, nc, a, s0..sk``
+    (``oid``/``nid``/``lid``: the row's id in OLD / NEW / LABELS, NULL where the input
+    has no such id; ``a``: it is audited), and ``jin``: the same columns for the audited
+    rows only. ``checks`` are named boolean SQL
     conditions over ``j``; the count step groups by them, so one pass over the join gives
     the accounting, the validation and the flip counts.
     """
@@ -413,7 +414,7 @@ class Aligner:
         def side_sql(side: Side, y: Expr | None, alias: str) -> str:
             pred = preds[side.table.role]
             parts = [f"{id_expr(side.id)} AS id", f"{val(y)} AS y", f"{val(pred)} AS p",
-                     f"{side.confidence or 'NULL'} AS c", "TRUE AS present"]
+                     f"{side.confidence or 'NULL'} AS c"]
             parts += [f"CAST({quote(col)} AS STRING) AS s{i}"
                       for i, (src, col) in enumerate(slice_sources) if src == alias]
             return f"SELECT {', '.join(parts)} FROM {quote(side.table.view)}"
@@ -422,7 +423,7 @@ class Aligner:
         has_labels = labels is not None and lab_id is not None and lab_expr is not None
         if has_labels:
             assert labels is not None and lab_id is not None
-            parts = [f"{id_expr(lab_id)} AS id", f"{val(lab_expr)} AS y", "TRUE AS present"]
+            parts = [f"{id_expr(lab_id)} AS id", f"{val(lab_expr)} AS y"]
             parts += [f"CAST({quote(col)} AS STRING) AS s{i}"
                       for i, (src, col) in enumerate(slice_sources) if src == "l"]
             ctes.append(f"l AS (SELECT {', '.join(parts)} FROM {quote(labels.view)})")
@@ -430,15 +431,15 @@ class Aligner:
         y_sql = ("l.y" if has_labels else
                  "coalesce(o.y, n.y)" if old.label and new.label else
                  "o.y" if old.label else "n.y")
-        audited = "o.present AND n.present" + (" AND l.present" if has_labels else "")
+        # A row with ids from OLD and NEW is matched (ids are equal, so neither is NULL).
+        matched = "o.id IS NOT NULL AND n.id IS NOT NULL"
+        audited = matched + (" AND l.id IS NOT NULL" if has_labels else "")
         columns = [
-            "o.id AS oid", "n.id AS nid", "coalesce(o.present, FALSE) AS op",
-            "coalesce(n.present, FALSE) AS np", f"{y_sql} AS y", "o.y AS yo", "n.y AS yn",
-            "o.p AS o", "n.p AS n", "o.c AS oc", "n.c AS nc",
-            f"coalesce({audited}, FALSE) AS a",
+            "o.id AS oid", "n.id AS nid", f"{y_sql} AS y", "o.y AS yo", "n.y AS yn",
+            "o.p AS o", "n.p AS n", "o.c AS oc", "n.c AS nc", f"({audited}) AS a",
         ]
         if has_labels:
-            columns += ["l.id AS lid", "coalesce(l.present, FALSE) AS lp"]
+            columns += ["l.id AS lid"]
         columns += [f"{src}.s{i} AS s{i}" for i, (src, _c) in enumerate(slice_sources)]
         join = "o FULL OUTER JOIN n ON o.id = n.id"
         inner = "o JOIN n ON o.id = n.id"
@@ -449,22 +450,23 @@ class Aligner:
         # The audited rows alone: an inner join, through which filters reach the scans.
         ctes.append(f"jin AS (SELECT {', '.join(columns)} FROM {inner})")
 
+        # A row without an id joins nothing: every id of its row in j is NULL.
         checks = {
-            "o_seen": "op", "n_seen": "np",
-            "o_null": "op AND oid IS NULL", "n_null": "np AND nid IS NULL",
-            "matched": "op AND np",
-            "un_old": "op AND NOT np AND oid IS NOT NULL",
-            "un_new": "np AND NOT op AND nid IS NOT NULL",
+            "o_seen": "oid IS NOT NULL", "n_seen": "nid IS NOT NULL",
+            "no_id": "oid IS NULL AND nid IS NULL" + (" AND lid IS NULL" if has_labels else ""),
+            "matched": "oid IS NOT NULL AND nid IS NOT NULL",
+            "un_old": "oid IS NOT NULL AND nid IS NULL",
+            "un_new": "nid IS NOT NULL AND oid IS NULL",
             "null_y": "a AND y IS NULL", "null_o": "a AND o IS NULL", "null_n": "a AND n IS NULL",
         }
         if has_labels:
             checks.update({
-                "l_seen": "lp", "l_null": "lp AND lid IS NULL",
-                "missing_label": "op AND np AND NOT lp",
-                "unused": "lp AND lid IS NOT NULL AND NOT (op AND np)",
+                "l_seen": "lid IS NOT NULL",
+                "missing_label": "oid IS NOT NULL AND nid IS NOT NULL AND lid IS NULL",
+                "unused": "lid IS NOT NULL AND (oid IS NULL OR nid IS NULL)",
             })
         elif old.label and new.label:
-            checks["disagree"] = "op AND np AND coalesce(yo <> yn, FALSE)"
+            checks["disagree"] = "a AND coalesce(yo <> yn, FALSE)"
         # A clean row is audited, with a label (agreeing between the files) and both
         # predictions: then it is in OLD and NEW (and LABELS) and fails no other check.
         clean = "a AND o IS NOT NULL AND n IS NOT NULL AND " + (
@@ -539,10 +541,11 @@ class Aligner:
         if has_labels and labels is not None and lab_id is not None:
             tables.append((labels, lab_id, "l"))
         # A duplicate id among matched rows repeats the rows it joins with, so some input's
-        # row count differs from what the join saw; null ids are counted directly. Either
-        # way check_ids finds and names them. Duplicates among unmatched ids join nothing,
-        # so inputs with unmatched rows that the audit tolerates get the explicit check.
-        if any(c[f"{a}_null"] or c[f"{a}_seen"] != t.rows for t, _i, a in tables):
+        # row count differs from what the join saw; rows without an id are counted directly
+        # (no_id). Either way check_ids finds and names them. Duplicates among unmatched ids
+        # join nothing, so inputs with unmatched rows that the audit tolerates get the
+        # explicit check.
+        if c["no_id"] or any(c[f"{a}_seen"] != t.rows for t, _i, a in tables):
             for table, id_col, _alias in tables:
                 check_ids(self.engine, table, id_col)
         tolerated = {"o": allow_unmatched and c["un_old"], "n": allow_unmatched and c["un_new"],
@@ -555,8 +558,8 @@ class Aligner:
         acc = Accounting(old.table.rows, new.table.rows, labels.rows if labels else None,
                          matched, un_old, un_new, c.get("missing_label", 0), c.get("unused", 0))
         if matched == 0:
-            ex_o = self._examples("oid", "op AND oid IS NOT NULL")
-            ex_n = self._examples("nid", "np AND nid IS NOT NULL")
+            ex_o = self._examples("oid", "oid IS NOT NULL")
+            ex_n = self._examples("nid", "nid IS NOT NULL")
             raise InputError(
                 f"OLD file {old.table.display} and NEW file {new.table.display} share no ids "
                 f"(column {old.id!r}: {examples(ex_o)}; column {new.id!r}: {examples(ex_n)}). "

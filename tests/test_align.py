@@ -59,9 +59,9 @@ def expected(old: list[Row], new: list[Row], labels: list[tuple[int | None, int 
         yo, yn = o[i][0], n[i][0] if new_has_label else None
         return yo if yo is not None else yn
 
+    no_id = sum(r[0] is None for r in old) + sum(r[0] is None for r in new)
     c = {
-        "o_seen": len(old), "n_seen": len(new),
-        "o_null": sum(r[0] is None for r in old), "n_null": sum(r[0] is None for r in new),
+        "o_seen": len(o), "n_seen": len(n), "no_id": no_id,
         "matched": len(matched),
         "un_old": len(o.keys() - n.keys()), "un_new": len(n.keys() - o.keys()),
         "null_y": sum(y_of(i) is None for i in audited),
@@ -70,7 +70,7 @@ def expected(old: list[Row], new: list[Row], labels: list[tuple[int | None, int 
     }
     if lab is not None:
         assert labels is not None
-        c.update(l_seen=len(labels), l_null=sum(i is None for i, _y in labels),
+        c.update(l_seen=len(lab), no_id=no_id + sum(i is None for i, _y in labels),
                  missing_label=len(matched - lab.keys()), unused=len(lab.keys() - matched))
     elif new_has_label:
         c["disagree"] = sum(o[i][0] is not None and n[i][0] is not None and o[i][0] != n[i][0]
