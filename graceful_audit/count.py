@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .align import Plan
+from .engine import INTEGER_TEXT
 from .metrics import FlipCounts
 from .regression import (
     WILCOXON_SMALL,
@@ -35,6 +37,8 @@ from .regression import (
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+_INTEGER_TEXT = re.compile(INTEGER_TEXT)
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,10 @@ class CountTables:
     slice_errors: dict[str, dict[str | None, ErrorSums]] = field(default_factory=dict)
 
 
-#: Ties are broken by id in natural order, the same for every file format: ids that are
-#: integers (or integer text, as CSV ids are read) numerically, then the rest as text.
-ID_ORDER = "TRY_CAST(id AS BIGINT) NULLS LAST, CAST(id AS STRING)"
+def id_order(engine: Engine, col: str = "id") -> str:
+    """SQL ORDER BY terms for the natural id order of :func:`id_key`."""
+    text = f"CAST({col} AS STRING)"
+    return f"{engine.dialect.integer_text(text)} NULLS LAST, {text}"
 
 
 def _text(value: object) -> str:
@@ -156,16 +161,19 @@ def _checks(plan: Plan, per_mask: dict[int | None, int]) -> dict[str, int]:
             for i, name in enumerate(plan.checks)}
 
 
-def _worst_key(plan: Plan) -> tuple[str, str | None]:
+def _worst_key(engine: Engine, plan: Plan) -> tuple[str, str | None]:
     """A scalar that orders the worst flips (smaller first) wherever it is unique, and the
     column that identifies the row when the key is not the id itself.
 
     Most confident old prediction first when there are scores; else the id, when ids are
-    integers. Other ids give no key: the candidates then cannot settle the order.
+    integers or integer text. Other ids give no key (NULL, which top-n skips): when fewer
+    candidates than needed are left, the candidates cannot settle the order.
     """
     if plan.old_confidence:
         return "-oc", "oid"
-    return ("oid", None) if plan.integer_ids else ("TRY_CAST(oid AS DOUBLE)", "oid")
+    if plan.integer_ids:
+        return "oid", None
+    return engine.dialect.integer_text("oid"), "oid"
 
 
 def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
@@ -174,7 +182,7 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
     outcome = ("y, CASE WHEN o = y AND n <> y THEN n END AS nf, o = y AS ook, n = y AS nok, "
                "o <> n AS dis")
     measures = "count(*)"
-    key, arg = _worst_key(plan)
+    key, arg = _worst_key(engine, plan)
     top_n = engine.dialect.top_n(key, top + 1, "nf IS NOT NULL", arg) if top > 0 else None
     if top_n:
         measures += ", " + ", ".join(top_n)
@@ -247,16 +255,17 @@ def _settled(candidates: tuple[Candidate, ...], total: int, top: int) -> list[Ca
     best = heapq.nsmallest(top + 1, candidates, key=lambda c: c.key)
     if total > top and not best[top - 1].key < best[top].key:
         return None
-    return sorted(best[:top], key=lambda c: (c.key, _id_key(c.id)))
+    return sorted(best[:top], key=lambda c: (c.key, id_key(c.id)))
 
 
-def _id_key(value: object) -> tuple[int, int, str]:
-    """The natural id order of :data:`ID_ORDER`: integer ids numerically, then text."""
+def id_key(value: object) -> tuple[int, int, str]:
+    """Ties are broken by id in this natural order, the same for every file format and
+    engine: ids that are integers, or integer text of at most 18 digits with an optional
+    sign (as CSV ids are read), numerically; then the rest as text (byte order)."""
     text = _text(value)
-    try:
+    if _INTEGER_TEXT.fullmatch(text):
         return (0, int(text), text)
-    except ValueError:
-        return (1, 0, text)
+    return (1, 0, text)
 
 
 def _listed(engine: Engine, ids: list[Any]) -> str:
@@ -295,7 +304,8 @@ def worst_flips(engine: Engine, plan: Plan, first: FirstPass, *, top: int
     if best is None:
         found = engine.rows(
             f"{plan.audited_sql} SELECT id, y, o, n, oc, nc{slice_cols} FROM aud "
-            f"WHERE o = y AND n <> y ORDER BY oc DESC NULLS LAST, {ID_ORDER} LIMIT {int(top)}"
+            f"WHERE o = y AND n <> y ORDER BY oc DESC NULLS LAST, {id_order(engine)} "
+            f"LIMIT {int(top)}"
         )
     else:  # fetch the settled rows by id: the filter reaches the scans, no full join
         ids = [c.id for c in best]
@@ -442,7 +452,7 @@ def finish_regression(
     slice_cols_sql = "".join(f", s{i}" for i in range(len(plan.slices)))
     worst_rows = engine.rows(
         f"{d_sql} SELECT id, y, o, n, eo, en{slice_cols_sql} FROM f WHERE ook AND NOT nok "
-        f"ORDER BY d DESC, {ID_ORDER} LIMIT {int(top)}"
+        f"ORDER BY d DESC, {id_order(engine)} LIMIT {int(top)}"
     ) if top > 0 else []
     worst = tuple(
         FlipExample(_text(r[0]), r[1], r[2], r[3],

@@ -19,6 +19,9 @@ from typing import Any
 from .errors import InputError, UsageError
 from .io import Reader, Table, engine_message
 
+#: Text that is an integer in the natural id order (see :func:`graceful_audit.count.id_key`).
+INTEGER_TEXT = "[+-]?[0-9]{1,18}"
+
 
 class Dialect:
     """DuckDB's spelling of the non-portable SQL; :class:`SparkDialect` overrides it."""
@@ -50,6 +53,12 @@ class Dialect:
         """True when an element of ``a`` is NULL, NaN or infinite."""
         return (f"(len(list_filter({a}, lambda x: x IS NULL OR "
                 f"NOT isfinite(CAST(x AS DOUBLE)))) > 0)")
+
+    def integer_text(self, x: str) -> str:
+        """``x`` (text) as a BIGINT when it is an integer of at most 18 digits with an
+        optional sign, else NULL. No rounding ("1.5"), exponents or hex ("0x10"): the same
+        rule as Python's ``re.fullmatch("[+-]?[0-9]{1,18}", x)``."""
+        return f"CASE WHEN regexp_full_match({x}, '{INTEGER_TEXT}') THEN CAST({x} AS BIGINT) END"
 
     def exact_sum(self, x: str) -> str:
         """A sum of doubles, compensated where the engine offers it."""
@@ -89,6 +98,9 @@ class SparkDialect(Dialect):
 
     def any_missing(self, a: str) -> str:
         return f"exists({a}, x -> x IS NULL OR NOT {self.is_finite('x')})"
+
+    def integer_text(self, x: str) -> str:
+        return f"CASE WHEN {x} RLIKE '^{INTEGER_TEXT}$' THEN CAST({x} AS BIGINT) END"
 
     def exact_sum(self, x: str) -> str:
         return f"sum({x})"

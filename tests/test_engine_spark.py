@@ -114,6 +114,20 @@ def test_generated_cases_are_byte_identical(generated, old, new, kwargs):
     assert json.dumps(duck) == json.dumps(spark)
 
 
+@pytest.mark.parametrize("top", [3, 12])
+def test_ids_that_only_look_numeric_order_the_same(tmp_path, top):
+    """Integer text sorts numerically, "1.5" / "0x10" / "1e3" as text, on both engines."""
+    ids = ["1.5", "0x10", "1e3", "2", "a", "-3", "+4", " 7", "1_0", "0010", "10",
+           "1234567890123456789"]
+    old = pd.DataFrame({"id": ids, "label": ["x"] * len(ids), "pred": ["x"] * len(ids)})
+    new = pd.DataFrame({"id": ids[::-1], "pred": ["y"] * len(ids)})
+    old.to_parquet(tmp_path / "old.parquet", index=False)
+    new.to_parquet(tmp_path / "new.parquet", index=False)
+    duck, spark = both(tmp_path / "old.parquet", tmp_path / "new.parquet", top=top)
+    assert json.dumps(duck) == json.dumps(spark)
+    assert [e["id"] for e in duck["top_negative_flips"]][:3] == ["-3", "2", "+4"]
+
+
 def test_regression_matches(generated):
     duck, spark = both(generated / "reg_old.csv", generated / "reg_new.parquet", atol=3.0,
                        label_col="y", gates={"max-mae-delta": 0})

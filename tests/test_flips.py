@@ -307,7 +307,8 @@ def check_document(
     # worst negative flips: most confident old prediction first, ties by id in natural
     # order (integer ids, or integer-looking text ids, numerically first, then as text)
     ids = neg["id"].astype(str)
-    as_int = pd.to_numeric(ids.where(ids.str.fullmatch(r"[+-]?\d+"), None), errors="coerce")
+    as_int = pd.to_numeric(ids.where(ids.str.fullmatch(r"[+-]?[0-9]{1,18}"), None),
+                           errors="coerce")
     worst = neg.assign(_isnum=as_int.isna().to_numpy(), _num=as_int.fillna(0).to_numpy(),
                        _txt=ids.to_numpy(), _conf=neg["oc"].fillna(-np.inf)).sort_values(
         ["_conf", "_isnum", "_num", "_txt"], ascending=[False, True, True, True],
@@ -709,6 +710,21 @@ def test_worst_flips_ties_are_broken_by_id(id_kind: str) -> None:
     assert [e["id"] for e in no_scores["top_negative_flips"]] == [str(i) for i in ids_sorted[:3]]
     assert all(e["old_confidence"] is None for e in no_scores["top_negative_flips"])
     assert audit_flips(old, new, top=0).to_dict()["top_negative_flips"] == []
+
+
+@pytest.mark.parametrize("top", [1, 3, 6])
+def test_worst_flip_id_order_for_ids_that_only_look_numeric(top: int) -> None:
+    """Integer text (up to 18 digits, optional sign) sorts numerically; "1.5", "0x10",
+    "1e3", " 7" or a 19-digit id are text. Every path (candidates settled or the fallback
+    query) and every engine applies the same rule."""
+    ids = ["1.5", "0x10", "1e3", "2", "a", "-3", "+4", " 7", "1_0", "0010", "10",
+           "1234567890123456789"]
+    old = pd.DataFrame({"id": ids, "label": ["x"] * len(ids), "pred": ["x"] * len(ids)})
+    new = pd.DataFrame({"id": ids[::-1], "pred": ["y"] * len(ids)})
+    expected = ["-3", "2", "+4", "0010", "10", " 7", "0x10", "1.5", "1234567890123456789",
+                "1_0", "1e3", "a"]
+    got = [e["id"] for e in audit_flips(old, new, top=top).to_dict()["top_negative_flips"]]
+    assert got == expected[:top]
 
 
 def test_zero_denominators_are_null_in_json() -> None:
