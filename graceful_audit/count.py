@@ -17,7 +17,6 @@ candidates cannot settle the worst flips exactly (ties in the key), one more que
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -117,8 +116,8 @@ def _add(counts: dict[str, int], ook: bool, nok: bool, dis: bool, c: int) -> Non
 class Candidate(NamedTuple):
     """A negative flip that may be among the worst: its order key, id, label and new class.
 
-    The old prediction of a negative flip is its label, so without scores and slices a
-    candidate is the whole example.
+    The old prediction of a negative flip is its label, so without scores a candidate is
+    the whole example but for its slice values.
     """
 
     key: Any
@@ -228,7 +227,8 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
 
 
 def _smallest(groups: list[tuple[list, list, Any, Any]], n: int) -> tuple[Candidate, ...]:
-    """The ``n`` candidates with the smallest keys over every group's candidates.
+    """The ``n`` candidates with the smallest keys over every group's candidates, in key
+    order.
 
     A group whose smallest key exceeds the ``n``-th smallest so far cannot contribute.
     """
@@ -245,17 +245,18 @@ def _smallest(groups: list[tuple[list, list, Any, Any]], n: int) -> tuple[Candid
 def _settled(candidates: tuple[Candidate, ...], total: int, top: int) -> list[Candidate] | None:
     """The worst ``top`` flips from per-group candidates, or None if still open.
 
-    Each group contributed its ``top + 1`` smallest keys, so the overall ``top + 1``
-    smallest are among the candidates; the first ``top`` are settled unless the key ties
-    across the cut. Ties inside the first ``top`` are ordered by id, as the query would.
+    ``candidates`` are the ``top + 1`` smallest keys of all groups' (:func:`_smallest`),
+    each group having contributed its ``top + 1`` smallest; the first ``top`` are settled
+    unless the key ties across the cut. Ties inside the first ``top`` are ordered by id, as
+    the query would.
     """
-    # Rows without a key (text ids, no scores) are not candidates: then nothing is settled.
-    if len(candidates) < min(total, top + 1) or any(c.key is None for c in candidates):
+    # Rows without a key (ids that are not integer text, no scores) are not candidates:
+    # with fewer candidates than flips to list, nothing is settled.
+    if len(candidates) < min(total, top + 1):
         return None
-    best = heapq.nsmallest(top + 1, candidates, key=lambda c: c.key)
-    if total > top and not best[top - 1].key < best[top].key:
+    if total > top and not candidates[top - 1].key < candidates[top].key:
         return None
-    return sorted(best[:top], key=lambda c: (c.key, id_key(c.id)))
+    return sorted(candidates[:top], key=lambda c: (c.key, id_key(c.id)))
 
 
 def id_key(value: object) -> tuple[int, int, str]:
