@@ -953,10 +953,9 @@ FLIPS_STAGES = (
     ("graceful_audit.io:Reader.open", "read: open view, DESCRIBE, count(*)"),
     ("graceful_audit.align:Aligner.plan", "align: validate and join plan"),
     ("graceful_audit.align:check_ids", "check_ids: null + duplicate ids"),
-    ("graceful_audit.align:Aligner._account", "account: FULL OUTER JOIN counts"),
-    ("graceful_audit.align:Aligner._check_values", "check values: labels agree, no nulls"),
-    ("graceful_audit.flips:count_flips", "count: GROUPING SETS aggregation"),
-    ("graceful_audit.count:_worst", "worst flips: ORDER BY LIMIT"),
+    ("graceful_audit.flips:count_flips", "count: the one pass over the join"),
+    ("graceful_audit.align:Aligner.account", "account: validate the counted checks"),
+    ("graceful_audit.flips:worst_flips", "worst flips: from the candidates (+ slices)"),
     ("graceful_audit.flips:build_result", "metrics: build_result (+ lazy imports)"),
     ("graceful_audit.engine:DuckDBEngine.close", "close engine, remove spill dir"),
 )
@@ -1041,83 +1040,10 @@ def breakdown_flips(ctx: Context, old: Path, new: Path) -> None:
             sections.append(f"\n(not found, not timed: {', '.join(timers.missing)})")
     prof = cProfile.Profile()
     prof.runcall(flips_mod.audit_flips, str(old), str(new))
-    sections += ["", "cProfile of `audit_flips` (top by own time):", "", profile_table(prof),
-                 "", flips_what_if(old, new, ctx.args.repeat)]
+    sections += ["", "cProfile of `audit_flips` (top by own time):", "", profile_table(prof)]
     text = "\n".join(sections)
     print(text, flush=True)
     ctx.report.sections.append(text)
-
-
-def flips_what_if(old: Path, new: Path, repeat: int) -> str:
-    """Time, on the same files, the engine floors of two ways to run the whole audit.
-
-    * one pass: a single FULL OUTER JOIN aggregation returning the accounting (matched and
-      unmatched rows), the validity checks (labels that disagree, null labels or
-      predictions) and the GROUPING SETS counts per class and per slice; the worst flips
-      then need a second join;
-    * lean materialisation: the FULL OUTER JOIN written once to a temporary table holding
-      only what later queries read (ids, labels, predictions, slice), then the same
-      aggregation and the worst flips from that table.
-
-    Duplicate ids need no extra hash aggregation in either: with ``M`` matched join rows and
-    ``U_old`` / ``U_new`` unmatched rows, the matched ids are unique in both files exactly
-    when ``rows_old - U_old == M == rows_new - U_new`` (row counts come from the Parquet
-    footers); only unmatched ids (an error unless --allow-unmatched) need their own check.
-    """
-    import duckdb
-
-    def lit(path: Path) -> str:
-        return "read_parquet('" + str(path).replace("'", "''") + "')"
-
-    flags = ("SELECT *, oid IS NOT NULL AND nid IS NOT NULL AS m, coalesce(yo, yn) AS y, "
-             "o = coalesce(yo, yn) AS ook, n = coalesce(yo, yn) AS nok, o <> n AS dis, "
-             "CASE WHEN o = coalesce(yo, yn) AND n <> coalesce(yo, yn) THEN n END AS nf FROM j")
-    counts = (
-        f"WITH {{j}}f AS ({flags}) SELECT grouping(y), grouping(s0), y, nf, s0, ook, nok, dis, "
-        "count(*) FILTER (WHERE m), count(*) FILTER (WHERE nid IS NULL), "
-        "count(*) FILTER (WHERE oid IS NULL), count(*) FILTER (WHERE m AND yo <> yn), "
-        "count(*) FILTER (WHERE m AND (y IS NULL OR o IS NULL OR n IS NULL)) FROM f "
-        "GROUP BY GROUPING SETS ((y, nf, ook, nok, dis), (s0, ook, nok, dis), ())"
-    )
-    joined = (
-        "SELECT o.id AS oid, n.id AS nid, o.label AS yo, n.label AS yn, o.pred AS o, "
-        f"n.pred AS n, o.segment AS s0 FROM {lit(old)} o FULL OUTER JOIN {lit(new)} n "
-        "ON o.id = n.id"
-    )
-    worst = ("SELECT oid, yo, o, n FROM {src} WHERE oid IS NOT NULL AND nid IS NOT NULL "
-             "AND o = yo AND n <> yo ORDER BY oid LIMIT 10")
-    plans = {
-        "reference: join + count (the target's denominator)": [
-            "SELECT count(*) FILTER (WHERE o.pred = o.label AND n.pred <> o.label) "
-            f"FROM {lit(old)} o JOIN {lit(new)} n USING (id)"],
-        "one pass: FULL OUTER JOIN + accounting + checks + GROUPING SETS": [
-            counts.format(j=f"j AS ({joined}), ")],
-        "  + worst flips (a second join)": [worst.format(src=f"({joined})")],
-        "lean materialisation: CREATE TEMP TABLE j AS (FULL OUTER JOIN, 7 columns)": [
-            f"CREATE OR REPLACE TEMP TABLE j AS {joined}"],
-        "  + accounting + checks + GROUPING SETS from j, + worst flips from j": [
-            counts.format(j=""), worst.format(src="j")],
-    }
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    lines = ["Engine floors of two whole-audit plans on the same files (fresh in-process "
-             f"DuckDB, median of {repeat}):", "", "| plan step | seconds |", "|---|---|"]
-    times: dict[str, float] = {}
-    for label, statements in plans.items():
-        runs = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for sql in statements:
-                con.execute(sql).fetchall()
-            runs.append(time.perf_counter() - t0)
-        times[label] = statistics.median(runs)
-        lines.append(f"| {label.replace('  ', '&nbsp;&nbsp;')} | {times[label]:.2f} |")
-    con.close()
-    ref, one, one_worst, lean, lean_rest = times.values()
-    lines += ["", f"One pass + worst flips: {one + one_worst:.2f} s = "
-              f"{(one + one_worst) / ref:.2f} x the reference query; lean materialisation + "
-              f"queries: {lean + lean_rest:.2f} s = {(lean + lean_rest) / ref:.2f} x."]
-    return "\n".join(lines)
 
 
 def breakdown_compat(ctx: Context, old: Path, new: Path) -> None:
