@@ -2,8 +2,8 @@
 
 Objects are indented by two spaces per level; a list holding objects or lists puts each
 item on one line of its own (the per-class rows, the flip matrix, the worst flips), which
-reads and diffs well and is several times faster to write than indenting every item:
-the flip matrix of a 100-class model has up to 9,900 entries.
+reads and diffs well, and is smaller and faster to write than indenting every item: the
+flip matrix of a 100-class model has up to 9,900 entries.
 """
 
 from __future__ import annotations
