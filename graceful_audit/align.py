@@ -319,9 +319,23 @@ def _labels_table_side(table: Table, cols: Columns) -> tuple[str, str]:
     return id_col, label
 
 
+def id_sql(table: Table, column: str, native: bool, d: Dialect) -> str:
+    """An id column as it is joined: as is when every id column of the join is an integer
+    (``native``), else canonical text, where a float id loses an integral fraction (``1.0``
+    joins ``1``) and NaN or inf is no id (NULL). Text stays text: ``007`` is not ``7``."""
+    if native:
+        return quote(column)
+    return _value_expr(column, table.type_of(column), d).canonical()
+
+
 def check_ids(engine: Engine, table: Table, id_col: str) -> None:
-    """Raise :class:`InputError` for null or duplicate ids, with examples."""
-    v, c = quote(table.view), quote(id_col)
+    """Raise :class:`InputError` for null or duplicate ids, with examples.
+
+    Ids are compared as the join compares them (:func:`id_sql`): a NaN id is no id, and
+    ``1.0`` twice in a float column is a duplicate.
+    """
+    native = not is_float_type(table.type_of(id_col))
+    v, c = quote(table.view), id_sql(table, id_col, native, engine.dialect)
     nulls = engine.first(f"SELECT count(*) FROM {v} WHERE {c} IS NULL")[0]
     if nulls:
         rows = [r[0] for r in engine.rows(
@@ -386,8 +400,6 @@ class Aligner:
             id_types.append(is_integer_type(labels.type_of(lab_id)))
         integer_ids = all(id_types)
 
-        def id_expr(col: str) -> str:
-            return quote(col) if integer_ids else f"CAST({quote(col)} AS STRING)"
 
         # Labels and predictions: native when all are integers, else canonical text.
         y_old = value_expr(old.table, old.label, task, d) if old.label else None
@@ -413,8 +425,8 @@ class Aligner:
 
         def side_sql(side: Side, y: Expr | None, alias: str) -> str:
             pred = preds[side.table.role]
-            parts = [f"{id_expr(side.id)} AS id", f"{val(y)} AS y", f"{val(pred)} AS p",
-                     f"{side.confidence or 'NULL'} AS c"]
+            parts = [f"{id_sql(side.table, side.id, integer_ids, d)} AS id",
+                     f"{val(y)} AS y", f"{val(pred)} AS p", f"{side.confidence or 'NULL'} AS c"]
             parts += [f"CAST({quote(col)} AS STRING) AS s{i}"
                       for i, (src, col) in enumerate(slice_sources) if src == alias]
             return f"SELECT {', '.join(parts)} FROM {quote(side.table.view)}"
@@ -423,7 +435,7 @@ class Aligner:
         has_labels = labels is not None and lab_id is not None and lab_expr is not None
         if has_labels:
             assert labels is not None and lab_id is not None
-            parts = [f"{id_expr(lab_id)} AS id", f"{val(lab_expr)} AS y"]
+            parts = [f"{id_sql(labels, lab_id, integer_ids, d)} AS id", f"{val(lab_expr)} AS y"]
             parts += [f"CAST({quote(col)} AS STRING) AS s{i}"
                       for i, (src, col) in enumerate(slice_sources) if src == "l"]
             ctes.append(f"l AS (SELECT {', '.join(parts)} FROM {quote(labels.view)})")

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .align import ID_SYNONYMS, LABEL_SYNONYMS, check_ids
-from .engine import DuckDBEngine
+from .align import ID_SYNONYMS, LABEL_SYNONYMS, check_ids, id_sql
+from .engine import Dialect, DuckDBEngine
 from .errors import InputError, UsageError, examples
 from .flips import gate_specs, natural_key
 from .gates import Gated, GateDef, GateResult, GateSpec, check_threshold, evaluate_gates
@@ -542,7 +542,7 @@ def _join(
     integer = all(is_integer_type(s.table.type_of(s.id)) for s in sides)
 
     def sub(s: _EmbeddingSide) -> str:
-        idx = quote(s.id) if integer else f"CAST({quote(s.id)} AS VARCHAR)"
+        idx = id_sql(s.table, s.id, integer, Dialect())
         lab = quote(s.label) if s.label else "NULL"
         spl = f"CAST({quote(s.split)} AS VARCHAR)" if s.split else "NULL"
         return (f"SELECT {idx} AS id, {lab} AS y, {spl} AS sp, {s.embedding_sql} AS e "

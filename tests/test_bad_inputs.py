@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -288,6 +290,30 @@ def mixed_id_types() -> list[str]:
     return [*pair(old, new, "old.parquet", "new.parquet"), "--format", "json"]
 
 
+def float_ids() -> list[str]:
+    """Ids written as floats (as pandas does to an integer column that once held NaN)."""
+    old, new = frames()
+    old = old.assign(id=[float(i) for i in range(10)])
+    new = new.assign(id=range(10)).iloc[::-1]  # integer ids, rows in another order
+    return [*pair(old, new, "old.parquet", "new.parquet"), "--format", "json"]
+
+
+def nan_ids() -> list[str]:
+    """Float ids with NaN values (real NaN in the Parquet file, not nulls)."""
+    old, new = frames()
+    ids = [float("nan") if i in (3, 5) else float(i) for i in range(10)]
+    table = pa.Table.from_pandas(old.drop(columns=["id"]), preserve_index=False)
+    pq.write_table(table.add_column(0, "id", pa.array(ids, from_pandas=False)), "old.parquet")
+    new.assign(id=range(10)).to_parquet("new.parquet", index=False)
+    return ["flips", "old.parquet", "new.parquet"]
+
+
+def compat_float_ids() -> list[str]:
+    old = embeddings().assign(id=[float(i) for i in range(12)])
+    new = embeddings(seed=1).assign(id=range(12)).iloc[::-1]
+    return [*compat_pair(old, new), "--format", "json"]
+
+
 def threshold_not_a_number() -> list[str]:
     return [*clean_pair(), "--max-nfr", "abc"]
 
@@ -455,6 +481,17 @@ def check_mixed_ids(result: Result) -> None:
     assert doc["inputs"]["matched"] == 10 and doc["metrics"]["negative_flips"] == 3
 
 
+def check_float_ids(result: Result) -> None:
+    doc = json_doc(result)
+    assert doc["inputs"]["matched"] == 10 and doc["metrics"]["negative_flips"] == 3
+    assert all("." not in row["id"] for row in doc["top_negative_flips"])
+
+
+def check_compat_float_ids(result: Result) -> None:
+    doc = json_doc(result)
+    assert doc["kind"] == "compat" and doc["inputs"]["matched"] == 12
+
+
 def check_long_ids(result: Result) -> None:
     doc = json_doc(result)
     assert doc["inputs"]["matched"] == 10
@@ -524,6 +561,10 @@ CASES: list[Case] = [
          ["OLD file old.csv", "NEW file new.csv", "share no ids", "'x0'", "'q0'", "--id-col"]),
     Case("mixed_label_types", mixed_label_types, 0, check=check_same_class),
     Case("mixed_id_types", mixed_id_types, 0, check=check_mixed_ids),
+    Case("float_ids", float_ids, 0, check=check_float_ids),
+    Case("nan_ids", nan_ids, 2, ["OLD file old.parquet", "no id in column 'id'",
+                                 "data rows 4, 6"]),
+    Case("compat_float_ids", compat_float_ids, 0, check=check_compat_float_ids),
     Case("threshold_not_a_number", threshold_not_a_number, 2, ["--max-nfr", "abc"]),
     Case("threshold_out_of_range", threshold_out_of_range, 2,
          ["--max-nfr", "1.5", "range 0 to 1"]),

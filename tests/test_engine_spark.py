@@ -90,6 +90,7 @@ def generated(tmp_path_factory):
     o[["id", "label"]].to_csv(d / "labels.csv", index=False)
     nn.assign(id=nn["id"] + 10**7).to_parquet(d / "elsewhere.parquet", index=False)
     o.drop(columns=["label"]).to_parquet(d / "old_nolabel.parquet", index=False)
+    o.assign(id=o["id"].astype(float)).to_parquet(d / "old_float_ids.parquet", index=False)
     reg = pd.DataFrame({"id": [f"r{i}" for i in range(300)], "y": rng.normal(50, 10, 300)})
     reg["pred"] = (reg["y"] + rng.normal(0, 4, 300)).round(1)
     reg.to_csv(d / "reg_old.csv", index=False)
@@ -104,8 +105,9 @@ def generated(tmp_path_factory):
         ("old.csv", "new.parquet", {"slice_by": ["segment"], "top": 7}),
         ("old_str.parquet", "new_str.parquet", {"score_cols": "p_*", "pred_col": "pred"}),
         ("old_nolabel.parquet", "new.parquet", {"labels": "labels.csv"}),
+        ("old_float_ids.parquet", "new.parquet", {"top": 5}),
     ],
-    ids=["int-ids-slices", "string-ids-scores", "labels-file"],
+    ids=["int-ids-slices", "string-ids-scores", "labels-file", "float-ids"],
 )
 def test_generated_cases_are_byte_identical(generated, old, new, kwargs):
     if "labels" in kwargs:
