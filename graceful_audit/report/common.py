@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 METRIC_LABELS = {
     "old_error_rate": "old error rate",
@@ -30,6 +30,31 @@ KEY_CASE = "new/old"
 
 #: Said where the worst negative flips would be listed, when there are none.
 NO_FLIPS = "No negative flips: every example the old model got right, the new one gets right."
+
+
+class WorstScores(NamedTuple):
+    """The two score columns of a worst-flips table, formatted: the models' confidences, or
+    (regression) their absolute errors. ``shown`` is False when no example has any."""
+
+    head: tuple[str, str]
+    cells: list[tuple[str, str]]  # per example, "" where missing
+    order: str  # how the rows are ordered
+    shown: bool
+
+
+def worst_scores(result: Any) -> WorstScores:
+    flips = result.top_negative_flips
+    if result.task == "regression":
+        pairs = [(e.old_error, e.new_error) for e in flips]
+        head, fmt = ("old error", "new error"), "{:.4g}"
+        order = "largest increase of the error first"
+    else:
+        pairs = [(e.old_confidence, e.new_confidence) for e in flips]
+        head, fmt = ("old conf.", "new conf."), "{:.3f}"
+        order = "most confident old prediction first"
+    cells = [("" if a is None else fmt.format(a), "" if b is None else fmt.format(b))
+             for a, b in pairs]
+    return WorstScores(head, cells, order, any(v is not None for p in pairs for v in p))
 
 
 def by_negative_flips(row: Any) -> tuple[float, float]:

@@ -47,6 +47,7 @@ from .common import (
     signed,
     verdict,
     wilcoxon_sentence,
+    worst_scores,
 )
 
 #: Longest value shown in a table cell; the full value is in the cell's tooltip.
@@ -712,29 +713,20 @@ def _worst(result: Any) -> str | None:
     flips = result.top_negative_flips
     if not flips:
         return None
-    regression = result.task == "regression"
-    if regression:
-        pairs = [(getattr(e, "old_error", None), getattr(e, "new_error", None)) for e in flips]
-        extra, fmt = ["old error", "new error"], "{:.4g}"
-        note = "largest increase of the error first"
-    else:
-        pairs = [(e.old_confidence, e.new_confidence) for e in flips]
-        extra, fmt = ["old conf.", "new conf."], "{:.3f}"
-        note = "most confident old prediction first"
-    scored = any(a is not None or b is not None for a, b in pairs)
+    scores = worst_scores(result)
     slice_cols = list(dict.fromkeys(k for e in flips for k in e.slices))
-    head = [("id", False), ("target" if regression else "label", False), ("old pred", False),
-            ("new pred", False)]
-    head += [(x, True) for x in extra] if scored else []
+    head = [("id", False), ("target" if result.task == "regression" else "label", False),
+            ("old pred", False), ("new pred", False)]
+    head += [(x, True) for x in scores.head] if scores.shown else []
     head += [(_clean(c), False) for c in slice_cols]
     rows = []
-    for e, pair in zip(flips, pairs, strict=True):
+    for e, cells in zip(flips, scores.cells, strict=True):
         row = f"{_cell(e.id, 'id')}{_cell(e.label)}{_cell(e.old_pred)}{_cell(e.new_pred)}"
-        if scored:
-            row += "".join(_num("" if c is None else fmt.format(c)) for c in pair)
+        if scores.shown:
+            row += "".join(_num(c) for c in cells)
         row += "".join(_cell(e.slices.get(c)) for c in slice_cols)
         rows.append(f"<tr>{row}</tr>")
-    note = note if scored else ""
+    note = scores.order if scores.shown else ""
     return _section(f"Worst negative flips (top {len(flips)})", _table(head, rows), note)
 
 

@@ -35,6 +35,7 @@ from .common import (
     signed,
     verdict,
     wilcoxon_sentence,
+    worst_scores,
 )
 
 #: Values longer than this many characters are cut, with an ellipsis.
@@ -174,26 +175,17 @@ def _worst(result: Any) -> str | None:
     flips = result.top_negative_flips
     if not flips:
         return None
-    regression = result.task == "regression"
-    if regression:
-        pairs = [(getattr(e, "old_error", None), getattr(e, "new_error", None)) for e in flips]
-        extra, fmt = ["old error", "new error"], "{:.4g}"
-        first = ", largest increase of the error first"
-    else:
-        pairs = [(e.old_confidence, e.new_confidence) for e in flips]
-        extra, fmt = ["old conf.", "new conf."], "{:.3f}"
-        first = ", most confident old prediction first"
-    scored = any(a is not None or b is not None for a, b in pairs)
-    head = ["id", "target" if regression else "label", "old pred", "new pred"]
-    head += extra if scored else []
+    scores = worst_scores(result)
+    head = ["id", "target" if result.task == "regression" else "label", "old pred", "new pred"]
+    head += list(scores.head) if scores.shown else []
     rows = []
-    for e, pair in zip(flips, pairs, strict=True):
+    for e, cells in zip(flips, scores.cells, strict=True):
         row = [md_escape(e.id), md_escape(e.label), md_escape(e.old_pred), md_escape(e.new_pred)]
-        if scored:
-            row += ["" if c is None else fmt.format(c) for c in pair]
+        if scores.shown:
+            row += list(cells)
         rows.append(row)
-    first = first if scored else ""
-    table = _table(head, rows, "llll" + "rr" * scored)
+    first = f", {scores.order}" if scores.shown else ""
+    table = _table(head, rows, "llll" + "rr" * scores.shown)
     return f"#### Worst negative flips (top {len(flips)}{first})\n\n{table}"
 
 

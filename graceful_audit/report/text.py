@@ -19,6 +19,7 @@ from .common import (
     signed,
     verdict,
     wilcoxon_sentence,
+    worst_scores,
 )
 
 #: Rows of classes, slice values and matrix cells shown on screen (all are in the JSON).
@@ -99,18 +100,15 @@ def _worst(result: Any) -> Table | None:
         return None
     t = Table(title=f"Worst negative flips (top {len(rows)})", title_justify="left",
               show_edge=False)
-    regression = result.task == "regression"
     t.add_column("id", overflow="fold")
-    t.add_column("target" if regression else "label")
+    t.add_column("target" if result.task == "regression" else "label")
     t.add_column("old pred")
     t.add_column("new pred")
-    t.add_column("old error" if regression else "old conf.", justify="right")
-    t.add_column("new error" if regression else "new conf.", justify="right")
-    for e in rows:
-        a, b = (e.old_error, e.new_error) if regression else (e.old_confidence, e.new_confidence)
-        t.add_row(e.id, str(e.label), str(e.old_pred), str(e.new_pred),
-                  "" if a is None else f"{a:.4g}" if regression else f"{a:.3f}",
-                  "" if b is None else f"{b:.4g}" if regression else f"{b:.3f}")
+    scores = worst_scores(result)
+    for name in scores.head:
+        t.add_column(name, justify="right")
+    for e, cells in zip(rows, scores.cells, strict=True):
+        t.add_row(e.id, str(e.label), str(e.old_pred), str(e.new_pred), *cells)
     return t
 
 
