@@ -38,9 +38,7 @@ class _Group(TyperGroup):
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             message = exc.format_message()
-            given = _given_value(exc, kwargs.get("args", args[0] if args else None))
-            if given and given.removeprefix(", got ") in message:
-                given = ""  # typer already quotes the value
+            given = _given_value(exc, kwargs.get("args", args[0] if args else None), message)
             typer.echo(f"gaudit: error: {message}{given}{hint}", err=True)
             sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
         except typer.Abort:
@@ -53,17 +51,16 @@ class _Group(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def _given_value(exc: Any, args: Any) -> str:
-    """``, got 'abc'``: the value the user typed for the parameter a usage error names."""
+def _given_value(exc: Any, args: Any, message: str) -> str:
+    """``, got 'abc'``: the value the user typed for the parameter a usage error names,
+    unless ``message`` already quotes it."""
     opts = getattr(getattr(exc, "param", None), "opts", None) or []
     argv = list(sys.argv[1:] if args is None else args)
     for i, arg in enumerate(argv):
         name, eq, value = str(arg).partition("=")
-        if name in opts:
-            if eq:
-                return f", got {value!r}"
-            if i + 1 < len(argv):
-                return f", got {argv[i + 1]!r}"
+        if name in opts and (eq or i + 1 < len(argv)):
+            given = repr(value if eq else argv[i + 1])
+            return "" if given in message else f", got {given}"
     return ""
 
 
