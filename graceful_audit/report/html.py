@@ -73,27 +73,47 @@ CASE_STYLE = {
 CASE_LEGEND = {"old/old": "old/old (today)", "new/new": "new/new (backfilled)",
                "new/old": "new/old (no backfill)", "old/new": "old/new"}
 
+#: The page's stylesheet. Colours are CSS variables: a light theme, a dark one for screens
+#: that prefer it, and the light one again on paper. Wide tables and plots scroll inside
+#: their own box, so the page itself never scrolls sideways (a phone is 390 px wide). A strict
+#: Content-Security-Policy (Jenkins' default has ``style-src 'self'``) drops this inline
+#: stylesheet: the page is then plain semantic HTML, and the plots keep their colours because
+#: they are drawn with SVG presentation attributes, not CSS (see :meth:`_Plotter.svg`).
 CSS = """
 :root { --fail: #b42318; --pass: #067647; --none: #344054; --ink: #101828;
-  --muted: #667085; --line: #e4e7ec; --bg: #f5f6f8; color-scheme: light; }
+  --muted: #667085; --line: #e4e7ec; --bg: #f5f6f8; --card: #fff; --stripe: #fafbfc;
+  --fail-row: #fef3f2; --key-row: #fff6ed; --banner-ink: #fff;
+  --pill-fail-bg: #fee4e2; --pill-fail: #b42318; --pill-pass-bg: #dcfae6; --pill-pass: #067647;
+  --pill-na-bg: #fef0c7; --pill-na: #93370d; color-scheme: light; }
+@media screen and (prefers-color-scheme: dark) {
+  :root { --fail: #b42318; --pass: #067647; --none: #475467; --ink: #e6e9ef;
+    --muted: #9da4b0; --line: #2f3642; --bg: #0f1217; --card: #171b22; --stripe: #1c212a;
+    --fail-row: #3b1512; --key-row: #3a2612; --pill-fail-bg: #55160c; --pill-fail: #fda29b;
+    --pill-pass-bg: #053321; --pill-pass: #75e0a7; --pill-na-bg: #4e1d09;
+    --pill-na: #fec84b; color-scheme: dark; }
+  .card.bad { box-shadow: inset 0 4px 0 #f04438; }
+  .card.good { box-shadow: inset 0 4px 0 #17b26a; }
+}
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--ink);
   font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
   sans-serif; }
 .wrap { max-width: 1180px; margin: 0 auto; padding: 0 28px; }
-header.verdict { color: #fff; padding: 22px 0 20px; }
+header.verdict { color: var(--banner-ink); padding: 22px 0 20px; }
 header.fail { background: var(--fail); }
 header.pass { background: var(--pass); }
 header.none { background: var(--none); }
 header h1 { margin: 0; font-size: 13px; font-weight: 600; letter-spacing: .08em;
   text-transform: uppercase; opacity: .85; }
-header .line { margin: 4px 0 0; font-size: 23px; font-weight: 700; line-height: 1.3; }
+header .line { margin: 4px 0 0; font-size: 23px; font-weight: 700; line-height: 1.3;
+  overflow-wrap: break-word; }
 header .sub { margin: 6px 0 0; font-size: 14px; opacity: .9; overflow-wrap: anywhere; }
+header svg.mark { width: 22px; height: 22px; vertical-align: -4px; margin-right: 6px; }
 main.wrap { padding-top: 20px; padding-bottom: 40px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(165px, 1fr));
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(165px, 100%), 1fr));
   gap: 12px; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 10px;
-  padding: 12px 14px; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
+  padding: 12px 14px; min-width: 0; }
 .card.bad { box-shadow: inset 0 4px 0 var(--fail); }
 .card.good { box-shadow: inset 0 4px 0 var(--pass); }
 .card .k { font-size: 12px; color: var(--muted); text-transform: uppercase;
@@ -102,41 +122,70 @@ main.wrap { padding-top: 20px; padding-bottom: 40px; }
   line-height: 1.3; margin: 2px 0; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; }
 .card .s { font-size: 13px; color: var(--muted); }
-section { background: #fff; border: 1px solid var(--line); border-radius: 10px;
-  padding: 16px 20px; margin-top: 16px; }
+section { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
+  padding: 16px 20px; margin-top: 16px; min-width: 0; }
 h2 { font-size: 17px; margin: 0 0 10px; }
 h2 .note, .note { font-weight: 400; font-size: 13px; color: var(--muted); }
 p { margin: 8px 0; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line);
   vertical-align: top; }
 th { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em;
-  font-weight: 600; white-space: nowrap; }
+  font-weight: 600; }
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tbody tr:nth-child(even) { background: #fafbfc; }
-tr.fail td { background: #fef3f2; }
-tr.key td { background: #fff6ed; font-weight: 600; }
+tbody tr:nth-child(even) { background: var(--stripe); }
+tr.fail td { background: var(--fail-row); }
+tr.key td { background: var(--key-row); font-weight: 600; }
 td.id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px;
-  overflow-wrap: anywhere; max-width: 30em; }
-td.val { overflow-wrap: anywhere; max-width: 22em; }
+  overflow-wrap: anywhere; min-width: 12ch; max-width: 30em; }
+td.val { overflow-wrap: anywhere; min-width: 8ch; max-width: 22em; }
 .pill { display: inline-block; padding: 1px 9px; border-radius: 999px; font-size: 12px;
   font-weight: 700; white-space: nowrap; }
-.pill.fail { background: #fee4e2; color: var(--fail); }
-.pill.pass { background: #dcfae6; color: var(--pass); }
-.pill.na { background: #fef0c7; color: #93370d; }
-dl.inputs { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
+.pill.fail { background: var(--pill-fail-bg); color: var(--pill-fail); }
+.pill.pass { background: var(--pill-pass-bg); color: var(--pill-pass); }
+.pill.na { background: var(--pill-na-bg); color: var(--pill-na); }
+dl.inputs { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 4px 16px;
+  margin: 0; }
 dl.inputs dt { color: var(--muted); }
 dl.inputs dd { margin: 0; overflow-wrap: anywhere; }
-.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr));
+.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(440px, 100%), 1fr));
   gap: 20px; margin-top: 16px; }
-figure { margin: 0; }
+figure { margin: 0; min-width: 0; overflow-x: auto; }
 figcaption { font-size: 13px; color: var(--muted); margin-bottom: 4px; }
-figure svg { display: block; max-width: 100%; height: auto; }
+figure svg { display: block; width: 100%; max-width: max-content; height: auto;
+  border-radius: 6px; }
 .split { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 20px;
   align-items: start; }
 footer { color: var(--muted); font-size: 12px; margin-top: 20px; }
-@media (max-width: 800px) { .split { grid-template-columns: 1fr; } }
-@media print { body { background: #fff; } section { break-inside: avoid; } }
+@media (max-width: 800px) { .split { grid-template-columns: minmax(0, 1fr); } }
+@media (max-width: 600px) {
+  .wrap { padding: 0 12px; }
+  header.verdict { padding: 16px 0 14px; }
+  header .line { font-size: 19px; }
+  section { padding: 12px; }
+  .cards { grid-template-columns: repeat(auto-fit, minmax(min(140px, 100%), 1fr)); gap: 8px; }
+  .card { padding: 10px 12px; }
+  .card .v { font-size: 19px; }
+  th, td { padding: 5px 8px; }
+}
+@media print {
+  body { background: #fff; font-size: 12px; }
+  .wrap { max-width: none; padding: 0; }
+  header.verdict { background: none; color: var(--ink); border-left: 8px solid var(--none);
+    padding: 4px 0 4px 14px; margin-bottom: 8px; }
+  header.fail { border-left-color: var(--fail); }
+  header.pass { border-left-color: var(--pass); }
+  header.fail .line { color: var(--fail); }
+  header.pass .line { color: var(--pass); }
+  section { border: 0; border-top: 1px solid var(--line); border-radius: 0; padding: 10px 0; }
+  h2 { break-after: avoid; }
+  .card, figure, tr, dl.inputs > * { break-inside: avoid; }
+  .scroll, figure { overflow: visible; }
+  th, td, th.num, td.num { white-space: normal; overflow-wrap: anywhere; }
+  .card.bad, .card.good { box-shadow: none; border-top: 4px solid var(--fail); }
+  .card.good { border-top-color: var(--pass); }
+}
 """
 
 
@@ -177,7 +226,9 @@ def _table(head: Sequence[tuple[str, bool]], rows: Sequence[str]) -> str:
     """``head``: (title, numeric) pairs; ``rows``: ready ``<tr>`` strings."""
     ths = "".join(f'<th class="num">{esc(h)}</th>' if n else f"<th>{esc(h)}</th>"
                   for h, n in head)
-    return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    # The wrapper scrolls a table wider than its card, so the page never scrolls sideways.
+    return (f'<div class="scroll"><table><thead><tr>{ths}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def _ranked(rows: Sequence[Any]) -> list[Any]:
@@ -191,6 +242,39 @@ def _ranked(rows: Sequence[Any]) -> list[Any]:
 def _plot_label(value: Any, limit: int = 18) -> str:
     text = "(missing)" if value is None else " ".join(_clean(value).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: The smallest width of a plot on the page is a multiple of this (in CSS px).
+_MIN_PLOT = 10
+_STYLE_ATTR = re.compile(r'\sstyle="([^"]*)"')
+#: matplotlib's one stylesheet rule in every SVG, as presentation attributes of the root.
+_SVG_STYLESHEET = re.compile(r'<style type="text/css">\*\{([^}<]*)\}</style>')
+
+
+def _declarations(css: str) -> str:
+    """``fill: #fff; stroke-width: 0.8`` as attributes: `` fill="#fff" stroke-width="0.8"``.
+
+    Every property matplotlib writes (fill, stroke, font-size, text-anchor, ...) is also an
+    SVG presentation attribute; the values are already escaped for a double-quoted attribute.
+    """
+    pairs = (decl.partition(":") for decl in css.split(";"))
+    return "".join(f' {name.strip()}="{value.strip()}"' for name, _, value in pairs
+                   if name.strip())
+
+
+def _presentation_attributes(svg: str) -> str:
+    """matplotlib's SVG with its CSS turned into SVG presentation attributes.
+
+    A strict Content-Security-Policy without ``'unsafe-inline'`` in ``style-src`` (Jenkins'
+    default) drops every ``style="..."`` attribute and ``<style>`` element: the plots would
+    be black shapes on black. Presentation attributes are not CSS, so they survive it.
+    """
+    svg = _STYLE_ATTR.sub(lambda m: _declarations(m.group(1)), svg)
+    rule = _SVG_STYLESHEET.search(svg)
+    if rule:  # ``*{...}`` sets inherited stroke properties: the root passes them down
+        svg = _SVG_STYLESHEET.sub("", svg)
+        svg = svg.replace("<svg ", f"<svg{_declarations(rule.group(1))} ", 1)
+    return svg
 
 
 class _Plotter:
@@ -241,7 +325,13 @@ class _Plotter:
         svg = svg.replace("xlink:href=", "href=")
         prefix = f"gaudit-fig{self.count}-"
         svg = re.sub(r'(\bid="|href="#|url\(#)', lambda m: m.group(1) + prefix, svg)
-        return svg.replace("<svg ", f'<svg role="img" aria-label="{esc(label)}" ', 1).strip()
+        svg = _presentation_attributes(svg)
+        width = float(re.search(r'<svg [^>]*?\swidth="([\d.]+)pt"', svg).group(1)) * 4 / 3
+        # Shrunk to a phone's width, a wide plot's text would be too small to read: below
+        # 3/4 of its size (8-point text at 8 px) its figure scrolls instead (see ``CSS``).
+        floor = _MIN_PLOT * round(0.75 * width / _MIN_PLOT)
+        return svg.replace("<svg ", f'<svg class="plot min{floor}" role="img" '
+                                    f'aria-label="{esc(label)}" ', 1).strip()
 
     def render(self, make: Callable[[], str | None]) -> str | None:
         with self.mpl.rc_context(self.RC):
@@ -486,6 +576,20 @@ def _d_plot(p: _Plotter, reg: Any) -> str | None:
 # --------------------------------------------------------------------------- sections
 
 
+def _mark(colour: str, shape: str) -> str:
+    return ('<svg class="mark" width="22" height="22" viewBox="0 0 22 22" aria-hidden="true">'
+            f'<circle cx="11" cy="11" r="10" fill="{colour}" stroke="#fff" stroke-width="1.5"/>'
+            f'<path d="{shape}" fill="none" stroke="#fff" stroke-width="2.4" '
+            'stroke-linecap="round" stroke-linejoin="round"/></svg>')
+
+
+#: The verdict's coloured mark, drawn with SVG presentation attributes: the colour of the
+#: verdict survives a CSP that drops the stylesheet (and with it the banner's background).
+VERDICT_MARKS = {"fail": _mark("#b42318", "M7 7l8 8M15 7l-8 8"),
+                 "pass": _mark("#067647", "M6.5 11.5l3 3 6-7"),
+                 "none": _mark("#475467", "M7 11h8")}
+
+
 def _header(result: Any) -> str:
     state = "fail" if result.breached else "pass" if result.gates else "none"
     i = result.inputs
@@ -497,8 +601,8 @@ def _header(result: Any) -> str:
     sub = f"{esc(i.old_path, MAX_CELL)} → {esc(i.new_path, MAX_CELL)} · {what}"
     return (f'<header class="verdict {state}"><div class="wrap">'
             f"<h1>gaudit {esc(result.kind)} · model update audit</h1>"
-            f'<p class="line">{esc(verdict(result))}</p><p class="sub">{sub}</p>'
-            "</div></header>")
+            f'<p class="line">{VERDICT_MARKS[state]}{esc(verdict(result))}</p>'
+            f'<p class="sub">{sub}</p></div></header>')
 
 
 def _card(key: str, value: str, sub: str = "", cls: str = "") -> str:
@@ -1012,6 +1116,13 @@ SECTIONS: dict[str, Callable[[Any], list[str | None]]] = {
 }
 
 
+def _plot_css(body: str) -> str:
+    """The smallest width of each plot on the page (see :meth:`_Plotter.svg`)."""
+    floors = sorted({int(w) for w in re.findall(r'<svg class="plot min(\d+)"', body)})
+    rules = " ".join(f"svg.min{w} {{ min-width: {w}px; }}" for w in floors)
+    return f"\n@media screen {{ {rules} }}" if rules else ""
+
+
 def render(result: Any) -> str:
     """Render ``result`` as one self-contained HTML page."""
     build = SECTIONS.get(result.kind)
@@ -1029,6 +1140,6 @@ def render(result: Any) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<meta name="generator" content="graceful-audit {esc(result.tool_version)}">\n'
         f"<title>gaudit {esc(result.kind)}: {esc(verdict(result), 200)}</title>\n"
-        f"<style>{CSS}</style>\n</head>\n<body>\n{_header(result)}\n"
+        f"<style>{CSS}{_plot_css(body)}\n</style>\n</head>\n<body>\n{_header(result)}\n"
         f'<main class="wrap">\n{body}\n{footer}\n</main>\n</body>\n</html>\n'
     )

@@ -48,6 +48,10 @@ class Page(HTMLParser):
     def names(self) -> set[str]:
         return {tag for tag, _ in self.tags}
 
+    def plots(self) -> list[dict[str, str | None]]:
+        """The plots: inline SVG images (not the verdict's decorative mark)."""
+        return [a for tag, a in self.tags if tag == "svg" and a.get("role") == "img"]
+
 
 def assert_self_contained(text: str, *, urls_in_data: bool = False) -> None:
     """No resource can load: no script/link/img tags, no handler, only in-page references.
@@ -82,7 +86,7 @@ def test_self_contained_with_plots(golden_result):
     assert text.startswith("<!DOCTYPE html>")
     assert_self_contained(text)
     page = Page(text)
-    assert [t for t, _ in page.tags].count("svg") == 4  # error, classes, matrix, slice
+    assert len(page.plots()) == 4  # error, classes, matrix, slice
     assert "<?xml" not in text and "<!DOCTYPE svg" not in text
     ids = re.findall(r'\bid="([^"]+)"', text)
     assert len(ids) == len(set(ids))  # the plots' ids do not collide
@@ -121,6 +125,58 @@ def test_hostile_values_only_escaped(hostile_result):
     assert text.count('title="xxxx') == 1
 
 
+@pytest.mark.parametrize("fixture", ["golden_result", "hostile_result", "compat_result",
+                                     "mismatch_result"])
+def test_no_css_a_strict_csp_would_drop_from_the_plots(fixture, request):
+    """Jenkins' default CSP (``style-src 'self'``) drops ``style=`` attributes and inline
+    ``<style>``: the page has neither but its one stylesheet in the head, and the plots are
+    coloured with SVG presentation attributes."""
+    text = render(request.getfixturevalue(fixture))
+    page = Page(text)
+    assert not [(tag, a) for tag, a in page.tags if "style" in a]
+    assert text.count("<style") == 1 and text.index("<style") < text.index("</head>")
+    svgs = re.findall(r"<svg.*?</svg>", text, flags=re.S)
+    assert len(svgs) == 1 + len(page.plots())  # the verdict mark and the plots
+    fills = re.findall(r'\sfill="(#[0-9a-f]{6})"', " ".join(svgs))
+    assert "#b42318" in fills  # the breached verdict's mark
+    for svg in svgs[1:]:
+        assert re.search(r'\sfill="#(?!ffffff)[0-9a-f]{6}"', svg)  # coloured marks
+        assert re.search(r'\sfont-size="[\d.]+px"', svg)  # text sized without CSS
+
+
+def test_presentation_attributes():
+    from graceful_audit.report.html import _presentation_attributes
+
+    svg = ('<svg width="10pt"><defs><style type="text/css">*{stroke-linejoin: round; '
+           'stroke-linecap: butt}</style></defs><path style="fill: #d92d20; stroke: #fff; '
+           'stroke-width: 0.8"/><text style="font-size: 9px; font-family: \'DejaVu Sans\', '
+           'sans-serif; text-anchor: end">a</text></svg>')
+    assert _presentation_attributes(svg) == (
+        '<svg stroke-linejoin="round" stroke-linecap="butt" width="10pt"><defs></defs>'
+        '<path fill="#d92d20" stroke="#fff" stroke-width="0.8"/><text font-size="9px" '
+        'font-family="\'DejaVu Sans\', sans-serif" text-anchor="end">a</text></svg>')
+
+
+def test_layout_for_phones_dark_mode_and_print(golden_result):
+    """What the browser test (tests/report/test_browser.py) measures, in the CSS itself."""
+    text = render(golden_result)
+    css = text[text.index("<style>"):text.index("</style>")]
+    # every table scrolls inside its own box; ids wrap, but not narrower than 12 characters
+    assert text.count("<table>") == text.count('<div class="scroll"><table>') > 0
+    assert ".scroll { overflow-x: auto;" in css
+    assert re.search(r"td\.id \{[^}]*overflow-wrap: anywhere; min-width: 12ch;", css)
+    # a wide plot scrolls in its figure below 3/4 of its size, instead of shrinking
+    assert "figure { margin: 0; min-width: 0; overflow-x: auto; }" in css
+    floors = re.findall(r'<svg class="plot min(\d+)"', text)
+    assert len(floors) == 4 and all(f"svg.min{w} {{ min-width: {w}px; }}" in css
+                                    for w in floors)
+    assert "@media screen and (prefers-color-scheme: dark)" in css
+    printed = css[css.index("@media print"):]
+    assert "break-before" not in css and "page-break" not in css
+    assert "section { break-inside" not in printed and ".card, figure, tr" in printed
+    assert "body { background: #fff;" in printed
+
+
 def test_esc():
     assert esc('<a href="x">&\'') == "&lt;a href=&quot;x&quot;&gt;&amp;&#x27;"
     assert esc("nul\x00") == "nul\ufffd"
@@ -146,7 +202,7 @@ def test_without_matplotlib(golden_result, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     text = render(golden_result)
-    assert "<svg" not in text and "Plots need matplotlib" in text
+    assert Page(text).plots() == [] and "Plots need matplotlib" in text
     assert "<h2>Negative-flip matrix" in text
 
 
@@ -171,8 +227,7 @@ def test_compat_self_contained_with_plots(compat_result):
     assert text.startswith("<!DOCTYPE html>")
     assert_self_contained(text)
     page = Page(text)
-    svgs = [attrs for tag, attrs in page.tags if tag == "svg"]
-    assert [a.get("aria-label") for a in svgs] == [
+    assert [a.get("aria-label") for a in page.plots()] == [
         "top-k accuracy of the four query/gallery cases",
         "mAP of the four query/gallery cases, grouped by gallery",
     ]
@@ -226,7 +281,7 @@ def test_compat_dimension_mismatch(mismatch_result):
     assert "dimension 4 vs 6: not backward compatible" in text
     assert "unavailable: dimension 6 vs 4: cannot compare" in text
     page = Page(text)
-    assert [t for t, _ in page.tags].count("svg") == 2  # old/old and new/new still plotted
+    assert len(page.plots()) == 2  # old/old and new/new still plotted
     assert "Left out (unavailable): new/old (dimension 6 vs 4: cannot compare); old/new " \
            "(dimension 4 vs 6: cannot compare)." in text
     assert "Cannot be counted: the new/old case is unavailable" in text
@@ -245,7 +300,7 @@ def test_compat_without_matplotlib(compat_result, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     text = render(compat_result)
-    assert "<svg" not in text and "Plots need matplotlib" in text
+    assert Page(text).plots() == [] and "Plots need matplotlib" in text
     assert "<h2>Retrieval: the four cases" in text
 
 
