@@ -338,6 +338,18 @@ class _Plotter:
             return make()
 
 
+def _capped_locator(top: float) -> Any:
+    """matplotlib's default tick locator, without the ticks above ``top``."""
+    from matplotlib.ticker import AutoLocator
+
+    class Capped(AutoLocator):
+        def tick_values(self, vmin: float, vmax: float) -> Any:
+            ticks = super().tick_values(vmin, vmax)
+            return ticks[ticks <= top + 1e-9]
+
+    return Capped()
+
+
 def _error_plot(p: _Plotter, result: Any) -> str | None:
     m = result.metrics
     rows = [("old error rate", "old_error_rate", COLORS["old"]),
@@ -362,6 +374,8 @@ def _error_plot(p: _Plotter, result: Any) -> str | None:
     ax.invert_yaxis()
     top = max(v + h for v, h in zip(values, hi, strict=True)) or 1.0
     ax.set_xlim(0, top * 1.25)
+    # No tick past 100%: no rate gets there, and a label at the right edge would be cut off.
+    ax.xaxis.set_major_locator(_capped_locator(1.0))
     for yi, v, h in zip(y, values, hi, strict=True):
         ax.text(v + h + top * 0.02, yi, pct(v), va="center", fontsize=8, color="#344054")
     ax.xaxis.set_major_formatter(p.percent(xmax=1, decimals=None))

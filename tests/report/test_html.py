@@ -315,3 +315,18 @@ def test_compat_sample_report_is_small():
     text = render(result)
     assert len(text.encode()) < 200_000
     assert_self_contained(text)
+
+
+def test_error_plot_has_no_tick_above_100_percent():
+    """Error rates near 100%: the axis runs past 100% for the value labels, but no tick label
+    sits there (it was "120%", cut off at the plot's right edge)."""
+    from graceful_audit.report.html import _error_plot, _Plotter
+
+    metrics = SimpleNamespace(old_error_rate=0.9434, positive_flip_rate=0.0588,
+                              negative_flip_rate=0.0475, new_error_rate=0.9321, n=442)
+    result = SimpleNamespace(metrics=metrics,
+                             intervals={"old_error_rate": (0.9178, 0.9614)})
+    plotter = _Plotter()
+    svg = plotter.render(lambda: _error_plot(plotter, result))
+    ticks = [int(t) for t in re.findall(r">(\d+)%</text>", svg)]
+    assert ticks and max(ticks) == 100
