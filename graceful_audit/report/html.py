@@ -131,6 +131,7 @@ p { margin: 8px 0; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line);
   vertical-align: top; }
+td:not(.num) { min-width: 6.5em; }
 th { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em;
   font-weight: 600; }
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -139,7 +140,7 @@ tr.fail td { background: var(--fail-row); }
 tr.key td { background: var(--key-row); font-weight: 600; }
 td.id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px;
   overflow-wrap: anywhere; min-width: 12ch; max-width: 30em; }
-td.val { overflow-wrap: anywhere; min-width: 8ch; max-width: 22em; }
+td.val { overflow-wrap: anywhere; max-width: 22em; }
 .pill { display: inline-block; padding: 1px 9px; border-radius: 999px; font-size: 12px;
   font-weight: 700; white-space: nowrap; }
 .pill.fail { background: var(--pill-fail-bg); color: var(--pill-fail); }
