@@ -682,9 +682,10 @@ def _group_table(result: Any, head: str, size: str, rows: Sequence[Any],
     breaches ``gate``, at most ``MAX_LISTED``."""
     shown_rows, with_flips, bad = listed(rows, result, gate, MAX_ROWS, flipped=False)
     threshold = next((g.threshold for g in result.gates if g.name == gate), None)
-    beyond = f"; {count(bad)} beyond --{gate}, all listed" if bad else ""
-    note = (f"{count(len(shown_rows))} of {count(with_flips)} shown, every row in the "
-            f"JSON{beyond}" if with_flips > len(shown_rows) else "")
+    beyond = f" and the {count(bad)} beyond --{gate}" if bad else ""
+    note = (f"{count(len(shown_rows))} of {count(with_flips)} shown (the top {MAX_ROWS}"
+            f"{beyond}, at most {count(MAX_LISTED)}), every row in the JSON"
+            if with_flips > len(shown_rows) else "")
     mae = any(getattr(r, "mae_delta", None) is not None for r in shown_rows)
     cols = [(head, False), (size, True), ("neg. flips", True), ("NFR", True),
             ("interval", True), ("pos. flips", True)] + [("MAE delta", True)] * mae
@@ -1052,7 +1053,7 @@ def render(result: Any) -> str:
     footer = (f"<footer>graceful-audit {esc(result.tool_version)} · {where}"
               " · the JSON result (<code>--format json</code>) holds "
               "every number · this file loads nothing from the network</footer>")
-    return (
+    page = (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -1061,3 +1062,6 @@ def render(result: Any) -> str:
         f"<style>{CSS}</style>\n</head>\n<body>\n{_header(result)}\n"
         f'<main class="wrap">\n{body}\n{footer}\n</main>\n</body>\n</html>\n'
     )
+    # Data never starts a line (line breaks in it are escaped), but "##[" anywhere in a
+    # line of a CI log is a legacy GitHub Actions workflow command: "&#91;" reads the same.
+    return page.replace("##[", "##&#91;")

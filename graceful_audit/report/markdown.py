@@ -57,6 +57,9 @@ SHOW = 5
 #: The longest report, in UTF-16 code units as GitHub counts: a comment holds 65,536; the
 #: rest is left for what a bot or workflow writes around the report.
 MAX_CHARS = 60_000
+#: Rows a table is built with at most: more could never fit (a row takes 16 characters or
+#: more), so 100,000 classes or ``--top 100000`` cost no time.
+_MOST_ROWS = MAX_CHARS // 16
 
 # Characters with an inline meaning in GitHub-flavoured Markdown: escapes, code spans,
 # emphasis, links/images, table cells, strikethrough and math. ``<``, ``>`` and ``&`` are
@@ -225,13 +228,13 @@ def _groups(result: Any, title: str, head: str, size: str, rows: Sequence[Any],
             gate: str) -> _Rows | None:
     """The classes (or values of one slice column) with the most negative flips, and every
     one that breaches ``gate``."""
-    shown_rows, with_flips, bad = listed(rows, result, gate, SHOW, most=None)
+    shown_rows, with_flips, bad = listed(rows, result, gate, SHOW, most=_MOST_ROWS)
     if not shown_rows:
         return None
     threshold = next((g.threshold for g in result.gates if g.name == gate), None)
-    beyond = f", all {count(bad)} beyond --{gate}" if bad else ""
-    note = (f" (top {min(SHOW, with_flips)} of {count(with_flips)} with negative flips"
-            f"{beyond})" if with_flips > len(shown_rows) or bad else "")
+    beyond = f" and the {count(bad)} beyond --{gate}" if bad else ""
+    note = (f" ({count(with_flips)} with negative flips; listed: the top {SHOW}{beyond})"
+            if with_flips > len(shown_rows) or bad else "")
     mae = any(getattr(r, "mae_delta", None) is not None for r in shown_rows)
     body = []
     for r in shown_rows:
@@ -254,7 +257,7 @@ def _worst(result: Any) -> _Rows | None:
     head = ["id", "target" if result.task == "regression" else "label", "old pred", "new pred"]
     head += list(scores.head) if scores.shown else []
     rows = []
-    for e, cells in zip(flips, scores.cells, strict=True):
+    for e, cells in zip(flips[:_MOST_ROWS], scores.cells, strict=False):
         row = [md_escape(e.id), md_escape(e.label), md_escape(e.old_pred), md_escape(e.new_pred)]
         if scores.shown:
             row += list(cells)
@@ -362,7 +365,8 @@ def _breaking(result: Any) -> str | _Rows:
         return f"#### Queries that break\n\n{said}"
     body = [[md_escape(b.id), md_escape(b.label),
              count(b.new_old_rank) if b.new_old_rank else "none",
-             md_escape(b.new_old_top1_id), md_escape(b.new_old_top1_label)] for b in rows]
+             md_escape(b.new_old_top1_id), md_escape(b.new_old_top1_label)]
+            for b in rows[:_MOST_ROWS]]
     head = ["query id", "label", "new/old rank of first match", "new/old top-1 id",
             "its label"]
     title = (f"#### Queries that break (worst {count(len(rows))} of {count(flips)}: deepest "

@@ -88,7 +88,7 @@ def _groups(result: Any, title: str, head: str, rows: Any, size: str,
                                if gate == "max-class-nfr" else "worst_slice_negative_flip_rate")
     mae = any(r.mae_delta is not None for r in ranked)
     left = with_flips - len(ranked)
-    note = f", {bad} beyond --{gate}" if bad else ""
+    note = f" (listed: the top {SHOW} and the {count(bad)} beyond --{gate})" if bad else ""
     caption = (f"... {count(left)} more with negative flips in the JSON{note}" if left else
                None)
     t = Table(title=Text(title), title_justify="left", show_edge=False, caption=caption,
