@@ -971,7 +971,8 @@ def _compatibility(result: Any) -> str:
          f"({pct(result.retrieval_negative_flip_rate)})"),
     ]
     body = _table([("metric", False), ("value", False)],
-                  [f"<tr><td>{esc(a)}</td><td>{esc(b)}</td></tr>" for a, b in rows])
+                  [f"<tr><td>{esc(a)}</td><td>{esc(TYPESET.number(b))}</td></tr>"
+                   for a, b in rows])
     body += ("<p class=\"note\">Update gain: 1 means new queries against the old index do as "
              "well as after a full backfill, 0 no better than the old model, below 0 worse "
              "than the old model (Shen et al., CVPR 2020).</p>")

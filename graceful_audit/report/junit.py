@@ -28,6 +28,7 @@ from .common import (
     gate_value_text,
     gate_where,
     mcnemar_sentence,
+    shown,
     threshold_text,
     verdict,
 )
@@ -80,14 +81,14 @@ def _gate_case(suite: ET.Element, classname: str, gate: Any) -> None:
                                                       "error_rate_delta")))
         message = f"value {value}{where} {broken} threshold {threshold}"
         body = (f"Gate {gate.name} breached: {gate.metric} is {gate_value(gate)}{where}, "
-                f"beyond the {bound} {threshold} (gate from {gate.source}).")
+                f"beyond the {bound} {threshold} (gate from {shown(gate.source)}).")
         _el(case, "failure", body, message=message, type="GateBreached")
     elif gate.status == "n/a":
         _el(case, "skipped", message=f"{gate.metric} is undefined for this audit (n/a), so "
                                      f"gate {gate.name} ({gate.condition}) cannot be breached")
     else:
         _el(case, "system-out", f"held: {gate.metric} is {gate_value(gate)}{where} "
-                                f"({gate.condition}; gate from {gate.source})")
+                                f"({gate.condition}; gate from {shown(gate.source)})")
 
 
 def _suite(root: ET.Element, result: Any) -> ET.Element:
@@ -115,7 +116,8 @@ def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
     suite = _suite(root, result)
     props = _el(suite, "properties")
     i = result.inputs
-    for name, value in (("old", i.old_path), ("new", i.new_path), ("matched", i.matched),
+    for name, value in (("old", shown(i.old_path)), ("new", shown(i.new_path)),
+                        ("matched", i.matched),
                         ("audited", i.audited), ("task", result.task),
                         ("engine", result.engine), ("confidence", result.confidence)):
         _el(props, "property", name=name, value=_fmt(value))
@@ -145,7 +147,7 @@ def _compat_suite(root: ET.Element, result: Any) -> ET.Element:
     props = _el(suite, "properties")
     i = result.inputs
     for name, value in (
-        ("old", i.old_path), ("new", i.new_path), ("matched", i.matched),
+        ("old", shown(i.old_path)), ("new", shown(i.new_path)), ("matched", i.matched),
         ("old_dim", i.old_dim), ("new_dim", i.new_dim), ("mode", i.mode),
         ("queries", result.queries), ("gallery", i.gallery),
         ("queries_without_positive", result.queries_without_positive),
