@@ -21,6 +21,7 @@ from . import __version__
 from .errors import GauditError
 from .report import Format
 from .textsafe import message as safe_message
+from .textsafe import shown
 
 
 class _Group(TyperGroup):
@@ -138,7 +139,8 @@ def error_boundary(debug: bool = False) -> Iterator[None]:
     except GauditError as exc:
         if debug:
             raise
-        typer.echo(safe_message(f"gaudit: error: {exc}"), err=True)
+        # One line: a line break in a path or value quoted by the message is data
+        typer.echo(safe_message(f"gaudit: error: {shown(exc)}"), err=True)
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         typer.echo("gaudit: interrupted", err=True)
@@ -147,7 +149,7 @@ def error_boundary(debug: bool = False) -> Iterator[None]:
         if debug:
             raise
         typer.echo(
-            safe_message(f"gaudit: internal error: {type(exc).__name__}: {exc}\n"
+            safe_message(f"gaudit: internal error: {type(exc).__name__}: {shown(exc)}\n"
                          "This is a bug in gaudit; rerun with --debug for the traceback and "
                          "report it."),
             err=True,
@@ -197,7 +199,7 @@ def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Fo
 
     def note(message: str) -> None:
         if not quiet:
-            typer.echo(safe_message(message), err=True)
+            typer.echo(safe_message(shown(message)), err=True)  # one line, paths escaped
 
     if fmt is Format.TEXT and output in (None, "-"):
         from rich.console import Console

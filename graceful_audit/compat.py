@@ -184,7 +184,7 @@ class CompatResult(Gated):
             return self.reason()
         word = "backward compatible" if self.compatible else "NOT backward compatible"
         flips = ("" if self.retrieval_negative_flips is None else
-                 f"; {self.retrieval_negative_flips} of {self.queries} queries break")
+                 f"; {self.retrieval_negative_flips:,} of {self.queries:,} queries break")
         return f"{word} ({self.reason()}){flips}"
 
     def with_gates(self, gates: tuple[GateResult, ...]) -> CompatResult:

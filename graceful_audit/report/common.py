@@ -371,8 +371,8 @@ def mcnemar_sentence(result: Any) -> str:
 def wilcoxon_sentence(result: Any) -> str:
     w = result.regression.wilcoxon
     p = "n/a" if w.p_value is None else f"{w.p_value:.3g}"
-    return (f"Wilcoxon signed-rank test ({w.method}) on the {w.n_nonzero} non-zero error "
-            f"differences ({w.n_zero} zero): p = {p}")
+    return (f"Wilcoxon signed-rank test ({w.method}) on the {count(w.n_nonzero)} non-zero "
+            f"error differences ({count(w.n_zero)} zero): p = {p}")
 
 
 def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str, str]]:

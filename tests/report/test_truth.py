@@ -293,7 +293,19 @@ def test_stderr_messages_escape_data(tmp_path, monkeypatch):
     bad = str(tmp_path / "no\n::add-mask::secret\x1b[2J.csv")
     r = CliRunner().invoke(app, ["flips", bad, bad])
     assert r.exit_code == 2
-    assert "\x1b" not in r.stderr
+    assert "\x1b" not in r.stderr and "\\x1b[2J" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1  # the path's line break is escaped
+    _no_workflow_command(r.stderr)
+
+
+def test_wrote_lines_escape_the_path(tmp_path, monkeypatch, just_breached):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "r.json"
+    path.write_text(render(just_breached, Format.JSON))
+    out = str(tmp_path / "a\n::add-mask::b.md")
+    r = CliRunner().invoke(app, ["render", str(path), "-f", "markdown", "-o", out])
+    assert r.exit_code == 1
+    assert "Wrote markdown report to " in r.stderr and "a\\n::add-mask::b.md" in r.stderr
     _no_workflow_command(r.stderr)
 
 
