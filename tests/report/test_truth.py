@@ -396,3 +396,19 @@ def test_one_minus_sign_per_report(golden_result):
     text = render(golden_result, Format.TEXT) + render(golden_result, Format.MARKDOWN)
     assert "\u2212" not in text and "\u2192" not in text
     assert TYPESET.number("top-1 -0.5 (-4.17 pp) 1e-07") == "top-1 −0.5 (−4.17 pp) 1e-07"
+
+
+def test_text_report_stays_bounded(huge_result):
+    text = render(huge_result, Format.TEXT)
+    assert "Worst negative flips (top 3,000)" in text
+    assert "... 2,500 more in the JSON" in text
+    assert text.count("id-") == 500  # MAX_LISTED worst flips, ids shown once each
+
+
+def test_an_n_a_gate_is_a_notice_saying_n_a(golden_result, monkeypatch, capsys):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    github(_with_gates(golden_result, "n/a"))
+    err = capsys.readouterr().err
+    assert err.startswith("::notice title=gaudit gate gate-0 n/a::")
+    assert "value n/a" in err
