@@ -20,6 +20,8 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import GauditError
 from .report import Format
+from .textsafe import message as safe_message
+from .textsafe import shown
 
 
 class _Group(TyperGroup):
@@ -39,7 +41,7 @@ class _Group(TyperGroup):
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             message = exc.format_message()
             given = _given_value(exc, kwargs.get("args", args[0] if args else None), message)
-            typer.echo(f"gaudit: error: {message}{given}{hint}", err=True)
+            typer.echo(safe_message(f"gaudit: error: {message}{given}{hint}"), err=True)
             sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
         except typer.Abort:
             if not standalone_mode:
@@ -137,7 +139,8 @@ def error_boundary(debug: bool = False) -> Iterator[None]:
     except GauditError as exc:
         if debug:
             raise
-        typer.echo(f"gaudit: error: {exc}", err=True)
+        # One line: a line break in a path or value quoted by the message is data
+        typer.echo(safe_message(f"gaudit: error: {shown(exc)}"), err=True)
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         typer.echo("gaudit: interrupted", err=True)
@@ -146,8 +149,9 @@ def error_boundary(debug: bool = False) -> Iterator[None]:
         if debug:
             raise
         typer.echo(
-            f"gaudit: internal error: {type(exc).__name__}: {exc}\n"
-            "This is a bug in gaudit; rerun with --debug for the traceback and report it.",
+            safe_message(f"gaudit: internal error: {type(exc).__name__}: {shown(exc)}\n"
+                         "This is a bug in gaudit; rerun with --debug for the traceback and "
+                         "report it."),
             err=True,
         )
         raise typer.Exit(EXIT_INTERNAL) from None
@@ -195,7 +199,7 @@ def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Fo
 
     def note(message: str) -> None:
         if not quiet:
-            typer.echo(message, err=True)
+            typer.echo(safe_message(shown(message)), err=True)  # one line, paths escaped
 
     if fmt is Format.TEXT and output in (None, "-"):
         from rich.console import Console
@@ -225,13 +229,16 @@ def github(result: Any) -> None:
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write(render(result, Format.MARKDOWN) + "\n")
         except OSError as exc:
-            typer.echo(f"gaudit: warning: cannot append to GITHUB_STEP_SUMMARY ({exc})", err=True)
+            typer.echo(safe_message(f"gaudit: warning: cannot append to GITHUB_STEP_SUMMARY "
+                                    f"({exc})"), err=True)
     if os.environ.get("GITHUB_ACTIONS") == "true":
+        from .report.common import gate_value, gate_where
+
         for g in result.gates:
             kind = "error" if not g.passed else "notice"
             state = "breached" if not g.passed else "held" if g.status == "pass" else "n/a"
-            value = "n/a" if g.value is None else f"{g.value:.6g}"
-            message = f"{g.condition}: value {value}" + (f" ({g.detail})" if g.detail else "")
+            # gate_value: the digits that show the breach; gate_where: data, escaped
+            message = f"{g.condition}: value {gate_value(g)}{gate_where(g)}"
             message = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
             typer.echo(f"::{kind} title=gaudit gate {g.name} {state}::{message}", err=True)
 

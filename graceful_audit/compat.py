@@ -176,14 +176,15 @@ class CompatResult(Gated):
         cross = self.cases["new/old"].metric(self.criterion)
         base = self.cases["old/old"].metric(self.criterion)
         op = ">" if self.compatible else "<="
-        return (f"{crit} new/old {_pct(cross)} {op} old/old {_pct(base)}")
+        digits = _distinct_decimals(cross, base)
+        return (f"{crit} new/old {_pct(cross, digits)} {op} old/old {_pct(base, digits)}")
 
     def headline(self) -> str:
         if self.dimension_mismatch:
             return self.reason()
         word = "backward compatible" if self.compatible else "NOT backward compatible"
         flips = ("" if self.retrieval_negative_flips is None else
-                 f"; {self.retrieval_negative_flips} of {self.queries} queries break")
+                 f"; {self.retrieval_negative_flips:,} of {self.queries:,} queries break")
         return f"{word} ({self.reason()}){flips}"
 
     def with_gates(self, gates: tuple[GateResult, ...]) -> CompatResult:
@@ -225,8 +226,19 @@ class CompatResult(Gated):
         )
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
+def _pct(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _distinct_decimals(a: float | None, b: float | None) -> int:
+    """Decimals (2 or more) at which percentages ``a`` and ``b`` read differently, unless
+    they are equal: ``85.00% > 85.00%`` must never be printed."""
+    if a is None or b is None or a == b:
+        return 2
+    for digits in range(2, 16):
+        if f"{100 * a:.{digits}f}" != f"{100 * b:.{digits}f}":
+            return digits
+    return 15
 
 
 def _value(name: str) -> Callable[[Any], tuple[float | None, str | None]]:

@@ -23,6 +23,16 @@ from .errors import UsageError
 Value = tuple[float | None, str | None]  # the value and what it refers to ("class '3'")
 
 
+def threshold_text(x: float) -> str:
+    """The shortest text that reads back as ``x``: ``0.01``, ``0.0100004`` (``:g`` would
+    print ``0.01000004`` as ``0.01``)."""
+    for digits in range(1, 18):
+        text = f"{x:.{digits}g}"
+        if float(text) == x:
+            return text
+    return repr(x)
+
+
 @dataclass(frozen=True)
 class GateDef:
     """What a gate watches and which thresholds make sense for it."""
@@ -38,7 +48,7 @@ class GateDef:
 
     def label(self, threshold: float) -> str:
         op = "<=" if self.direction == "max" else ">="
-        return f"{self.metric} {op} {threshold:g}"
+        return f"{self.metric} {op} {threshold_text(threshold)}"
 
 
 @dataclass(frozen=True)
@@ -66,8 +76,9 @@ class GateResult:
 
     @property
     def condition(self) -> str:
+        """``negative_flip_rate <= 0.01``, the threshold as written (never rounded)."""
         op = "<=" if self.direction == "max" else ">="
-        return f"{self.metric} {op} {self.threshold:g}"
+        return f"{self.metric} {op} {threshold_text(self.threshold)}"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple
+
+from ..gates import threshold_text
+from ..textsafe import ci_safe, shown
+
+__all__ = ["ci_safe", "shown", "threshold_text"]  # re-exported for the report modules
 
 METRIC_LABELS = {
     "old_error_rate": "old error rate",
@@ -30,6 +39,15 @@ KEY_CASE = "new/old"
 
 #: Said where the worst negative flips would be listed, when there are none.
 NO_FLIPS = "No negative flips: every example the old model got right, the new one gets right."
+
+
+#: Rows a table lists at most in the terminal and HTML reports, even when more classes or
+#: slice values breach a gate (every row is in the JSON).
+MAX_LISTED = 500
+
+def count(n: int | None) -> str:
+    """A count with thousands separators: ``12345`` -> ``12,345``; ``None`` -> ``n/a``."""
+    return "n/a" if n is None else f"{n:,}"
 
 
 class WorstScores(NamedTuple):
@@ -84,28 +102,147 @@ def signed(x: float | None) -> str:
     return "n/a" if x is None else f"{x:+.4g}"
 
 
+def signed_against(x: float | None, threshold: float | None) -> str:
+    """:func:`signed`, or with the digits that place ``x`` against the ``threshold`` of a
+    gate watching it."""
+    if x is None or threshold is None:
+        return signed(x)
+    return gate_value_text(x, threshold, sign=True)
+
+
 def interval(ci: Any) -> str:
     return "" if not ci else f"[{pct(ci[0])}, {pct(ci[1])}]"
 
 
-def metric_value(name: str, value: float | None) -> str:
+# --------------------------------------------------------------------------- gate values
+
+
+def _relation(a: float, b: float) -> int:
+    return (a > b) - (a < b)
+
+
+def gate_digits(value: float, threshold: float, least: int = 4) -> int:
+    """The fewest significant digits (at least ``least``) with which ``value``, once
+    rounded, compares to ``threshold`` as ``value`` itself does.
+
+    A negative flip rate of 0.010004 against a maximum of 0.01 needs 5 (``0.010004``:
+    above, breached), 0.0099996 needs 5 too (below, held); a value equal to the threshold
+    keeps ``least``.
+    """
+    if not (math.isfinite(value) and math.isfinite(threshold)):
+        return least
+    want = _relation(value, threshold)
+    for digits in range(least, 18):
+        if _relation(float(f"{value:.{digits}g}"), threshold) == want:
+            return digits
+    return 17
+
+
+def _percent_of(text: str) -> str:
+    """``"0.010004"`` -> ``"1.0004%"``: the same digits, shifted, at least 2 decimals."""
+    d = Decimal(text).scaleb(2)
+    if d != 0 and abs(d) < Decimal("1e-6"):
+        return f"{float(d):.4g}%"
+    if d.as_tuple().exponent > -2:  # type: ignore[operator]
+        d = d.quantize(Decimal("0.01"))
+    return f"{d:f}%"
+
+
+def gate_value_text(value: float | None, threshold: float | None, *, percent: bool = False,
+                    sign: bool = False) -> str:
+    """A gated value with the digits that show on which side of ``threshold`` it lies.
+
+    ``percent`` adds the value as a percentage, with the same digits; ``sign`` writes a
+    ``+`` before a positive value (differences). Every report prints gate values through
+    this function, so the text, Markdown, HTML and JUnit reports, the annotations and the
+    verdict line agree.
+
+    >>> gate_value_text(0.010004, 0.01, percent=True)
+    '0.010004 (1.0004%)'
+    >>> gate_value_text(0.0099996, 0.01, percent=True)
+    '0.0099996 (0.99996%)'
+    >>> gate_value_text(0.01, 0.01, percent=True)
+    '0.01 (1.00%)'
+    """
+    if value is None:
+        return "n/a"
+    digits = 4 if threshold is None else gate_digits(value, threshold)
+    text = f"{value:{'+' if sign else ''}.{digits}g}"
+    if percent and math.isfinite(value) and abs(value) < 1e6:
+        shifted = _percent_of(f"{value:.{digits}g}")
+        text += f" ({'+' if sign and value > 0 else ''}{shifted})"
+    return text
+
+
+def rate_text(value: float | None, threshold: float | None = None, digits: int = 2) -> str:
+    """A rate as a percentage: ``digits`` decimals, or as many as it takes to show on
+    which side of ``threshold`` (the gate watching the rate, if any) it lies.
+
+    >>> rate_text(0.010004, None), rate_text(0.010004, 0.01)
+    ('1.00%', '1.0004%')
+    """
+    plain = pct(value, digits)
+    if value is None or threshold is None or not math.isfinite(value):
+        return plain
+    if _relation(float(Decimal(plain[:-1]).scaleb(-2)), threshold) == _relation(value,
+                                                                                threshold):
+        return plain
+    return _percent_of(f"{value:.{gate_digits(value, threshold)}g}")
+
+
+def metric_value(name: str, value: float | None, threshold: float | None = None) -> str:
+    """A headline metric as every report prints it; ``threshold``: of a gate watching it."""
     if name == "error_rate_delta":
-        return pp(value)
+        if threshold is None or value is None:
+            return pp(value)
+        text = rate_text(value, threshold)[:-1]
+        return f"{'' if text.startswith('-') else '+'}{text} pp"
     if name == "relative_negative_flip_rate":
         return num(value, 3)
-    return pct(value)
+    return rate_text(value, threshold)
+
+
+#: Metrics shown as a signed difference, and as a percentage, in a gate's value.
+_SIGNED = ("mae_delta", "rmse_delta", "error_rate_delta")
+_PERCENT = ("rate", "compatibility", "impact", "error_rate_delta", "top1")
 
 
 def gate_value(gate: Any) -> str:
+    """The value a gate saw, with the digits that show whether it breaches."""
     if gate.value is None:
         return "n/a"
     if gate.metric == "compatible":
         return "yes" if gate.value else "no"
-    if gate.metric in ("mae_delta", "rmse_delta"):
-        return f"{gate.value:+.4g}"
-    if gate.metric.endswith(("rate", "compatibility", "impact", "delta", "top1")):
-        return f"{gate.value:.4g} ({pct(gate.value)})"
-    return f"{gate.value:.4g}"
+    return gate_value_text(gate.value, gate.threshold, percent=gate.metric.endswith(_PERCENT),
+                           sign=gate.metric in _SIGNED)
+
+
+def gate_threshold(result: Any, metric: str) -> float | None:
+    """The threshold of the gate watching ``metric``, if one does."""
+    return next((g.threshold for g in result.gates if g.metric == metric), None)
+
+
+def breaching(rows: Sequence[Any], result: Any, gate: str) -> set[int]:
+    """Positions in ``rows`` (classes or slice values) whose negative flip rate breaches
+    gate ``gate`` (``max-class-nfr`` or ``max-slice-nfr``); empty when it is not set."""
+    threshold = next((g.threshold for g in result.gates if g.name == gate), None)
+    if threshold is None:
+        return set()
+    return {k for k, r in enumerate(rows)
+            if r.negative_flip_rate is not None and r.negative_flip_rate > threshold}
+
+
+def listed(rows: Sequence[Any], result: Any, gate: str, show: int,
+           most: int | None = MAX_LISTED, flipped: bool = True) -> tuple[list[Any], int, int]:
+    """The classes or slice values a table lists: those with negative flips (every row
+    when not ``flipped``), the ``show`` with the most first, plus every one that breaches
+    ``gate``, in the same order; at most ``most`` rows. Returns the rows, how many there
+    were to list, and how many breach the gate."""
+    ranked = [r for r in sorted(rows, key=by_negative_flips)
+              if r.counts.negative_flips > 0 or not flipped]
+    bad = breaching(ranked, result, gate)
+    keep = [r for k, r in enumerate(ranked) if k < show or k in bad]
+    return (keep if most is None else keep[:most]), len(ranked), len(bad)
 
 
 def gate_where(gate: Any) -> str:
@@ -116,7 +253,8 @@ def gate_where(gate: Any) -> str:
     """
     if not gate.detail:
         return ""
-    return f" ({gate.detail})" if gate.metric == "compatible" else f" at {gate.detail}"
+    detail = shown(gate.detail)
+    return f" ({detail})" if gate.metric == "compatible" else f" at {detail}"
 
 
 def criterion_label(result: Any) -> str:
@@ -129,46 +267,112 @@ def gain(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def verdict(result: Any) -> str:
-    """The one line a reviewer reads first."""
+def gate_tally(gates: Sequence[Any]) -> str:
+    """``2 held, 1 breached, 1 n/a``: the gates by outcome; a gate whose metric is
+    undefined (n/a) cannot fail, but it did not hold either."""
+    held = sum(g.status == "pass" for g in gates)
+    failed = sum(g.status == "fail" for g in gates)
+    undefined = len(gates) - held - failed
+    parts = [f"{held} held"] if held or not gates else []
+    if failed:
+        parts.append(f"{failed} breached")
+    if undefined:
+        parts.append(f"{undefined} n/a (undefined)")
+    return ", ".join(parts)
+
+
+_SIGN = re.compile(r"(?<![\w.])-(?=\.?\d)")
+
+
+class Style(NamedTuple):
+    """How a report spells a minus sign and "changed to": plain ASCII in the terminal,
+    Markdown and JUnit reports (numbers copy into a flag), typographic in HTML."""
+
+    minus: str = "-"
+    arrow: str = "->"
+
+    def number(self, text: str) -> str:
+        """``text`` we wrote (never data) with the minus signs of its numbers in this style
+        (``-0.5`` and ``(-4.17 pp``, not ``top-1`` or ``1e-07``)."""
+        return text if self.minus == "-" else _SIGN.sub(self.minus, text)
+
+
+PLAIN = Style()
+TYPESET = Style("\u2212", "\u2192")
+
+
+def _breach(gate: Any, style: Style = PLAIN) -> str:
+    """``max-nfr (0.010004 > 0.01)``: a breached gate, with the digits that show it."""
+    if gate.metric == "compatible":
+        return f"{gate.name} (not compatible)"
+    op = ">" if gate.direction == "max" else "<"
+    where = f" at {shown(gate.detail)}" if gate.detail else ""
+    value = style.number(gate_value_text(gate.value, gate.threshold,
+                                         sign=gate.metric in _SIGNED))
+    return f"{gate.name} ({value}{where} {op} {style.number(threshold_text(gate.threshold))})"
+
+
+def verdict(result: Any, style: Style = PLAIN) -> str:
+    """The one line a reviewer reads first.
+
+    It counts the gates by outcome: one whose metric is undefined (n/a) does not fail the
+    run, but is not called held. A breached gate is named with its value and threshold.
+    """
+    n_ = style.number
     if result.kind == "flips":
         m = result.metrics
-        head = (f"{m.negative_flips} negative flip{'s' if m.negative_flips != 1 else ''} "
-                f"({pct(m.negative_flip_rate, 1)} of {m.n})")
+        nfr = rate_text(m.negative_flip_rate, gate_threshold(result, "negative_flip_rate"), 1)
+        head = (f"{count(m.negative_flips)} negative flip{'s' if m.negative_flips != 1 else ''}"
+                f" ({n_(nfr)} of {count(m.n)})")
         if result.task == "classification":
-            tail = f"error rate {pct(m.old_error_rate)} -> {pct(m.new_error_rate)}"
+            tail = (f"error rate {n_(pct(m.old_error_rate))} {style.arrow} "
+                    f"{n_(pct(m.new_error_rate))}")
         else:
-            tail = f"MAE {num(result.regression.old_mae)} -> {num(result.regression.new_mae)}"
+            reg = result.regression
+            tail = f"MAE {n_(num(reg.old_mae))} {style.arrow} {n_(num(reg.new_mae))}"
     else:
-        head = result.headline()
+        head = n_(result.headline())
         tail = ""
+    gates = result.gates
     breached = result.breached
     if breached:
-        names = ", ".join(f"{g.name} {g.threshold:g}" for g in breached)
-        return f"REGRESSION: {head}, gate{'s' if len(breached) > 1 else ''} {names} breached"
-    if result.gates:
-        n = len(result.gates)
-        return f"PASSED: {head}, {'all ' if n > 1 else ''}{n} gate{'s' if n > 1 else ''} held"
+        names = ", ".join(_breach(g, style) for g in breached)
+        others = [g for g in gates if g.passed]
+        rest = f"; other gates: {gate_tally(others)}" if others else ""
+        return (f"REGRESSION: {head}, gate{'s' if len(breached) > 1 else ''} {names} "
+                f"breached{rest}")
+    if gates:
+        n = len(gates)
+        if all(g.status == "pass" for g in gates):
+            return f"PASSED: {head}, {'all ' if n > 1 else ''}{n} gate{'s' if n > 1 else ''} held"
+        return f"PASSED: {head}, no gate breached: {gate_tally(gates)}"
     return f"NO GATES SET: {head}; {tail}" if tail else f"NO GATES SET: {head}"
 
 
 def mcnemar_sentence(result: Any) -> str:
+    """McNemar's test in words; it names a direction only when the difference is
+    significant at the audit's level (p below 1 - confidence)."""
     t = result.mcnemar
     method = ("exact binomial" if t.method == "exact"
               else "chi-square with continuity correction")
+    alpha = 1 - result.confidence
+    level = f"{alpha:.0%}" if round(alpha * 100, 9) == round(alpha * 100) else f"{alpha:.3g}"
     if t.b == t.c:
-        direction = "no difference in errors"
+        said = "no difference in errors"
+    elif t.p_value < alpha:
+        better = "fewer" if t.c > t.b else "more"
+        said = f"the new model makes {better} errors, significant at the {level} level"
     else:
-        direction = "new model makes fewer errors" if t.c > t.b else "new model makes more errors"
-    return (f"McNemar's test ({method}) on {t.b} negative vs {t.c} positive flips: "
-            f"p = {t.p_value:.3g} ({direction})")
+        said = f"the difference is not significant at the {level} level"
+    return (f"McNemar's test ({method}) on {count(t.b)} negative vs {count(t.c)} positive "
+            f"flips: p = {t.p_value:.3g} ({said})")
 
 
 def wilcoxon_sentence(result: Any) -> str:
     w = result.regression.wilcoxon
     p = "n/a" if w.p_value is None else f"{w.p_value:.3g}"
-    return (f"Wilcoxon signed-rank test ({w.method}) on the {w.n_nonzero} non-zero error "
-            f"differences ({w.n_zero} zero): p = {p}")
+    return (f"Wilcoxon signed-rank test ({w.method}) on the {count(w.n_nonzero)} non-zero "
+            f"error differences ({count(w.n_zero)} zero): p = {p}")
 
 
 def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str, str]]:
@@ -183,9 +387,10 @@ def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str,
         value = getattr(m, name)
         if name == "churn_rate" and value is None and result.task == "regression":
             continue
-        detail = {"negative_flip_rate": f": {m.negative_flips} flips",
-                  "positive_flip_rate": f": {m.positive_flips} flips"}.get(name, "")
-        rows.append((name, label, detail, metric_value(name, value),
+        detail = {"negative_flip_rate": f": {count(m.negative_flips)} flips",
+                  "positive_flip_rate": f": {count(m.positive_flips)} flips"}.get(name, "")
+        rows.append((name, label.replace(" - ", f" {minus} "), detail,
+                     metric_value(name, value, gate_threshold(result, name)),
                      interval(result.intervals.get(name))))
     reg = getattr(result, "regression", None)
     if reg is not None:
@@ -193,10 +398,12 @@ def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str,
         ci = reg.mae_delta_interval
         rows += [
             ("mae", "old MAE / new MAE", "", f"{num(r['old_mae'])} / {num(r['new_mae'])}", ""),
-            ("mae_delta", f"MAE delta (new {minus} old)", "", signed(r["mae_delta"]),
+            ("mae_delta", f"MAE delta (new {minus} old)", "",
+             signed_against(r["mae_delta"], gate_threshold(result, "mae_delta")),
              "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)"),
             ("rmse", "old RMSE / new RMSE", "", f"{num(r['old_rmse'])} / {num(r['new_rmse'])}",
              ""),
-            ("rmse_delta", f"RMSE delta (new {minus} old)", "", signed(r["rmse_delta"]), ""),
+            ("rmse_delta", f"RMSE delta (new {minus} old)", "",
+             signed_against(r["rmse_delta"], gate_threshold(result, "rmse_delta")), ""),
         ]
     return rows

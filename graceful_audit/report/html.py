@@ -32,19 +32,28 @@ from typing import Any
 from .common import (
     CASE_LABELS,
     KEY_CASE,
+    MAX_LISTED,
     NO_FLIPS,
+    TYPESET,
     by_negative_flips,
+    count,
     criterion_label,
     gain,
+    gate_tally,
+    gate_threshold,
     gate_value,
     gate_where,
     interval,
+    listed,
     mcnemar_sentence,
     metric_rows,
+    metric_value,
     num,
     pct,
-    pp,
+    rate_text,
+    shown,
     signed,
+    signed_against,
     verdict,
     wilcoxon_sentence,
     worst_scores,
@@ -57,8 +66,6 @@ MAX_ROWS = 50
 #: Classes in the per-class bar chart, labels of the flip-matrix heatmap.
 MAX_BARS = 40
 MAX_MATRIX = 20
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 COLORS = {"old": "#98a2b3", "new": "#2e6bd9", "nfr": "#d92d20", "pfr": "#17a34a",
           "muted": "#667085", "line": "#d0d5dd"}
@@ -191,9 +198,9 @@ footer { color: var(--muted); font-size: 12px; margin-top: 20px; }
 
 
 def _clean(value: Any) -> str:
-    """``str(value)`` without control characters or lone surrogates."""
-    text = _CONTROL.sub("\ufffd", str(value))
-    return text.encode("utf-8", "replace").decode("utf-8")
+    """``str(value)`` with control characters, line breaks, bidi overrides and lone
+    surrogates written as escapes (``\\n``, ``\\u202e``; see :func:`.common.shown`)."""
+    return shown(value)
 
 
 def esc(value: Any, limit: int | None = None) -> str:
@@ -220,7 +227,8 @@ def _cell(value: Any, cls: str = "val") -> str:
 
 
 def _num(text: str) -> str:
-    return f'<td class="num">{esc(text)}</td>'
+    """A table cell for a number we formatted (never data), minus signs typeset."""
+    return f'<td class="num">{esc(TYPESET.number(text))}</td>'
 
 
 def _table(head: Sequence[tuple[str, bool]], rows: Sequence[str]) -> str:
@@ -609,21 +617,22 @@ def _header(result: Any) -> str:
     state = "fail" if result.breached else "pass" if result.gates else "none"
     i = result.inputs
     if result.kind == "compat":
-        what = (f"{result.queries} queries vs {i.gallery} gallery items · "
+        what = (f"{count(result.queries)} queries vs {count(i.gallery)} gallery items · "
                 f"{esc(result.metric)} similarity")
     else:
-        what = f"{i.audited} examples audited · {esc(result.task)}"
+        what = f"{count(i.audited)} examples audited · {esc(result.task)}"
     sub = f"{esc(i.old_path, MAX_CELL)} → {esc(i.new_path, MAX_CELL)} · {what}"
     return (f'<header class="verdict {state}"><div class="wrap">'
             f"<h1>gaudit {esc(result.kind)} · model update audit</h1>"
-            f'<p class="line">{VERDICT_MARKS[state]}{esc(verdict(result))}</p>'
+            f'<p class="line">{VERDICT_MARKS[state]}{esc(verdict(result, TYPESET))}</p>'
             f'<p class="sub">{sub}</p></div></header>')
 
 
 def _card(key: str, value: str, sub: str = "", cls: str = "") -> str:
     klass = f"card {cls}".strip()
     return (f'<div class="{klass}"><div class="k">{esc(key)}</div>'
-            f'<div class="v">{esc(value)}</div><div class="s">{esc(sub)}</div></div>')
+            f'<div class="v">{esc(TYPESET.number(value))}</div>'
+            f'<div class="s">{esc(TYPESET.number(sub))}</div></div>')
 
 
 def _gate_state(result: Any, metric: str) -> str:
@@ -637,8 +646,9 @@ def _gates_card(result: Any) -> str:
         return _card("gates", "none set", "the run cannot fail")
     n_bad = len(result.breached)
     total = f"of {len(result.gates)} gate{'s' if len(result.gates) > 1 else ''}"
-    return _card("gates", f"{n_bad} breached" if n_bad else "all held", total,
-                 "bad" if n_bad else "good")
+    if all(g.status == "pass" for g in result.gates):
+        return _card("gates", "all held", total, "good")
+    return _card("gates", gate_tally(result.gates), total, "bad" if n_bad else "")
 
 
 def _cards(result: Any) -> str:
@@ -648,26 +658,30 @@ def _cards(result: Any) -> str:
         return _gate_state(result, metric)
 
     iv = result.intervals
+    def value(name: str) -> str:
+        return metric_value(name, getattr(m, name), gate_threshold(result, name))
+
     cards = [
-        _card("negative flips", f"{m.negative_flips}",
-              f"NFR {pct(m.negative_flip_rate)} {interval(iv.get('negative_flip_rate'))}",
+        _card("negative flips", count(m.negative_flips),
+              f"NFR {value('negative_flip_rate')} {interval(iv.get('negative_flip_rate'))}",
               state("negative_flip_rate")),
         _card("new error rate", pct(m.new_error_rate),
-              f"old {pct(m.old_error_rate)} · {pp(m.error_rate_delta)}",
+              f"old {pct(m.old_error_rate)} · {value('error_rate_delta')}",
               state("error_rate_delta")),
-        _card("positive flips", f"{m.positive_flips}",
+        _card("positive flips", count(m.positive_flips),
               f"PFR {pct(m.positive_flip_rate)} {interval(iv.get('positive_flip_rate'))}"),
-        _card("BTC", pct(m.backward_trust_compatibility),
+        _card("BTC", value("backward_trust_compatibility"),
               interval(iv.get("backward_trust_compatibility")),
               state("backward_trust_compatibility")),
     ]
     reg = getattr(result, "regression", None)
     if reg is not None:
         r = reg.metrics()
-        cards.append(_card("MAE delta", signed(r["mae_delta"]),
+        cards.append(_card("MAE delta",
+                           signed_against(r["mae_delta"], gate_threshold(result, "mae_delta")),
                            f"MAE {num(r['old_mae'])} → {num(r['new_mae'])}", state("mae_delta")))
     else:
-        cards.append(_card("churn", pct(m.churn_rate), "predictions that changed",
+        cards.append(_card("churn", value("churn_rate"), "predictions that changed",
                            state("churn_rate")))
     cards.append(_gates_card(result))
     return f'<div class="cards">{"".join(cards)}</div>'
@@ -680,14 +694,14 @@ def _section(title: str, body: str, note: str = "") -> str:
 
 def _inputs(result: Any) -> str:
     i = result.inputs
-    items = [("old", f"{esc(i.old_path)} ({i.old_rows} rows)"),
-             ("new", f"{esc(i.new_path)} ({i.new_rows} rows)")]
+    items = [("old", f"{esc(i.old_path)} ({count(i.old_rows)} rows)"),
+             ("new", f"{esc(i.new_path)} ({count(i.new_rows)} rows)")]
     if i.labels_path:
-        items.append(("labels", f"{esc(i.labels_path)} ({i.labels_rows} rows, "
-                                f"{i.unused_labels} unused)"))
-    items.append(("rows", f"{i.matched} matched, {i.unmatched_old} only in OLD, "
-                          f"{i.unmatched_new} only in NEW, {i.missing_label} without label "
-                          f"→ <strong>{i.audited} audited</strong>"))
+        items.append(("labels", f"{esc(i.labels_path)} ({count(i.labels_rows)} rows, "
+                                f"{count(i.unused_labels)} unused)"))
+    items.append(("rows", f"{count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
+                          f"{count(i.unmatched_new)} only in NEW, {count(i.missing_label)} "
+                          f"without label → <strong>{count(i.audited)} audited</strong>"))
     if i.label_source:
         items.append(("labels from", esc(i.label_source)))
     reg = getattr(result, "regression", None)
@@ -718,21 +732,23 @@ def _gates(result: Any) -> str:
         return _section("Gates", f"<p>{NO_GATES[result.kind]}</p>")
     pills = {"pass": '<span class="pill pass">held</span>',
              "fail": '<span class="pill fail">BREACHED</span>',
-             "n/a": '<span class="pill na">n/a (undefined)</span>'}
+             "n/a": '<span class="pill na">n/a (undefined, cannot fail)</span>'}
     rows = []
     for g in result.gates:
-        value = gate_value(g) + _clean(gate_where(g))
+        value = esc(TYPESET.number(gate_value(g))) + esc(gate_where(g))
         klass = ' class="fail"' if g.status == "fail" else ""
-        rows.append(f"<tr{klass}><td>{esc(g.name)}</td><td>{esc(g.condition)}</td>"
-                    f"{_num(value)}<td>{pills[g.status]}</td><td>{esc(g.source)}</td></tr>")
+        rows.append(f"<tr{klass}><td>{esc(g.name)}</td>"
+                    f"<td>{esc(TYPESET.number(g.condition))}</td>"
+                    f'<td class="num">{value}</td><td>{pills[g.status]}</td>'
+                    f"<td>{esc(g.source)}</td></tr>")
     head = [("gate", False), ("condition", False), ("value", True), ("result", False),
             ("from", False)]
-    return _section("Gates", _table(head, rows))
+    return _section("Gates", _table(head, rows), gate_tally(result.gates))
 
 
 def _metrics(result: Any, plot: str | None) -> str:
     rows = [f"<tr><td>{esc(label + detail)}</td>{_num(value)}{_num(ci)}</tr>"
-            for _name, label, detail, value, ci in metric_rows(result, minus="−")]
+            for _name, label, detail, value, ci in metric_rows(result, minus=TYPESET.minus)]
     reg = getattr(result, "regression", None)
     table = _table([("metric", False), ("value", True),
                     (f"{result.confidence:.0%} interval", True)], rows)
@@ -771,27 +787,34 @@ def _error_deltas(result: Any, plots: dict[str, Any]) -> str | None:
                     "absolute errors |pred − y| of the old and the new model")
 
 
-def _group_rows(rows: Sequence[Any], mae: bool) -> list[str]:
-    return [f"<tr>{_cell(r.value)}{_num(str(r.n))}{_num(str(r.counts.negative_flips))}"
-            f"{_num(pct(r.negative_flip_rate))}{_num(interval(r.negative_flip_rate_interval))}"
-            f"{_num(str(r.counts.positive_flips))}"
+def _group_rows(rows: Sequence[Any], mae: bool, threshold: float | None) -> list[str]:
+    return [f"<tr>{_cell(r.value)}{_num(count(r.n))}{_num(count(r.counts.negative_flips))}"
+            f"{_num(rate_text(r.negative_flip_rate, threshold))}"
+            f"{_num(interval(r.negative_flip_rate_interval))}"
+            f"{_num(count(r.counts.positive_flips))}"
             f"{_num(signed(r.mae_delta)) if mae else ''}</tr>" for r in rows]
 
 
-def _group_table(head: str, size: str, rows: Sequence[Any]) -> tuple[str, str]:
-    ranked = _ranked(rows)
-    shown = ranked[:MAX_ROWS]
-    note = f"{len(shown)} of {len(ranked)} shown" if len(ranked) > len(shown) else ""
-    mae = any(getattr(r, "mae_delta", None) is not None for r in shown)
+def _group_table(result: Any, head: str, size: str, rows: Sequence[Any],
+                 gate: str) -> tuple[str, str]:
+    """The rows with negative flips: the ``MAX_ROWS`` with most, and every one that
+    breaches ``gate``, at most ``MAX_LISTED``."""
+    shown_rows, with_flips, bad = listed(rows, result, gate, MAX_ROWS, flipped=False)
+    threshold = next((g.threshold for g in result.gates if g.name == gate), None)
+    beyond = f" and the {count(bad)} beyond --{gate}" if bad else ""
+    note = (f"{count(len(shown_rows))} of {count(with_flips)} shown (the top {MAX_ROWS}"
+            f"{beyond}, at most {count(MAX_LISTED)}), every row in the JSON"
+            if with_flips > len(shown_rows) else "")
+    mae = any(getattr(r, "mae_delta", None) is not None for r in shown_rows)
     cols = [(head, False), (size, True), ("neg. flips", True), ("NFR", True),
             ("interval", True), ("pos. flips", True)] + [("MAE delta", True)] * mae
-    return _table(cols, _group_rows(shown, mae)), note
+    return _table(cols, _group_rows(shown_rows, mae, threshold)), note
 
 
 def _classes(result: Any, plot: tuple[str, str] | None) -> str | None:
     if not result.per_class:
         return None
-    table, note = _group_table("class", "support", result.per_class)
+    table, note = _group_table(result, "class", "support", result.per_class, "max-class-nfr")
     body = ""
     if plot:
         body += (f"<figure><figcaption>Negative flip rate per true class, with "
@@ -803,7 +826,7 @@ def _classes(result: Any, plot: tuple[str, str] | None) -> str | None:
 def _slices(result: Any, plots: dict[str, str | None]) -> list[str]:
     out = []
     for col, rows in result.slices.items():
-        table, note = _group_table(_clean(col), "n", rows)
+        table, note = _group_table(result, _clean(col), "n", rows, "max-slice-nfr")
         plot = plots.get(col)
         body = f'<div class="split"><div>{table}</div><figure>{plot}</figure></div>' if plot \
             else table
@@ -815,7 +838,7 @@ def _matrix(result: Any, plot: tuple[str, str] | None) -> str | None:
     cells = result.flip_matrix
     if not cells:
         return None
-    rows = [f"<tr>{_cell(o)}{_cell(n)}{_num(str(c))}</tr>" for o, n, c in cells[:12]]
+    rows = [f"<tr>{_cell(o)}{_cell(n)}{_num(count(c))}</tr>" for o, n, c in cells[:12]]
     table = _table([("old prediction (true)", False), ("new prediction", False),
                     ("count", True)], rows)
     note = f"top 12 of {len(cells)} cells" if len(cells) > 12 else ""
@@ -839,14 +862,17 @@ def _worst(result: Any) -> str | None:
     head += [(x, True) for x in scores.head] if scores.shown else []
     head += [(_clean(c), False) for c in slice_cols]
     rows = []
-    for e, cells in zip(flips, scores.cells, strict=True):
+    for e, cells in zip(flips[:MAX_LISTED], scores.cells, strict=False):
         row = f"{_cell(e.id, 'id')}{_cell(e.label)}{_cell(e.old_pred)}{_cell(e.new_pred)}"
         if scores.shown:
             row += "".join(_num(c) for c in cells)
         row += "".join(_cell(e.slices.get(c)) for c in slice_cols)
         rows.append(f"<tr>{row}</tr>")
     note = scores.order if scores.shown else ""
-    return _section(f"Worst negative flips (top {len(flips)})", _table(head, rows), note)
+    if len(flips) > MAX_LISTED:
+        note = f"{note}; first {count(MAX_LISTED)} shown, every one in the JSON".lstrip("; ")
+    return _section(f"Worst negative flips (top {count(len(flips))})", _table(head, rows),
+                    note)
 
 
 def _flips_plots(result: Any) -> dict[str, Any]:
@@ -1007,9 +1033,9 @@ def _compat_cards(result: Any) -> str:
               _gate_state(result, "cross_top1")),
         _card(f"update gain ({criterion_label(result)})", gain(result.update_gain),
               "1 = as good as a full backfill", _gate_state(result, "update_gain")),
-        _card("queries that break", "n/a" if flips is None else str(flips),
+        _card("queries that break", count(flips),
               "new/old unavailable" if flips is None else
-              f"{pct(result.retrieval_negative_flip_rate)} of {evaluated} queries",
+              f"{pct(result.retrieval_negative_flip_rate)} of {count(evaluated)} queries",
               _gate_state(result, "retrieval_negative_flip_rate")),
         _gates_card(result),
     ]
@@ -1060,10 +1086,12 @@ def _compatibility(result: Any) -> str:
          gain(result.update_gain)),
         ("retrieval negative flips: right at top-1 in old/old, wrong in new/old",
          "n/a (new/old unavailable)" if flips is None else
-         f"{flips} of {evaluated} queries ({pct(result.retrieval_negative_flip_rate)})"),
+         f"{count(flips)} of {count(evaluated)} queries "
+         f"({pct(result.retrieval_negative_flip_rate)})"),
     ]
     body = _table([("metric", False), ("value", False)],
-                  [f"<tr><td>{esc(a)}</td><td>{esc(b)}</td></tr>" for a, b in rows])
+                  [f"<tr><td>{esc(a)}</td><td>{esc(TYPESET.number(b))}</td></tr>"
+                   for a, b in rows])
     body += ("<p class=\"note\">Update gain: 1 means new queries against the old index do as "
              "well as after a full backfill, 0 no better than the old model, below 0 worse "
              "than the old model (Shen et al., CVPR 2020).</p>")
@@ -1083,11 +1111,13 @@ def _breaking(result: Any) -> str:
                 "No query breaks: every query right at top-1 in old/old is still right in "
                 "new/old.")
         return _section(title, f"<p>{said}</p>")
-    body = [f"<tr>{_cell(b.id, 'id')}{_cell(b.label)}{_num(str(b.new_old_rank or 'none'))}"
-            f"{_cell(b.new_old_top1_id, 'id')}{_cell(b.new_old_top1_label)}</tr>" for b in rows]
+    body = [f"<tr>{_cell(b.id, 'id')}{_cell(b.label)}"
+            f"{_num(count(b.new_old_rank) if b.new_old_rank else 'none')}"
+            f"{_cell(b.new_old_top1_id, 'id')}{_cell(b.new_old_top1_label)}</tr>"
+            for b in rows[:MAX_LISTED]]
     head = [("query id", False), ("label", False), ("new/old rank of first match", True),
             ("new/old top-1 id", False), ("its label", False)]
-    return _section(f"{title} (worst {len(rows)} of {flips})", _table(head, body),
+    return _section(f"{title} (worst {count(len(rows))} of {count(flips)})", _table(head, body),
                     "right at top-1 in old/old, wrong in new/old; deepest first match first")
 
 
@@ -1096,12 +1126,13 @@ def _compat_inputs(result: Any) -> str:
     mode = ("split column: query / gallery" if i.mode == "split"
             else "leave-one-out: every item queries all the others")
     items = [
-        ("old", f"{esc(i.old_path)} ({i.old_rows} rows, dim {i.old_dim})"),
-        ("new", f"{esc(i.new_path)} ({i.new_rows} rows, dim {i.new_dim})"),
-        ("items", f"{i.matched} matched, {i.unmatched_old} only in OLD, {i.unmatched_new} "
-                  f"only in NEW"),
-        ("queries", f"<strong>{result.queries} queries</strong> vs {i.gallery} gallery items "
-                    f"({esc(mode)}); {result.queries_without_positive} without a match in the "
+        ("old", f"{esc(i.old_path)} ({count(i.old_rows)} rows, dim {i.old_dim})"),
+        ("new", f"{esc(i.new_path)} ({count(i.new_rows)} rows, dim {i.new_dim})"),
+        ("items", f"{count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
+                  f"{count(i.unmatched_new)} only in NEW"),
+        ("queries", f"<strong>{count(result.queries)} queries</strong> vs {count(i.gallery)} "
+                    f"gallery items ({esc(mode)}); {count(result.queries_without_positive)} "
+                    "without a match in the "
                     "gallery (excluded from the metrics)"),
         ("similarity", f"{esc(result.metric)}; criterion {esc(criterion_label(result))}"),
     ]
@@ -1149,12 +1180,15 @@ def render(result: Any) -> str:
     footer = (f"<footer>graceful-audit {esc(result.tool_version)} · {where}"
               " · the JSON result (<code>--format json</code>) holds "
               "every number · this file loads nothing from the network</footer>")
-    return (
+    page = (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<meta name="generator" content="graceful-audit {esc(result.tool_version)}">\n'
-        f"<title>gaudit {esc(result.kind)}: {esc(verdict(result), 200)}</title>\n"
+        f"<title>gaudit {esc(result.kind)}: {esc(verdict(result, TYPESET), 200)}</title>\n"
         f"<style>{CSS}{_plot_css(body)}\n</style>\n</head>\n<body>\n{_header(result)}\n"
         f'<main class="wrap">\n{body}\n{footer}\n</main>\n</body>\n</html>\n'
     )
+    # Data never starts a line (line breaks in it are escaped), but "##[" anywhere in a
+    # line of a CI log is a legacy GitHub Actions workflow command: "&#91;" reads the same.
+    return page.replace("##[", "##&#91;")

@@ -25,5 +25,10 @@ def _encode(value: Any, pad: str) -> str:
 
 
 def render(result: Any) -> str:
-    """``result.to_dict()`` as JSON; the same inputs give byte-identical output."""
-    return _encode(result.to_dict(), "") + "\n"
+    """``result.to_dict()`` as JSON; the same inputs give byte-identical output.
+
+    ``##[`` in a string is written ``##\\u005b`` (the same JSON value): anywhere in a line
+    of a CI log, it starts a legacy GitHub Actions workflow command. No line can start with
+    ``::``, the other kind: every line starts with a brace, a bracket, a quote or a space.
+    """
+    return _encode(result.to_dict(), "").replace("##[", "##\\u005b") + "\n"

@@ -22,7 +22,16 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from .common import gate_value, gate_where, mcnemar_sentence, verdict
+from .common import (
+    ci_safe,
+    gate_value,
+    gate_value_text,
+    gate_where,
+    mcnemar_sentence,
+    shown,
+    threshold_text,
+    verdict,
+)
 
 # Characters outside the XML 1.0 ``Char`` production, and lone surrogates.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -60,22 +69,26 @@ def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: Any) -> 
 
 
 def _gate_case(suite: ET.Element, classname: str, gate: Any) -> None:
-    case = _el(suite, "testcase", classname=classname, name=f"{gate.name}: {gate.condition}",
-               time="0")
+    case = _el(suite, "testcase", classname=classname, name=f"gate {gate.name}", time="0")
     where = gate_where(gate)
+    threshold = threshold_text(gate.threshold)
     if gate.status == "fail":
         broken = ">" if gate.direction == "max" else "<"
         bound = "maximum" if gate.direction == "max" else "minimum"
-        message = f"value {gate.value:.4g}{where} {broken} threshold {gate.threshold:g}"
+        value = (f"{gate.value:g}" if gate.metric == "compatible" else
+                 gate_value_text(gate.value, gate.threshold,
+                                 sign=gate.metric in ("mae_delta", "rmse_delta",
+                                                      "error_rate_delta")))
+        message = f"value {value}{where} {broken} threshold {threshold}"
         body = (f"Gate {gate.name} breached: {gate.metric} is {gate_value(gate)}{where}, "
-                f"beyond the {bound} {gate.threshold:g} (gate from {gate.source}).")
+                f"beyond the {bound} {threshold} (gate from {shown(gate.source)}).")
         _el(case, "failure", body, message=message, type="GateBreached")
     elif gate.status == "n/a":
-        _el(case, "skipped", message=f"{gate.metric} is undefined for this audit (n/a); "
-                                     "the gate cannot be breached")
+        _el(case, "skipped", message=f"{gate.metric} is undefined for this audit (n/a), so "
+                                     f"gate {gate.name} ({gate.condition}) cannot be breached")
     else:
         _el(case, "system-out", f"held: {gate.metric} is {gate_value(gate)}{where} "
-                                f"({gate.condition}; gate from {gate.source})")
+                                f"({gate.condition}; gate from {shown(gate.source)})")
 
 
 def _suite(root: ET.Element, result: Any) -> ET.Element:
@@ -103,7 +116,8 @@ def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
     suite = _suite(root, result)
     props = _el(suite, "properties")
     i = result.inputs
-    for name, value in (("old", i.old_path), ("new", i.new_path), ("matched", i.matched),
+    for name, value in (("old", shown(i.old_path)), ("new", shown(i.new_path)),
+                        ("matched", i.matched),
                         ("audited", i.audited), ("task", result.task),
                         ("engine", result.engine), ("confidence", result.confidence)):
         _el(props, "property", name=name, value=_fmt(value))
@@ -133,7 +147,7 @@ def _compat_suite(root: ET.Element, result: Any) -> ET.Element:
     props = _el(suite, "properties")
     i = result.inputs
     for name, value in (
-        ("old", i.old_path), ("new", i.new_path), ("matched", i.matched),
+        ("old", shown(i.old_path)), ("new", shown(i.new_path)), ("matched", i.matched),
         ("old_dim", i.old_dim), ("new_dim", i.new_dim), ("mode", i.mode),
         ("queries", result.queries), ("gallery", i.gallery),
         ("queries_without_positive", result.queries_without_positive),
@@ -175,4 +189,4 @@ def render(result: Any) -> str:
     root.set("time", "0")
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+    return ci_safe('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n")

@@ -7,9 +7,15 @@ inputs line, the four retrieval cases, the update gain and retrieval negative fl
 gates, and the queries that break.
 
 Every value that comes from the data (ids, labels, class and slice names, paths) goes
-through :func:`md_escape`, so an id such as ``a|b``, ``<script>`` or a 5,000-character
-string can neither break a table nor inject markup. The numbers are formatted by
-:mod:`.common`, the wording is shared with the terminal report.
+through :func:`md_escape`, so an id such as ``a|b``, ``<script>``, ``#123``, ``@user``, a
+bidi override or a 5,000-character string can neither break a table, inject markup, link
+an issue nor notify anyone. The numbers are formatted by :mod:`.common`, the wording is
+shared with the terminal report.
+
+GitHub holds at most 65,536 characters in a comment (1 MiB in a job summary): the whole
+report stays within :data:`MAX_CHARS`. When the tables of classes, slice values and worst
+flips would not fit, they are cut (``... N more in the JSON``), whatever ``--top`` or the
+number of classes; the classes and slice values that breach a gate come before the others.
 """
 
 from __future__ import annotations
@@ -17,21 +23,26 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .common import (
     CASE_LABELS,
     KEY_CASE,
     NO_FLIPS,
-    by_negative_flips,
+    ci_safe,
+    count,
     criterion_label,
     gain,
+    gate_tally,
     gate_value,
     gate_where,
     interval,
+    listed,
     mcnemar_sentence,
     metric_rows,
     pct,
+    rate_text,
+    shown,
     signed,
     verdict,
     wilcoxon_sentence,
@@ -40,28 +51,36 @@ from .common import (
 
 #: Values longer than this many characters are cut, with an ellipsis.
 MAX_CELL = 80
-#: Rows of classes and of slice values shown (every row is in the JSON and HTML reports).
+#: Rows of classes and of slice values shown (every row is in the JSON and HTML reports),
+#: besides those that breach ``--max-class-nfr`` or ``--max-slice-nfr``.
 SHOW = 5
+#: The longest report, in UTF-16 code units as GitHub counts: a comment holds 65,536; the
+#: rest is left for what a bot or workflow writes around the report.
+MAX_CHARS = 60_000
+#: Rows a table is built with at most: more could never fit (a row takes 16 characters or
+#: more), so 100,000 classes or ``--top 100000`` cost no time.
+_MOST_ROWS = MAX_CHARS // 16
 
 # Characters with an inline meaning in GitHub-flavoured Markdown: escapes, code spans,
 # emphasis, links/images, table cells, strikethrough and math. ``<``, ``>`` and ``&`` are
 # HTML-escaped instead; line-start markers (``#``, ``-``, ``>``) cannot occur because a
-# value never starts a line.
+# value never starts a line (line breaks in data are written ``\n``).
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
-# Every line break Markdown (or a browser) may honour, and the other control characters.
-_BREAKS = re.compile(r"\r\n|[\r\n\v\f\x85\u2028\u2029\t]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# Keep data from turning into links or notifications: ``https://``, ``www.``, ``@user``.
+# Keep data from turning into links or notifications: ``https://``, ``www.``.
 _AUTOLINK = re.compile(r"(?<=[A-Za-z]):(?=//)|(?<=www)\.", re.IGNORECASE)
+# References GitHub links to issues and pull requests (``#123``, ``owner/repo#123``,
+# ``GH-123``) and mentions (``@user``, ``@org/team``): a zero-width space defuses them.
+_REFERENCE = re.compile(r"#(?=\d)|(?<=\bGH)-(?=\d)|@", re.IGNORECASE)
 
 
 def md_escape(value: Any, limit: int | None = MAX_CELL) -> str:
     """Make ``value`` safe as inline Markdown text, e.g. inside a table cell.
 
-    Line breaks become spaces, other control characters are dropped, values longer than
-    ``limit`` characters are cut with an ellipsis, Markdown specials (``\\ ` * _ [ ] | ~ $``)
-    are backslash-escaped, ``< > &`` become HTML entities, and autolinks (``http://``,
-    ``www.``) and ``@mentions`` are defused. ``None`` gives an empty string.
+    Line breaks, control characters and bidi overrides are written as escapes (``\\n``,
+    ``\\u202e``: :func:`.common.shown`), values longer than ``limit`` characters are cut
+    with an ellipsis, Markdown specials (``\\ ` * _ [ ] | ~ $``) are backslash-escaped,
+    ``< > &`` become HTML entities, and autolinks (``http://``, ``www.``), issue references
+    (``#123``, ``GH-123``) and ``@mentions`` are defused. ``None`` gives an empty string.
 
     >>> md_escape("a|b <script>")
     'a\\\\|b &lt;script&gt;'
@@ -70,14 +89,15 @@ def md_escape(value: Any, limit: int | None = MAX_CELL) -> str:
     """
     if value is None:
         return ""
-    text = _CONTROL.sub("", _BREAKS.sub(" ", str(value)))
+    text = shown(value)
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     text = _MD_SPECIAL.sub(r"\\\1", text)
     text = _AUTOLINK.sub(lambda m: "\\" + m.group(0), text)
     text = html.escape(text, quote=False)
-    # A zero-width space after "@" stops GitHub from notifying a user named in the data.
-    return text.replace("@", "@&#8203;")
+    # A zero-width space after "@", "#" or "GH-" stops GitHub from notifying a user or
+    # linking an issue named in the data.
+    return _REFERENCE.sub(lambda m: m.group(0) + "&#8203;", text)
 
 
 def _group_value(value: str | None) -> str:
@@ -92,10 +112,58 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], align: str) -> st
     return "\n".join(lines)
 
 
-def _ranked(rows: Sequence[Any]) -> list[Any]:
-    """Groups with at least one negative flip, most negative flips first."""
-    ranked = sorted(rows, key=by_negative_flips)
-    return [r for r in ranked if r.counts.negative_flips > 0]
+class _Rows(NamedTuple):
+    """A section whose table may be cut to fit :data:`MAX_CHARS`: its heading, columns
+    and escaped rows, how many rows the data has in all, and what they are called."""
+
+    title: str
+    head: list[str]
+    align: str
+    rows: list[list[str]]
+    total: int
+    what: str
+
+    def render(self, n: int | None = None) -> str:
+        shown_rows = self.rows if n is None else self.rows[:n]
+        more = self.total - len(shown_rows)
+        text = self.title
+        if shown_rows:
+            text += "\n\n" + _table(self.head, shown_rows, self.align)
+        if more > 0:
+            text += f"\n\n... {count(more)} more {self.what} in the JSON (`--format json`)"
+        return text
+
+
+def _size(text: str) -> int:
+    """Length as GitHub counts it (UTF-16 code units)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fit(parts: Sequence[str | _Rows | None], limit: int) -> str:
+    """Join the sections; cut the tables of :class:`_Rows` sections, in reading order and
+    sharing what the other sections leave, until the report has at most ``limit``
+    characters."""
+    present = [p for p in parts if p]
+    whole = "\n\n".join(p if isinstance(p, str) else p.render() for p in present) + "\n"
+    if _size(whole) <= limit:
+        return whole
+    cuttable = [p for p in present if isinstance(p, _Rows)]
+    fixed = sum(_size(p) + 2 for p in present if isinstance(p, str)) + 1
+    left = limit - fixed
+    out: dict[int, str] = {}
+    for k, block in enumerate(cuttable):
+        share = left // (len(cuttable) - k) - 2
+        lines = _table(block.head, block.rows, block.align).split("\n")
+        used = _size(block.render(0)) + 2 + _size(lines[0]) + 1 + _size(lines[1]) + 12
+        n = 0
+        for line in lines[2:]:
+            used += 1 + _size(line)
+            if used > share:
+                break
+            n += 1
+        out[id(block)] = block.render(n)
+        left -= _size(out[id(block)]) + 2
+    return "\n\n".join(p if isinstance(p, str) else out[id(p)] for p in present) + "\n"
 
 
 def _verdict(result: Any) -> str:
@@ -105,13 +173,14 @@ def _verdict(result: Any) -> str:
 
 def _inputs(result: Any) -> str:
     i = result.inputs
-    parts = [f"OLD {md_escape(i.old_path, 120)} ({i.old_rows} rows)",
-             f"NEW {md_escape(i.new_path, 120)} ({i.new_rows} rows)"]
+    parts = [f"OLD {md_escape(i.old_path, 120)} ({count(i.old_rows)} rows)",
+             f"NEW {md_escape(i.new_path, 120)} ({count(i.new_rows)} rows)"]
     if i.labels_path:
-        parts.append(f"LABELS {md_escape(i.labels_path, 120)} ({i.labels_rows} rows, "
-                     f"{i.unused_labels} unused)")
-    rows = (f"{i.matched} matched, {i.unmatched_old} only in OLD, {i.unmatched_new} only in "
-            f"NEW, {i.missing_label} without label: **{i.audited} audited**")
+        parts.append(f"LABELS {md_escape(i.labels_path, 120)} ({count(i.labels_rows)} rows, "
+                     f"{count(i.unused_labels)} unused)")
+    rows = (f"{count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
+            f"{count(i.unmatched_new)} only in NEW, {count(i.missing_label)} without label: "
+            f"**{count(i.audited)} audited**")
     text = "**Inputs:** " + "; ".join(parts) + "  \n**Rows:** " + rows
     reg = getattr(result, "regression", None)
     if reg is not None:
@@ -144,34 +213,43 @@ NO_GATES = {
 def _gates(result: Any) -> str:
     if not result.gates:
         return "#### Gates\n\n" + NO_GATES[result.kind]
-    status = {"pass": "✅ held", "fail": "❌ **breached**", "n/a": "⚠️ n/a (undefined)"}
+    status = {"pass": "✅ held", "fail": "❌ **breached**",
+              "n/a": "⚠️ n/a (undefined, cannot fail)"}
     rows = []
     for g in result.gates:
-        value = gate_value(g) + md_escape(gate_where(g), limit=MAX_CELL + 4)
+        value = md_escape(gate_value(g) + gate_where(g), limit=MAX_CELL + 40)
         rows.append([md_escape(g.name), md_escape(g.condition), value, status[g.status],
                      md_escape(g.source)])
-    return "#### Gates\n\n" + _table(["gate", "condition", "value", "result", "from"], rows,
-                                     "llrll")
+    return (f"#### Gates ({gate_tally(result.gates)})\n\n"
+            + _table(["gate", "condition", "value", "result", "from"], rows, "llrll"))
 
 
-def _groups(title: str, head: str, size: str, rows: Sequence[Any]) -> str | None:
-    ranked = _ranked(rows)
-    if not ranked:
+def _groups(result: Any, title: str, head: str, size: str, rows: Sequence[Any],
+            gate: str) -> _Rows | None:
+    """The classes (or values of one slice column) with the most negative flips, and every
+    one that breaches ``gate``."""
+    shown_rows, with_flips, bad = listed(rows, result, gate, SHOW, most=_MOST_ROWS)
+    if not shown_rows:
         return None
-    shown = ranked[:SHOW]
-    note = (f" (top {len(shown)} of {len(ranked)} with negative flips)"
-            if len(ranked) > len(shown) else "")
-    mae = any(getattr(r, "mae_delta", None) is not None for r in shown)
-    body = [[_group_value(r.value), str(r.n), str(r.counts.negative_flips),
-             pct(r.negative_flip_rate), interval(r.negative_flip_rate_interval),
-             str(r.counts.positive_flips), *([signed(r.mae_delta)] if mae else [])]
-            for r in shown]
+    threshold = next((g.threshold for g in result.gates if g.name == gate), None)
+    beyond = f" and the {count(bad)} beyond --{gate}" if bad else ""
+    note = (f" ({count(with_flips)} with negative flips; listed: the top {SHOW}{beyond})"
+            if with_flips > len(shown_rows) or bad else "")
+    mae = any(getattr(r, "mae_delta", None) is not None for r in shown_rows)
+    body = []
+    for r in shown_rows:
+        nfr = rate_text(r.negative_flip_rate, threshold)
+        if threshold is not None and (r.negative_flip_rate or 0) > threshold:
+            nfr = f"**{nfr}**"
+        body.append([_group_value(r.value), count(r.n), count(r.counts.negative_flips), nfr,
+                     interval(r.negative_flip_rate_interval), count(r.counts.positive_flips),
+                     *([signed(r.mae_delta)] if mae else [])])
     cols = [head, size, "neg. flips", "NFR", "interval", "pos. flips"] + ["MAE delta"] * mae
-    table = _table(cols, body, "lrrrrr" + "r" * mae)
-    return f"#### {title}{note}\n\n{table}"
+    return _Rows(f"#### {title}{note}", cols, "lrrrrr" + "r" * mae, body, with_flips,
+                 "with negative flips")
 
 
-def _worst(result: Any) -> str | None:
+def _worst(result: Any) -> _Rows | None:
     flips = result.top_negative_flips
     if not flips:
         return None
@@ -179,14 +257,14 @@ def _worst(result: Any) -> str | None:
     head = ["id", "target" if result.task == "regression" else "label", "old pred", "new pred"]
     head += list(scores.head) if scores.shown else []
     rows = []
-    for e, cells in zip(flips, scores.cells, strict=True):
+    for e, cells in zip(flips[:_MOST_ROWS], scores.cells, strict=False):
         row = [md_escape(e.id), md_escape(e.label), md_escape(e.old_pred), md_escape(e.new_pred)]
         if scores.shown:
             row += list(cells)
         rows.append(row)
     first = f", {scores.order}" if scores.shown else ""
-    table = _table(head, rows, "llll" + "rr" * scores.shown)
-    return f"#### Worst negative flips (top {len(flips)}{first})\n\n{table}"
+    return _Rows(f"#### Worst negative flips (top {count(len(flips))}{first})", head,
+                 "llll" + "rr" * scores.shown, rows, len(flips), "negative flips")
 
 
 def _footer(result: Any) -> str:
@@ -196,9 +274,9 @@ def _footer(result: Any) -> str:
             "is in `--format json`</sub>")
 
 
-def _flips_sections(result: Any) -> list[str | None]:
+def _flips_sections(result: Any) -> list[str | _Rows | None]:
     """The sections of a flips report, in reading order (``None``: nothing to show)."""
-    sections: list[str | None] = [
+    sections: list[str | _Rows | None] = [
         "### gaudit flips",
         _verdict(result),
         _inputs(result),
@@ -207,10 +285,12 @@ def _flips_sections(result: Any) -> list[str | None]:
         md_escape(wilcoxon_sentence(result), limit=None)
         if getattr(result, "regression", None) is not None else None,
         _gates(result),
-        _groups("Classes with the most negative flips", "class", "support", result.per_class),
+        _groups(result, "Classes with the most negative flips", "class", "support",
+                result.per_class, "max-class-nfr"),
     ]
     for col, rows in result.slices.items():
-        sections.append(_groups(f"Slices by {md_escape(col)}", md_escape(col), "n", rows))
+        sections.append(_groups(result, f"Slices by {md_escape(col)}", md_escape(col), "n",
+                                rows, "max-slice-nfr"))
     sections += [_worst(result) or NO_FLIPS, _footer(result)]
     return sections
 
@@ -222,12 +302,13 @@ def _compat_inputs(result: Any) -> str:
     i = result.inputs
     mode = ("split column" if i.mode == "split"
             else "leave-one-out: every item queries all the others")
-    return (f"**Inputs:** OLD {md_escape(i.old_path, 120)} ({i.old_rows} rows, dim "
-            f"{i.old_dim}); NEW {md_escape(i.new_path, 120)} ({i.new_rows} rows, dim "
+    return (f"**Inputs:** OLD {md_escape(i.old_path, 120)} ({count(i.old_rows)} rows, dim "
+            f"{i.old_dim}); NEW {md_escape(i.new_path, 120)} ({count(i.new_rows)} rows, dim "
             f"{i.new_dim})  \n"
-            f"**Items:** {i.matched} matched, {i.unmatched_old} only in OLD, "
-            f"{i.unmatched_new} only in NEW: **{result.queries} queries** vs {i.gallery} "
-            f"gallery items ({mode}); {result.queries_without_positive} queries without a "
+            f"**Items:** {count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
+            f"{count(i.unmatched_new)} only in NEW: **{count(result.queries)} queries** vs "
+            f"{count(i.gallery)} gallery items ({mode}); "
+            f"{count(result.queries_without_positive)} queries without a "
             "match in the gallery (excluded from the metrics)  \n"
             f"**Similarity:** {md_escape(result.metric)}; criterion "
             f"{criterion_label(result)} (compatible when new/old beats old/old)")
@@ -254,7 +335,7 @@ def _compatibility(result: Any) -> str:
     flips = result.retrieval_negative_flips
     evaluated = result.queries - result.queries_without_positive
     shown_flips = ("n/a (new/old unavailable)" if flips is None else
-                   f"**{flips}** of {evaluated} queries "
+                   f"**{count(flips)}** of {count(evaluated)} queries "
                    f"({pct(result.retrieval_negative_flip_rate)})")
     rows = [
         [f"compatible ({crit} new/old &gt; old/old)",
@@ -270,7 +351,7 @@ def _compatibility(result: Any) -> str:
             + f"\n\nUpdate gain: {note}.")
 
 
-def _breaking(result: Any) -> str:
+def _breaking(result: Any) -> str | _Rows:
     flips = result.retrieval_negative_flips
     rows = result.breaking_queries
     if flips is None:
@@ -282,16 +363,18 @@ def _breaking(result: Any) -> str:
                 "No query breaks: every query right at top-1 in old/old is still right in "
                 "new/old.")
         return f"#### Queries that break\n\n{said}"
-    body = [[md_escape(b.id), md_escape(b.label), str(b.new_old_rank or "none"),
-             md_escape(b.new_old_top1_id), md_escape(b.new_old_top1_label)] for b in rows]
+    body = [[md_escape(b.id), md_escape(b.label),
+             count(b.new_old_rank) if b.new_old_rank else "none",
+             md_escape(b.new_old_top1_id), md_escape(b.new_old_top1_label)]
+            for b in rows[:_MOST_ROWS]]
     head = ["query id", "label", "new/old rank of first match", "new/old top-1 id",
             "its label"]
-    title = (f"#### Queries that break (worst {len(rows)} of {flips}: deepest first match "
-             "in new/old first)")
-    return f"{title}\n\n{_table(head, body, 'llrll')}"
+    title = (f"#### Queries that break (worst {count(len(rows))} of {count(flips)}: deepest "
+             "first match in new/old first)")
+    return _Rows(title, head, "llrll", body, len(rows), "breaking queries")
 
 
-def _compat_sections(result: Any) -> list[str | None]:
+def _compat_sections(result: Any) -> list[str | _Rows | None]:
     """The sections of a compat report, in reading order."""
     return [
         "### gaudit compat",
@@ -306,14 +389,15 @@ def _compat_sections(result: Any) -> list[str | None]:
 
 
 #: Section builders by result kind.
-SECTIONS: dict[str, Callable[[Any], list[str | None]]] = {
+SECTIONS: dict[str, Callable[[Any], list[str | _Rows | None]]] = {
     "flips": _flips_sections, "compat": _compat_sections,
 }
 
 
-def render(result: Any) -> str:
-    """Render ``result`` as GitHub-flavoured Markdown (one string, ending with a newline)."""
+def render(result: Any, limit: int = MAX_CHARS) -> str:
+    """Render ``result`` as GitHub-flavoured Markdown (one string, ending with a newline)
+    of at most ``limit`` characters (UTF-16 code units, as GitHub counts them)."""
     build = SECTIONS.get(result.kind)
     if build is None:
         raise NotImplementedError(f"no Markdown report for {result.kind!r} results yet")
-    return "\n\n".join(s for s in build(result) if s) + "\n"
+    return ci_safe(_fit(build(result), limit))

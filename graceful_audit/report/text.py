@@ -10,20 +10,34 @@ from rich.table import Table
 from rich.text import Text
 
 from .common import (
-    by_negative_flips,
+    MAX_LISTED,
+    ci_safe,
+    count,
+    gate_tally,
+    gate_threshold,
     gate_value,
+    gate_where,
     interval,
+    listed,
     mcnemar_sentence,
     metric_rows,
-    pct,
+    rate_text,
+    shown,
     signed,
     verdict,
     wilcoxon_sentence,
     worst_scores,
 )
 
-#: Rows of classes, slice values and matrix cells shown on screen (all are in the JSON).
+#: Rows of classes, slice values and matrix cells shown on screen (all are in the JSON);
+#: every class or slice value that breaches a gate is listed too, up to ``MAX_LISTED``.
 SHOW = 8
+
+
+def data(value: Any) -> Text:
+    """A cell or title made of data: escaped (:func:`shown`), never read as rich markup
+    (``[bold]``) or an emoji code (``:smile:``)."""
+    return Text(shown(value))
 
 
 def _verdict_text(result: Any) -> Text:
@@ -34,19 +48,23 @@ def _verdict_text(result: Any) -> Text:
 
 def _inputs(result: Any) -> Text:
     i = result.inputs
-    parts = [f"OLD {i.old_path} ({i.old_rows} rows)", f"NEW {i.new_path} ({i.new_rows} rows)"]
+    parts = [f"OLD {shown(i.old_path)} ({count(i.old_rows)} rows)",
+             f"NEW {shown(i.new_path)} ({count(i.new_rows)} rows)"]
     if i.labels_path:
-        parts.append(f"LABELS {i.labels_path} ({i.labels_rows} rows, {i.unused_labels} unused)")
+        parts.append(f"LABELS {shown(i.labels_path)} ({count(i.labels_rows)} rows, "
+                     f"{count(i.unused_labels)} unused)")
     line = "Inputs: " + "; ".join(parts)
-    line += (f"\nRows: {i.matched} matched, {i.unmatched_old} only in OLD, {i.unmatched_new} only"
-             f" in NEW, {i.missing_label} without label -> {i.audited} audited")
-    line += f"\nLabels from {i.label_source}"
+    line += (f"\nRows: {count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
+             f"{count(i.unmatched_new)} only in NEW, {count(i.missing_label)} without label "
+             f"-> {count(i.audited)} audited")
+    line += f"\nLabels from {shown(i.label_source)}"
     if result.task == "regression":
         reg = result.regression
-        line += (f"\nTask: regression ({result.task_reason}); right when |pred - y| <= "
+        line += (f"\nTask: regression ({shown(result.task_reason)}); right when |pred - y| <= "
                  f"{reg.atol:g} + {reg.rtol:g} * |y|")
     if i.old_prediction:
-        line += f"; OLD prediction: {i.old_prediction}; NEW prediction: {i.new_prediction}"
+        line += (f"; OLD prediction: {shown(i.old_prediction)}; NEW prediction: "
+                 f"{shown(i.new_prediction)}")
     return Text(line, style="dim")
 
 
@@ -61,22 +79,29 @@ def _metrics(result: Any) -> Table:
     return t
 
 
-def _groups(title: str, head: str, rows: Any, size: str) -> Table | None:
-    ranked = sorted(rows, key=by_negative_flips)
-    ranked = [r for r in ranked if r.counts.negative_flips > 0][:SHOW]
+def _groups(result: Any, title: str, head: str, rows: Any, size: str,
+            gate: str) -> Table | None:
+    ranked, with_flips, bad = listed(rows, result, gate, SHOW)
     if not ranked:
         return None
+    threshold = gate_threshold(result, "worst_class_negative_flip_rate"
+                               if gate == "max-class-nfr" else "worst_slice_negative_flip_rate")
     mae = any(r.mae_delta is not None for r in ranked)
-    t = Table(title=title, title_justify="left", show_edge=False)
+    left = with_flips - len(ranked)
+    note = f" (listed: the top {SHOW} and the {count(bad)} beyond --{gate})" if bad else ""
+    caption = (f"... {count(left)} more with negative flips in the JSON{note}" if left else
+               None)
+    t = Table(title=Text(title), title_justify="left", show_edge=False, caption=caption,
+              caption_justify="left")
     for col, justify in ((head, "left"), (size, "right"), ("neg. flips", "right"),
                          ("NFR", "right"), ("interval", "right"), ("pos. flips", "right")):
-        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+        t.add_column(data(col), justify=justify)  # type: ignore[arg-type]
     if mae:
         t.add_column("MAE delta", justify="right")
     for r in ranked:
-        cells = ["(missing)" if r.value is None else str(r.value), str(r.n),
-                 str(r.counts.negative_flips), pct(r.negative_flip_rate),
-                 interval(r.negative_flip_rate_interval), str(r.counts.positive_flips)]
+        cells = [Text("(missing)") if r.value is None else data(r.value), count(r.n),
+                 count(r.counts.negative_flips), rate_text(r.negative_flip_rate, threshold),
+                 interval(r.negative_flip_rate_interval), count(r.counts.positive_flips)]
         t.add_row(*cells, *([signed(r.mae_delta)] if mae else []))
     return t
 
@@ -90,7 +115,7 @@ def _matrix(result: Any) -> Table | None:
     t.add_column("new prediction")
     t.add_column("count", justify="right")
     for o, n, c in result.flip_matrix[:SHOW]:
-        t.add_row(o, n, str(c))
+        t.add_row(data(o), data(n), count(c))
     return t
 
 
@@ -98,8 +123,11 @@ def _worst(result: Any) -> Table | None:
     rows = result.top_negative_flips
     if not rows:
         return None
-    t = Table(title=f"Worst negative flips (top {len(rows)})", title_justify="left",
-              show_edge=False)
+    shown_rows = rows[:MAX_LISTED]
+    more = len(rows) - len(shown_rows)
+    t = Table(title=f"Worst negative flips (top {count(len(rows))})", title_justify="left",
+              show_edge=False, caption_justify="left",
+              caption=f"... {count(more)} more in the JSON" if more else None)
     t.add_column("id", overflow="fold")
     t.add_column("target" if result.task == "regression" else "label")
     t.add_column("old pred")
@@ -107,22 +135,24 @@ def _worst(result: Any) -> Table | None:
     scores = worst_scores(result)
     for name in scores.head:
         t.add_column(name, justify="right")
-    for e, cells in zip(rows, scores.cells, strict=True):
-        t.add_row(e.id, str(e.label), str(e.old_pred), str(e.new_pred), *cells)
+    for e, cells in zip(shown_rows, scores.cells, strict=False):
+        t.add_row(data(e.id), data(e.label), data(e.old_pred), data(e.new_pred), *cells)
     return t
 
 
 def gates_table(result: Any) -> Table | None:
     if not result.gates:
         return None
-    t = Table(title="Gates", title_justify="left", show_edge=False)
+    t = Table(title=f"Gates ({gate_tally(result.gates)})", title_justify="left",
+              show_edge=False)
     for col in ("gate", "condition", "value", "result", "from"):
         t.add_column(col)
     for g in result.gates:
-        status = {"pass": "[green]held[/]", "fail": "[bold red]BREACHED[/]",
-                  "n/a": "[yellow]n/a (undefined)[/]"}[g.status]
-        value = gate_value(g) + (f" ({g.detail})" if g.detail else "")
-        t.add_row(g.name, g.condition, value, status, g.source)
+        status = {"pass": Text("held", style="green"),
+                  "fail": Text("BREACHED", style="bold red"),
+                  "n/a": Text("n/a (undefined, cannot fail)", style="yellow")}[g.status]
+        t.add_row(data(g.name), data(g.condition), data(gate_value(g) + gate_where(g)), status,
+                  data(g.source))
     return t
 
 
@@ -136,22 +166,30 @@ def renderables(result: Any) -> list[Any]:
     if result.regression is not None:
         parts.append(Text(wilcoxon_sentence(result)))
     parts.append(Text(""))
-    parts += [_groups("Classes with the most negative flips", "class", result.per_class,
-                      "support")]
+    parts += [_groups(result, "Classes with the most negative flips", "class",
+                      result.per_class, "support", "max-class-nfr")]
     for col, rows in result.slices.items():
-        parts.append(_groups(f"Slices by {col!r}", col, rows, "n"))
+        parts.append(_groups(result, f"Slices by {shown(repr(col))}", col, rows, "n",
+                             "max-slice-nfr"))
     parts += [_matrix(result), _worst(result), gates_table(result)]
     return [p for p in parts if p is not None]
 
 
 def print_report(result: Any, console: Console) -> None:
-    """Print the terminal report on ``console``, a blank line between sections."""
+    """Print the terminal report on ``console``, a blank line between sections.
+
+    The report is rendered first and then written through :func:`ci_safe`, so no line of
+    it (a folded id included) can be taken for a CI workflow command.
+    """
     items = renderables(result)
-    console.print(items[0])
-    for item in items[1:]:
-        console.print(item)
-        if isinstance(item, Table):
-            console.print()
+    with console.capture() as captured:
+        console.print(items[0])
+        for item in items[1:]:
+            console.print(item)
+            if isinstance(item, Table):
+                console.print()
+    console.file.write(ci_safe(captured.get()))
+    console.file.flush()
 
 
 def render_plain(result: Any, width: int = 110) -> str:

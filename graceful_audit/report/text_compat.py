@@ -7,11 +7,11 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .common import CASE_LABELS, pct, verdict
+from .common import CASE_LABELS, MAX_LISTED, count, pct, shown, verdict
 
 
 def _cases(result: Any) -> Table:
-    t = Table(title=f"Retrieval ({result.metric}; query model / gallery model)",
+    t = Table(title=Text(f"Retrieval ({shown(result.metric)}; query model / gallery model)"),
               title_justify="left", show_edge=False)
     for col, justify in (("case", "left"), ("", "left"), ("top-1", "right"),
                          ("top-5", "right"), ("top-10", "right"), ("mAP", "right")):
@@ -29,15 +29,18 @@ def _breaking(result: Any) -> Table | None:
     rows = result.breaking_queries
     if not rows:
         return None
+    more = len(rows) - MAX_LISTED
     t = Table(title=f"Queries that break (right at top-1 in old/old, wrong in new/old; "
-              f"worst {len(rows)} of {result.retrieval_negative_flips})",
-              title_justify="left", show_edge=False)
+              f"worst {count(len(rows))} of {count(result.retrieval_negative_flips)})",
+              title_justify="left", show_edge=False, caption_justify="left",
+              caption=f"... {count(more)} more in the JSON" if more > 0 else None)
     for col in ("query id", "label", "new/old rank of first match", "new/old top-1 id",
                 "its label"):
         t.add_column(col, overflow="fold")
-    for b in rows:
-        t.add_row(b.id, b.label, str(b.new_old_rank or "none"), b.new_old_top1_id,
-                  b.new_old_top1_label)
+    for b in rows[:MAX_LISTED]:
+        t.add_row(Text(shown(b.id)), Text(shown(b.label)), count(b.new_old_rank or 0)
+                  if b.new_old_rank else "none", Text(shown(b.new_old_top1_id)),
+                  Text(shown(b.new_old_top1_label)))
     return t
 
 
@@ -47,12 +50,13 @@ def renderables(result: Any) -> list[Any]:
     i = result.inputs
     style = "bold red" if result.breached else "bold green" if result.gates else "bold"
     summary = (
-        f"Inputs: OLD {i.old_path} ({i.old_rows} rows, dim {i.old_dim}); NEW {i.new_path} "
-        f"({i.new_rows} rows, dim {i.new_dim})\n"
-        f"Items: {i.matched} matched, {i.unmatched_old} only in OLD, {i.unmatched_new} only in "
-        f"NEW; {result.queries} queries vs {i.gallery} gallery items"
+        f"Inputs: OLD {shown(i.old_path)} ({count(i.old_rows)} rows, dim {i.old_dim}); NEW "
+        f"{shown(i.new_path)} ({count(i.new_rows)} rows, dim {i.new_dim})\n"
+        f"Items: {count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
+        f"{count(i.unmatched_new)} only in NEW; {count(result.queries)} queries vs "
+        f"{count(i.gallery)} gallery items"
         f" ({'split column' if i.mode == 'split' else 'leave-one-out'}); "
-        f"{result.queries_without_positive} queries without a match in the gallery "
+        f"{count(result.queries_without_positive)} queries without a match in the gallery "
         "(excluded from the metrics)"
     )
     gain = "n/a" if result.update_gain is None else f"{result.update_gain:.3f}"
@@ -60,7 +64,7 @@ def renderables(result: Any) -> list[Any]:
     nfr = result.retrieval_negative_flip_rate
     flips = result.retrieval_negative_flips
     lines = (f"Update gain ({crit}): {gain}   Retrieval negative flips: "
-             f"{'n/a' if flips is None else flips} ({pct(nfr)} of evaluated queries)")
+             f"{count(flips)} ({pct(nfr)} of evaluated queries)")
     parts: list[Any] = [Text(verdict(result), style=style), Text(summary, style="dim"),
                         Text(""), _cases(result), Text(lines), Text(""), _breaking(result),
                         gates_table(result)]

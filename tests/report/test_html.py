@@ -97,7 +97,8 @@ def test_self_contained_with_plots(golden_result):
 def test_verdict_colours_and_sections(golden_result):
     text = render(golden_result)
     assert '<header class="verdict fail">' in text
-    assert "REGRESSION: 4 negative flips (8.3% of 48), gate max-nfr 0.05 breached" in text
+    assert ("REGRESSION: 4 negative flips (8.3% of 48), gate max-nfr (0.08333 &gt; 0.05) "
+            "breached; other gates: 1 held") in text
     for title in ("Gates", "Headline metrics", "Classes, most negative flips first",
                   "Negative-flip matrix", "Slices by device", "Worst negative flips (top 4)",
                   "Inputs"):
@@ -179,7 +180,8 @@ def test_layout_for_phones_dark_mode_and_print(golden_result):
 
 def test_esc():
     assert esc('<a href="x">&\'') == "&lt;a href=&quot;x&quot;&gt;&amp;&#x27;"
-    assert esc("nul\x00") == "nul\ufffd"
+    assert esc("nul\x00") == "nul\\x00"
+    assert esc("rtl\u202e\n") == "rtl\\u202e\\n"
     assert esc(None) == ""
     assert esc("abcdef", limit=4) == "abc…"
 
@@ -285,7 +287,7 @@ def test_compat_dimension_mismatch(mismatch_result):
     assert "Left out (unavailable): new/old (dimension 6 vs 4: cannot compare); old/new " \
            "(dimension 4 vs 6: cannot compare)." in text
     assert "Cannot be counted: the new/old case is unavailable" in text
-    assert '<span class="pill na">n/a (undefined)</span>' in text
+    assert '<span class="pill na">n/a (undefined, cannot fail)</span>' in text
 
 
 def test_compat_without_matplotlib(compat_result, monkeypatch):
