@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .align import ID_SYNONYMS, Aligner, Columns, decide_task, resolve_side
+from .align import ID_SYNONYMS, Aligner, Columns, check_scores, decide_task, resolve_side
 from .count import (
     CountTables,
     count_flips,
@@ -27,10 +27,13 @@ from .count import (
 )
 from .engine import open_engine
 from .errors import UsageError
-from .gates import GateSpec, check_threshold, evaluate_gates
+from .gates import GateSpec, check_applies, check_threshold, evaluate_gates, where_given
 from .metrics import PROPORTIONS, FlipMetrics
 from .result import FlipsResult, GroupRow, Inputs, group_row
 from .stats import mcnemar, wilson_interval
+
+#: Gates that only a regression audit has: giving one makes ``--task auto`` a regression.
+REGRESSION_GATES = ("max-mae-delta", "max-rmse-delta")
 
 
 def natural_key(value: str | None) -> tuple[int, float, str]:
@@ -114,6 +117,13 @@ def gate_specs(gates: Mapping[str, float] | Sequence[GateSpec] | None) -> list[G
     if isinstance(gates, Mapping):
         return [GateSpec(name.replace("_", "-"), value) for name, value in gates.items()]
     return list(gates)
+
+
+def _regression_options(atol: float | None, rtol: float | None,
+                        specs: Sequence[GateSpec]) -> list[str]:
+    """The regression-only options given: a tolerance or an error-delta gate."""
+    given = [f"--{name}" for name, v in (("atol", atol), ("rtol", rtol)) if v is not None]
+    return given + [where_given(s) for s in specs if s.name in REGRESSION_GATES]
 
 
 def audit_flips(
@@ -203,7 +213,10 @@ def audit_flips(
         old_side = resolve_side(old_t, cols, eng.dialect)
         new_side = resolve_side(new_t, cols, eng.dialect)
         with eng.errors(f"while joining {old_t.display} and {new_t.display}"):
-            chosen, reason = decide_task(eng, (old_side, new_side), task)
+            old_side, new_side = check_scores(eng, old_side), check_scores(eng, new_side)
+            chosen, reason = decide_task(eng, (old_side, new_side), task,
+                                         _regression_options(atol, rtol, specs))
+            check_applies(specs, chosen)
             if chosen == "regression" and atol is None and rtol is None:
                 raise UsageError(
                     f"a regression audit ({reason}) needs a tolerance: give --atol and/or "
