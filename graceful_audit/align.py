@@ -41,6 +41,11 @@ PRED_SYNONYMS = ("prediction", "y_pred", "predicted", "predictions", "pred_label
 #: Examples shown in an error message.
 EXAMPLES = 5
 
+#: A model whose predicted classes share nothing with two or more label classes over at
+#: least this many audited rows is refused (its columns do not name the label classes);
+#: on fewer rows, or against a single label class, it is a warning.
+REFUSE_DISJOINT_ROWS = 10
+
 
 @dataclass(frozen=True)
 class Columns:
@@ -683,6 +688,63 @@ class Aligner:
             "values to slice by is ambiguous: drop or rename the column in all files but one, "
             "or make the values agree."
         )
+
+    def check_classes(self, predicted: dict[str, dict[str, int]],
+                      label_classes: dict[str, int]) -> list[str]:
+        """Compare each model's predicted classes with the label classes (audited rows).
+
+        Refuse a model whose predicted classes share nothing with the labels (score columns
+        named ``prob_cat`` against labels 0/1, a 0/1 score against ``neg``/``pos``): both
+        models would be wrong on every row and the flip rates mean nothing. Return warnings
+        for a model that predicts classes unknown to the labels on most rows, or whose
+        predicted classes are mostly unknown (when it predicts at most twice as many
+        classes as the labels hold, so that an audit on a few classes of a large model
+        does not warn).
+        """
+        from .flips import natural_key
+
+        old, new, labels, _lab_id, _has = self._context
+        labels_text = self._label_files(old, new, labels)
+        known = set(label_classes)
+        n = sum(label_classes.values())
+        warnings: list[str] = []
+        for name, side in (("old", old), ("new", new)):
+            counts = predicted.get(name) or {}
+            if not counts:
+                continue
+            unknown = sorted((c for c in counts if c not in known), key=natural_key)
+            rows = sum(counts[c] for c in unknown)
+            if not unknown:
+                continue
+            shown_p = ", ".join(repr(c) for c in sorted(counts, key=natural_key)[:EXAMPLES])
+            more_p = f" ... ({len(counts)} in all)" if len(counts) > EXAMPLES else ""
+            shown_l = ", ".join(repr(c) for c in sorted(known, key=natural_key)[:EXAMPLES])
+            more_l = f" ... ({len(known)} in all)" if len(known) > EXAMPLES else ""
+            what = (f"{side.table.label} ({side.source}) predicts the classes "
+                    f"{shown_p}{more_p}; the labels ({labels_text}) hold {shown_l}{more_l}")
+            if len(unknown) == len(counts):
+                if len(known) >= 2 and n >= REFUSE_DISJOINT_ROWS:
+                    raise InputError(
+                        f"{what}: they share no class, so every prediction would count as "
+                        "wrong and the flip rates would mean nothing. Make the predictions "
+                        "name the label classes (e.g. score columns prob_<label>, or labels "
+                        "mapped to the predicted values), or choose the right --pred-col, "
+                        "--score-cols or --label-col."
+                    )
+                warnings.append(f"{what}: they share no class; every prediction of the "
+                                f"{name.upper()} model counts as wrong.")
+            elif 2 * rows > n or (2 * len(unknown) > len(counts)
+                                  and len(counts) <= 2 * len(known)):
+                shown_u = ", ".join(repr(c) for c in unknown[:EXAMPLES])
+                more_u = f" ... ({len(unknown)} in all)" if len(unknown) > EXAMPLES else ""
+                warnings.append(
+                    f"{what}: {len(unknown)} of its {len(counts)} predicted classes "
+                    f"({shown_u}{more_u}) never occur{'s' if len(unknown) == 1 else ''} "
+                    f"among the labels, on {rows} of {n} "
+                    "audited rows, which count as wrong. Check the prediction columns and "
+                    "the labels."
+                )
+        return warnings
 
     def account(self, plan: Plan, counts: dict[str, int], allow_unmatched: bool) -> Accounting:
         """Where every row went, from the counted checks; the first problem is raised."""

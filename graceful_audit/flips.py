@@ -224,6 +224,7 @@ def audit_flips(
                 )
             aligner = Aligner(eng)
             plan = aligner.plan(old_side, new_side, lab_t, cols, task=chosen)
+            warnings: list[str] = []
             if chosen == "regression":
                 tol = {"atol": atol or 0.0, "rtol": rtol or 0.0}
                 first = count_regression(eng, plan, **tol)
@@ -233,6 +234,9 @@ def audit_flips(
             else:
                 first = count_flips(eng, plan, top=top)
                 acc = aligner.account(plan, first.checks, allow_unmatched)
+                warnings = aligner.check_classes(
+                    first.tables.predicted,
+                    {cls: c.n for cls, c in first.tables.per_class.items()})
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
         engine_name = eng.name
@@ -248,4 +252,5 @@ def audit_flips(
                "slice_by": list(slice_by)}
     result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
                           task_reason=reason, engine=engine_name)
+    result = dataclasses.replace(result, warnings=tuple(warnings))
     return result.with_gates(evaluate_gates(result, specs))

@@ -106,6 +106,7 @@ section { background: #fff; border: 1px solid var(--line); border-radius: 10px;
   padding: 16px 20px; margin-top: 16px; }
 h2 { font-size: 17px; margin: 0 0 10px; }
 h2 .note, .note { font-weight: 400; font-size: 13px; color: var(--muted); }
+.warn { border-left: 4px solid #b7791f; padding: 6px 10px; background: #fffbeb; }
 p { margin: 8px 0; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line);
@@ -769,6 +770,8 @@ def _flips_sections(result: Any) -> list[str | None]:
     ]
     if "missing" in plots:
         sections.insert(1, f'<p class="note">{esc(plots["missing"])}</p>')
+    for w in reversed(getattr(result, "warnings", ())):
+        sections.insert(1, f'<p class="warn" role="alert"><strong>Warning:</strong> {esc(w)}</p>')
     return sections
 
 

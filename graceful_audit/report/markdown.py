@@ -113,6 +113,9 @@ def _inputs(result: Any) -> str:
     rows = (f"{i.matched} matched, {i.unmatched_old} only in OLD, {i.unmatched_new} only in "
             f"NEW, {i.missing_label} without label: **{i.audited} audited**")
     text = "**Inputs:** " + "; ".join(parts) + "  \n**Rows:** " + rows
+    if getattr(i, "old_prediction", ""):
+        text += (f"  \n**Predictions:** OLD {md_escape(i.old_prediction, 300)}; "
+                 f"NEW {md_escape(i.new_prediction, 300)}")
     reg = getattr(result, "regression", None)
     if reg is not None:
         reason = f" ({md_escape(result.task_reason, 200)})" if result.task_reason else ""
@@ -201,6 +204,7 @@ def _flips_sections(result: Any) -> list[str | None]:
     sections: list[str | None] = [
         "### gaudit flips",
         _verdict(result),
+        *(f"> ⚠️ **Warning:** {md_escape(w, limit=None)}" for w in getattr(result, "warnings", ())),
         _inputs(result),
         _metrics(result),
         md_escape(mcnemar_sentence(result), limit=None),
