@@ -105,7 +105,9 @@ def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
     i = result.inputs
     for name, value in (("old", i.old_path), ("new", i.new_path), ("matched", i.matched),
                         ("audited", i.audited), ("task", result.task),
-                        ("engine", result.engine), ("confidence", result.confidence)):
+                        ("engine", result.engine), ("confidence", result.confidence),
+                        ("old_prediction", i.old_prediction),
+                        ("new_prediction", i.new_prediction)):
         _el(props, "property", name=name, value=_fmt(value))
     for name in PROPERTY_METRICS:
         _el(props, "property", name=name, value=_fmt(getattr(result.metrics, name)))
