@@ -215,6 +215,19 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
             f"{table.label}: no column matches --score-cols {cols.scores!r}. "
             f"Columns present: {', '.join(table.columns)}."
         )
+    roles = [("the id (--id-col)", id_col), ("the ground truth (--label-col)", label),
+             ("the prediction (--pred-col)", pred_col)]
+    roles += [(f"a score column (--score-cols {cols.scores!r})", s) for s in scores]
+    seen: dict[str, str] = {}
+    for role, col in roles:
+        if col is not None and col in seen:
+            raise UsageError(
+                f"{table.label}: column {col!r} would be both {seen[col]} and {role}; one "
+                "column cannot play two roles (a prediction read as its own label is always "
+                "right). Name different columns."
+            )
+        if col is not None:
+            seen[col] = role
     for s in scores:
         t = table.type_of(s)
         if not (is_list_type(t) or is_integer_type(t) or is_float_type(t)):

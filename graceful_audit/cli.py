@@ -375,9 +375,9 @@ def flips(
                      "or one list column. Prediction = argmax when no prediction column."),
     ] = None,
     threshold: Annotated[
-        float, typer.Option("--threshold", help="Binary model with one score column: "
-                            "predict 1 when score >= threshold.")
-    ] = 0.5,
+        float | None, typer.Option("--threshold", help="Binary model with one score column: "
+                                   "predict 1 when score >= threshold [default: 0.5].")
+    ] = None,
     slice_by: Annotated[
         list[str] | None, typer.Option("--slice-by", help="Break down by this column "
                                        "(repeatable).")

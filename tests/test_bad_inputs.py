@@ -630,6 +630,27 @@ def pred_and_pred_1_columns() -> list[str]:
     return [*pair(old.assign(pred_1=0), new.assign(pred_1=1)), "-f", "json"]
 
 
+def threshold_without_binary_score() -> list[str]:
+    """--threshold with a prediction column: it would be ignored."""
+    return [*clean_pair(), "--threshold", "0.8", "--max-nfr", "0.5"]
+
+
+def threshold_in_config_without_binary_score() -> list[str]:
+    Path("gaudit.toml").write_text("[flips]\nthreshold = 0.8\n")
+    old, new = scored(columns=("prob_0", "prob_1"))
+    return [*pair(old, new), "--score-cols", "prob_*"]
+
+
+def pred_col_is_label_col() -> list[str]:
+    return [*clean_pair(), "--pred-col", "label", "--max-nfr", "0.01"]
+
+
+def score_glob_catches_pred() -> list[str]:
+    old, new = scored(columns=("p_0", "p_1"))
+    old["pred"], new["pred"] = 0, 1
+    return [*pair(old, new), "--score-cols", "p*"]
+
+
 def config_key_both_spellings() -> list[str]:
     Path("gaudit.toml").write_text("[flips]\nmax_nfr = 0.5\nmax-nfr = 0.01\n")
     return clean_pair()
@@ -888,6 +909,15 @@ CASES: list[Case] = [
     Case("parquet_duplicate_column", parquet_duplicate_column, 2,
          ["OLD file old.parquet", "'pred' occurs twice"]),
     Case("pred_and_pred_1_columns", pred_and_pred_1_columns, 0, check=check_pred_and_pred_1),
+    Case("threshold_without_binary_score", threshold_without_binary_score, 2,
+         ["--threshold 0.8", "unused", "OLD predicts from column 'pred'"]),
+    Case("threshold_in_config_without_binary_score", threshold_in_config_without_binary_score,
+         2, ["--threshold 0.8", "argmax of 2 score columns"]),
+    Case("pred_col_is_label_col", pred_col_is_label_col, 2,
+         ["OLD file old.csv", "column 'label'", "ground truth (--label-col)",
+          "prediction (--pred-col)"]),
+    Case("score_glob_catches_pred", score_glob_catches_pred, 2,
+         ["OLD file old.csv", "column 'pred'", "score column (--score-cols 'p*')"]),
     Case("config_key_both_spellings", config_key_both_spellings, 2,
          ["gaudit.toml", "'max_nfr' and 'max-nfr'", "keep one"]),
     Case("pyproject_key_both_spellings", pyproject_key_both_spellings, 2,
