@@ -269,23 +269,26 @@ def _raw_names(source: Any, files: list[str], fmt: str) -> list[tuple[str, list[
     return [("", list(getattr(source, "column_names", [])))]
 
 
-def _check_unique_names(source: Any, files: list[str], fmt: str, label: str) -> None:
+def check_unique_names(names: Sequence[str], where: str, header: bool) -> None:
     """Raise :class:`InputError` when a column name occurs twice (ignoring case, as SQL
-    does): DuckDB would silently read the second one as ``NAME_1``."""
+    does): the engine would silently read one of them under another name (``NAME_1``)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.lower() in seen:
+            first = seen[name.lower()]
+            same = (f"the column name {name!r} occurs twice" if first == name else
+                    f"columns {first!r} and {name!r} have the same name (ignoring case)")
+            raise InputError(
+                f"{where}: {same}{' in the header' if header else ''}, so one of them would "
+                "be read under another name. Rename or drop one of them."
+            )
+        seen[name.lower()] = name
+
+
+def _check_unique_names(source: Any, files: list[str], fmt: str, label: str) -> None:
     for file, names in _raw_names(source, files, fmt):
-        seen: dict[str, str] = {}
-        for name in names:
-            if name.lower() in seen:
-                where = label if not file or file in label else f"{label} ({file})"
-                first = seen[name.lower()]
-                same = (f"the column name {name!r} occurs twice" if first == name else
-                        f"columns {first!r} and {name!r} have the same name (ignoring case)")
-                header = " in the header" if fmt == "csv" else ""
-                raise InputError(
-                    f"{where}: {same}{header}, so one of them would be read under another "
-                    "name. Rename or drop one of them."
-                )
-            seen[name.lower()] = name
+        where = label if not file or file in label else f"{label} ({file})"
+        check_unique_names(names, where, fmt == "csv")
 
 
 def _read_error(display: str, fmt: str, exc: BaseException) -> InputError:

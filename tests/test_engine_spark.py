@@ -100,6 +100,8 @@ def generated(tmp_path_factory):
         d / "new_mostly_unknown.parquet", index=False)
     nn.assign(segment=o.set_index("id").loc[nn["id"], "segment"].fillna("web").to_numpy()
               ).to_parquet(d / "new_segment.parquet", index=False)
+    dup = o[["id", "label", "pred"]].assign(again=o["pred"])
+    dup.to_csv(d / "old_dup.csv", index=False, header=["id", "label", "pred", "pred"])
     lists = pd.DataFrame({"id": ids, "label": y})
     lists["scores"] = [[0.1, 0.2, 0.7] if i % 50 else [0.1, 0.2, 0.3, 0.4] for i in range(n)]
     lists.to_parquet(d / "old_ragged.parquet", index=False)
@@ -166,9 +168,10 @@ def test_regression_matches(generated):
          "--slice-by 'segment': OLD file"),
         ("old_ragged.parquet", "old_ragged.parquet", {"score_cols": "scores"},
          "ragged score lists in column 'scores': lengths 3, 4"),
+        ("old_dup.csv", "new.parquet", {}, "the column name 'pred' occurs twice in the header"),
     ],
     ids=["wrong-column", "no-shared-ids", "missing-file", "classes-share-nothing",
-         "slice-values-differ", "ragged-score-lists"],
+         "slice-values-differ", "ragged-score-lists", "duplicate-column"],
 )
 def test_errors_match(generated, old, new, kwargs, needle):
     messages = []
