@@ -170,6 +170,7 @@ class Side:
     pred_col: str | None = None
     scores: tuple[str, ...] = ()  # the score columns read
     score_kind: str = ""  # "list", "binary" or "columns"
+    score_classes: tuple[str, ...] = ()  # the class each score column stands for ("columns")
 
     @property
     def id_integer(self) -> bool:
@@ -236,6 +237,7 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
     pred: Expr | None = _value_expr(pred_col, table.type_of(pred_col), d) if pred_col else None
     confidence: str | None = None
     kind = ""
+    score_classes: tuple[str, ...] = ()
     source = f"column {pred_col!r}" if pred_col else ""
     if len(scores) == 1 and is_list_type(table.type_of(scores[0])):
         # A list column: class i is the i-th entry (0-based).
@@ -247,6 +249,7 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
             confidence = d.array_max(s)
         elif pred.integer:
             confidence = d.element_at(s, f"{pred.sql} + 1")
+            source += f" (confidence from list column {scores[0]!r}: entry i -> class i)"
     elif len(scores) == 1:
         s = quote(scores[0])
         t = float(cols.threshold)
@@ -255,6 +258,8 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
             pred = Expr(f"(CASE WHEN {s} IS NULL OR NOT {d.is_finite(s)} THEN NULL "
                         f"WHEN {s} >= {t!r} THEN 1 ELSE 0 END)", True)
             source = f"{scores[0]!r} >= {t:g} -> class 1, else class 0 (binary)"
+        else:
+            source += f" (confidence from {scores[0]!r}: the score of class 1)"
         confidence = f"(CASE WHEN {pred.canonical()} = '1' THEN {s} ELSE 1 - {s} END)"
     elif scores:
         names = [_class_name(cols.scores or "", c) for c in scores]
@@ -270,6 +275,9 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
             confidence = d.array_max(lst)
         else:
             confidence = d.element_at(lst, d.array_position(classes, pred.canonical()))
+            source += (f" (confidence from {len(scores)} score columns {cols.scores!r}: "
+                       f"{_mapping(scores, names)})")
+        score_classes = tuple(names)
     if confidence is not None:  # an infinite or NaN score ranks nothing
         confidence = f"(CASE WHEN {d.is_finite(confidence)} THEN {confidence} END)"
     if pred is None:
@@ -279,7 +287,8 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
             cols.pred or "pred", "--pred-col",
             hint="Give the prediction column with --pred-col, or score columns with --score-cols.",
         )
-    return Side(table, id_col, label, pred, confidence, source, pred_col, tuple(scores), kind)
+    return Side(table, id_col, label, pred, confidence, source, pred_col, tuple(scores), kind,
+                score_classes)
 
 
 def _classes_text(names: Sequence[str], limit: int = 8) -> str:
@@ -727,6 +736,14 @@ class Aligner:
                 continue
             unknown = sorted((c for c in counts if c not in known), key=natural_key)
             rows = sum(counts[c] for c in unknown)
+            if side.pred_col and side.score_classes and not set(counts) & set(side.score_classes):
+                warnings.append(
+                    f"{side.table.label}: none of the classes its column {side.pred_col!r} "
+                    f"predicts ({_classes_text(sorted(counts, key=natural_key))}) has a score "
+                    f"column ({_mapping(side.scores, side.score_classes)}), so the confidence "
+                    "of its predictions is unknown and the worst flips are ordered by id. "
+                    "Check --score-cols."
+                )
             if not unknown:
                 continue
             shown_p = ", ".join(repr(c) for c in sorted(counts, key=natural_key)[:EXAMPLES])

@@ -651,6 +651,20 @@ def score_glob_catches_pred() -> list[str]:
     return [*pair(old, new), "--score-cols", "p*"]
 
 
+def score_columns_miss_predicted_classes() -> list[str]:
+    """A prediction column of names, score columns of numbers: no confidence, said loudly."""
+    old, new = scored(columns=("prob_0", "prob_1"), labels=("cat", "dog"))
+    old["pred"], new["pred"] = old["label"], "cat"
+    return [*pair(old, new), "--score-cols", "prob_*", "-f", "json"]
+
+
+def check_score_columns_miss(result: Result) -> None:
+    warnings = json_doc(result)["warnings"]
+    assert len(warnings) == 2 and all("confidence of its predictions is unknown" in w
+                                      for w in warnings)
+    assert "prob_0 -> '0', prob_1 -> '1'" in warnings[0]
+
+
 def config_key_both_spellings() -> list[str]:
     Path("gaudit.toml").write_text("[flips]\nmax_nfr = 0.5\nmax-nfr = 0.01\n")
     return clean_pair()
@@ -918,6 +932,8 @@ CASES: list[Case] = [
           "prediction (--pred-col)"]),
     Case("score_glob_catches_pred", score_glob_catches_pred, 2,
          ["OLD file old.csv", "column 'pred'", "score column (--score-cols 'p*')"]),
+    Case("score_columns_miss_predicted_classes", score_columns_miss_predicted_classes, 0,
+         check=check_score_columns_miss),
     Case("config_key_both_spellings", config_key_both_spellings, 2,
          ["gaudit.toml", "'max_nfr' and 'max-nfr'", "keep one"]),
     Case("pyproject_key_both_spellings", pyproject_key_both_spellings, 2,
