@@ -254,6 +254,7 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
         s = quote(scores[0])
         t = float(cols.threshold)
         kind = "binary"
+        score_classes = ("0", "1")
         if pred is None:
             pred = Expr(f"(CASE WHEN {s} IS NULL OR NOT {d.is_finite(s)} THEN NULL "
                         f"WHEN {s} >= {t!r} THEN 1 ELSE 0 END)", True)
@@ -344,7 +345,7 @@ def check_scores(engine: Engine, side: Side) -> Side:
             names = [str(i) for i in range(k)]
             side = dataclasses.replace(
                 side, source=f"{side.source}: entries 0..{k - 1} -> classes "
-                f"{_classes_text(names)}")
+                f"{_classes_text(names)}", score_classes=tuple(names))
     elif side.score_kind == "binary":
         bad = f"{d.is_finite(c)} AND ({c} < 0 OR {c} > 1)"
         count = engine.first(f"SELECT count(*) FROM {v} WHERE {bad}")[0]
@@ -730,13 +731,15 @@ class Aligner:
         known = set(label_classes)
         n = sum(label_classes.values())
         warnings: list[str] = []
+        warned: set[str] = set()  # one warning per model is loud enough
         for name, side in (("old", old), ("new", new)):
             counts = predicted.get(name) or {}
             if not counts:
                 continue
             unknown = sorted((c for c in counts if c not in known), key=natural_key)
             rows = sum(counts[c] for c in unknown)
-            if side.pred_col and side.score_classes and not set(counts) & set(side.score_classes):
+            if (side.pred_col and side.score_kind == "columns"
+                    and not set(counts) & set(side.score_classes)):
                 warnings.append(
                     f"{side.table.label}: none of the classes its column {side.pred_col!r} "
                     f"predicts ({_classes_text(sorted(counts, key=natural_key))}) has a score "
@@ -761,10 +764,12 @@ class Aligner:
                         "mapped to the predicted values), or choose the right --pred-col, "
                         "--score-cols or --label-col."
                     )
+                warned.add(side.table.role)
                 warnings.append(f"{what}: they share no class; every prediction of the "
                                 f"{name.upper()} model counts as wrong.")
             elif 2 * rows > n or (2 * len(unknown) > len(counts)
                                   and len(counts) <= 2 * len(known)):
+                warned.add(side.table.role)
                 shown_u = ", ".join(repr(c) for c in unknown[:EXAMPLES])
                 more_u = f" ... ({len(unknown)} in all)" if len(unknown) > EXAMPLES else ""
                 warnings.append(
@@ -773,6 +778,22 @@ class Aligner:
                     f"among the labels, on {rows} of {n} "
                     "audited rows, which count as wrong. Check the prediction columns and "
                     "the labels."
+                )
+        for side in (old, new):
+            # A model that predicts from scores can only name its score columns' classes:
+            # a label class outside them (labels 1..10 against list entries 0..9, labels -1/1
+            # against one binary score) is never predicted right.
+            if side.pred_col or not side.score_classes or side.table.role in warned:
+                continue
+            missing = sorted((c for c in known if c not in side.score_classes), key=natural_key)
+            if missing:
+                rows = sum(label_classes[c] for c in missing)
+                warnings.append(
+                    f"{side.table.label}: its scores ({side.source}) stand for the classes "
+                    f"{_classes_text(sorted(side.score_classes, key=natural_key))}, but the "
+                    f"labels also hold {_classes_text(missing)} ({rows} of {n} audited rows), "
+                    "which it can never predict. Check that the score columns and the labels "
+                    "name the classes alike (e.g. labels counted from 0)."
                 )
         return warnings
 

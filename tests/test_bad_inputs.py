@@ -665,6 +665,51 @@ def check_score_columns_miss(result: Result) -> None:
     assert "prob_0 -> '0', prob_1 -> '1'" in warnings[0]
 
 
+def list_scores_labels_from_one() -> list[str]:
+    """Labels 1..3 against list entries 0..2: label 3 can never be predicted."""
+    old, new = scored(columns=("a", "b", "c"), labels=(0, 1, 2))
+    for df in (old, new):
+        df["scores"] = df[["a", "b", "c"]].to_numpy().tolist()
+        df["label"] += 1
+    cols = ["id", "label", "scores"]
+    return [*pair(old[cols], new[cols], "old.parquet", "new.parquet"), "--score-cols",
+            "scores", "-f", "json"]
+
+
+def check_labels_from_one(result: Result) -> None:
+    warnings = json_doc(result)["warnings"]
+    assert len(warnings) == 2, warnings
+    assert "OLD file old.parquet" in warnings[0] and "also hold '3'" in warnings[0]
+
+
+def binary_score_labels_minus_one() -> list[str]:
+    """Labels -1 / 1 against one binary score (predicts 0 / 1): most of -1 count wrong."""
+    old, new = scored(columns=("score",), labels=(-1, 1))
+    return [*pair(old, new), "--score-cols", "score", "-f", "json"]
+
+
+def mostly_unknown_classes() -> list[str]:
+    """Labels 0..3; the new model predicts 0, 1 and, on three rows, classes no label has:
+    three of its five predicted classes are unknown (on few rows: still loud)."""
+    labels = [i % 4 for i in range(20)]
+    old = pd.DataFrame({"id": [f"u{i:02d}" for i in range(20)], "label": labels,
+                        "pred": labels})
+    preds: list[Any] = [y if y < 2 else 0 for y in labels]
+    preds[2], preds[3], preds[6] = "junk-a", "junk-b", "junk-c"
+    return [*pair(old, old.assign(pred=preds)), "-f", "json"]
+
+
+def check_one_warning_per_model(result: Result) -> None:
+    warnings = json_doc(result)["warnings"]
+    assert len(warnings) == 2 and "OLD file" in warnings[0] and "NEW file" in warnings[1]
+    assert all("'-1'" in w for w in warnings)
+
+
+def check_mostly_unknown_classes(result: Result) -> None:
+    (warning,) = json_doc(result)["warnings"]
+    assert "3 of its 5 predicted classes" in warning and "on 3 of 20 audited rows" in warning
+
+
 def config_key_both_spellings() -> list[str]:
     Path("gaudit.toml").write_text("[flips]\nmax_nfr = 0.5\nmax-nfr = 0.01\n")
     return clean_pair()
@@ -934,6 +979,12 @@ CASES: list[Case] = [
          ["OLD file old.csv", "column 'pred'", "score column (--score-cols 'p*')"]),
     Case("score_columns_miss_predicted_classes", score_columns_miss_predicted_classes, 0,
          check=check_score_columns_miss),
+    Case("list_scores_labels_from_one", list_scores_labels_from_one, (0, 1),
+         check=check_labels_from_one),
+    Case("binary_score_labels_minus_one", binary_score_labels_minus_one, (0, 1),
+         check=check_one_warning_per_model),
+    Case("mostly_unknown_classes", mostly_unknown_classes, 0,
+         check=check_mostly_unknown_classes),
     Case("config_key_both_spellings", config_key_both_spellings, 2,
          ["gaudit.toml", "'max_nfr' and 'max-nfr'", "keep one"]),
     Case("pyproject_key_both_spellings", pyproject_key_both_spellings, 2,
