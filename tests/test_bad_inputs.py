@@ -710,6 +710,14 @@ def check_mostly_unknown_classes(result: Result) -> None:
     assert "3 of its 5 predicted classes" in warning and "on 3 of 20 audited rows" in warning
 
 
+def compat_duplicate_column() -> list[str]:
+    old = embeddings()
+    table = pa.Table.from_pandas(old, preserve_index=False)
+    pq.write_table(table.append_column("Label", table.column("label")), "old.parquet")
+    embeddings(seed=1).to_parquet("new.parquet", index=False)
+    return ["compat", "old.parquet", "new.parquet"]
+
+
 def config_key_both_spellings() -> list[str]:
     Path("gaudit.toml").write_text("[flips]\nmax_nfr = 0.5\nmax-nfr = 0.01\n")
     return clean_pair()
@@ -985,6 +993,8 @@ CASES: list[Case] = [
          check=check_one_warning_per_model),
     Case("mostly_unknown_classes", mostly_unknown_classes, 0,
          check=check_mostly_unknown_classes),
+    Case("compat_duplicate_column", compat_duplicate_column, 2,
+         ["OLD file old.parquet", "'label' and 'Label'"]),
     Case("config_key_both_spellings", config_key_both_spellings, 2,
          ["gaudit.toml", "'max_nfr' and 'max-nfr'", "keep one"]),
     Case("pyproject_key_both_spellings", pyproject_key_both_spellings, 2,

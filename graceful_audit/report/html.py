@@ -106,7 +106,7 @@ section { background: #fff; border: 1px solid var(--line); border-radius: 10px;
   padding: 16px 20px; margin-top: 16px; }
 h2 { font-size: 17px; margin: 0 0 10px; }
 h2 .note, .note { font-weight: 400; font-size: 13px; color: var(--muted); }
-.warn { border-left: 4px solid #b7791f; padding: 6px 10px; background: #fffbeb; }
+.warn { border-left: 4px solid #b7791f; padding: 6px 10px; background: rgba(183, 121, 31, .12); }
 p { margin: 8px 0; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line);
