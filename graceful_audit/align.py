@@ -17,6 +17,7 @@ dropped silently: what ``--allow-unmatched`` leaves out is counted in :class:`Ac
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 from collections.abc import Sequence
@@ -39,6 +40,11 @@ PRED_SYNONYMS = ("prediction", "y_pred", "predicted", "predictions", "pred_label
 
 #: Examples shown in an error message.
 EXAMPLES = 5
+
+#: A model whose predicted classes share nothing with two or more label classes over at
+#: least this many audited rows is refused (its columns do not name the label classes);
+#: on fewer rows, or against a single label class, it is a warning.
+REFUSE_DISJOINT_ROWS = 10
 
 
 @dataclass(frozen=True)
@@ -106,19 +112,37 @@ def value_expr(table: Table, column: str, task: str, d: Dialect) -> Expr:
     return _value_expr(column, table.type_of(column), d)
 
 
-def decide_task(engine: Engine, sides: Sequence[Side], task: str) -> tuple[str, str]:
-    """``auto``: regression when a prediction column holds non-integral floats; and why."""
+def decide_task(engine: Engine, sides: Sequence[Side], task: str,
+                implied: Sequence[str] = ()) -> tuple[str, str]:
+    """``auto``: regression when a prediction column holds non-integral floats, or when
+    ``implied`` names regression-only options that were given (``--atol``); and why.
+
+    Those options with ``--task classification`` are a usage error: never ignored.
+    """
     if task not in ("auto", "classification", "regression"):
         raise UsageError(f"--task: {task!r} is not one of auto, classification, regression.")
+    given = ", ".join(implied)
+    if task == "classification" and implied:
+        raise UsageError(
+            f"{given} appl{'y' if len(implied) > 1 else 'ies'} only to a regression audit, "
+            "but --task classification was given. Drop "
+            f"{'them' if len(implied) > 1 else 'it'}, or audit with --task regression."
+        )
+    if task == "auto" and implied:
+        task, reason = "regression", f"{given} given, with --task auto"
+        found = decide_task(engine, sides, "auto")  # non-integral numbers: the better reason
+        reason = found[1] if found[0] == "regression" else reason
+    else:
+        reason = "--task " + task
     if task != "auto":
         if task == "regression":
             for side in sides:
                 if side.pred_col is None:
                     raise UsageError(
-                        f"--task regression needs a numeric prediction column in "
+                        f"a regression audit ({reason}) needs a numeric prediction column in "
                         f"{side.table.label}; --score-cols is for classifiers."
                     )
-        return task, "--task " + task
+        return task, reason
     for side in sides:
         col = side.pred_col
         if col is None or not is_float_type(side.table.type_of(col)):
@@ -144,6 +168,9 @@ class Side:
     confidence: str | None
     source: str  # how the prediction was obtained, for the report
     pred_col: str | None = None
+    scores: tuple[str, ...] = ()  # the score columns read
+    score_kind: str = ""  # "list", "binary" or "columns"
+    score_classes: tuple[str, ...] = ()  # the class each score column stands for ("columns")
 
     @property
     def id_integer(self) -> bool:
@@ -189,6 +216,19 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
             f"{table.label}: no column matches --score-cols {cols.scores!r}. "
             f"Columns present: {', '.join(table.columns)}."
         )
+    roles = [("the id (--id-col)", id_col), ("the ground truth (--label-col)", label),
+             ("the prediction (--pred-col)", pred_col)]
+    roles += [(f"a score column (--score-cols {cols.scores!r})", s) for s in scores]
+    seen: dict[str, str] = {}
+    for role, col in roles:
+        if col is not None and col in seen:
+            raise UsageError(
+                f"{table.label}: column {col!r} would be both {seen[col]} and {role}; one "
+                "column cannot play two roles (a prediction read as its own label is always "
+                "right). Name different columns."
+            )
+        if col is not None:
+            seen[col] = role
     for s in scores:
         t = table.type_of(s)
         if not (is_list_type(t) or is_integer_type(t) or is_float_type(t)):
@@ -196,23 +236,31 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
 
     pred: Expr | None = _value_expr(pred_col, table.type_of(pred_col), d) if pred_col else None
     confidence: str | None = None
+    kind = ""
+    score_classes: tuple[str, ...] = ()
     source = f"column {pred_col!r}" if pred_col else ""
     if len(scores) == 1 and is_list_type(table.type_of(scores[0])):
         # A list column: class i is the i-th entry (0-based).
         s = quote(scores[0])
+        kind = "list"
         if pred is None:
             pred = Expr(f"({_argmax(s, d)} - 1)", True)
-            source = f"argmax of list column {scores[0]!r}"
+            source = f"argmax of list column {scores[0]!r}"  # check_scores adds the classes
             confidence = d.array_max(s)
         elif pred.integer:
             confidence = d.element_at(s, f"{pred.sql} + 1")
+            source += f" (confidence from list column {scores[0]!r}: entry i -> class i)"
     elif len(scores) == 1:
         s = quote(scores[0])
         t = float(cols.threshold)
+        kind = "binary"
+        score_classes = ("0", "1")
         if pred is None:
             pred = Expr(f"(CASE WHEN {s} IS NULL OR NOT {d.is_finite(s)} THEN NULL "
                         f"WHEN {s} >= {t!r} THEN 1 ELSE 0 END)", True)
-            source = f"{scores[0]!r} >= {t:g} (binary)"
+            source = f"{scores[0]!r} >= {t:g} -> class 1, else class 0 (binary)"
+        else:
+            source += f" (confidence from {scores[0]!r}: the score of class 1)"
         confidence = f"(CASE WHEN {pred.canonical()} = '1' THEN {s} ELSE 1 - {s} END)"
     elif scores:
         names = [_class_name(cols.scores or "", c) for c in scores]
@@ -220,12 +268,17 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
             raise InputError(f"{table.label}: score columns {scores} give duplicate classes.")
         lst = d.array([f"CAST({quote(c)} AS DOUBLE)" for c in scores])
         classes = d.array([d.literal(n) for n in names])
+        kind = "columns"
         if pred is None:
             pred = Expr(d.element_at(classes, _argmax(lst, d)), False)
-            source = f"argmax of {len(scores)} score columns {cols.scores!r}"
+            source = (f"argmax of {len(scores)} score columns {cols.scores!r}: "
+                      f"{_mapping(scores, names)}")
             confidence = d.array_max(lst)
         else:
             confidence = d.element_at(lst, d.array_position(classes, pred.canonical()))
+            source += (f" (confidence from {len(scores)} score columns {cols.scores!r}: "
+                       f"{_mapping(scores, names)})")
+        score_classes = tuple(names)
     if confidence is not None:  # an infinite or NaN score ranks nothing
         confidence = f"(CASE WHEN {d.is_finite(confidence)} THEN {confidence} END)"
     if pred is None:
@@ -235,7 +288,78 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
             cols.pred or "pred", "--pred-col",
             hint="Give the prediction column with --pred-col, or score columns with --score-cols.",
         )
-    return Side(table, id_col, label, pred, confidence, source, pred_col)
+    return Side(table, id_col, label, pred, confidence, source, pred_col, tuple(scores), kind,
+                score_classes)
+
+
+def _classes_text(names: Sequence[str], limit: int = 8) -> str:
+    """``0..9`` for the classes 0 to K-1, else the names (the first few and the last)."""
+    if len(names) > 2 and list(names) == [str(i) for i in range(len(names))]:
+        return f"0..{len(names) - 1}"
+    shown = [repr(n) for n in names]
+    if len(shown) > limit:
+        shown = [*shown[: limit - 2], f"... ({len(shown)} in all)", shown[-1]]
+    return ", ".join(shown)
+
+
+def _mapping(columns: Sequence[str], names: Sequence[str]) -> str:
+    """Which class each score column stands for, as the reports say it."""
+    if len(columns) > 2 and list(names) == [str(i) for i in range(len(names))]:
+        return f"{columns[0]}..{columns[-1]} -> classes 0..{len(names) - 1}"
+    pairs = [f"{c} -> {n!r}" for c, n in zip(columns, names, strict=True)]
+    if len(pairs) > 6:
+        pairs = [*pairs[:4], f"... ({len(pairs)} in all)", pairs[-1]]
+    return ", ".join(pairs)
+
+
+def check_scores(engine: Engine, side: Side) -> Side:
+    """Validate a side's score columns in the engine; return it with the classes named.
+
+    * a list column must hold as many scores on every row (else the argmax of a short row
+      runs over fewer classes): an error naming ids, as for ragged embeddings;
+    * one binary score column is compared with ``--threshold`` (and is the confidence):
+      it must be a probability in [0, 1], never a logit.
+    """
+    if not side.scores:
+        return side
+    d, t, v = engine.dialect, side.table, quote(side.table.view)
+    col, idc = side.scores[0], quote(side.id)
+    c = quote(col)
+    if side.score_kind == "list":
+        n = d.array_length(c)
+        lengths = engine.rows(f"SELECT {n} AS k, count(*) AS c FROM {v} WHERE {c} IS NOT NULL "
+                              "GROUP BY 1 ORDER BY 2 DESC, 1")
+        if len(lengths) > 1:
+            common = lengths[0][0]
+            ids = [r[0] for r in engine.rows(
+                f"SELECT {idc} FROM {v} WHERE {n} <> {common} ORDER BY 1 LIMIT {EXAMPLES}")]
+            odd = sum(k for _n, k in lengths[1:])
+            raise InputError(
+                f"{t.label}: ragged score lists in column {col!r}: lengths "
+                f"{', '.join(str(k) for k, _c in sorted(lengths)[:5])} (most are {common}; "
+                f"{odd} row(s) differ, ids {examples(ids)}). Every row needs one score per "
+                "class, in the same order."
+            )
+        if lengths and side.source.startswith("argmax"):
+            k = int(lengths[0][0])
+            names = [str(i) for i in range(k)]
+            side = dataclasses.replace(
+                side, source=f"{side.source}: entries 0..{k - 1} -> classes "
+                f"{_classes_text(names)}", score_classes=tuple(names))
+    elif side.score_kind == "binary":
+        bad = f"{d.is_finite(c)} AND ({c} < 0 OR {c} > 1)"
+        count = engine.first(f"SELECT count(*) FROM {v} WHERE {bad}")[0]
+        if count:
+            rows = engine.rows(f"SELECT {idc}, {c} FROM {v} WHERE {bad} ORDER BY 1 "
+                               f"LIMIT {EXAMPLES}")
+            shown = ", ".join(f"{i!r} ({s:g})" for i, s in rows)
+            raise InputError(
+                f"{t.label}: the binary score column {col!r} holds {count} value(s) outside "
+                f"[0, 1], e.g. ids {shown}{', ...' if count > EXAMPLES else ''}. One score "
+                "column is read as the probability of class 1 (compared with --threshold); "
+                "convert logits with a sigmoid, or give the predicted class with --pred-col."
+            )
+    return side
 
 
 @dataclass(frozen=True)
@@ -422,13 +546,28 @@ class Aligner:
             return e.sql if integer_labels or e.number else e.canonical()
 
         slice_sources = self._slice_sources(cols.slices, old.table, new.table, labels)
+        tables = {"o": old.table, "n": new.table, "l": labels}
+        # A slice column in more than one input: its values must agree (checked per row, as
+        # the join compares values: 1, 1.0 and "1" agree); the first input's are used.
+        shared = {i: [a for a, t in tables.items() if t is not None and t.has(col)]
+                  for i, (_src, col) in enumerate(slice_sources)}
+        shared = {i: aliases for i, aliases in shared.items() if len(aliases) > 1}
+
+        def slice_parts(table: Table, alias: str) -> list[str]:
+            parts = [f"CAST({quote(col)} AS STRING) AS s{i}"
+                     for i, (src, col) in enumerate(slice_sources) if src == alias]
+            for i, aliases in shared.items():
+                if alias in aliases:
+                    col = slice_sources[i][1]
+                    key = _value_expr(col, table.type_of(col), d).canonical()
+                    parts.append(f"{key} AS k{i}")
+            return parts
 
         def side_sql(side: Side, y: Expr | None, alias: str) -> str:
             pred = preds[side.table.role]
             parts = [f"{id_sql(side.table, side.id, integer_ids, d)} AS id",
                      f"{val(y)} AS y", f"{val(pred)} AS p", f"{side.confidence or 'NULL'} AS c"]
-            parts += [f"CAST({quote(col)} AS STRING) AS s{i}"
-                      for i, (src, col) in enumerate(slice_sources) if src == alias]
+            parts += slice_parts(side.table, alias)
             return f"SELECT {', '.join(parts)} FROM {quote(side.table.view)}"
 
         ctes = [f"o AS ({side_sql(old, y_old, 'o')})", f"n AS ({side_sql(new, y_new, 'n')})"]
@@ -436,8 +575,7 @@ class Aligner:
         if has_labels:
             assert labels is not None and lab_id is not None
             parts = [f"{id_sql(labels, lab_id, integer_ids, d)} AS id", f"{val(lab_expr)} AS y"]
-            parts += [f"CAST({quote(col)} AS STRING) AS s{i}"
-                      for i, (src, col) in enumerate(slice_sources) if src == "l"]
+            parts += slice_parts(labels, "l")
             ctes.append(f"l AS (SELECT {', '.join(parts)} FROM {quote(labels.view)})")
 
         y_sql = ("l.y" if has_labels else
@@ -453,6 +591,7 @@ class Aligner:
         if has_labels:
             columns += ["l.id AS lid"]
         columns += [f"{src}.s{i} AS s{i}" for i, (src, _c) in enumerate(slice_sources)]
+        columns += [f"{a}.k{i} AS k{i}_{a}" for i, aliases in shared.items() for a in aliases]
         join = "o FULL OUTER JOIN n ON o.id = n.id"
         inner = "o JOIN n ON o.id = n.id"
         if has_labels:
@@ -479,12 +618,19 @@ class Aligner:
             })
         elif old.label and new.label:
             checks["disagree"] = "a AND coalesce(yo <> yn, FALSE)"
+        agree = {i: " AND ".join(d.same(f"k{i}_{aliases[0]}", f"k{i}_{a}") for a in aliases[1:])
+                 for i, aliases in shared.items()}
+        for i, cond in agree.items():
+            checks[f"slice_differs_{i}"] = f"a AND NOT ({cond})"
         # A clean row is audited, with a label (agreeing between the files) and both
-        # predictions: then it is in OLD and NEW (and LABELS) and fails no other check.
+        # predictions (and slice values agreeing between the files): then it is in OLD and
+        # NEW (and LABELS) and fails no other check.
         clean = "a AND o IS NOT NULL AND n IS NOT NULL AND " + (
-            "yo = yn" if "disagree" in checks else "y IS NOT NULL")
+            "yo = yn" if "disagree" in checks else "y IS NOT NULL") + "".join(
+            f" AND {cond}" for cond in agree.values())
         clean_checks = ("o_seen", "n_seen", "matched") + (("l_seen",) if has_labels else ())
         self._context = (old, new, labels, lab_id, has_labels)
+        self._shared_slices = {i: (slice_sources[i][1], aliases) for i, aliases in shared.items()}
         return Plan(
             with_sql="WITH " + ", ".join(ctes),
             checks=checks,
@@ -541,6 +687,115 @@ class Aligner:
     def _examples(self, column: str, where: str) -> list:
         return [r[0] for r in self.engine.rows(
             f"{self._with_sql} SELECT {column} FROM j WHERE {where} ORDER BY 1 LIMIT {EXAMPLES}")]
+
+    def _slice_differs(self, plan: Plan, col: str, aliases: list[str], i: int, count: int
+                       ) -> None:
+        """The error for a slice column whose values differ between the inputs holding it."""
+        old, new, labels, _lab_id, _has = self._context
+        tables = {"o": old.table, "n": new.table, "l": labels}
+        names = {"o": "OLD", "n": "NEW", "l": "LABELS"}
+        values = ", ".join(f"k{i}_{a}" for a in aliases)
+        rows = self.engine.rows(
+            f"{plan.with_sql} SELECT oid, {values} FROM j WHERE {plan.checks[f'slice_differs_{i}']}"
+            f" ORDER BY 1 LIMIT {EXAMPLES}")
+        shown = ", ".join(
+            f"{r[0]!r} (" + ", ".join(f"{names[a]} {v!r}" for a, v in zip(aliases, r[1:],
+                                                                         strict=True)) + ")"
+            for r in rows)
+        files = " and ".join(f"{names[a]} file {tables[a].display}"  # type: ignore[union-attr]
+                             for a in aliases)
+        raise InputError(
+            f"--slice-by {col!r}: {files} {'both' if len(aliases) == 2 else 'all'} have this "
+            "column, and its values differ for "
+            f"{count} audited id(s): {shown}{', ...' if count > EXAMPLES else ''}. Which file's "
+            "values to slice by is ambiguous: drop or rename the column in all files but one, "
+            "or make the values agree."
+        )
+
+    def check_classes(self, predicted: dict[str, dict[str, int]],
+                      label_classes: dict[str, int]) -> list[str]:
+        """Compare each model's predicted classes with the label classes (audited rows).
+
+        Refuse a model whose predicted classes share nothing with the labels (score columns
+        named ``prob_cat`` against labels 0/1, a 0/1 score against ``neg``/``pos``): both
+        models would be wrong on every row and the flip rates mean nothing. Return warnings
+        for a model that predicts classes unknown to the labels on most rows, or whose
+        predicted classes are mostly unknown (when it predicts at most twice as many
+        classes as the labels hold, so that an audit on a few classes of a large model
+        does not warn).
+        """
+        from .flips import natural_key
+
+        old, new, labels, _lab_id, _has = self._context
+        labels_text = self._label_files(old, new, labels)
+        known = set(label_classes)
+        n = sum(label_classes.values())
+        warnings: list[str] = []
+        warned: set[str] = set()  # one warning per model is loud enough
+        for name, side in (("old", old), ("new", new)):
+            counts = predicted.get(name) or {}
+            if not counts:
+                continue
+            unknown = sorted((c for c in counts if c not in known), key=natural_key)
+            rows = sum(counts[c] for c in unknown)
+            if (side.pred_col and side.score_kind == "columns"
+                    and not set(counts) & set(side.score_classes)):
+                warnings.append(
+                    f"{side.table.label}: none of the classes its column {side.pred_col!r} "
+                    f"predicts ({_classes_text(sorted(counts, key=natural_key))}) has a score "
+                    f"column ({_mapping(side.scores, side.score_classes)}), so the confidence "
+                    "of its predictions is unknown and the worst flips are ordered by id. "
+                    "Check --score-cols."
+                )
+            if not unknown:
+                continue
+            shown_p = ", ".join(repr(c) for c in sorted(counts, key=natural_key)[:EXAMPLES])
+            more_p = f" ... ({len(counts)} in all)" if len(counts) > EXAMPLES else ""
+            shown_l = ", ".join(repr(c) for c in sorted(known, key=natural_key)[:EXAMPLES])
+            more_l = f" ... ({len(known)} in all)" if len(known) > EXAMPLES else ""
+            what = (f"{side.table.label} ({side.source}) predicts the classes "
+                    f"{shown_p}{more_p}; the labels ({labels_text}) hold {shown_l}{more_l}")
+            if len(unknown) == len(counts):
+                if len(known) >= 2 and n >= REFUSE_DISJOINT_ROWS:
+                    raise InputError(
+                        f"{what}: they share no class, so every prediction would count as "
+                        "wrong and the flip rates would mean nothing. Make the predictions "
+                        "name the label classes (e.g. score columns prob_<label>, or labels "
+                        "mapped to the predicted values), or choose the right --pred-col, "
+                        "--score-cols or --label-col."
+                    )
+                warned.add(side.table.role)
+                warnings.append(f"{what}: they share no class; every prediction of the "
+                                f"{name.upper()} model counts as wrong.")
+            elif 2 * rows > n or (2 * len(unknown) > len(counts)
+                                  and len(counts) <= 2 * len(known)):
+                warned.add(side.table.role)
+                shown_u = ", ".join(repr(c) for c in unknown[:EXAMPLES])
+                more_u = f" ... ({len(unknown)} in all)" if len(unknown) > EXAMPLES else ""
+                warnings.append(
+                    f"{what}: {len(unknown)} of its {len(counts)} predicted classes "
+                    f"({shown_u}{more_u}) never occur{'s' if len(unknown) == 1 else ''} "
+                    f"among the labels, on {rows} of {n} "
+                    "audited rows, which count as wrong. Check the prediction columns and "
+                    "the labels."
+                )
+        for side in (old, new):
+            # A model that predicts from scores can only name its score columns' classes:
+            # a label class outside them (labels 1..10 against list entries 0..9, labels -1/1
+            # against one binary score) is never predicted right.
+            if side.pred_col or not side.score_classes or side.table.role in warned:
+                continue
+            missing = sorted((c for c in known if c not in side.score_classes), key=natural_key)
+            if missing:
+                rows = sum(label_classes[c] for c in missing)
+                warnings.append(
+                    f"{side.table.label}: its scores ({side.source}) stand for the classes "
+                    f"{_classes_text(sorted(side.score_classes, key=natural_key))}, but the "
+                    f"labels also hold {_classes_text(missing)} ({rows} of {n} audited rows), "
+                    "which it can never predict. Check that the score columns and the labels "
+                    "name the classes alike (e.g. labels counted from 0)."
+                )
+        return warnings
 
     def account(self, plan: Plan, counts: dict[str, int], allow_unmatched: bool) -> Accounting:
         """Where every row went, from the counted checks; the first problem is raised."""
@@ -615,6 +870,9 @@ class Aligner:
                 f"{new.label!r}) for {c['disagree']} id(s): {shown}. Both files must carry the "
                 "same labels; fix one, or give the true labels with --labels FILE."
             )
+        for i, (col, aliases) in self._shared_slices.items():
+            if c.get(f"slice_differs_{i}"):
+                self._slice_differs(plan, col, aliases, i, c[f"slice_differs_{i}"])
         for key, what, where in (
             ("null_y", "label", self._label_files(old, new, labels)),
             ("null_o", "prediction", f"OLD file {old.table.display} ({old.source})"),

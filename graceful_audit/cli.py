@@ -290,6 +290,16 @@ def specs_from(params: dict[str, Any], keys: tuple[str, ...], sources: dict[str,
     return specs
 
 
+def warn(result: Any) -> None:
+    """Each warning of the result as one ``gaudit: warning:`` line on stderr (even with
+    --quiet: a warning is not a progress line), and as an annotation on GitHub Actions."""
+    for w in getattr(result, "warnings", ()):
+        typer.echo(f"gaudit: warning: {w}", err=True)
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            text = w.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            typer.echo(f"::warning title=gaudit::{text}", err=True)
+
+
 def _exit_for(result: Any) -> None:
     raise typer.Exit(EXIT_OK if result.passed else EXIT_BREACHED)
 
@@ -372,9 +382,9 @@ def flips(
                      "or one list column. Prediction = argmax when no prediction column."),
     ] = None,
     threshold: Annotated[
-        float, typer.Option("--threshold", help="Binary model with one score column: "
-                            "predict 1 when score >= threshold.")
-    ] = 0.5,
+        float | None, typer.Option("--threshold", help="Binary model with one score column: "
+                                   "predict 1 when score >= threshold [default: 0.5].")
+    ] = None,
     slice_by: Annotated[
         list[str] | None, typer.Option("--slice-by", help="Break down by this column "
                                        "(repeatable).")
@@ -455,6 +465,7 @@ def flips(
                 spark_remote=p["spark_remote"], spark_conf=parse_conf(p["spark_conf"]),
                 verbose=verbose,
             )
+        warn(result)
         publish(result, fmt, output, reports, quiet)
     _exit_for(result)
 
@@ -573,6 +584,7 @@ def render(
         specs = specs_from(ctx.params, GATE_KEYS_FLIPS + GATE_KEYS_COMPAT, {})
         if specs:
             result = regate(result, specs)
+        warn(result)
         publish(result, fmt, output, parse_reports(report), quiet)
     _exit_for(result)
 

@@ -115,8 +115,15 @@ def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any
     """Normalise keys (``_`` -> ``-``) and check every key and type; UsageError otherwise."""
     allowed = OPTIONS[command]
     out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}  # normalised key -> the key as written
     for raw_key, value in section.items():
         key = raw_key.replace("_", "-")
+        if key in spelled:  # ``max_nfr`` and ``max-nfr`` in one table: which one is meant?
+            raise UsageError(
+                f"{path}: {spelled[key]!r} and {raw_key!r} in the {command} settings are the "
+                "same option spelled two ways; keep one of them."
+            )
+        spelled[key] = raw_key
         if key not in allowed:
             import difflib
 

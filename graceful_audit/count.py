@@ -88,6 +88,8 @@ class CountTables:
     worst: tuple[FlipExample, ...]
     regression: RegressionSummary | None = None
     slice_errors: dict[str, dict[str | None, ErrorSums]] = field(default_factory=dict)
+    #: audited rows per predicted class, of the ``old`` and the ``new`` model (classification)
+    predicted: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def id_order(engine: Engine, col: str = "id") -> str:
@@ -136,20 +138,25 @@ class FirstPass:
     sums: tuple[float, ...] = ()
 
 
-def _pass_sql(plan: Plan, outcome: str, keys: str, slice_keys: str, measures: str) -> str:
-    """The one aggregation over ``j``: grouped by the check mask and ``keys``, and per slice.
+def _pass_sql(plan: Plan, outcome: str, keys: str, slice_keys: str, measures: str,
+              singles: tuple[str, ...] = ()) -> str:
+    """The one aggregation over ``j``: grouped by the check mask and ``keys``, per slice, and
+    per value of each of the ``singles`` (``o AS po``: the old model's predicted classes).
 
     ``outcome`` defines the key columns from ``j``'s ``y, o, n``. It is computed for every
     row, audited or not; rows that are not audited are told apart by their check mask.
+    Each row starts with one ``grouping()`` flag per single and slice (0: grouped by it).
     """
     k = len(plan.slices)
+    names = [single.rsplit(" ", 1)[-1] for single in singles]
     slice_cols = [f"s{i}" for i in range(k)]
     f_sql = (f"SELECT {plan.checks_sql()} AS checks, {outcome}, oid, oc, nc"
-             + "".join(f", {s}" for s in slice_cols) + " FROM j")
-    sets = [f"(checks, {keys})"] + [f"(checks, {s}, {slice_keys})" for s in slice_cols]
-    groupings = "".join(f"grouping({s}), " for s in slice_cols)
-    select_keys = ", ".join(["checks", *slice_cols, keys])
-    group_by = f"GROUPING SETS ({', '.join(sets)})" if slice_cols else sets[0][1:-1]
+             + "".join(f", {s}" for s in (*singles, *slice_cols)) + " FROM j")
+    sets = ([f"(checks, {keys})"] + [f"(checks, {c})" for c in names]
+            + [f"(checks, {s}, {slice_keys})" for s in slice_cols])
+    groupings = "".join(f"grouping({s}), " for s in (*names, *slice_cols))
+    select_keys = ", ".join(["checks", *names, *slice_cols, keys])
+    group_by = f"GROUPING SETS ({', '.join(sets)})" if len(sets) > 1 else sets[0][1:-1]
     return (f"{plan.with_sql}, f AS ({f_sql}) SELECT {groupings}{select_keys}, {measures} "
             f"FROM f GROUP BY {group_by}")
 
@@ -186,19 +193,26 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
     if top_n:
         measures += ", " + ", ".join(top_n)
     rows = engine.rows(_pass_sql(plan, outcome, "y, nf, ook, nok, dis", "ook, nok, dis",
-                                 measures))
+                                 measures, ("o AS po", "n AS pn")))
 
     per_mask: dict[int | None, int] = defaultdict(int)
     per_class: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     per_slice: list[dict[str | None, dict[str, int]]] = [
         defaultdict(lambda: defaultdict(int)) for _ in range(k)
     ]
+    predicted: dict[str, dict[str, int]] = {"old": defaultdict(int), "new": defaultdict(int)}
     matrix: dict[tuple[str, str], int] = defaultdict(int)
     groups: list[tuple[list, list, Any, Any]] = []  # per flip group: keys, ids, y, new
-    audited = {mask: plan.audited(mask) for mask in {row[k] for row in rows}}
+    audited = {mask: plan.audited(mask) for mask in {row[k + 2] for row in rows}}
     for row in rows:
-        gs, mask, svals = row[:k], row[k], row[k + 1 : 2 * k + 1]
-        y, nf, ook, nok, dis, c, *best = row[2 * k + 1 :]
+        (g_old, g_new), gs = row[:2], row[2 : k + 2]
+        mask, po, pn, svals = row[k + 2], row[k + 3], row[k + 4], row[k + 5 : 2 * k + 5]
+        y, nf, ook, nok, dis, c, *best = row[2 * k + 5 :]
+        if not (g_old and g_new):  # the predicted classes of one model
+            value = po if g_old == 0 else pn
+            if audited[mask] and value is not None:
+                predicted["old" if g_old == 0 else "new"][_text(value)] += c
+            continue
         if 0 not in gs:  # the main grouping set
             per_mask[mask] += c
             if not audited[mask]:
@@ -221,6 +235,7 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
                    for i, name in enumerate(plan.slices)},
         flip_matrix=dict(matrix),
         worst=(),
+        predicted={side: dict(counts) for side, counts in predicted.items()},
     )
     return FirstPass(_checks(plan, per_mask), tables,
                      _smallest(groups, top + 1) if top_n else None)

@@ -49,6 +49,13 @@ class Dialect:
         """1-based element ``i`` of ``a``; NULL when out of range."""
         return f"list_extract({a}, {i})"
 
+    def array_length(self, a: str) -> str:
+        return f"len({a})"
+
+    def same(self, a: str, b: str) -> str:
+        """``a`` equals ``b``, where NULL equals NULL (never NULL itself)."""
+        return f"({a} IS NOT DISTINCT FROM {b})"
+
     def any_missing(self, a: str) -> str:
         """True when an element of ``a`` is NULL, NaN or infinite."""
         return (f"(len(list_filter({a}, lambda x: x IS NULL OR "
@@ -95,6 +102,12 @@ class SparkDialect(Dialect):
 
     def element_at(self, a: str, i: str) -> str:
         return f"try_element_at({a}, CAST({i} AS INT))"
+
+    def array_length(self, a: str) -> str:
+        return f"size({a})"
+
+    def same(self, a: str, b: str) -> str:
+        return f"({a} <=> {b})"
 
     def any_missing(self, a: str) -> str:
         return f"exists({a}, x -> x IS NULL OR NOT {self.is_finite('x')})"

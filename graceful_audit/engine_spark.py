@@ -26,7 +26,7 @@ from typing import Any
 
 from .engine import Engine, SparkDialect
 from .errors import InputError, UsageError
-from .io import CSV_SUFFIXES, Table
+from .io import CSV_SUFFIXES, Table, check_unique_names
 
 #: Spark settings every session gets: double-quoted identifiers (the SQL is shared with
 #: DuckDB), no web UI, UTC.
@@ -182,10 +182,13 @@ class SparkEngine(Engine):
         view = f"gaudit_{role.lower()}_{self._count}"
         is_csv = path.lower().rstrip("/").endswith(CSV_SUFFIXES)
         try:
-            df = self._read_csv(path, text_columns) if is_csv else self.spark.read.parquet(path)
+            df = (self._read_csv(path, text_columns, role) if is_csv
+                  else self.spark.read.parquet(path))
             df.createOrReplaceTempView(view)
             columns = {f.name: duck_type(f.dataType.simpleString()) for f in df.schema.fields}
             rows = int(df.count())
+        except InputError:
+            raise
         except Exception as exc:
             raise self._read_error(path, is_csv, exc) from None
         table = Table(role, path, view, columns, rows)
@@ -196,11 +199,16 @@ class SparkEngine(Engine):
             )
         return table
 
-    def _read_csv(self, path: str, text_columns: Sequence[str]) -> Any:
+    def _read_csv(self, path: str, text_columns: Sequence[str], role: str) -> Any:
         reader = self.spark.read.option("header", True).option("inferSchema", True)
         if path.lower().endswith((".tsv", ".tsv.gz")):
             reader = reader.option("sep", "\t")
         df = reader.csv(path)
+        if any(f.name.endswith(str(i)) for i, f in enumerate(df.schema.fields)):
+            # Spark renames repeated header names to NAME + position: read the header as is.
+            first = self.spark.read.option("header", False).csv(path).first()
+            if first is not None:
+                check_unique_names([str(v) for v in first], f"{role} file {path}", True)
         wanted = [f.name for f in df.schema.fields
                   if f.name in text_columns and f.dataType.simpleString() != "string"]
         if wanted:  # ids are text in CSV, as on the default engine: 007 stays 007

@@ -17,7 +17,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .align import ID_SYNONYMS, Aligner, Columns, decide_task, resolve_side
+from .align import (
+    ID_SYNONYMS,
+    Aligner,
+    Columns,
+    Side,
+    check_scores,
+    decide_task,
+    resolve_side,
+)
 from .count import (
     CountTables,
     count_flips,
@@ -27,10 +35,13 @@ from .count import (
 )
 from .engine import open_engine
 from .errors import UsageError
-from .gates import GateSpec, check_threshold, evaluate_gates
+from .gates import GateSpec, check_applies, check_threshold, evaluate_gates, where_given
 from .metrics import PROPORTIONS, FlipMetrics
 from .result import FlipsResult, GroupRow, Inputs, group_row
 from .stats import mcnemar, wilson_interval
+
+#: Gates that only a regression audit has: giving one makes ``--task auto`` a regression.
+REGRESSION_GATES = ("max-mae-delta", "max-rmse-delta")
 
 
 def natural_key(value: str | None) -> tuple[int, float, str]:
@@ -116,6 +127,26 @@ def gate_specs(gates: Mapping[str, float] | Sequence[GateSpec] | None) -> list[G
     return list(gates)
 
 
+def _regression_options(atol: float | None, rtol: float | None,
+                        specs: Sequence[GateSpec]) -> list[str]:
+    """The regression-only options given: a tolerance or an error-delta gate."""
+    given = [f"--{name}" for name, v in (("atol", atol), ("rtol", rtol)) if v is not None]
+    return given + [where_given(s) for s in specs if s.name in REGRESSION_GATES]
+
+
+def _check_threshold_used(threshold: float, sides: Sequence[Side]) -> None:
+    """``--threshold`` given where no prediction comes from one binary score: a usage error,
+    never silently ignored."""
+    if any(s.score_kind == "binary" and s.pred_col is None for s in sides):
+        return
+    how = "; ".join(f"{s.table.role} predicts from {s.source}" for s in sides)
+    raise UsageError(
+        f"--threshold {threshold:g} applies only to a binary model given by one score column "
+        f"(--score-cols COL) and no prediction column, and is unused here ({how}). Drop "
+        "--threshold, or give the score column instead of the prediction column."
+    )
+
+
 def audit_flips(
     old: Any,
     new: Any,
@@ -125,7 +156,7 @@ def audit_flips(
     label_col: str | None = None,
     pred_col: str | None = None,
     score_cols: str | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     slice_by: Sequence[str] = (),
     top: int = 10,
     confidence: float = 0.95,
@@ -182,8 +213,9 @@ def audit_flips(
     """
     if not 0.0 < confidence < 1.0:
         raise UsageError(f"--confidence: {confidence!r} must be strictly between 0 and 1.")
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold: {threshold!r} must be between 0 and 1.")
+    cut = 0.5 if threshold is None else threshold
     if top < 0:
         raise UsageError(f"--top: {top!r} must be zero or more.")
     for name, tol in (("--atol", atol), ("--rtol", rtol)):
@@ -192,7 +224,7 @@ def audit_flips(
     specs = gate_specs(gates)
     for spec in specs:
         check_threshold(spec.name, spec.threshold, source=spec.source)
-    cols = Columns(id_col, label_col, pred_col, score_cols, tuple(slice_by), threshold)
+    cols = Columns(id_col, label_col, pred_col, score_cols, tuple(slice_by), cut)
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
 
     with open_engine(engine, memory_limit=memory_limit, spark_remote=spark_remote,
@@ -202,8 +234,13 @@ def audit_flips(
         lab_t = eng.open(labels, "LABELS", text_columns=id_names) if labels is not None else None
         old_side = resolve_side(old_t, cols, eng.dialect)
         new_side = resolve_side(new_t, cols, eng.dialect)
+        if threshold is not None:
+            _check_threshold_used(threshold, (old_side, new_side))
         with eng.errors(f"while joining {old_t.display} and {new_t.display}"):
-            chosen, reason = decide_task(eng, (old_side, new_side), task)
+            old_side, new_side = check_scores(eng, old_side), check_scores(eng, new_side)
+            chosen, reason = decide_task(eng, (old_side, new_side), task,
+                                         _regression_options(atol, rtol, specs))
+            check_applies(specs, chosen)
             if chosen == "regression" and atol is None and rtol is None:
                 raise UsageError(
                     f"a regression audit ({reason}) needs a tolerance: give --atol and/or "
@@ -211,6 +248,7 @@ def audit_flips(
                 )
             aligner = Aligner(eng)
             plan = aligner.plan(old_side, new_side, lab_t, cols, task=chosen)
+            warnings: list[str] = []
             if chosen == "regression":
                 tol = {"atol": atol or 0.0, "rtol": rtol or 0.0}
                 first = count_regression(eng, plan, **tol)
@@ -220,6 +258,9 @@ def audit_flips(
             else:
                 first = count_flips(eng, plan, top=top)
                 acc = aligner.account(plan, first.checks, allow_unmatched)
+                warnings = aligner.check_classes(
+                    first.tables.predicted,
+                    {cls: c.n for cls, c in first.tables.per_class.items()})
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
         engine_name = eng.name
@@ -231,8 +272,9 @@ def audit_flips(
         label_source=plan.label_source, old_prediction=plan.old_source,
         new_prediction=plan.new_source,
     )
-    options = {"top": top, "threshold": threshold, "allow_unmatched": allow_unmatched,
+    options = {"top": top, "threshold": cut, "allow_unmatched": allow_unmatched,
                "slice_by": list(slice_by)}
     result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
                           task_reason=reason, engine=engine_name)
+    result = dataclasses.replace(result, warnings=tuple(warnings))
     return result.with_gates(evaluate_gates(result, specs))

@@ -45,6 +45,7 @@ class GateDef:
     value: Callable[[Any], Value]
     kind: str = "flips"
     help: str = ""
+    tasks: tuple[str, ...] = ("classification", "regression")  # audits it is defined for
 
     def label(self, threshold: float) -> str:
         op = "<=" if self.direction == "max" else ">="
@@ -147,17 +148,21 @@ GATES: dict[str, GateDef] = {
                 _metric("backward_trust_compatibility"),
                 help="Fail when backward trust compatibility falls below X (0..1)."),
         GateDef("max-churn", "churn_rate", "max", 0, 1, _metric("churn_rate"),
+                tasks=("classification",),
                 help="Fail when the share of changed predictions exceeds X (0..1)."),
         GateDef("max-class-nfr", "worst_class_negative_flip_rate", "max", 0, 1,
                 _worst_group("class"),
+                tasks=("classification",),
                 help="Fail when any true class's negative flip rate exceeds X (0..1)."),
         GateDef("max-slice-nfr", "worst_slice_negative_flip_rate", "max", 0, 1,
                 _worst_group("slice"),
                 help="Fail when any slice value's negative flip rate exceeds X (0..1)."),
         GateDef("max-mae-delta", "mae_delta", "max", -math.inf, math.inf, _metric("mae_delta"),
+                tasks=("regression",),
                 help="Regression: fail when new MAE - old MAE exceeds X (may be negative)."),
         GateDef("max-rmse-delta", "rmse_delta", "max", -math.inf, math.inf,
                 _metric("rmse_delta"),
+                tasks=("regression",),
                 help="Regression: fail when new RMSE - old RMSE exceeds X (may be negative)."),
     )
 }
@@ -187,10 +192,34 @@ def check_threshold(
     return x
 
 
+def where_given(spec: GateSpec) -> str:
+    """The flag or config key a gate came from, for messages: ``--max-nfr`` or
+    ``gaudit.toml: max-nfr``."""
+    return f"--{spec.name}" if spec.source == "command line" else f"{spec.source}: {spec.name}"
+
+
+def check_applies(specs: list[GateSpec] | tuple[GateSpec, ...], task: str | None,
+                  gates: dict[str, GateDef] = GATES) -> None:
+    """Raise :class:`UsageError` for a gate whose metric a ``task`` audit does not have
+    (``--max-mae-delta`` on a classification audit): it would be "n/a" and hold silently."""
+    if task is None:
+        return
+    for spec in specs:
+        gate = gates.get(spec.name)
+        if gate is not None and task not in gate.tasks:
+            raise UsageError(
+                f"{where_given(spec)}: {gate.metric} is defined only for a "
+                f"{' or '.join(gate.tasks)} audit, and this is a {task} audit, so the gate "
+                "could never be breached. Drop the gate, or audit with --task "
+                f"{gate.tasks[0]}."
+            )
+
+
 def evaluate_gates(
     result: Any, specs: list[GateSpec] | tuple[GateSpec, ...], gates: dict[str, GateDef] = GATES
 ) -> tuple[GateResult, ...]:
     """Evaluate ``specs`` against ``result`` (anything with ``metric_value`` and groups)."""
+    check_applies(specs, getattr(result, "task", None), gates)
     out = []
     for spec in specs:
         threshold = check_threshold(spec.name, spec.threshold, gates, spec.source)

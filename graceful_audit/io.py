@@ -231,6 +231,66 @@ def _ragged_csv(file: str, limit: int = 200_000) -> str | None:
     return None
 
 
+def _renamed_duplicate(column: str, columns: dict[str, str]) -> bool:
+    """Whether ``column`` may be DuckDB's rename of a repeated name (``pred`` -> ``pred_1``)."""
+    m = re.fullmatch(r"(.+)_\d+", column)
+    return bool(m) and m.group(1).lower() in {c.lower() for c in columns}
+
+
+def _header_fields(file: str) -> list[str]:
+    """The names in a CSV file's header line, split at the delimiter that splits it most."""
+    import csv
+
+    try:
+        with open(file, encoding="utf-8-sig", newline="") as fh:
+            line = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return []
+    splits = [next(csv.reader([line], delimiter=d), []) for d in (",", "\t", ";", "|")]
+    return [f.strip() for f in max(splits, key=len)]
+
+
+def _raw_names(source: Any, files: list[str], fmt: str) -> list[tuple[str, list[str]]]:
+    """The column names each input holds as written, before DuckDB renames repeats."""
+    if fmt == "csv":
+        return [(f, _header_fields(f)) for f in files]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        out = []
+        for f in files:
+            try:
+                out.append((f, list(pq.read_schema(f).names)))
+            except Exception:  # unreadable here: DuckDB read it, keep its names
+                continue
+        return out
+    if hasattr(source, "iloc"):
+        return [("", [str(c) for c in source.columns])]
+    return [("", list(getattr(source, "column_names", [])))]
+
+
+def check_unique_names(names: Sequence[str], where: str, header: bool) -> None:
+    """Raise :class:`InputError` when a column name occurs twice (ignoring case, as SQL
+    does): the engine would silently read one of them under another name (``NAME_1``)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.lower() in seen:
+            first = seen[name.lower()]
+            same = (f"the column name {name!r} occurs twice" if first == name else
+                    f"columns {first!r} and {name!r} have the same name (ignoring case)")
+            raise InputError(
+                f"{where}: {same}{' in the header' if header else ''}, so one of them would "
+                "be read under another name. Rename or drop one of them."
+            )
+        seen[name.lower()] = name
+
+
+def _check_unique_names(source: Any, files: list[str], fmt: str, label: str) -> None:
+    for file, names in _raw_names(source, files, fmt):
+        where = label if not file or file in label else f"{label} ({file})"
+        check_unique_names(names, where, fmt == "csv")
+
+
 def _read_error(display: str, fmt: str, exc: BaseException) -> InputError:
     detail = engine_message(exc)
     full = str(exc)
@@ -302,6 +362,9 @@ class Reader:
             raise InputError(
                 f"{display}: {problem}. Quote fields that contain commas, or fix the row."
             )
+        if any(_renamed_duplicate(c, columns) for c in columns):
+            _check_unique_names(source, files if fmt in ("csv", "parquet") else [], fmt,
+                                f"{role} file {display}")
         table = Table(role, display, view, columns, int(rows))
         if fmt == "csv" and list(columns) == ["column0"] and rows <= 1:
             raise InputError(f"{display}: has no header row with column names.")

@@ -136,6 +136,9 @@ class FlipsResult(Gated):
     options: dict[str, Any] = field(default_factory=dict)
     regression: RegressionSummary | None = None
     task_reason: str = ""
+    #: what makes the numbers doubtful without making them wrong (e.g. predicted classes
+    #: that never occur among the labels); every report shows them
+    warnings: tuple[str, ...] = ()
 
     kind = "flips"
 
@@ -169,6 +172,7 @@ class FlipsResult(Gated):
             "kind": self.kind,
             "task": self.task,
             "task_reason": self.task_reason,
+            "warnings": list(self.warnings),
             "engine": self.engine,
             "tool": {"name": "graceful-audit", "version": self.tool_version},
             "inputs": self.inputs.to_dict(),
@@ -220,4 +224,5 @@ class FlipsResult(Gated):
             regression=RegressionSummary.from_dict(d["regression"]) if d.get("regression")
             else None,
             task_reason=d.get("task_reason", ""),
+            warnings=tuple(str(w) for w in d.get("warnings", [])),
         )

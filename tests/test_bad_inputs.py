@@ -448,6 +448,292 @@ def class_scores_inf() -> list[str]:
     return ["flips", "old.csv", "new.parquet", "--score-cols", "prob_*", "--format", "json"]
 
 
+# ---- issue 13, part 1: a gate must never pass on a broken audit
+
+
+def scored(n: int = 20, columns: tuple[str, ...] = ("prob_0", "prob_1"),
+           labels: Sequence[Any] = (0, 1)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-class scores: the old model scores the true class 0.9 on every row; the new one
+    is wrong on every fifth row. Column ``i`` of ``columns`` scores ``labels[i]``."""
+    ids = [f"s{i:02d}" for i in range(n)]
+    ys = [i % len(labels) for i in range(n)]
+    frames_ = []
+    for wrong in (set(), set(range(0, n, 5))):
+        data: dict[str, Any] = {"id": ids, "label": [labels[y] for y in ys]}
+        for k, col in enumerate(columns):
+            hit = [(y + (i in wrong)) % len(labels) for i, y in enumerate(ys)]
+            data[col] = [0.9 if h == k else 0.1 / max(1, len(columns) - 1) for h in hit]
+        frames_.append(pd.DataFrame(data))
+    return frames_[0], frames_[1]
+
+
+def scores_name_other_classes() -> list[str]:
+    """Score columns prob_cat / prob_dog, labels 0 / 1: every prediction would be wrong."""
+    old, new = scored(columns=("prob_cat", "prob_dog"))
+    return [*pair(old, new), "--score-cols", "prob_*", "--max-nfr", "0.01"]
+
+
+def binary_score_text_labels() -> list[str]:
+    """One binary score column (predicts 0 / 1) against labels neg / pos."""
+    old, new = scored(columns=("score",), labels=("neg", "pos"))
+    return [*pair(old, new), "--score-cols", "score", "--max-nfr", "0.01"]
+
+
+def stray_score_column() -> list[str]:
+    """``prob_*`` also catches ``prob_top`` (the top-1 probability), which comes first and so
+    wins every argmax (the first maximum)."""
+    old, new = scored(columns=("prob_0", "prob_1", "prob_2"), labels=(0, 1, 2))
+    for df in (old, new):
+        df.insert(2, "prob_top", df[["prob_0", "prob_1", "prob_2"]].max(axis=1))
+    return [*pair(old, new), "--score-cols", "prob_*", "--max-nfr", "0.01"]
+
+
+def pred_shares_nothing_with_labels() -> list[str]:
+    old, new = frames(20)
+    old, new = old.assign(label=old["label"].map({0: "cat", 1: "dog", 2: "cow"})), new
+    return [*pair(old, new.drop(columns="label")), "--max-nfr", "0.01"]
+
+
+def labels_file_shares_nothing() -> list[str]:
+    old, new = frames(20)
+    truth = old[["id"]].assign(label=[f"class-{y}" for y in old["label"]])
+    truth.to_csv("truth.csv", index=False)
+    return [*pair(old.drop(columns="label"), new.drop(columns="label")), "--labels",
+            "truth.csv", "--max-nfr", "0.01"]
+
+
+def mostly_unknown_predictions() -> list[str]:
+    """The new model names a class no label has on 12 of 20 rows: loud, but not refused."""
+    old, new = frames(20)
+    new = new.assign(pred=["other" if i < 12 else p for i, p in enumerate(new["pred"])])
+    return [*pair(old, new), "--format", "json"]
+
+
+def tiny_disjoint_predictions() -> list[str]:
+    """Two rows of one class, both predicted as another: too little to call a mix-up."""
+    old = pd.DataFrame({"id": ["a", "b"], "label": [0, 0], "pred": [1, 1]})
+    return [*pair(old, old), "--format", "json"]
+
+
+def whole_number_regression() -> list[str]:
+    """Counts: integer predictions; --atol and --max-mae-delta make it a regression audit."""
+    rng = np.random.default_rng(13)
+    y = rng.integers(0, 30, 60)
+    old = pd.DataFrame({"id": range(60), "label": y, "pred": y + rng.integers(-1, 2, 60)})
+    new = old.assign(pred=y + rng.integers(-4, 5, 60))
+    return [*pair(old, new), "--atol", "1", "--max-mae-delta", "0.1", "--format", "json"]
+
+
+def regression_gate_with_task_classification() -> list[str]:
+    return [*whole_number_regression()[:3], "--max-mae-delta", "0.1", "--task", "classification"]
+
+
+def atol_in_config_with_task_classification() -> list[str]:
+    Path("gaudit.toml").write_text("[flips]\natol = 1.0\n")
+    return [*whole_number_regression()[:3], "--task", "classification"]
+
+
+def regression_gate_from_config() -> list[str]:
+    Path("gaudit.toml").write_text("[flips]\nmax-rmse-delta = 0.1\natol = 1\n")
+    return [*whole_number_regression()[:3], "--format", "json"]
+
+
+def churn_gate_on_regression() -> list[str]:
+    return [*whole_number_regression()[:3], "--atol", "1", "--max-churn", "0.1"]
+
+
+def render_regression_gate_on_classification() -> list[str]:
+    invoke(*clean_pair(), "--format", "json", "--output", "result.json")
+    return ["render", "result.json", "--max-mae-delta", "0.5"]
+
+
+def ragged_score_lists() -> list[str]:
+    old, new = scored(columns=("a", "b", "c"), labels=(0, 1, 2))
+    for df in (old, new):
+        df["scores"] = df[["a", "b", "c"]].to_numpy().tolist()
+    new.at[4, "scores"] = [0.1, 0.1, 0.1, 0.7]  # a fourth class on two rows
+    new.at[9, "scores"] = [0.1, 0.1, 0.1, 0.7]
+    return [*pair(old, new, "old.parquet", "new.parquet"), "--score-cols", "scores"]
+
+
+def binary_score_logits() -> list[str]:
+    old, new = scored(columns=("score",))
+    new.loc[[3, 7], "score"] = [4.2, -1.5]  # logits, not probabilities
+    return [*pair(old, new), "--score-cols", "score", "--max-nfr", "0.01"]
+
+
+def binary_score_logits_with_pred() -> list[str]:
+    old, new = scored(columns=("score",))
+    old["pred"] = (old["score"] >= 0.5).astype(int)
+    old.loc[2, "score"] = 4.2  # would be shown as "confidence 4.2"
+    return [*pair(old, old), "--score-cols", "score"]
+
+
+def slice_pair(new_values: list[Any]) -> list[str]:
+    old, new = frames()
+    old["device"] = ["phone", "web"] * 5
+    new["device"] = new_values
+    return pair(old, new, "old.csv", "new.parquet")
+
+
+def slice_values_differ() -> list[str]:
+    values = ["phone", "web"] * 5
+    values[3], values[6] = "tablet", None
+    return [*slice_pair(values), "--slice-by", "device"]
+
+
+def slice_values_agree() -> list[str]:
+    old, new = frames()
+    old["shard"] = [i % 2 for i in range(10)]  # integers in CSV
+    new["shard"] = [float(i % 2) for i in range(10)]  # the same values as floats
+    return [*pair(old, new, "old.csv", "new.parquet"), "--slice-by", "shard", "-f", "json"]
+
+
+def slice_differs_in_labels_file() -> list[str]:
+    old, new = frames()
+    truth = old[["id", "label"]].assign(device=["phone", "web"] * 5)
+    truth.loc[4, "device"] = "web"
+    truth.to_csv("truth.csv", index=False)
+    old = old.drop(columns="label").assign(device=["phone", "web"] * 5)
+    return [*pair(old, new.drop(columns="label")), "--labels", "truth.csv", "--slice-by",
+            "device"]
+
+
+def csv_duplicate_column() -> list[str]:
+    clean_pair()
+    Path("old.csv").write_text(Path("old.csv").read_text().replace("id,label,pred\n",
+                                                                    "id,label,pred,pred\n", 1)
+                               .replace("\n", ",0\n").replace("pred,pred,0", "pred,pred"))
+    return ["flips", "old.csv", "new.csv"]
+
+
+def csv_duplicate_column_other_case() -> list[str]:
+    clean_pair()
+    text = Path("new.csv").read_text().replace("id,label,pred\n", "id,Label,label,pred\n", 1)
+    lines = text.splitlines()
+    lines[1:] = [f"{line.split(',')[0]},{line.split(',')[1]},{line.split(',', 1)[1]}"
+                 for line in lines[1:]]
+    Path("new.csv").write_text("\n".join(lines) + "\n")
+    return ["flips", "old.csv", "new.csv"]
+
+
+def parquet_duplicate_column() -> list[str]:
+    old, new = frames()
+    table = pa.Table.from_pandas(old, preserve_index=False)
+    pq.write_table(table.append_column("pred", table.column("pred")), "old.parquet")
+    new.to_parquet("new.parquet", index=False)
+    return ["flips", "old.parquet", "new.parquet"]
+
+
+def pred_and_pred_1_columns() -> list[str]:
+    old, new = frames()
+    return [*pair(old.assign(pred_1=0), new.assign(pred_1=1)), "-f", "json"]
+
+
+def threshold_without_binary_score() -> list[str]:
+    """--threshold with a prediction column: it would be ignored."""
+    return [*clean_pair(), "--threshold", "0.8", "--max-nfr", "0.5"]
+
+
+def threshold_in_config_without_binary_score() -> list[str]:
+    Path("gaudit.toml").write_text("[flips]\nthreshold = 0.8\n")
+    old, new = scored(columns=("prob_0", "prob_1"))
+    return [*pair(old, new), "--score-cols", "prob_*"]
+
+
+def pred_col_is_label_col() -> list[str]:
+    return [*clean_pair(), "--pred-col", "label", "--max-nfr", "0.01"]
+
+
+def score_glob_catches_pred() -> list[str]:
+    old, new = scored(columns=("p_0", "p_1"))
+    old["pred"], new["pred"] = 0, 1
+    return [*pair(old, new), "--score-cols", "p*"]
+
+
+def score_columns_miss_predicted_classes() -> list[str]:
+    """A prediction column of names, score columns of numbers: no confidence, said loudly."""
+    old, new = scored(columns=("prob_0", "prob_1"), labels=("cat", "dog"))
+    old["pred"], new["pred"] = old["label"], "cat"
+    return [*pair(old, new), "--score-cols", "prob_*", "-f", "json"]
+
+
+def check_score_columns_miss(result: Result) -> None:
+    warnings = json_doc(result)["warnings"]
+    assert len(warnings) == 2 and all("confidence of its predictions is unknown" in w
+                                      for w in warnings)
+    assert "prob_0 -> '0', prob_1 -> '1'" in warnings[0]
+
+
+def list_scores_labels_from_one() -> list[str]:
+    """Labels 1..3 against list entries 0..2: label 3 can never be predicted."""
+    old, new = scored(columns=("a", "b", "c"), labels=(0, 1, 2))
+    for df in (old, new):
+        df["scores"] = df[["a", "b", "c"]].to_numpy().tolist()
+        df["label"] += 1
+    cols = ["id", "label", "scores"]
+    return [*pair(old[cols], new[cols], "old.parquet", "new.parquet"), "--score-cols",
+            "scores", "-f", "json"]
+
+
+def check_labels_from_one(result: Result) -> None:
+    warnings = json_doc(result)["warnings"]
+    assert len(warnings) == 2, warnings
+    assert "OLD file old.parquet" in warnings[0] and "also hold '3'" in warnings[0]
+
+
+def binary_score_labels_minus_one() -> list[str]:
+    """Labels -1 / 1 against one binary score (predicts 0 / 1): most of -1 count wrong."""
+    old, new = scored(columns=("score",), labels=(-1, 1))
+    return [*pair(old, new), "--score-cols", "score", "-f", "json"]
+
+
+def mostly_unknown_classes() -> list[str]:
+    """Labels 0..3; the new model predicts 0, 1 and, on three rows, classes no label has:
+    three of its five predicted classes are unknown (on few rows: still loud)."""
+    labels = [i % 4 for i in range(20)]
+    old = pd.DataFrame({"id": [f"u{i:02d}" for i in range(20)], "label": labels,
+                        "pred": labels})
+    preds: list[Any] = [y if y < 2 else 0 for y in labels]
+    preds[2], preds[3], preds[6] = "junk-a", "junk-b", "junk-c"
+    return [*pair(old, old.assign(pred=preds)), "-f", "json"]
+
+
+def check_one_warning_per_model(result: Result) -> None:
+    warnings = json_doc(result)["warnings"]
+    assert len(warnings) == 2 and "OLD file" in warnings[0] and "NEW file" in warnings[1]
+    assert all("'-1'" in w for w in warnings)
+
+
+def check_mostly_unknown_classes(result: Result) -> None:
+    (warning,) = json_doc(result)["warnings"]
+    assert "3 of its 5 predicted classes" in warning and "on 3 of 20 audited rows" in warning
+
+
+def compat_duplicate_column() -> list[str]:
+    old = embeddings()
+    table = pa.Table.from_pandas(old, preserve_index=False)
+    pq.write_table(table.append_column("Label", table.column("label")), "old.parquet")
+    embeddings(seed=1).to_parquet("new.parquet", index=False)
+    return ["compat", "old.parquet", "new.parquet"]
+
+
+def config_key_both_spellings() -> list[str]:
+    Path("gaudit.toml").write_text("[flips]\nmax_nfr = 0.5\nmax-nfr = 0.01\n")
+    return clean_pair()
+
+
+def pyproject_key_both_spellings() -> list[str]:
+    Path("pyproject.toml").write_text("[tool.gaudit.flips]\nmax-nfr = 0.01\nmax_nfr = 0.5\n")
+    return clean_pair()
+
+
+def compat_key_both_spellings() -> list[str]:
+    Path("gaudit.toml").write_text("[compat]\nrequire_compatible = false\n"
+                                   "require-compatible = true\n")
+    return compat_pair(embeddings(), embeddings(seed=1))
+
+
 # ---- checks on successful runs
 
 
@@ -512,6 +798,42 @@ def check_many_classes(result: Result) -> None:
     doc = json_doc(result)
     assert doc["metrics"]["n"] == N_ROWS
     assert len(doc["per_class"]) == N_CLASSES
+
+
+def check_mostly_unknown(result: Result) -> None:
+    doc = json_doc(result)
+    (warning,) = doc["warnings"]
+    assert "NEW file new.csv" in warning and "'other'" in warning and "12 of 20" in warning
+    assert result.stderr.startswith("gaudit: warning: NEW file new.csv")
+
+
+def check_tiny_disjoint(result: Result) -> None:
+    doc = json_doc(result)
+    assert doc["metrics"]["old_error_rate"] == 1.0
+    assert len(doc["warnings"]) == 2 and "share no class" in doc["warnings"][0]
+
+
+def check_whole_number_regression(result: Result) -> None:
+    doc = json_doc(result)
+    assert doc["task"] == "regression" and "--atol, --max-mae-delta" in doc["task_reason"]
+    assert doc["tolerance"] == {"atol": 1.0, "rtol": 0.0}
+    (gate,) = doc["gates"]
+    assert gate["status"] != "n/a" and gate["value"] is not None
+
+
+def check_regression_gate_from_config(result: Result) -> None:
+    doc = json_doc(result)
+    assert doc["task"] == "regression" and "gaudit.toml: max-rmse-delta" in doc["task_reason"]
+    assert doc["gates"][0]["value"] is not None
+
+
+def check_slice_values_agree(result: Result) -> None:
+    doc = json_doc(result)
+    assert [row["value"] for row in doc["slices"]["shard"]] == ["0", "1"]
+
+
+def check_pred_and_pred_1(result: Result) -> None:
+    assert json_doc(result)["metrics"]["negative_flips"] == 3
 
 
 CASES: list[Case] = [
@@ -604,6 +926,81 @@ CASES: list[Case] = [
          ["NEW file new.parquet", "'score'", "ids 'b5'"]),
     Case("binary_score_inf", binary_score_inf, 2, ["NEW file new.parquet", "'score'"]),
     Case("class_scores_inf", class_scores_inf, 2, ["NEW file", "img-0087"]),
+    # issue 13, part 1
+    Case("scores_name_other_classes", scores_name_other_classes, 2,
+         ["OLD file old.csv", "prob_cat -> 'cat', prob_dog -> 'dog'", "'cat', 'dog'",
+          "hold '0', '1'", "share no class", "--score-cols"]),
+    Case("binary_score_text_labels", binary_score_text_labels, 2,
+         ["OLD file old.csv", "'score' >= 0.5", "'0', '1'", "'neg', 'pos'", "share no class"]),
+    Case("stray_score_column", stray_score_column, 2,
+         ["OLD file old.csv", "prob_top -> 'top'", "predicts the classes 'top'",
+          "share no class"]),
+    Case("pred_shares_nothing_with_labels", pred_shares_nothing_with_labels, 2,
+         ["OLD file old.csv (column 'pred')", "'0', '1', '2'", "'cat', 'cow', 'dog'",
+          "share no class", "--label-col"]),
+    Case("labels_file_shares_nothing", labels_file_shares_nothing, 2,
+         ["LABELS file truth.csv", "'class-0'", "share no class"]),
+    Case("mostly_unknown_predictions", mostly_unknown_predictions, 0,
+         check=check_mostly_unknown),
+    Case("tiny_disjoint_predictions", tiny_disjoint_predictions, 0, check=check_tiny_disjoint),
+    Case("whole_number_regression", whole_number_regression, (0, 1),
+         check=check_whole_number_regression),
+    Case("regression_gate_with_task_classification", regression_gate_with_task_classification,
+         2, ["--max-mae-delta", "only to a regression audit", "--task classification"]),
+    Case("atol_in_config_with_task_classification", atol_in_config_with_task_classification,
+         2, ["--atol", "only to a regression audit", "--task classification"]),
+    Case("regression_gate_from_config", regression_gate_from_config, (0, 1),
+         check=check_regression_gate_from_config),
+    Case("churn_gate_on_regression", churn_gate_on_regression, 2,
+         ["--max-churn", "churn_rate", "only for a classification audit", "regression audit"]),
+    Case("render_regression_gate_on_classification", render_regression_gate_on_classification,
+         2, ["--max-mae-delta", "only for a regression audit", "classification audit"]),
+    Case("ragged_score_lists", ragged_score_lists, 2,
+         ["NEW file new.parquet", "ragged score lists", "'scores'", "lengths 3, 4",
+          "'s04', 's09'"]),
+    Case("binary_score_logits", binary_score_logits, 2,
+         ["NEW file new.csv", "'score'", "outside [0, 1]", "'s03' (4.2)", "'s07' (-1.5)",
+          "sigmoid"], absent=["confidence 4.2"]),
+    Case("binary_score_logits_with_pred", binary_score_logits_with_pred, 2,
+         ["OLD file old.csv", "'score'", "'s02' (4.2)"]),
+    Case("slice_values_differ", slice_values_differ, 2,
+         ["--slice-by 'device'", "OLD file old.csv", "NEW file new.parquet", "2 audited id(s)",
+          "'x3' (OLD 'web', NEW 'tablet')", "'x6' (OLD 'phone', NEW None)"]),
+    Case("slice_values_agree", slice_values_agree, 0, check=check_slice_values_agree),
+    Case("slice_differs_in_labels_file", slice_differs_in_labels_file, 2,
+         ["--slice-by 'device'", "OLD file old.csv", "LABELS file truth.csv", "'x4'"]),
+    Case("csv_duplicate_column", csv_duplicate_column, 2,
+         ["OLD file old.csv", "'pred' occurs twice", "header", "Rename or drop"]),
+    Case("csv_duplicate_column_other_case", csv_duplicate_column_other_case, 2,
+         ["NEW file new.csv", "'Label' and 'label'"]),
+    Case("parquet_duplicate_column", parquet_duplicate_column, 2,
+         ["OLD file old.parquet", "'pred' occurs twice"]),
+    Case("pred_and_pred_1_columns", pred_and_pred_1_columns, 0, check=check_pred_and_pred_1),
+    Case("threshold_without_binary_score", threshold_without_binary_score, 2,
+         ["--threshold 0.8", "unused", "OLD predicts from column 'pred'"]),
+    Case("threshold_in_config_without_binary_score", threshold_in_config_without_binary_score,
+         2, ["--threshold 0.8", "argmax of 2 score columns"]),
+    Case("pred_col_is_label_col", pred_col_is_label_col, 2,
+         ["OLD file old.csv", "column 'label'", "ground truth (--label-col)",
+          "prediction (--pred-col)"]),
+    Case("score_glob_catches_pred", score_glob_catches_pred, 2,
+         ["OLD file old.csv", "column 'pred'", "score column (--score-cols 'p*')"]),
+    Case("score_columns_miss_predicted_classes", score_columns_miss_predicted_classes, 0,
+         check=check_score_columns_miss),
+    Case("list_scores_labels_from_one", list_scores_labels_from_one, (0, 1),
+         check=check_labels_from_one),
+    Case("binary_score_labels_minus_one", binary_score_labels_minus_one, (0, 1),
+         check=check_one_warning_per_model),
+    Case("mostly_unknown_classes", mostly_unknown_classes, 0,
+         check=check_mostly_unknown_classes),
+    Case("compat_duplicate_column", compat_duplicate_column, 2,
+         ["OLD file old.parquet", "'label' and 'Label'"]),
+    Case("config_key_both_spellings", config_key_both_spellings, 2,
+         ["gaudit.toml", "'max_nfr' and 'max-nfr'", "keep one"]),
+    Case("pyproject_key_both_spellings", pyproject_key_both_spellings, 2,
+         ["pyproject.toml", "'max-nfr' and 'max_nfr'"], keep_config_isolation=False),
+    Case("compat_key_both_spellings", compat_key_both_spellings, 2,
+         ["gaudit.toml", "'require_compatible' and 'require-compatible'"]),
 ]
 
 

@@ -58,12 +58,16 @@ def test_pyproject_without_tool_gaudit_is_skipped(tmp_path):
         ("[flips]\nslice-by = [1]\n", "must be a list of strings"),
         ("[flops]\nmax-nfr = 0.1\n", "unknown table [flops]"),
         ("[flips\n", "is not valid TOML"),
+        ("[flips]\nmax_nfr = 0.5\nmax-nfr = 0.01\n", "'max_nfr' and 'max-nfr'"),
+        ("[flips]\nslice-by = 'a'\nslice_by = 'b'\n", "'slice-by' and 'slice_by'"),
+        ("[compat]\nmin_update_gain = 0.5\nmin-update-gain = 0.1\n",
+         "'min_update_gain' and 'min-update-gain'"),
     ],
 )
 def test_bad_config_is_a_usage_error_naming_key_and_file(tmp_path, text, needle):
     path = write(tmp_path / "gaudit.toml", text)
     with pytest.raises(UsageError) as info:
-        find_config(str(path), "flips")
+        find_config(str(path), "compat" if text.startswith("[compat]") else "flips")
     assert needle in str(info.value) and str(path) in str(info.value)
 
 
@@ -114,3 +118,15 @@ def test_compat_config(tmp_path, monkeypatch):
                             str(ROOT / "sample_data" / "emb_new_incompatible.parquet")])
     assert r.exit_code == 1
     assert "gaudit.toml" in r.stdout
+
+
+@pytest.mark.parametrize("file", ["gaudit.toml", "pyproject.toml"])
+def test_both_spellings_of_a_key_are_an_error_never_the_looser_gate(tmp_path, monkeypatch,
+                                                                     file):
+    """``max_nfr = 0.5`` and ``max-nfr = 0.01`` in one table: neither wins silently."""
+    table = "[tool.gaudit.flips]" if file == "pyproject.toml" else "[flips]"
+    write(tmp_path / file, f"{table}\nmax_nfr = 0.5\nmax-nfr = 0.01\n")
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["flips", OLD, NEW])
+    assert r.exit_code == 2, r.output
+    assert file in r.stderr and "'max_nfr' and 'max-nfr'" in r.stderr

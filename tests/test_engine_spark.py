@@ -93,6 +93,18 @@ def generated(tmp_path_factory):
     o.assign(id=o["id"].astype(float)).to_parquet(d / "old_float_ids.parquet", index=False)
     reg = pd.DataFrame({"id": [f"r{i}" for i in range(300)], "y": rng.normal(50, 10, 300)})
     reg["pred"] = (reg["y"] + rng.normal(0, 4, 300)).round(1)
+    # issue 13: classes that share nothing with the labels, slice values that differ
+    o.assign(pred=o["pred"].map({c: f"{c}!" for c in classes})).to_parquet(
+        d / "old_other_classes.parquet", index=False)
+    nn.assign(pred=nn["pred"].where(nn["id"] % 4 == 1, "unknown")).to_parquet(
+        d / "new_mostly_unknown.parquet", index=False)
+    nn.assign(segment=o.set_index("id").loc[nn["id"], "segment"].fillna("web").to_numpy()
+              ).to_parquet(d / "new_segment.parquet", index=False)
+    dup = o[["id", "label", "pred"]].assign(again=o["pred"])
+    dup.to_csv(d / "old_dup.csv", index=False, header=["id", "label", "pred", "pred"])
+    lists = pd.DataFrame({"id": ids, "label": y})
+    lists["scores"] = [[0.1, 0.2, 0.7] if i % 50 else [0.1, 0.2, 0.3, 0.4] for i in range(n)]
+    lists.to_parquet(d / "old_ragged.parquet", index=False)
     reg.to_csv(d / "reg_old.csv", index=False)
     reg.assign(pred=(reg["y"] + rng.normal(0, 3, 300)).round(1)).sample(
         frac=1, random_state=2).to_parquet(d / "reg_new.parquet", index=False)
@@ -130,6 +142,14 @@ def test_ids_that_only_look_numeric_order_the_same(tmp_path, top):
     assert [e["id"] for e in duck["top_negative_flips"]][:3] == ["-3", "2", "+4"]
 
 
+def test_warnings_match(generated):
+    """The predicted classes are counted in the same pass on both engines: same warning."""
+    duck, spark = both(generated / "old.csv", generated / "new_mostly_unknown.parquet",
+                       slice_by=["segment"])
+    assert json.dumps(duck) == json.dumps(spark)
+    assert len(duck["warnings"]) == 1 and "'unknown'" in duck["warnings"][0]
+
+
 def test_regression_matches(generated):
     duck, spark = both(generated / "reg_old.csv", generated / "reg_new.parquet", atol=3.0,
                        label_col="y", gates={"max-mae-delta": 0})
@@ -143,8 +163,15 @@ def test_regression_matches(generated):
         ("old.csv", "new.parquet", {"pred_col": "prediction"}, "no column 'prediction'"),
         ("old.csv", "elsewhere.parquet", {}, "share no ids"),
         ("old.csv", "missing.parquet", {}, "no such file"),
+        ("old_other_classes.parquet", "new.parquet", {}, "share no class"),
+        ("old.csv", "new_segment.parquet", {"slice_by": ["segment"]},
+         "--slice-by 'segment': OLD file"),
+        ("old_ragged.parquet", "old_ragged.parquet", {"score_cols": "scores"},
+         "ragged score lists in column 'scores': lengths 3, 4"),
+        ("old_dup.csv", "new.parquet", {}, "the column name 'pred' occurs twice in the header"),
     ],
-    ids=["wrong-column", "no-shared-ids", "missing-file"],
+    ids=["wrong-column", "no-shared-ids", "missing-file", "classes-share-nothing",
+         "slice-values-differ", "ragged-score-lists", "duplicate-column"],
 )
 def test_errors_match(generated, old, new, kwargs, needle):
     messages = []

@@ -371,7 +371,8 @@ def test_csv_old_parquet_new_full_document(tmp_path: Path, world: World, id_kind
 
     inp = d["inputs"]
     assert inp["old"]["path"] == str(old_path) and inp["old"]["rows"] == 3000
-    assert inp["old"]["prediction"] == "column 'pred'"
+    assert inp["old"]["prediction"].startswith(
+        "column 'pred' (confidence from 7 score columns 'prob_*': prob_cat|0 -> 'cat|0', ")
     assert inp["new"]["path"] == str(new_path) and inp["new"]["rows"] == 3000
     assert (inp["matched"], inp["unmatched_old"], inp["unmatched_new"]) == (3000, 0, 0)
     assert inp["audited"] == 3000 and "labels" not in inp

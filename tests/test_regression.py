@@ -506,6 +506,51 @@ def test_regression_without_tolerance_is_a_usage_error() -> None:
         audit_flips(old, new, task="regression")
 
 
+@pytest.mark.parametrize(("kwargs", "reason"), [
+    ({"atol": 1.0}, "--atol given"),
+    ({"rtol": 0.1}, "--rtol given"),
+    ({"atol": 1.0, "gates": {"max-mae-delta": 0.5}}, "--atol, --max-mae-delta given"),
+    ({"atol": 1.0, "gates": {"max_rmse_delta": 0.5}}, "--atol, --max-rmse-delta given"),
+])
+def test_regression_options_make_whole_numbers_a_regression(kwargs, reason) -> None:
+    """Counts and ratings are whole numbers: a tolerance or an error-delta gate says that the
+    audit is a regression (issue 13); without one, --task auto audits classes."""
+    old, new = small_pair([1, 2, 3, 5], [2, 2, 3, 9], [1, 2, 3, 4])
+    assert audit_flips(old, new).task == "classification"
+    result = audit_flips(old, new, **kwargs)
+    assert result.task == "regression" and reason in result.task_reason
+    assert all(g.status != "n/a" for g in result.gates)
+
+
+@pytest.mark.parametrize("kwargs", [{"atol": 1.0}, {"rtol": 0.5},
+                                    {"gates": {"max-mae-delta": 0.5}},
+                                    {"gates": {"max-rmse-delta": 0.5}}])
+def test_regression_options_with_task_classification_are_usage_errors(kwargs) -> None:
+    old, new = small_pair([1, 2, 3, 5], [2, 2, 3, 9], [1, 2, 3, 4])
+    with pytest.raises(UsageError, match="only to a regression audit.*--task classification"):
+        audit_flips(old, new, task="classification", **kwargs)
+
+
+@pytest.mark.parametrize("gate", ["max-churn", "max-class-nfr"])
+def test_classification_gates_on_regression_are_usage_errors(gate) -> None:
+    old, new = small_pair([1.5, 2.5], [1.5, 2.0], [1.0, 2.0])
+    with pytest.raises(UsageError, match=f"--{gate}: .* only for a classification audit"):
+        audit_flips(old, new, atol=0.1, gates={gate: 0.5})
+
+
+def test_render_with_a_gate_the_result_lacks_is_a_usage_error(tmp_path) -> None:
+    from graceful_audit.gates import GateSpec
+    from graceful_audit.rerender import regate
+
+    old, new = small_pair([1, 2, 3, 5], [2, 2, 3, 9], [1, 2, 3, 4])
+    classification = audit_flips(old, new)
+    with pytest.raises(UsageError, match="mae_delta is defined only for a regression audit"):
+        regate(classification, [GateSpec("max-mae-delta", 0.5)])
+    regression = audit_flips(old, new, atol=1.0)
+    with pytest.raises(UsageError, match="churn_rate is defined only for a classification"):
+        regate(regression, [GateSpec("max-churn", 0.5)])
+
+
 @pytest.mark.parametrize("kwargs", [{"atol": -1.0}, {"rtol": -0.1}, {"atol": math.inf},
                                     {"atol": math.nan}])
 def test_bad_tolerance_is_a_usage_error(kwargs) -> None:

@@ -133,6 +133,7 @@ section { background: var(--card); border: 1px solid var(--line); border-radius:
   padding: 16px 20px; margin-top: 16px; min-width: 0; }
 h2 { font-size: 17px; margin: 0 0 10px; }
 h2 .note, .note { font-weight: 400; font-size: 13px; color: var(--muted); }
+.warn { border-left: 4px solid #b7791f; padding: 6px 10px; background: rgba(183, 121, 31, .12); }
 p { margin: 8px 0; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
@@ -914,6 +915,8 @@ def _flips_sections(result: Any) -> list[str | None]:
     ]
     if "missing" in plots:
         sections.insert(1, f'<p class="note">{esc(plots["missing"])}</p>')
+    for w in reversed(getattr(result, "warnings", ())):
+        sections.insert(1, f'<p class="warn" role="alert"><strong>Warning:</strong> {esc(w)}</p>')
     return sections
 
 

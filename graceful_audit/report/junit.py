@@ -119,7 +119,9 @@ def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
     for name, value in (("old", shown(i.old_path)), ("new", shown(i.new_path)),
                         ("matched", i.matched),
                         ("audited", i.audited), ("task", result.task),
-                        ("engine", result.engine), ("confidence", result.confidence)):
+                        ("engine", result.engine), ("confidence", result.confidence),
+                        ("old_prediction", i.old_prediction),
+                        ("new_prediction", i.new_prediction)):
         _el(props, "property", name=name, value=_fmt(value))
     for name in PROPERTY_METRICS:
         _el(props, "property", name=name, value=_fmt(getattr(result.metrics, name)))
@@ -132,7 +134,11 @@ def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
     _el(props, "property", name="passed", value=_fmt(result.passed))
     _el(props, "property", name="tool_version", value=_fmt(result.tool_version))
     _gate_cases(suite, result, "add --max-nfr X, --min-btc X, ... to gate the release.")
-    _el(suite, "system-out", f"{verdict(result)}\n{mcnemar_sentence(result)}")
+    warnings = getattr(result, "warnings", ())
+    for w in warnings:
+        _el(props, "property", name="warning", value=_fmt(w))
+    out = "".join(f"Warning: {w}\n" for w in warnings)
+    _el(suite, "system-out", f"{verdict(result)}\n{out}{mcnemar_sentence(result)}")
     return suite
 
 

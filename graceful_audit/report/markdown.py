@@ -182,6 +182,9 @@ def _inputs(result: Any) -> str:
             f"{count(i.unmatched_new)} only in NEW, {count(i.missing_label)} without label: "
             f"**{count(i.audited)} audited**")
     text = "**Inputs:** " + "; ".join(parts) + "  \n**Rows:** " + rows
+    if getattr(i, "old_prediction", ""):
+        text += (f"  \n**Predictions:** OLD {md_escape(i.old_prediction, 300)}; "
+                 f"NEW {md_escape(i.new_prediction, 300)}")
     reg = getattr(result, "regression", None)
     if reg is not None:
         reason = f" ({md_escape(result.task_reason, 200)})" if result.task_reason else ""
@@ -279,6 +282,7 @@ def _flips_sections(result: Any) -> list[str | _Rows | None]:
     sections: list[str | _Rows | None] = [
         "### gaudit flips",
         _verdict(result),
+        *(f"> ⚠️ **Warning:** {md_escape(w, limit=None)}" for w in getattr(result, "warnings", ())),
         _inputs(result),
         _metrics(result),
         md_escape(mcnemar_sentence(result), limit=None),

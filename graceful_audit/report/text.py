@@ -161,8 +161,9 @@ def renderables(result: Any) -> list[Any]:
         from .text_compat import renderables as compat_renderables
 
         return compat_renderables(result)
-    parts: list[Any] = [_verdict_text(result), _inputs(result), Text(""), _metrics(result),
-                        Text(mcnemar_sentence(result))]
+    parts: list[Any] = [_verdict_text(result)]
+    parts += [Text(f"Warning: {w}", style="bold yellow") for w in getattr(result, "warnings", ())]
+    parts += [_inputs(result), Text(""), _metrics(result), Text(mcnemar_sentence(result))]
     if result.regression is not None:
         parts.append(Text(wilcoxon_sentence(result)))
     parts.append(Text(""))
