@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 from .errors import InputError, UsageError
+from .io import read_bytes
 from .gates import GATES, GateSpec, evaluate_gates
 
 
 def load_result(path: str) -> Any:
     """A :class:`FlipsResult` or :class:`CompatResult` from a ``--format json`` document."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        doc = json.loads(read_bytes(path, path).decode("utf-8"))  # never blocks on a pipe
     except FileNotFoundError:
         raise InputError(f"{path}: no such file.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

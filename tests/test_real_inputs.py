@@ -130,6 +130,28 @@ def test_config_from_stdin_is_read(work: Path) -> None:
     assert proc.returncode == 1, proc.stderr.decode()  # 3 of 10 flips breach max-nfr 0.1
 
 
+def test_render_from_a_fifo_without_writer_is_refused(work: Path) -> None:
+    os.mkfifo(work / "result.pipe")
+    proc = gaudit("render", "result.pipe", cwd=work)
+    assert proc.returncode == 2 and "gave no data" in proc.stderr.decode()
+
+
+def test_render_from_stdin(work: Path) -> None:
+    saved = gaudit("flips", "old.csv", "new.parquet", "-f", "json", cwd=work).stdout
+    proc = gaudit("render", "/dev/stdin", "-f", "json", cwd=work, stdin=saved)
+    assert proc.returncode == 0 and proc.stdout == saved
+
+
+def test_out_of_memory_names_the_flag() -> None:
+    """DuckDB running out of the memory it was given is about --memory-limit, not the file."""
+    from graceful_audit.io import _read_error
+
+    error = _read_error("old.csv", "csv", duckdb.OutOfMemoryException(
+        "Out of Memory Error: failed to allocate data of size 32.0 KiB"))
+    assert "ran out of memory" in str(error) and "--memory-limit" in str(error)
+    assert "old.csv" not in str(error)
+
+
 # --------------------------------------------------------------------------- wide CSVs
 
 
