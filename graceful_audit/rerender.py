@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from .errors import InputError, UsageError
-from .io import read_bytes
 from .gates import GATES, GateSpec, evaluate_gates
+from .io import read_bytes
 
 
 def load_result(path: str) -> Any:
