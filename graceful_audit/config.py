@@ -103,6 +103,8 @@ def _section(path: Path, data: dict[str, Any], command: str) -> dict[str, Any] |
 def find_config(explicit: str | None, command: str, cwd: Path | None = None) -> FileConfig:
     """Load the options for ``command`` from ``explicit`` or the nearest config file."""
     if explicit is not None:
+        if not explicit.strip():
+            raise UsageError("--config: the path is empty; give the config file's path.")
         path = Path(explicit)
         section = _section(path, _load(path), command)
         return FileConfig(path, validate(section or {}, command, path))

@@ -119,7 +119,7 @@ def check_column_names(flags: dict[str, str | Sequence[str] | None]) -> None:
         values = [value] if isinstance(value, str) or value is None else list(value)
         for v in values:
             if v is not None and not v.strip():
-                blank = " (only spaces)" if v else ""
+                blank = " (only whitespace)" if v else ""
                 raise UsageError(f"{flag}: the column name is empty{blank}; give a column "
                                  "name, or leave the option out for the default.")
 

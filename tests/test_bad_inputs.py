@@ -830,6 +830,8 @@ CASES: list[Case] = [
          ["gaudit.toml: 'memory-limit': '1KB' is too small"]),
     Case("device_as_input", device_as_input, 2, ["OLD file /dev/zero", "is a device"]),
     Case("empty_path", empty_path, 2, ["OLD file", "the path is empty"]),
+    Case("empty_config_path", lambda: [*clean_pair(), "--config", ""], 2,
+         ["--config: the path is empty"]),
     Case("excel_named_csv", excel_named_csv, 2, ["old.csv", "zip archive", "Excel", "Save it"]),
     Case("utf16_csv", utf16_csv, 0, check=check_clean_pair),
     Case("parquet_named_csv", parquet_named_csv, 0, check=check_clean_pair),
