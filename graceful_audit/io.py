@@ -380,20 +380,31 @@ BINARY_MAGIC = {
 }
 
 
-def _csv_encoding(file: str, display: str) -> str:
-    """The ``read_csv`` encoding option a CSV file needs (UTF-16 with a byte-order mark:
-    Excel's "Unicode text"); refuses a binary file named like a CSV."""
+def _csv_options(file: str, display: str) -> str:
+    """The ``read_csv`` options a CSV file needs: its encoding (UTF-16 with a byte-order
+    mark: Excel's "Unicode text") or compression (gzip not named .gz); refuses a binary,
+    JSON or HTML file named like a CSV."""
     if file.lower().endswith((".gz", ".zst")):
         return ""
     try:
         with open(file, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(64)
     except OSError:
         return ""
     for magic, what in BINARY_MAGIC.items():
         if head.startswith(magic):
             raise InputError(f"{display}: is {what}, not CSV text. Save it as CSV (UTF-8) or "
                              "Parquet, or name a Parquet file .parquet.")
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    json_like = text[:1] == b"{" or re.match(rb"\[\s*[\[{]", text) is not None
+    markup = re.match(rb"<(!doctype|\?xml|html)", text, flags=re.I) is not None
+    kind = ("JSON" if json_like else
+            "HTML or XML (an error page saved instead of the data?)" if markup else None)
+    if kind:
+        raise InputError(f"{display}: is {kind}, not CSV with a header row. Convert it to CSV "
+                         "or Parquet.")
+    if head.startswith(b"\x1f\x8b"):  # gzip without a .gz name
+        return ", compression = 'gzip'"
     if head.startswith(b"\xff\xfe"):
         return ", encoding = 'utf-16'"
     if head.startswith(b"\xfe\xff"):
@@ -520,12 +531,12 @@ class Reader:
         are text, so that ``yes``/``no`` or ``T``/``F`` stay as written (``true`` and
         ``false`` are compared as 1 and 0 later, see :func:`graceful_audit.align._value_expr`).
         """
-        encoding = _csv_encoding(file, display)
+        extra = _csv_options(file, display)
         try:
             row = self.con.execute(
                 f"SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, "
                 f"Columns, DateFormat, TimestampFormat FROM sniff_csv({sql_string(file)}, "
-                f"header = true{encoding})"
+                f"header = true{extra})"
             ).fetchone()
         except Exception as exc:
             raise _read_error(display, "csv", exc) from None
@@ -546,4 +557,4 @@ class Reader:
             options.append(f"dateformat = {sql_string(date_fmt)}")
         if ts_fmt:
             options.append(f"timestampformat = {sql_string(ts_fmt)}")
-        return f"read_csv({sql_string(file)}, {', '.join(options)}{encoding})"
+        return f"read_csv({sql_string(file)}, {', '.join(options)}{extra})"

@@ -684,6 +684,20 @@ def excel_named_csv() -> list[str]:
     return ["flips", "old.csv", "new.csv"]
 
 
+def json_lines_input() -> list[str]:
+    old, new = frames()
+    old.to_json("old.jsonl", orient="records", lines=True)
+    new.to_csv("new.csv", index=False)
+    return ["flips", "old.jsonl", "new.csv"]
+
+
+def html_named_csv() -> list[str]:
+    """What a failed download often leaves behind."""
+    Path("old.csv").write_text("<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n")
+    frames()[1].to_csv("new.csv", index=False)
+    return ["flips", "old.csv", "new.csv"]
+
+
 def utf16_csv() -> list[str]:
     """Excel's "Unicode text": UTF-16 with a byte-order mark."""
     old, new = frames()
@@ -833,6 +847,8 @@ CASES: list[Case] = [
     Case("empty_config_path", lambda: [*clean_pair(), "--config", ""], 2,
          ["--config: the path is empty"]),
     Case("excel_named_csv", excel_named_csv, 2, ["old.csv", "zip archive", "Excel", "Save it"]),
+    Case("json_lines_input", json_lines_input, 2, ["old.jsonl", "is JSON", "Convert it"]),
+    Case("html_named_csv", html_named_csv, 2, ["old.csv", "HTML", "error page"]),
     Case("utf16_csv", utf16_csv, 0, check=check_clean_pair),
     Case("parquet_named_csv", parquet_named_csv, 0, check=check_clean_pair),
 ]

@@ -192,7 +192,7 @@ def test_directory_of_csvs_with_different_columns(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["semicolon", "tsv", "crlf", "trailing_blank_lines",
-                                  "quoted_header", "gzip", "glob"])
+                                  "quoted_header", "gzip", "gzip_without_gz_name", "glob"])
 def test_csv_dialects(tmp_path: Path, kind: str) -> None:
     old, new = frames()
     label, pred = "label", "pred"
@@ -212,6 +212,8 @@ def test_csv_dialects(tmp_path: Path, kind: str) -> None:
         new = new.rename(columns={"label": label, "pred": pred})
     elif kind == "gzip":
         target = tmp_path / "old.csv.gz"
+        target.write_bytes(gzip.compress(old.to_csv(index=False).encode()))
+    elif kind == "gzip_without_gz_name":
         target.write_bytes(gzip.compress(old.to_csv(index=False).encode()))
     elif kind == "glob":
         old.iloc[:5].to_csv(tmp_path / "part-0.csv", index=False)
