@@ -483,11 +483,13 @@ class Reader:
     def _regular(self, path: str, role: str) -> str:
         """``path``, or for a pipe (``/dev/stdin``, ``<(cmd)``, a FIFO) a private copy of
         what it gave, since a pipe can be read only once and the file is read several
-        times; terminals and devices are refused."""
+        times; terminals and devices are refused. ``-`` is standard input."""
+        what = f"{role} file {path}"
+        if path == "-" and not os.path.exists(path):
+            path = "/dev/stdin"
         kind = special_kind(path)
         if kind is None:
             return path
-        what = f"{role} file {path}"
         if kind != "pipe" or self.spill is None:
             raise InputError(
                 f"{what}: is a {kind}, not a file. Write the data to a file and pass its path"

@@ -101,6 +101,30 @@ def test_stdin_pipe_is_read(work: Path, name: str) -> None:
     assert negative_flips(proc) == 3
 
 
+def test_dash_is_stdin(work: Path) -> None:
+    proc = gaudit("flips", "-", "new.parquet", "-f", "json", cwd=work,
+                  stdin=(work / "old.csv").read_bytes())
+    assert negative_flips(proc) == 3
+    assert json.loads(proc.stdout)["inputs"]["old"]["path"] == "-"
+
+
+def test_dash_on_a_terminal_is_refused(work: Path) -> None:
+    """``gaudit flips - new.csv`` typed at a terminal: refused, not a wait for typing."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run([sys.executable, "-m", "graceful_audit", "flips", "-",
+                               "new.parquet"], cwd=work, env=env, stdin=follower,
+                              capture_output=True, timeout=GUARD)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "OLD file -: is a terminal" in err, err
+
+
 def test_gzip_csv_through_a_pipe(work: Path) -> None:
     data = gzip.compress((work / "old.csv").read_bytes())
     proc = gaudit("flips", "/dev/stdin", "new.parquet", "-f", "json", cwd=work, stdin=data)
