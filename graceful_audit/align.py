@@ -23,7 +23,7 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .engine import Dialect, Engine
+from .engine import FILL_TEXT, FILL_VALUE, Dialect, Engine
 from .errors import InputError, UsageError, examples
 from .io import (
     Table,
@@ -74,19 +74,26 @@ class Expr:
         return f"CAST({self.sql} AS STRING)" if self.integer else self.sql
 
 
-def _value_expr(column: str, dtype: str, d: Dialect) -> Expr:
+def _value_expr(column: str, dtype: str, d: Dialect, booleans: bool = True) -> Expr:
     """A label or prediction column as an expression; NaN and inf become NULL.
 
     Integral floats lose their fraction (``1.0`` -> ``1``), so they match integer labels.
+    Booleans are the classes ``1`` and ``0``, as in Python (``True == 1``): a boolean
+    column, and with ``booleans`` the text ``true`` / ``false`` in any case (CSV files
+    written by pandas hold ``True``; Parquet string columns may too), so they match 0/1
+    labels or predictions in another file. Other text stays as written (``yes`` is not 1).
     """
     c = quote(column)
     if is_integer_type(dtype):
         return Expr(c, True)
-    if dtype == "BOOLEAN":
-        return Expr(f"CAST({c} AS INTEGER)", True)
+    if dtype == "BOOLEAN":  # not CAST(... AS INTEGER): DuckDB pushes it into a CSV scan
+        return Expr(f"(CASE WHEN {c} THEN 1 WHEN NOT {c} THEN 0 END)", True)
+    if booleans and dtype == "VARCHAR":
+        return Expr(f"(CASE lower({c}) WHEN 'true' THEN '1' WHEN 'false' THEN '0' "
+                    f"ELSE {c} END)", False)
     if is_float_type(dtype):
         return Expr(
-            f"(CASE WHEN NOT {d.is_finite(c)} THEN NULL WHEN {c} = round({c}, 0) "
+            f"(CASE WHEN NOT {d.is_value(c)} THEN NULL WHEN {c} = round({c}, 0) "
             f"THEN CAST(CAST({c} AS DECIMAL(38, 0)) AS STRING) ELSE CAST({c} AS STRING) END)",
             False,
         )
@@ -102,7 +109,7 @@ def _number_expr(table: Table, column: str, d: Dialect) -> Expr:
             "needs numeric targets and predictions (or use --task classification)."
         )
     c = f"CAST({quote(column)} AS DOUBLE)"
-    return Expr(f"(CASE WHEN {d.is_finite(c)} THEN {c} END)", False, True)
+    return Expr(f"(CASE WHEN {d.is_value(c)} THEN {c} END)", False, True)
 
 
 def value_expr(table: Table, column: str, task: str, d: Dialect) -> Expr:
@@ -256,7 +263,7 @@ def resolve_side(table: Table, cols: Columns, d: Dialect, pred_required: bool = 
         kind = "binary"
         score_classes = ("0", "1")
         if pred is None:
-            pred = Expr(f"(CASE WHEN {s} IS NULL OR NOT {d.is_finite(s)} THEN NULL "
+            pred = Expr(f"(CASE WHEN {s} IS NULL OR NOT {d.is_value(s)} THEN NULL "
                         f"WHEN {s} >= {t!r} THEN 1 ELSE 0 END)", True)
             source = f"{scores[0]!r} >= {t:g} -> class 1, else class 0 (binary)"
         else:
@@ -449,7 +456,7 @@ def id_sql(table: Table, column: str, native: bool, d: Dialect) -> str:
     joins ``1``) and NaN or inf is no id (NULL). Text stays text: ``007`` is not ``7``."""
     if native:
         return quote(column)
-    return _value_expr(column, table.type_of(column), d).canonical()
+    return _value_expr(column, table.type_of(column), d, booleans=False).canonical()
 
 
 def check_ids(engine: Engine, table: Table, id_col: str) -> None:
@@ -618,6 +625,9 @@ class Aligner:
             })
         elif old.label and new.label:
             checks["disagree"] = "a AND coalesce(yo <> yn, FALSE)"
+            # A label missing in one file only is taken from the other; one that is a fill
+            # value must still be named (see _check_fill_values).
+            checks["one_label"] = "a AND (yo IS NULL) <> (yn IS NULL)"
         agree = {i: " AND ".join(d.same(f"k{i}_{aliases[0]}", f"k{i}_{a}") for a in aliases[1:])
                  for i, aliases in shared.items()}
         for i, cond in agree.items():
@@ -631,6 +641,7 @@ class Aligner:
         clean_checks = ("o_seen", "n_seen", "matched") + (("l_seen",) if has_labels else ())
         self._context = (old, new, labels, lab_id, has_labels)
         self._shared_slices = {i: (slice_sources[i][1], aliases) for i, aliases in shared.items()}
+        self._cols = cols
         return Plan(
             with_sql="WITH " + ", ".join(ctes),
             checks=checks,
@@ -683,6 +694,38 @@ class Aligner:
                     + (f" Closest match: {close[0]!r}." if close else "")
                 )
         return found
+
+    def _check_fill_values(self) -> None:
+        """Raise for a label, prediction or score that is a fill value (see
+        :data:`~graceful_audit.engine.FILL_VALUE`): the audit treats it as missing, and the
+        message says what it is. Runs only when some value is missing, so costs nothing on
+        clean data."""
+        old, new, labels, lab_id, _has = self._context
+        found = [(old.table, old.id, old.label, "label"), (new.table, new.id, new.label, "label")]
+        if labels is not None and lab_id is not None:
+            found.append((labels, lab_id, _labels_table_side(labels, self._cols)[1], "label"))
+        for side in (old, new):
+            found.append((side.table, side.id, side.pred_col, "prediction"))
+            if self._cols.scores:
+                found += [(side.table, side.id, col, "score")
+                          for col in _score_columns(side.table, self._cols.scores)]
+        for table, id_col, col, what in found:
+            if col is None or not is_float_type(table.type_of(col)):
+                continue
+            c, v = quote(col), quote(table.view)
+            where = f"abs({c}) >= {FILL_VALUE!r} AND {self.d.is_finite(c)}"
+            n = self.engine.first(f"SELECT count(*) FROM {v} WHERE {where}")[0]
+            if not n:
+                continue
+            rows = self.engine.rows(f"SELECT {quote(id_col)}, {c} FROM {v} WHERE {where} "
+                                    f"ORDER BY 1 LIMIT {EXAMPLES}")
+            shown = ", ".join(f"{i!r} ({x:.8g})" for i, x in rows)
+            raise InputError(
+                f"{table.label}: column {col!r} holds a fill value for a missing number in "
+                f"{n} row(s): ids {shown}{', ...' if n > EXAMPLES else ''}. A {what} of "
+                f"magnitude {FILL_TEXT} or more (such as float32's -3.4e38) is not data; "
+                "write the real values, or remove those rows."
+            )
 
     def _examples(self, column: str, where: str) -> list:
         return [r[0] for r in self.engine.rows(
@@ -873,6 +916,8 @@ class Aligner:
         for i, (col, aliases) in self._shared_slices.items():
             if c.get(f"slice_differs_{i}"):
                 self._slice_differs(plan, col, aliases, i, c[f"slice_differs_{i}"])
+        if c["null_y"] or c["null_o"] or c["null_n"] or c.get("one_label"):
+            self._check_fill_values()
         for key, what, where in (
             ("null_y", "label", self._label_files(old, new, labels)),
             ("null_o", "prediction", f"OLD file {old.table.display} ({old.source})"),

@@ -33,12 +33,13 @@ import numpy as np
 
 from . import __version__
 from .align import ID_SYNONYMS, LABEL_SYNONYMS, check_ids, id_sql
-from .engine import Dialect, DuckDBEngine
+from .engine import FILL_TEXT, FILL_VALUE, Dialect, DuckDBEngine
 from .errors import InputError, UsageError, examples
 from .flips import gate_specs, natural_key
 from .gates import Gated, GateDef, GateResult, GateSpec, check_threshold, evaluate_gates
 from .io import (
     Table,
+    check_column_names,
     is_integer_type,
     is_list_type,
     is_numeric_type,
@@ -358,6 +359,13 @@ def _matrix(table: Any, column: str, ids: np.ndarray, where: str, metric: str) -
             f"{where}: {int(bad.sum())} embedding(s) contain NaN, inf or null values (ids "
             f"{examples(ids[bad])}). Fix or drop those items."
         )
+    fill = (np.abs(x) >= FILL_VALUE).any(axis=1)
+    if fill.any():
+        raise InputError(
+            f"{where}: {int(fill.sum())} embedding(s) hold a fill value for a missing number "
+            f"(magnitude {FILL_TEXT} or more, such as float32's -3.4e38; ids "
+            f"{examples(ids[fill])}). Fix or drop those items."
+        )
     with np.errstate(over="ignore"):  # values beyond float32 become inf: reported below
         x32 = np.ascontiguousarray(x, dtype=np.float32)  # search runs in float32 (BLAS sgemm)
     huge = ~np.isfinite(x32).all(axis=1)
@@ -385,14 +393,21 @@ def _matrix(table: Any, column: str, ids: np.ndarray, where: str, metric: str) -
     return x32
 
 
-def _texts(values: Any) -> np.ndarray:
-    """Labels and ids as text; integral floats lose their ``.0`` (as in ``flips``)."""
+#: Boolean labels are the classes 1 and 0, written as booleans or as text (as in ``flips``).
+_BOOLEAN_TEXT = {"true": "1", "false": "0"}
+
+
+def _texts(values: Any, booleans: bool = False) -> np.ndarray:
+    """Labels and ids as text; integral floats lose their ``.0`` (as in ``flips``); with
+    ``booleans`` (labels), ``True`` and the text ``true`` (any case) are ``1``, false ``0``."""
     out = []
     for v in values:
         if v is None:
             out.append(None)
-        elif isinstance(v, float) and v.is_integer():
+        elif (isinstance(v, bool) and booleans) or (isinstance(v, float) and v.is_integer()):
             out.append(str(int(v)))
+        elif booleans and isinstance(v, str) and v.lower() in _BOOLEAN_TEXT:
+            out.append(_BOOLEAN_TEXT[v.lower()])
         else:
             out.append(str(v))
     return np.array(out, dtype=object)
@@ -443,6 +458,8 @@ def audit_compat(
         raise UsageError(f"--criterion: {criterion!r} is not one of top1, map.")
     if top < 0:
         raise UsageError(f"--top: {top!r} must be zero or more.")
+    check_column_names({"--id-col": id_col, "--label-col": label_col,
+                        "--embedding-col": embedding_col, "--split-col": split_col})
     specs = gate_specs(gates)
     for spec in specs:
         check_threshold(spec.name, spec.threshold, COMPAT_GATES, spec.source)
@@ -596,8 +613,8 @@ def _join(
 
 
 def _labels(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> np.ndarray:
-    y_o = _texts(data.column("y_o").to_pylist()) if sides[0].label else None
-    y_n = _texts(data.column("y_n").to_pylist()) if sides[1].label else None
+    y_o = _texts(data.column("y_o").to_pylist(), booleans=True) if sides[0].label else None
+    y_n = _texts(data.column("y_n").to_pylist(), booleans=True) if sides[1].label else None
     if y_o is not None and y_n is not None:
         both = np.array([a is not None and b is not None for a, b in zip(y_o, y_n, strict=True)])
         bad = np.flatnonzero(both & (y_o != y_n))

@@ -12,6 +12,7 @@ holds a ``gaudit.toml`` (tables ``[flips]`` / ``[compat]``) or a ``pyproject.tom
 
 from __future__ import annotations
 
+import io
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -19,11 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .io import check_column_names, read_bytes
 
 GATE_KEYS_FLIPS = ("max-nfr", "max-nfi", "max-error-delta", "min-btc", "max-churn",
                    "max-class-nfr", "max-slice-nfr", "max-mae-delta", "max-rmse-delta")
 GATE_KEYS_COMPAT = ("require-compatible", "min-update-gain", "max-retrieval-nfr",
                     "min-cross-top1")
+
+#: Keys that name columns: an empty name is an error naming the file and key.
+COLUMN_KEYS = ("id-col", "label-col", "pred-col", "score-cols", "slice-by", "embedding-col",
+               "split-col")
 
 #: Accepted keys per command and their types.
 OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -66,8 +72,8 @@ class FileConfig:
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        # Not path.open(): a pipe (--config /dev/stdin) without a writer would block forever.
+        return tomllib.load(io.BytesIO(read_bytes(path, f"--config {path}")))
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file.") from None
     except tomllib.TOMLDecodeError as exc:
@@ -97,6 +103,8 @@ def _section(path: Path, data: dict[str, Any], command: str) -> dict[str, Any] |
 def find_config(explicit: str | None, command: str, cwd: Path | None = None) -> FileConfig:
     """Load the options for ``command`` from ``explicit`` or the nearest config file."""
     if explicit is not None:
+        if not explicit.strip():
+            raise UsageError("--config: the path is empty; give the config file's path.")
         path = Path(explicit)
         section = _section(path, _load(path), command)
         return FileConfig(path, validate(section or {}, command, path))
@@ -134,6 +142,12 @@ def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any
         if key == "require-compatible":
             want = bool
         out[key] = _typed(value, want, raw_key, path)
+        if key in COLUMN_KEYS:
+            check_column_names({f"{path}: {raw_key!r}": out[key]})
+        elif key == "memory-limit":
+            from .engine import check_memory_limit
+
+            check_memory_limit(out[key], f"{path}: {raw_key!r}")
     return out
 
 

@@ -11,16 +11,53 @@ ever come back to Python.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import InputError, UsageError
-from .io import Reader, Table, engine_message
+from .io import Reader, Table, engine_message, out_of_memory
 
 #: Text that is an integer in the natural id order (see :func:`graceful_audit.count.id_key`).
 INTEGER_TEXT = "[+-]?[0-9]{1,18}"
+#: A label, prediction or score this large is a fill value, not data: float32's
+#: +-3.4028235e38 (often written -3.4e38), float64's +-1.8e308 and the like. No real class,
+#: target or score is near it, and squared errors of such values overflow.
+FILL_VALUE = 1e30
+FILL_TEXT = "1e30"  # as written in messages
+
+
+#: ``--memory-limit``: a decimal number and a unit (or a percentage of the machine's memory).
+MEMORY_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB|%)\s*",
+                         re.IGNORECASE)
+_UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+#: Less than this and DuckDB cannot even start an audit of a few rows.
+MIN_MEMORY = 64 * 10**6
+
+
+def check_memory_limit(value: str, flag: str = "--memory-limit") -> str:
+    """``value`` if it is a memory size DuckDB should get, else a :class:`UsageError`.
+
+    ``4GB``, ``512MB``, ``1.5GiB`` or ``50%`` (of the machine's memory), at least 64MB.
+    DuckDB itself reads ``-1GB`` as "no limit", ``1e3GB`` as 1,000 GB and fails on ``1KB``
+    with an allocation error: each gets a message about the flag here instead.
+    """
+    m = MEMORY_SIZE.fullmatch(value)
+    if m is None:
+        raise UsageError(f"{flag}: {value!r} is not a memory size; write a number and a unit, "
+                         "e.g. 4GB, 512MB or 50% (of the machine's memory).")
+    number, unit = float(m.group(1)), m.group(2).upper()
+    if unit == "%":
+        if not 0 < number <= 100:
+            raise UsageError(f"{flag}: {value!r} must be a percentage above 0 and at most 100.")
+        return value
+    if number * _UNITS[unit] < MIN_MEMORY:
+        raise UsageError(f"{flag}: {value!r} is too small to run an audit; give at least 64MB "
+                         "(e.g. 4GB), or leave it out for 80% of the machine's memory.")
+    return value
 
 
 class Dialect:
@@ -34,6 +71,10 @@ class Dialect:
 
     def is_finite(self, x: str) -> str:
         return f"isfinite({x})"
+
+    def is_value(self, x: str) -> str:
+        """``x`` is a number: finite and below :data:`FILL_VALUE` in magnitude."""
+        return f"({self.is_finite(x)} AND abs({x}) < {FILL_VALUE!r})"
 
     def array(self, items: Sequence[str]) -> str:
         return "[" + ", ".join(items) + "]"
@@ -57,9 +98,9 @@ class Dialect:
         return f"({a} IS NOT DISTINCT FROM {b})"
 
     def any_missing(self, a: str) -> str:
-        """True when an element of ``a`` is NULL, NaN or infinite."""
+        """True when an element of ``a`` is NULL, NaN, infinite or a fill value."""
         return (f"(len(list_filter({a}, lambda x: x IS NULL OR "
-                f"NOT isfinite(CAST(x AS DOUBLE)))) > 0)")
+                f"NOT {self.is_value('CAST(x AS DOUBLE)')})) > 0)")
 
     def integer_text(self, x: str) -> str:
         """``x`` (text) as a BIGINT when it is an integer of at most 18 digits with an
@@ -110,7 +151,7 @@ class SparkDialect(Dialect):
         return f"({a} <=> {b})"
 
     def any_missing(self, a: str) -> str:
-        return f"exists({a}, x -> x IS NULL OR NOT {self.is_finite('x')})"
+        return f"exists({a}, x -> x IS NULL OR NOT {self.is_value('x')})"
 
     def integer_text(self, x: str) -> str:
         return f"CASE WHEN {x} RLIKE '^{INTEGER_TEXT}$' THEN CAST({x} AS BIGINT) END"
@@ -155,6 +196,8 @@ class DuckDBEngine(Engine):
     def __init__(self, memory_limit: str | None = None, threads: int | None = None) -> None:
         import duckdb
 
+        if memory_limit is not None:
+            check_memory_limit(memory_limit)
         self._spill = tempfile.mkdtemp(prefix="gaudit-")
         config: dict[str, Any] = {"temp_directory": self._spill}
         if memory_limit:
@@ -172,7 +215,7 @@ class DuckDBEngine(Engine):
                     f"({engine_message(exc)}); write e.g. 4GB or 512MB."
                 ) from None
             raise UsageError(f"invalid engine setting: {engine_message(exc)}") from None
-        self.reader = Reader(self.con)
+        self.reader = Reader(self.con, self._spill)
 
     def open(self, source: Any, role: str, *, text_columns: Sequence[str] = ()) -> Table:
         return self.reader.open(source, role, text_columns=text_columns)
@@ -186,6 +229,8 @@ class DuckDBEngine(Engine):
 
         try:
             yield
+        except duckdb.OutOfMemoryException as exc:
+            raise out_of_memory(exc) from None
         except duckdb.Error as exc:
             raise InputError(
                 f"{context}: {engine_message(exc)}. A column may hold values of mixed types: "

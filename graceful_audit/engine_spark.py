@@ -26,7 +26,7 @@ from typing import Any
 
 from .engine import Engine, SparkDialect
 from .errors import InputError, UsageError
-from .io import CSV_SUFFIXES, Table, check_unique_names
+from .io import CSV_SUFFIXES, Table, check_unique_names, special_kind
 
 #: Spark settings every session gets: double-quoted identifiers (the SQL is shared with
 #: DuckDB), no web UI, UTC.
@@ -178,6 +178,13 @@ class SparkEngine(Engine):
                 "not in-memory tables; use the default engine for DataFrames."
             )
         path = os.fspath(source)
+        kind = special_kind(path)
+        if kind is not None or not path.strip():
+            raise InputError(
+                f"{role} file {path}: " + (f"is a {kind}, not a file; the spark engine reads "
+                                           "files. Write the data to a file first."
+                                           if kind else "the path is empty.")
+            )
         self._count += 1
         view = f"gaudit_{role.lower()}_{self._count}"
         is_csv = path.lower().rstrip("/").endswith(CSV_SUFFIXES)
@@ -209,9 +216,11 @@ class SparkEngine(Engine):
             first = self.spark.read.option("header", False).csv(path).first()
             if first is not None:
                 check_unique_names([str(v) for v in first], f"{role} file {path}", True)
-        wanted = [f.name for f in df.schema.fields
-                  if f.name in text_columns and f.dataType.simpleString() != "string"]
-        if wanted:  # ids are text in CSV, as on the default engine: 007 stays 007
+        # Ids are text in CSV, as on the default engine: 007 stays 007; so are booleans,
+        # as written (a slice value True, not true; labels compare them as 1 and 0).
+        wanted = [f.name for f in df.schema.fields if f.dataType.simpleString() != "string"
+                  and (f.name in text_columns or f.dataType.simpleString() == "boolean")]
+        if wanted:
             from pyspark.sql.types import StringType, StructField, StructType
 
             schema = StructType([

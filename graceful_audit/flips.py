@@ -36,6 +36,7 @@ from .count import (
 from .engine import open_engine
 from .errors import UsageError
 from .gates import GateSpec, check_applies, check_threshold, evaluate_gates, where_given
+from .io import check_column_names
 from .metrics import PROPORTIONS, FlipMetrics
 from .result import FlipsResult, GroupRow, Inputs, group_row
 from .stats import mcnemar, wilson_interval
@@ -221,6 +222,8 @@ def audit_flips(
     for name, tol in (("--atol", atol), ("--rtol", rtol)):
         if tol is not None and not (math.isfinite(tol) and tol >= 0):
             raise UsageError(f"{name}: {tol!r} must be a finite number >= 0.")
+    check_column_names({"--id-col": id_col, "--label-col": label_col, "--pred-col": pred_col,
+                        "--score-cols": score_cols, "--slice-by": slice_by})
     specs = gate_specs(gates)
     for spec in specs:
         check_threshold(spec.name, spec.threshold, source=spec.source)

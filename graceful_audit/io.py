@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from .errors import GauditError, InputError, UsageError
 
 if TYPE_CHECKING:
     import duckdb
@@ -110,6 +110,20 @@ class Table:
         return InputError(msg)
 
 
+def check_column_names(flags: dict[str, str | Sequence[str] | None]) -> None:
+    """Raise :class:`UsageError` for a column option given as an empty or blank name.
+
+    ``flags`` maps the option (``--id-col``, or a config file and key) to its value.
+    """
+    for flag, value in flags.items():
+        values = [value] if isinstance(value, str) or value is None else list(value)
+        for v in values:
+            if v is not None and not v.strip():
+                blank = " (only whitespace)" if v else ""
+                raise UsageError(f"{flag}: the column name is empty{blank}; give a column "
+                                 "name, or leave the option out for the default.")
+
+
 def resolve_column(
     table: Table,
     requested: str | None,
@@ -130,6 +144,111 @@ def resolve_column(
         if name.lower() in lowered:
             return lowered[name.lower()]
     return None
+
+
+#: How long a named pipe without a writer is waited for before it is refused.
+PIPE_WAIT = 1.0
+
+
+def special_kind(path: str) -> str | None:
+    """What ``path`` is when it is not a regular file or a directory, else ``None``.
+
+    ``stat`` never blocks, so this is safe on a pipe nobody writes to.
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode):
+        return "pipe"
+    if stat.S_ISCHR(mode):
+        return "terminal" if _is_tty(path) else "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISBLK(mode):
+        return "device"
+    return None
+
+
+def _is_tty(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
+def read_pipe(path: str, sink: Any, what: str, wait: float = PIPE_WAIT) -> int:
+    """Copy a named pipe (``/dev/stdin``, ``<(cmd)``, a FIFO) into ``sink``; bytes copied.
+
+    A pipe can be read once only, and ``open()`` of a FIFO without a writer blocks
+    forever: the pipe is opened without blocking, waited for at most ``wait`` seconds
+    while nobody writes to it, then read to its end. ``what`` names it in messages.
+    """
+    import errno
+    import select
+    import time
+
+    refuse = InputError(
+        f"{what}: is a pipe that gave no data within {wait:g} s (nobody writes to it, or it "
+        "was read already: a pipe can be read once). Write the data to a file first and "
+        "pass its path."
+    )
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot be read ({exc.strerror}).") from None
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + wait
+    total, writer_seen = 0, False
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:  # a writer is connected, no data yet: wait for it
+                writer_seen = True
+                poller.poll()
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise InputError(f"{what}: cannot be read ({exc.strerror}).") from None
+            if chunk:
+                writer_seen = True
+                sink.write(chunk)
+                total += len(chunk)
+                continue
+            # End of file: the writer closed it, or none has connected yet.
+            if writer_seen or total:
+                return total
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise refuse
+            time.sleep(min(remaining, 0.02))
+    finally:
+        os.close(fd)
+
+
+def read_bytes(path: str | os.PathLike[str], what: str | None = None) -> bytes:
+    """The bytes of a small file (a config file), never blocking on a pipe or terminal."""
+    import io as _io
+
+    name = os.fspath(path)
+    kind = special_kind(name)
+    if kind == "pipe":
+        buf = _io.BytesIO()
+        read_pipe(name, buf, what or name)
+        return buf.getvalue()
+    if kind is not None:
+        raise InputError(f"{what or name}: is a {kind}, not a file. Write it to a file first.")
+    with open(name, "rb") as fh:
+        return fh.read()
 
 
 def _files_for(path: str) -> tuple[list[str], str]:
@@ -166,14 +285,12 @@ def _format_of(file: str) -> str:
     name = file.lower()
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
-    if name.endswith(CSV_SUFFIXES):
-        return "csv"
     try:
         with open(file, "rb") as fh:
             magic = fh.read(4)
     except OSError as exc:
         raise InputError(f"{file}: cannot be read ({exc.strerror}).") from None
-    return "parquet" if magic == b"PAR1" else "csv"
+    return "parquet" if magic == b"PAR1" else "csv"  # a Parquet file named .csv is Parquet
 
 
 def _check_readable(files: list[str], display: str) -> None:
@@ -291,7 +408,16 @@ def _check_unique_names(source: Any, files: list[str], fmt: str, label: str) -> 
         check_unique_names(names, where, fmt == "csv")
 
 
-def _read_error(display: str, fmt: str, exc: BaseException) -> InputError:
+def out_of_memory(exc: BaseException) -> UsageError:
+    """DuckDB ran out of the memory it was given: the fix is the flag, not the data."""
+    return UsageError(f"the engine ran out of memory ({engine_message(exc)}). Raise "
+                      "--memory-limit (e.g. 4GB), or leave it out for 80% of the machine's "
+                      "memory.")
+
+
+def _read_error(display: str, fmt: str, exc: BaseException) -> GauditError:
+    if type(exc).__name__ == "OutOfMemoryException":
+        return out_of_memory(exc)
     detail = engine_message(exc)
     full = str(exc)
     if fmt == "csv" and ("unicode" in full.lower() or "utf-8" in full.lower()):
@@ -307,11 +433,51 @@ def _read_error(display: str, fmt: str, exc: BaseException) -> InputError:
     return InputError(f"{display}: cannot be read as CSV ({detail}).")
 
 
+#: The first bytes of files that are often saved under a .csv name but are not text.
+BINARY_MAGIC = {
+    b"PK\x03\x04": "a zip archive (an Excel .xlsx workbook?)",
+    b"\xd0\xcf\x11\xe0": "an Excel .xls workbook (or another OLE file)",
+}
+
+
+def _csv_options(file: str, display: str) -> str:
+    """The ``read_csv`` options a CSV file needs: its encoding (UTF-16 with a byte-order
+    mark: Excel's "Unicode text") or compression (gzip not named .gz); refuses a binary,
+    JSON or HTML file named like a CSV."""
+    if file.lower().endswith((".gz", ".zst")):
+        return ""
+    try:
+        with open(file, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return ""
+    for magic, what in BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise InputError(f"{display}: is {what}, not CSV text. Save it as CSV (UTF-8) or "
+                             "Parquet, or name a Parquet file .parquet.")
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    json_like = text[:1] == b"{" or re.match(rb"\[\s*[\[{]", text) is not None
+    markup = re.match(rb"<(!doctype|\?xml|html)", text, flags=re.I) is not None
+    kind = ("JSON" if json_like else
+            "HTML or XML (an error page saved instead of the data?)" if markup else None)
+    if kind:
+        raise InputError(f"{display}: is {kind}, not CSV with a header row. Convert it to CSV "
+                         "or Parquet.")
+    if head.startswith(b"\x1f\x8b"):  # gzip without a .gz name
+        return ", compression = 'gzip'"
+    if head.startswith(b"\xff\xfe"):
+        return ", encoding = 'utf-16'"
+    if head.startswith(b"\xfe\xff"):
+        raise InputError(f"{display}: is UTF-16 big-endian text. Save the CSV as UTF-8.")
+    return ""
+
+
 class Reader:
     """Registers inputs as views in one DuckDB connection."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, spill: str | None = None) -> None:
         self.con = con
+        self.spill = spill  # a private folder for copies of pipes
         self._count = 0
 
     def _next_view(self, role: str) -> str:
@@ -326,7 +492,9 @@ class Reader:
         view = self._next_view(role)
         if isinstance(source, (str, os.PathLike)):
             display = os.fspath(source)
-            files, fmt = _files_for(display)
+            if not display.strip():
+                raise InputError(f"{role} file: the path is empty; give the file's path.")
+            files, fmt = _files_for(self._regular(display, role))
             _check_readable(files, display)
             scan = self._scan_sql(files, fmt, display, text_columns)
         else:
@@ -375,21 +543,83 @@ class Reader:
             )
         return table
 
+    def _regular(self, path: str, role: str) -> str:
+        """``path``, or for a pipe (``/dev/stdin``, ``<(cmd)``, a FIFO) a private copy of
+        what it gave, since a pipe can be read only once and the file is read several
+        times; terminals and devices are refused. ``-`` is standard input."""
+        what = f"{role} file {path}"
+        if path == "-" and not os.path.exists(path):
+            path = "/dev/stdin"
+        kind = special_kind(path)
+        if kind is None:
+            return path
+        if kind != "pipe" or self.spill is None:
+            raise InputError(
+                f"{what}: is a {kind}, not a file. Write the data to a file and pass its path"
+                + (" (or pipe it in: gaudit reads /dev/stdin when it is a pipe)."
+                   if kind == "terminal" else ".")
+            )
+        copy = os.path.join(self.spill, f"{role.lower()}-{self._count}")
+        with open(copy, "wb") as sink:
+            size = read_pipe(path, sink, what)
+        if size == 0:
+            raise InputError(f"{what}: the pipe gave no data. Write the predictions first.")
+        with open(copy, "rb") as fh:
+            magic = fh.read(4)
+        suffix = next((s for s in PARQUET_SUFFIXES + CSV_SUFFIXES
+                       if path.lower().endswith(s)), None)
+        if suffix is None:
+            suffix = (".parquet" if magic == b"PAR1" else
+                      ".csv.gz" if magic[:2] == b"\x1f\x8b" else ".csv")
+        os.replace(copy, copy + suffix)
+        return copy + suffix
+
     def _scan_sql(self, files: list[str], fmt: str, display: str, text_cols: Sequence[str]) -> str:
         file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
         if fmt == "parquet":
             return f"read_parquet({file_list}, union_by_name = true)"
-        options = "header = true, union_by_name = true"
-        if text_cols:
-            try:
-                header = self.con.execute(
-                    f"DESCRIBE SELECT * FROM read_csv({file_list}, {options})"
-                ).fetchall()
-            except Exception as exc:
-                raise _read_error(display, fmt, exc) from None
-            present = {name for name, *_ in header}
-            wanted = [c for c in text_cols if c in present]
-            if wanted:
-                types = ", ".join(f"{sql_string(c)}: 'VARCHAR'" for c in wanted)
-                options += f", types = {{{types}}}"
-        return f"read_csv({file_list}, {options})"
+        scans = [self._csv_scan(f, display, text_cols) for f in files]
+        if len(set(scans)) == 1:
+            return scans[0]
+        # Files whose dialect or columns differ: each read as sniffed, matched by name.
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {scan}" for scan in scans)
+        return f"({union})"
+
+    def _csv_scan(self, file: str, display: str, text_cols: Sequence[str]) -> str:
+        """``read_csv`` of one file with its dialect and column types spelled out.
+
+        DuckDB's sniffer samples the file for its dialect and the type of every column;
+        in a view over ``read_csv(...)`` it would run again for every query (8 times in an
+        audit, each as slow as a full scan of a 2,000-column file). It runs once here, and
+        the view reads with ``auto_detect = false`` and explicit columns: the same types,
+        except ``text_cols`` (ids: ``007`` stays ``007``) and columns sniffed as booleans
+        are text, so that ``yes``/``no`` or ``T``/``F`` stay as written (``true`` and
+        ``false`` are compared as 1 and 0 later, see :func:`graceful_audit.align._value_expr`).
+        """
+        extra = _csv_options(file, display)
+        try:
+            row = self.con.execute(
+                f"SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, "
+                f"Columns, DateFormat, TimestampFormat FROM sniff_csv({sql_string(file)}, "
+                f"header = true{extra})"
+            ).fetchone()
+        except Exception as exc:
+            raise _read_error(display, "csv", exc) from None
+        assert row is not None
+        delim, quote_char, escape, new_line, comment, skip, sniffed, date_fmt, ts_fmt = row
+        text = set(text_cols)
+        types = {}
+        for col in sniffed:
+            name, dtype = col["name"], col["type"]
+            types[name] = "VARCHAR" if name in text or dtype == "BOOLEAN" else dtype
+        columns = ", ".join(f"{sql_string(n)}: {sql_string(t)}" for n, t in types.items())
+        options = [f"delim = {sql_string(delim)}", f"skip = {int(skip)}", "header = true",
+                   "auto_detect = false", f"columns = {{{columns}}}"]
+        for name, value in (("quote", quote_char), ("escape", escape),
+                            ("new_line", new_line), ("comment", comment)):
+            options.append(f"{name} = {sql_string('' if value == '(empty)' else value)}")
+        if date_fmt:
+            options.append(f"dateformat = {sql_string(date_fmt)}")
+        if ts_fmt:
+            options.append(f"timestampformat = {sql_string(ts_fmt)}")
+        return f"read_csv({sql_string(file)}, {', '.join(options)}{extra})"

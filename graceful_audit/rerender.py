@@ -7,13 +7,13 @@ from typing import Any
 
 from .errors import InputError, UsageError
 from .gates import GATES, GateSpec, evaluate_gates
+from .io import read_bytes
 
 
 def load_result(path: str) -> Any:
     """A :class:`FlipsResult` or :class:`CompatResult` from a ``--format json`` document."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        doc = json.loads(read_bytes(path, path).decode("utf-8"))  # never blocks on a pipe
     except FileNotFoundError:
         raise InputError(f"{path}: no such file.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -75,6 +75,7 @@ def expected(old: list[Row], new: list[Row], labels: list[tuple[int | None, int 
     elif new_has_label:
         c["disagree"] = sum(o[i][0] is not None and n[i][0] is not None and o[i][0] != n[i][0]
                             for i in matched)
+        c["one_label"] = sum((o[i][0] is None) != (n[i][0] is None) for i in matched)
     return c
 
 

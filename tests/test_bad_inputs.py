@@ -834,6 +834,208 @@ def check_slice_values_agree(result: Result) -> None:
 
 def check_pred_and_pred_1(result: Result) -> None:
     assert json_doc(result)["metrics"]["negative_flips"] == 3
+# ---- inputs people really have (issue 13, section 5)
+
+
+def boolean_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``frames()`` with classes 0 and 2 as false, 1 as true: 2 negative flips (x0, x4)."""
+    old, new = frames()
+    return (old.assign(label=old["label"] == 1, pred=old["pred"] == 1),
+            new.assign(label=new["label"] == 1, pred=new["pred"] == 1))
+
+
+def csv_booleans() -> list[str]:
+    """pandas writes booleans as ``True`` / ``False``."""
+    return [*pair(*boolean_frames()), "--format", "json"]
+
+
+def csv_booleans_spelled_differently() -> list[str]:
+    """``true`` in one file, ``TRUE`` in the other."""
+    old, new = boolean_frames()
+    pair(old, new)
+    Path("old.csv").write_text(Path("old.csv").read_text().replace("True", "true")
+                               .replace("False", "false"))
+    Path("new.csv").write_text(Path("new.csv").read_text().replace("True", "TRUE")
+                               .replace("False", "FALSE"))
+    return ["flips", "old.csv", "new.csv", "--format", "json"]
+
+
+def csv_booleans_against_integers() -> list[str]:
+    """Booleans in the OLD CSV, 0/1 in the NEW Parquet file: ``True`` is ``1``."""
+    old, new = boolean_frames()
+    new = new.assign(label=new["label"].astype(int), pred=new["pred"].astype(int))
+    return [*pair(old, new, "old.csv", "new.parquet"), "--format", "json"]
+
+
+def parquet_booleans_against_text() -> list[str]:
+    """A Parquet boolean column against the text ``1`` / ``0`` and ``True`` / ``False``."""
+    old, new = boolean_frames()
+    new = new.assign(label=new["label"].astype(int).astype(str), pred=new["pred"].astype(str))
+    return [*pair(old, new, "old.parquet", "new.parquet"), "--format", "json"]
+
+
+def csv_booleans_labels_file() -> list[str]:
+    """Integer predictions, the ground truth as booleans in a labels file."""
+    old, new = boolean_frames()
+    old.drop(columns="label").assign(pred=old["pred"].astype(int)).to_csv("old.csv", index=False)
+    new.drop(columns="label").assign(pred=new["pred"].astype(int)).to_csv("new.csv", index=False)
+    old[["id", "label"]].to_csv("truth.csv", index=False)
+    return ["flips", "old.csv", "new.csv", "--labels", "truth.csv", "--format", "json"]
+
+
+def check_booleans(result: Result) -> None:
+    """Booleans are the classes 0 and 1: the numbers of the integer audit."""
+    doc = json_doc(result)
+    assert doc["metrics"]["n"] == 10
+    assert doc["metrics"]["negative_flips"] == 2
+    assert doc["metrics"]["old_error_rate"] == 0.0
+    assert [c["class"] for c in doc["per_class"]] == ["0", "1"]
+
+
+def yes_no_text_labels() -> list[str]:
+    """``yes`` / ``no`` stay text (DuckDB's sniffer would call them booleans)."""
+    old, new = boolean_frames()
+    yes = {True: "yes", False: "no"}
+    old = old.assign(label=old["label"].map(yes), pred=old["pred"].map(yes))
+    new = new.assign(label=new["label"].map(yes), pred=new["pred"].map(yes))
+    old.to_csv("old.csv", index=False)
+    new.to_parquet("new.parquet", index=False)
+    return ["flips", "old.csv", "new.parquet", "--format", "json"]
+
+
+def check_yes_no(result: Result) -> None:
+    doc = json_doc(result)
+    assert doc["metrics"]["negative_flips"] == 2
+    assert [c["class"] for c in doc["per_class"]] == ["no", "yes"]
+
+
+def fill_value_labels() -> list[str]:
+    """float32's -3.4e38 (a "missing" marker of some exporters) in a label column."""
+    old, new = frames()
+    label = old["label"].astype("float32")
+    label[[3, 6]] = np.float32(-3.4028235e38)
+    return pair(old.assign(label=label), new, "old.parquet", "new.csv")
+
+
+def fill_value_labels_csv() -> list[str]:
+    old, new = frames()
+    label = old["label"].astype(float)
+    label[[5]] = -3.4e38
+    return pair(old.assign(label=label), new)
+
+
+def fill_value_prediction_regression() -> list[str]:
+    """float64's maximum as a regression prediction; targets near 1e9 are fine."""
+    old, new = frames()
+    y = [1e9 + 1000.5 * i for i in range(10)]
+    old = old.assign(label=y, pred=[v + 0.25 for v in y])
+    new = new.assign(label=y, pred=[1.7976931348623157e308 if i == 2 else v + 0.5
+                                    for i, v in enumerate(y)])
+    return [*pair(old, new, "old.parquet", "new.parquet"), "--atol", "1"]
+
+
+def fill_value_score() -> list[str]:
+    old, new = frames()
+    rng = np.random.default_rng(0)
+    for df in (old, new):
+        for k in range(3):
+            df[f"prob_{k}"] = rng.random(10) / 10
+        for i, y in enumerate(df["pred"]):
+            df.loc[i, f"prob_{y}"] = 0.9
+    new.loc[7, "prob_1"] = -3.4e38
+    return [*pair(old.drop(columns="pred"), new.drop(columns="pred"), "old.parquet",
+                  "new.parquet"), "--score-cols", "prob_*"]
+
+
+def large_values_are_data() -> list[str]:
+    """Big integer ids, targets of 1e9 and 1e15: data, not fill values."""
+    old, new = frames()
+    ids = [10**17 + i for i in range(10)]
+    y = [1e15 * (i + 1) for i in range(10)]
+    old = old.assign(id=ids, label=y, pred=[v * 1.01 for v in y])
+    new = new.assign(id=ids, label=y, pred=[v * 0.98 for v in y])
+    return [*pair(old, new, "old.parquet", "new.parquet"), "--task", "regression", "--rtol",
+            "0.015", "-f", "json"]
+
+
+def check_large_values(result: Result) -> None:
+    doc = json_doc(result)
+    assert doc["task"] == "regression" and doc["metrics"]["n"] == 10
+    assert doc["metrics"]["negative_flips"] == 10
+
+
+def empty_column_flag(flag: str, value: str = "") -> Callable[[], list[str]]:
+    def build() -> list[str]:
+        if flag in ("--embedding-col", "--split-col"):
+            return [*compat_pair(embeddings(), embeddings(seed=1)), flag, value]
+        return [*clean_pair(), flag, value]
+
+    return build
+
+
+def empty_column_in_config() -> list[str]:
+    Path("gaudit.toml").write_text("[flips]\nslice_by = ['ink', ' ']\n")
+    return clean_pair()
+
+
+def memory_limit(value: str) -> Callable[[], list[str]]:
+    return lambda: [*clean_pair(), "--memory-limit", value]
+
+
+def memory_limit_in_config() -> list[str]:
+    Path("gaudit.toml").write_text("[flips]\nmemory-limit = '1KB'\n")
+    return clean_pair()
+
+
+def device_as_input() -> list[str]:
+    frames()[1].to_csv("new.csv", index=False)
+    return ["flips", "/dev/zero", "new.csv"]  # a device: reading it would never end
+
+
+def empty_path() -> list[str]:
+    frames()[1].to_csv("new.csv", index=False)
+    return ["flips", "", "new.csv"]
+
+
+def excel_named_csv() -> list[str]:
+    """An .xlsx workbook (a zip archive) saved under a .csv name."""
+    frames()[1].to_csv("new.csv", index=False)
+    Path("old.csv").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)
+    return ["flips", "old.csv", "new.csv"]
+
+
+def json_lines_input() -> list[str]:
+    old, new = frames()
+    old.to_json("old.jsonl", orient="records", lines=True)
+    new.to_csv("new.csv", index=False)
+    return ["flips", "old.jsonl", "new.csv"]
+
+
+def html_named_csv() -> list[str]:
+    """What a failed download often leaves behind."""
+    Path("old.csv").write_text("<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n")
+    frames()[1].to_csv("new.csv", index=False)
+    return ["flips", "old.csv", "new.csv"]
+
+
+def utf16_csv() -> list[str]:
+    """Excel's "Unicode text": UTF-16 with a byte-order mark."""
+    old, new = frames()
+    old.to_csv("old.csv", index=False, encoding="utf-16")
+    new.to_csv("new.csv", index=False)
+    return ["flips", "old.csv", "new.csv", "--format", "json"]
+
+
+def parquet_named_csv() -> list[str]:
+    old, new = frames()
+    old.to_parquet("old.csv", index=False)
+    new.to_csv("new.csv", index=False)
+    return ["flips", "old.csv", "new.csv", "--format", "json"]
+
+
+def check_clean_pair(result: Result) -> None:
+    doc = json_doc(result)
+    assert doc["metrics"]["n"] == 10 and doc["metrics"]["negative_flips"] == 3
 
 
 CASES: list[Case] = [
@@ -1001,6 +1203,49 @@ CASES: list[Case] = [
          ["pyproject.toml", "'max-nfr' and 'max_nfr'"], keep_config_isolation=False),
     Case("compat_key_both_spellings", compat_key_both_spellings, 2,
          ["gaudit.toml", "'require_compatible' and 'require-compatible'"]),
+    Case("csv_booleans", csv_booleans, 0, check=check_booleans),
+    Case("csv_booleans_spelled_differently", csv_booleans_spelled_differently, 0,
+         check=check_booleans),
+    Case("csv_booleans_against_integers", csv_booleans_against_integers, 0,
+         check=check_booleans),
+    Case("parquet_booleans_against_text", parquet_booleans_against_text, 0,
+         check=check_booleans),
+    Case("csv_booleans_labels_file", csv_booleans_labels_file, 0, check=check_booleans),
+    Case("yes_no_text_labels", yes_no_text_labels, 0, check=check_yes_no),
+    Case("fill_value_labels", fill_value_labels, 2,
+         ["OLD file old.parquet", "column 'label'", "fill value", "2 row(s)",
+          "'x3' (-3.4028235e+38)", "'x6'", "-3.4e38"]),
+    Case("fill_value_labels_csv", fill_value_labels_csv, 2,
+         ["OLD file old.csv", "column 'label'", "fill value", "'x5' (-3.4e+38)"]),
+    Case("fill_value_prediction_regression", fill_value_prediction_regression, 2,
+         ["NEW file new.parquet", "column 'pred'", "fill value", "'x2' (1.7976931e+308)"]),
+    Case("fill_value_score", fill_value_score, 2,
+         ["NEW file new.parquet", "column 'prob_1'", "fill value", "'x7'"]),
+    Case("large_values_are_data", large_values_are_data, 0, check=check_large_values),
+    *[Case(f"empty_{flag[2:].replace('-', '_')}", empty_column_flag(flag, value), 2,
+           [f"{flag}: the column name is empty"], absent=["file"])
+      for flag, value in (("--id-col", ""), ("--label-col", " "), ("--pred-col", ""),
+                          ("--score-cols", "  "), ("--slice-by", ""),
+                          ("--embedding-col", ""), ("--split-col", "\t"))],
+    Case("empty_column_in_config", empty_column_in_config, 2,
+         ["gaudit.toml: 'slice_by': the column name is empty"]),
+    *[Case(f"memory_limit_{name}", memory_limit(value), 2, [f"--memory-limit: {value!r}", want],
+           absent=["file"])
+      for name, value, want in (("1KB", "1KB", "too small"), ("zero", "0", "not a memory size"),
+                                ("negative", "-1GB", "not a memory size"),
+                                ("abc", "abc", "not a memory size"),
+                                ("exponent", "1e3GB", "not a memory size"))],
+    Case("memory_limit_in_config", memory_limit_in_config, 2,
+         ["gaudit.toml: 'memory-limit': '1KB' is too small"]),
+    Case("device_as_input", device_as_input, 2, ["OLD file /dev/zero", "is a device"]),
+    Case("empty_path", empty_path, 2, ["OLD file", "the path is empty"]),
+    Case("empty_config_path", lambda: [*clean_pair(), "--config", ""], 2,
+         ["--config: the path is empty"]),
+    Case("excel_named_csv", excel_named_csv, 2, ["old.csv", "zip archive", "Excel", "Save it"]),
+    Case("json_lines_input", json_lines_input, 2, ["old.jsonl", "is JSON", "Convert it"]),
+    Case("html_named_csv", html_named_csv, 2, ["old.csv", "HTML", "error page"]),
+    Case("utf16_csv", utf16_csv, 0, check=check_clean_pair),
+    Case("parquet_named_csv", parquet_named_csv, 0, check=check_clean_pair),
 ]
 
 

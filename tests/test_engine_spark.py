@@ -91,6 +91,12 @@ def generated(tmp_path_factory):
     nn.assign(id=nn["id"] + 10**7).to_parquet(d / "elsewhere.parquet", index=False)
     o.drop(columns=["label"]).to_parquet(d / "old_nolabel.parquet", index=False)
     o.assign(id=o["id"].astype(float)).to_parquet(d / "old_float_ids.parquet", index=False)
+    # Booleans (issue 13): True/False in a CSV against 0/1 in Parquet; a boolean slice.
+    b = pd.DataFrame({"id": ids, "label": y % 2 == 1, "pred": old % 2 == 1,
+                      "flag": rng.random(n) > 0.5})
+    b.to_csv(d / "bool_old.csv", index=False)
+    b.assign(pred=(new % 2).astype(int)).drop(columns="label").to_parquet(
+        d / "bool_new.parquet", index=False)
     reg = pd.DataFrame({"id": [f"r{i}" for i in range(300)], "y": rng.normal(50, 10, 300)})
     reg["pred"] = (reg["y"] + rng.normal(0, 4, 300)).round(1)
     # issue 13: classes that share nothing with the labels, slice values that differ
@@ -118,8 +124,9 @@ def generated(tmp_path_factory):
         ("old_str.parquet", "new_str.parquet", {"score_cols": "p_*", "pred_col": "pred"}),
         ("old_nolabel.parquet", "new.parquet", {"labels": "labels.csv"}),
         ("old_float_ids.parquet", "new.parquet", {"top": 5}),
+        ("bool_old.csv", "bool_new.parquet", {"slice_by": ["flag"]}),
     ],
-    ids=["int-ids-slices", "string-ids-scores", "labels-file", "float-ids"],
+    ids=["int-ids-slices", "string-ids-scores", "labels-file", "float-ids", "booleans"],
 )
 def test_generated_cases_are_byte_identical(generated, old, new, kwargs):
     if "labels" in kwargs:
