@@ -227,6 +227,7 @@ def audit_flips(
     specs = gate_specs(gates)
     for spec in specs:
         check_threshold(spec.name, spec.threshold, source=spec.source)
+    check_applies(specs, None, sliced=bool(slice_by))
     cols = Columns(id_col, label_col, pred_col, score_cols, tuple(slice_by), cut)
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
 

@@ -199,9 +199,16 @@ def where_given(spec: GateSpec) -> str:
 
 
 def check_applies(specs: list[GateSpec] | tuple[GateSpec, ...], task: str | None,
-                  gates: dict[str, GateDef] = GATES) -> None:
-    """Raise :class:`UsageError` for a gate whose metric a ``task`` audit does not have
-    (``--max-mae-delta`` on a classification audit): it would be "n/a" and hold silently."""
+                  gates: dict[str, GateDef] = GATES, *, sliced: bool = True) -> None:
+    """Raise :class:`UsageError` for a gate whose metric the audit does not have: a ``task``
+    audit (``--max-mae-delta`` on a classification audit), or ``--max-slice-nfr`` when no
+    ``--slice-by`` column is audited (``sliced`` False). It would be "n/a" and hold silently."""
+    for spec in specs:
+        if spec.name == "max-slice-nfr" and not sliced:
+            raise UsageError(
+                f"{where_given(spec)}: no --slice-by column is audited, so the gate could "
+                "never be breached. Give the slice column with --slice-by COL, or drop the gate."
+            )
     if task is None:
         return
     for spec in specs:
@@ -219,7 +226,8 @@ def evaluate_gates(
     result: Any, specs: list[GateSpec] | tuple[GateSpec, ...], gates: dict[str, GateDef] = GATES
 ) -> tuple[GateResult, ...]:
     """Evaluate ``specs`` against ``result`` (anything with ``metric_value`` and groups)."""
-    check_applies(specs, getattr(result, "task", None), gates)
+    check_applies(specs, getattr(result, "task", None), gates,
+                  sliced=bool(getattr(result, "slices", True)))
     out = []
     for spec in specs:
         threshold = check_threshold(spec.name, spec.threshold, gates, spec.source)

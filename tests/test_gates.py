@@ -194,10 +194,18 @@ def test_worst_slice_is_picked_and_reported() -> None:
 
 
 def test_worst_group_with_no_groups_is_na() -> None:
-    res = evaluate_gates(FakeResult(), [GateSpec("max-class-nfr", 0.1),
-                                        GateSpec("max-slice-nfr", 0.1)])
+    res = evaluate_gates(FakeResult(slices={"device": ()}),
+                         [GateSpec("max-class-nfr", 0.1), GateSpec("max-slice-nfr", 0.1)])
     assert [g.status for g in res] == ["n/a", "n/a"]
     assert all(g.passed and g.value is None for g in res)
+
+
+def test_slice_gate_without_slice_columns_is_a_usage_error() -> None:
+    """``--max-slice-nfr`` on an audit without ``--slice-by`` could never be breached."""
+    for source, named in (("command line", "--max-slice-nfr"),
+                          ("gaudit.toml", "gaudit.toml: max-slice-nfr")):
+        with pytest.raises(UsageError, match=f"^{named}: no --slice-by column is audited"):
+            evaluate_gates(FakeResult(), [GateSpec("max-slice-nfr", 0.1, source)])
 
 
 def test_gate_order_and_source_are_kept() -> None:

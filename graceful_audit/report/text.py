@@ -180,9 +180,14 @@ def print_report(result: Any, console: Console) -> None:
     """Print the terminal report on ``console``, a blank line between sections.
 
     The report is rendered first and then written through :func:`ci_safe`, so no line of
-    it (a folded id included) can be taken for a CI workflow command.
+    it (a folded id included) can be taken for a CI workflow command. Cells fold on a narrow
+    terminal instead of ending in an ellipsis, so no value is shown cut short.
     """
     items = renderables(result)
+    for item in items:  # a narrow terminal folds a cell; it never cuts a number to "10.…"
+        if isinstance(item, Table):
+            for column in item.columns:
+                column.overflow = "fold"
     with console.capture() as captured:
         console.print(items[0])
         for item in items[1:]:

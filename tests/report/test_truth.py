@@ -412,3 +412,13 @@ def test_an_n_a_gate_is_a_notice_saying_n_a(golden_result, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("::notice title=gaudit gate gate-0 n/a::")
     assert "value n/a" in err
+
+
+def test_narrow_terminal_folds_numbers_instead_of_cutting_them(golden_result) -> None:
+    """``COLUMNS=20``: every cell folds onto more lines; none ends in an ellipsis."""
+    from graceful_audit.report.text import render_plain
+
+    narrow = render_plain(golden_result, width=20)
+    assert "…" not in narrow
+    wide = render_plain(golden_result)
+    assert "…" not in wide
