@@ -1038,6 +1038,11 @@ def check_clean_pair(result: Result) -> None:
     assert doc["metrics"]["n"] == 10 and doc["metrics"]["negative_flips"] == 3
 
 
+def slice_gate_without_slice_by() -> list[str]:
+    """``--max-slice-nfr`` with no ``--slice-by``: the gate could never be breached."""
+    return [*clean_pair(), "--max-slice-nfr", "0"]
+
+
 CASES: list[Case] = [
     Case("missing_file", missing_file, 2, ["nope.csv", "no such file"]),
     Case("directory_without_data_files", directory_without_data_files, 2,
@@ -1246,6 +1251,8 @@ CASES: list[Case] = [
     Case("html_named_csv", html_named_csv, 2, ["old.csv", "HTML", "error page"]),
     Case("utf16_csv", utf16_csv, 0, check=check_clean_pair),
     Case("parquet_named_csv", parquet_named_csv, 0, check=check_clean_pair),
+    Case("slice_gate_without_slice_by", slice_gate_without_slice_by, 2,
+         ["--max-slice-nfr: no --slice-by column is audited", "never be breached"]),
 ]
 
 
