@@ -72,25 +72,45 @@ def _load(path: Path) -> dict[str, Any]:
         raise UsageError(f"--config {path}: no such file.") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: is not valid TOML ({exc}).") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                         f"offset {exc.start}); save it as UTF-8.") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot be read ({exc.strerror}).") from None
+
+
+def _table(value: Any, path: Path, name: str) -> dict[str, Any]:
+    """``value`` when it is a TOML table; UsageError naming ``[name]`` otherwise."""
+    if not isinstance(value, dict):
+        holds = ("the tables [tool.gaudit.flips] and [tool.gaudit.compat]"
+                 if name in ("tool", "tool.gaudit") else "options such as max-nfr = 0.01")
+        raise UsageError(f"{path}: '{name}' must be a table holding {holds}, got {value!r}.")
+    return value
 
 
 def _section(path: Path, data: dict[str, Any], command: str) -> dict[str, Any] | None:
     """The command's table of a pyproject.toml (``tool.gaudit.CMD``) or gaudit.toml (``CMD``)."""
     if path.name == "pyproject.toml":
-        tool = data.get("tool", {}).get("gaudit")
+        tool = data.get("tool")
         if tool is None:
             return None
+        tool = _table(tool, path, "tool").get("gaudit")
+        if tool is None:
+            return None
+        tool = _table(tool, path, "tool.gaudit")
         unknown = set(tool) - set(OPTIONS)
         if unknown:
             raise UsageError(f"{path}: unknown table [tool.gaudit.{sorted(unknown)[0]}]; "
                              f"known: {', '.join(f'[tool.gaudit.{c}]' for c in OPTIONS)}.")
+        for name, table in tool.items():
+            _table(table, path, f"tool.gaudit.{name}")
         return tool.get(command, {})
     unknown = set(data) - set(OPTIONS)
     if unknown:
         raise UsageError(f"{path}: unknown table [{sorted(unknown)[0]}]; "
                          f"known: {', '.join(f'[{c}]' for c in OPTIONS)}.")
+    for name, table in data.items():
+        _table(table, path, name)
     return data.get(command, {})
 
 

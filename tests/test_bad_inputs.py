@@ -683,10 +683,13 @@ def test_threshold_not_a_number_is_a_usage_error(isolated: Path) -> None:
 
 
 def test_debug_shows_the_traceback_of_an_input_error(isolated: Path) -> None:
-    """``--debug`` is the way to the traceback; without it there is none (above)."""
+    """``--debug`` is the way to the traceback; without it there is none (above). It keeps
+    the exit code: CI reads 1 as "gate breached" (issue 13)."""
     result = invoke(*empty_file(), "--debug")
-    assert result.exit_code != 0
-    assert type(result.exception).__name__ == "InputError"
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "InputError" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("gaudit: error: old.csv")
 
 
 # --------------------------------------------------------------------------- nothing lost
