@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from . import interrupt
-
 
 def run() -> None:
     """Entry point: signals are handled before the command line's imports begin, so Ctrl-C
     at any moment says "gaudit: interrupted" and exits 130 (SIGTERM: 143)."""
-    interrupt.install()
+    from . import interrupt
+
     try:
+        interrupt.install()
         from .cli import main
     except KeyboardInterrupt:
         sys.stderr.write(interrupt.message() + "\n")

@@ -684,8 +684,8 @@ def main() -> None:
     """Console-script entry point."""
     from . import interrupt
 
-    interrupt.install()
     try:
+        interrupt.install()
         app()
     except KeyboardInterrupt:  # a signal between the command's end and the exit
         if interrupt.announce():
