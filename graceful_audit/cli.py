@@ -676,7 +676,15 @@ def render(
         specs = specs_from(ctx.params, GATE_KEYS_FLIPS + GATE_KEYS_COMPAT, {})
         if specs:
             result = regate(result, specs)
-        publish(result, fmt, output, reports, quiet)
+        try:
+            publish(result, fmt, output, reports, quiet)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # the document passed the schema, yet a renderer cannot use one of its values
+            from .errors import InputError
+
+            raise InputError(f"{result_file}: cannot be rendered ({type(exc).__name__}: "
+                             f"{exc}). Was it edited? Save the result again with --format "
+                             "json.") from exc
     _exit_for(result)
 
 

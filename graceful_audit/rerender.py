@@ -36,8 +36,8 @@ OBJECT = "an object"
 _COUNTS = {"=": True, "both_right": COUNT, "negative_flips": COUNT, "positive_flips": COUNT,
            "both_wrong": COUNT, "both_wrong_disagree?": COUNT}
 _GATE = {"name": TEXT, "metric": TEXT, "threshold": NUM, "value?": NUM_OR_NULL,
-         "passed": BOOL, "status?": TEXT, "source?": TEXT, "detail?": TEXT_OR_NULL,
-         "direction?": TEXT}
+         "passed": BOOL, "status?": frozenset({"pass", "fail", "n/a"}), "source?": TEXT,
+         "detail?": TEXT, "direction?": frozenset({"max", "min"})}
 _SIDE = {"path": TEXT, "rows": COUNT, "prediction?": TEXT}
 
 
@@ -60,7 +60,8 @@ _REGRESSION = {
 
 #: What :meth:`FlipsResult.from_dict` reads.
 FLIPS: dict[str, Any] = {
-    "task?": TEXT, "task_reason?": TEXT, "engine?": TEXT, "tool?": {"version?": TEXT},
+    "task?": frozenset({"classification", "regression"}), "task_reason?": TEXT,
+    "engine?": TEXT, "tool?": {"version?": TEXT},
     "inputs": {"old": _SIDE, "new": _SIDE,
                "labels?": ({"path": TEXT, "rows?": COUNT_OR_NULL, "unused?": COUNT}, None),
                "matched": COUNT, "unmatched_old": COUNT, "unmatched_new": COUNT,
@@ -79,9 +80,9 @@ FLIPS: dict[str, Any] = {
                           "statistic?": NUM_OR_NULL, "p_value": NUM, "method": TEXT}},
     "per_class?": [_group("class", "support")],
     "slices?": {"*": [_group("value", "n")]},
-    "flip_matrix?": [{"old_pred": LABEL, "new_pred": LABEL, "count": COUNT}],
+    "flip_matrix?": [{"old_pred": TEXT, "new_pred": TEXT, "count": COUNT}],
     "top_negative_flips?": [{
-        "id": LABEL, "label": LABEL, "old_pred": LABEL, "new_pred": LABEL,
+        "id": TEXT, "label": LABEL, "old_pred": LABEL, "new_pred": LABEL,
         "old_confidence?": NUM_OR_NULL, "new_confidence?": NUM_OR_NULL,
         "slices?": {"*": LABEL}, "old_error?": NUM_OR_NULL, "new_error?": NUM_OR_NULL}],
     "options?": OBJECT,
@@ -142,6 +143,11 @@ def _check(value: Any, schema: Any, where: str) -> str | None:
         if value is None and None in schema:
             return None
         return _check(value, schema[0], where)
+    if isinstance(schema, frozenset):
+        if isinstance(value, str) and value in schema:
+            return None
+        return (f"{where} must be one of {', '.join(map(repr, sorted(schema)))}, "
+                f"got {_shown(value)}")
     if isinstance(schema, str):
         if _leaf_ok(value, schema):
             return None
@@ -192,6 +198,24 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _consistent(doc: dict[str, Any], kind: str) -> str | None:
+    """What the schema cannot say: fields that must agree with each other."""
+    if kind == "flips" and doc.get("task") == "regression" and not doc.get("regression"):
+        return "task is 'regression' but the regression field is missing"
+    if kind == "compat":
+        from .compat import COMPAT_GATES as registry
+    else:
+        registry = GATES
+    for i, gate in enumerate(doc.get("gates") or ()):
+        if gate["name"] not in registry:
+            return (f"gates[{i}].name {gate['name']!r} is not a gate of a {kind} result "
+                    f"(known: {', '.join(registry)})")
+        status = gate.get("status", "pass" if gate["passed"] else "fail")
+        if status != "n/a" and gate.get("value") is None:
+            return f"gates[{i}].value must be a number when the gate's status is {status!r}"
+    return None
+
+
 def load_result(path: str) -> Any:
     """A :class:`FlipsResult` or :class:`CompatResult` from a ``--format json`` document."""
     try:
@@ -218,7 +242,7 @@ def load_result(path: str) -> Any:
     kind = doc.get("kind")
     if kind not in ("flips", "compat"):
         raise InputError(f"{path}: unknown result kind {kind!r}; expected 'flips' or 'compat'.")
-    problem = _check(doc, FLIPS if kind == "flips" else COMPAT, "")
+    problem = _check(doc, FLIPS if kind == "flips" else COMPAT, "") or _consistent(doc, kind)
     if problem:
         raise InputError(f"{path}: {problem}. Was it edited? Save the result again with "
                          "--format json.")

@@ -107,6 +107,9 @@ def check_destinations(destinations: Sequence[Destination],
                 inputs_at.setdefault(ident, f"the {role} input {name}")
     reports_at: dict[tuple[object, ...], str] = {}
     for label, path in destinations:
+        if not path:
+            raise UsageError(f"{label.rstrip()} '': an empty path; give a file name, or '-' "
+                             "for standard output.")
         if path != "-":
             if path.endswith(("/", os.sep)) or os.path.isdir(path):
                 raise UsageError(f"{label}: is a folder; give a file name, e.g. "
