@@ -65,6 +65,8 @@ class FileConfig:
 
 
 def _load(path: Path) -> dict[str, Any]:
+    if path.is_fifo() or path.is_socket():  # reading one would wait for a writer forever
+        raise UsageError(f"{path}: is a named pipe or socket, not a config file.")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

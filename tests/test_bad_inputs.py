@@ -19,6 +19,7 @@ for).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -555,6 +556,11 @@ def config_is_a_folder() -> list[str]:
     return [*clean_pair(), "--config", "settings.toml"]
 
 
+def config_is_a_fifo() -> list[str]:
+    os.mkfifo("settings.toml")
+    return [*clean_pair(), "--config", "settings.toml"]
+
+
 def config_value(text: str) -> Callable[[], list[str]]:
     def build() -> list[str]:
         Path("gaudit.toml").write_text(f"[flips]\n{text}\n")
@@ -780,6 +786,7 @@ CASES: list[Case] = [
          ["pyproject.toml", "'tool' must be a table"]),
     Case("config_not_utf8", config_not_utf8, 2, ["gaudit.toml", "not UTF-8", "0xe9"]),
     Case("config_is_a_folder", config_is_a_folder, 2, ["settings.toml", "cannot be read"]),
+    Case("config_is_a_fifo", config_is_a_fifo, 2, ["settings.toml", "named pipe"]),
     # issue 13: a value from a config file is named by file and key, not by a flag
     Case("config_memory_limit", config_value("memory-limit = 'lots'"), 2,
          ["gaudit.toml: memory-limit 'lots'"], absent=["--memory-limit"]),
