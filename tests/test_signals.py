@@ -226,3 +226,18 @@ def test_head_on_the_text_report(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("PASSED")
+
+
+def test_dev_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path):
+    """``gaudit ... -o /dev/stdout >> log``: written through the stream (no truncation, no
+    rename over /dev/stdout, which as root in a container would replace the device)."""
+    log = tmp_path / "log.txt"
+    log.write_text("previous step\n")
+    with open(log, "a") as fh:
+        proc = spawn(["flips", OLD, NEW, "-f", "json", "-o", "/dev/stdout"], tmp_path,
+                     stdout=fh)
+        rc, _, stderr = finish(proc)
+    assert rc == 0, stderr
+    text = log.read_text()
+    assert text.startswith("previous step\n{\n") and '"kind": "flips"' in text
+    assert os.path.islink("/dev/stdout") or not os.path.isfile("/dev/stdout")
