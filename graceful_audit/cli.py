@@ -29,6 +29,8 @@ class _Group(TyperGroup):
     other error, instead of click's usage block."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        from . import interrupt
+
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except typer.TyperException as exc:
@@ -41,13 +43,17 @@ class _Group(TyperGroup):
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             message = exc.format_message()
             given = _given_value(exc, kwargs.get("args", args[0] if args else None), message)
-            typer.echo(safe_message(f"gaudit: error: {message}{given}{hint}"), err=True)
+            say_error(f"{message}{given}{hint}")
             sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
-        except typer.Abort:
+        except (typer.Abort, KeyboardInterrupt):
             if not standalone_mode:
                 raise
-            typer.echo("gaudit: aborted", err=True)
-            sys.exit(130)
+            rv = interrupt.exit_code()
+        if interrupt.received() is not None or rv == interrupt.exit_code():
+            # a signal (or Ctrl-C while typer parsed the options) stopped the run
+            if interrupt.announce():
+                _say(interrupt.message())
+            rv = interrupt.exit_code()
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -126,35 +132,99 @@ def _stderr_console(quiet: bool) -> Any:
     return Console(stderr=True, quiet=quiet, highlight=False)
 
 
+def _say(message: str, *, command: bool = False) -> None:
+    """A message on stderr, no line of which a CI runner could take for a workflow command
+    (unless it is one we mean: ``command``); a closed stderr (``2>&1 | head``) does not
+    change the exit code."""
+    with closed_pipe_ok("stderr"):
+        typer.echo(message if command else safe_message(message), err=True)
+
+
+def annotation_escape(message: str) -> str:
+    """The data of a GitHub workflow command, escaped as the runner requires."""
+    return message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def say_error(message: str) -> None:
+    """``gaudit: error: ...`` on stderr and, on GitHub Actions, one ``::error`` annotation."""
+    _say(f"gaudit: error: {shown(message)}")  # one line: data cannot start a line of its own
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        _say(f"::error title=gaudit::{annotation_escape(shown(message))}", command=True)
+
+
+def from_config(message: str, sources: dict[str, str]) -> str:
+    """A message about an option whose value came from a config file names that file and
+    key (``gaudit.toml: memory-limit 'x': ...``) instead of a flag the user never typed."""
+    import re
+
+    for key, source in sources.items():
+        flag = f"--{key}"
+        if message.startswith(flag) and message[len(flag):len(flag) + 1] in (":", " ", ""):
+            return f"{source}: {key}{message[len(flag):]}"
+        message = re.sub(rf"--{re.escape(key)}(?![\w-])", f"{key} (from {source})", message)
+    return message
+
+
+class Run:
+    """What the error boundary needs to know about the run: where config values came from."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, str] = {}
+
+
 @contextlib.contextmanager
-def error_boundary(debug: bool = False) -> Iterator[None]:
-    """Turn expected failures into one message and exit code 2; never a traceback.
+def error_boundary(debug: bool = False) -> Iterator[Run]:
+    """Turn expected failures into one message and exit code 2; never a traceback (unless
+    ``--debug``, which adds it and keeps the exit code). Ctrl-C and SIGTERM exit 130 / 143
+    whatever exception they surface as (DuckDB turns them into its own errors).
 
     ``typer.Exit`` passes through (it is a RuntimeError, so it is re-raised first).
     """
+    from . import interrupt
+
+    run = Run()
     try:
-        yield
+        yield run
     except typer.Exit:
         raise
-    except GauditError as exc:
+    except (Exception, KeyboardInterrupt) as exc:
+        sig = interrupt.received()
+        if sig is not None or isinstance(exc, KeyboardInterrupt):
+            if debug:
+                _traceback()
+            if interrupt.announce():
+                _say(interrupt.message(sig))
+            raise typer.Exit(interrupt.exit_code(sig)) from None
         if debug:
-            raise
-        # One line: a line break in a path or value quoted by the message is data
-        typer.echo(safe_message(f"gaudit: error: {shown(exc)}"), err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    except KeyboardInterrupt:
-        typer.echo("gaudit: interrupted", err=True)
-        raise typer.Exit(130) from None
-    except Exception as exc:  # a bug, not the user's fault: say so, briefly
-        if debug:
-            raise
-        typer.echo(
-            safe_message(f"gaudit: internal error: {type(exc).__name__}: {shown(exc)}\n"
-                         "This is a bug in gaudit; rerun with --debug for the traceback and "
-                         "report it."),
-            err=True,
-        )
+            _traceback()
+        if isinstance(exc, GauditError):
+            say_error(from_config(str(exc), run.sources))
+            raise typer.Exit(EXIT_USAGE) from None
+        # a bug, not the user's fault: say so, briefly
+        _say(f"gaudit: internal error: {type(exc).__name__}: {shown(exc)}\n"
+             "This is a bug in gaudit; rerun with --debug for the traceback and report it.")
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _traceback() -> None:
+    import traceback
+
+    with closed_pipe_ok("stderr"):
+        traceback.print_exc(file=sys.stderr)
+
+
+@contextlib.contextmanager
+def closed_pipe_ok(stream: str) -> Iterator[None]:
+    """``gaudit ... | head``: a reader that stops early is not an error of ours. What is left
+    to write to that stream goes nowhere; the exit code stays the gates' verdict."""
+    try:
+        yield
+    except BrokenPipeError:
+        target = getattr(sys, stream)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, target.fileno())
+            os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -187,33 +257,60 @@ def parse_reports(values: list[str] | None) -> list[tuple[Format, str]]:
     return out
 
 
+def destinations(fmt: Format, output: str | None,
+                 reports: list[tuple[Format, str]]) -> list[tuple[str, str]]:
+    """Every report of the run as ``(how it was named, path)``; the main one first."""
+    main = (f"--output {output}", output) if output not in (None, "-") else (
+        f"the {fmt.value} report (standard output)", "-")
+    return [main, *((f"--report {f.value}:{path}", path) for f, path in reports)]
+
+
+def check_outputs(fmt: Format, output: str | None, reports: list[tuple[Format, str]],
+                  inputs: list[tuple[str, Any]]) -> None:
+    """Before any work: no report onto an input, another report, or a folder (exit 2)."""
+    from .report import check_destinations
+
+    check_destinations(destinations(fmt, output, reports),
+                       [(role, path) for role, path in inputs if isinstance(path, str)])
+
+
 def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Format, str]],
             quiet: bool) -> None:
     """Write the main report, every extra ``--report``, and the CI platform's summary.
 
     The main report goes to stdout (or ``--output``); summaries and "Wrote ..." lines go to
-    stderr so that ``--format json`` can be piped.
+    stderr so that ``--format json`` can be piped. A reader that closes either stream early
+    (``| head``) stops nothing else: every file is still written, the exit code is the
+    gates' verdict.
     """
     from .report import render, write_report
     from .report.common import verdict
 
     def note(message: str) -> None:
         if not quiet:
-            typer.echo(safe_message(shown(message)), err=True)  # one line, paths escaped
+            _say(shown(message))  # one line, paths escaped
 
-    if fmt is Format.TEXT and output in (None, "-"):
-        from rich.console import Console
+    with closed_pipe_ok("stdout"):
+        if fmt is Format.TEXT and output in (None, "-"):
+            from rich.console import Console
 
-        from .report.text import print_report
+            from .report.text import print_report
 
-        print_report(result, Console(highlight=False))
-    else:
-        write_report(render(result, fmt), output or "-")
-        if output not in (None, "-"):
-            note(verdict(result))
-            note(f"Wrote {fmt.value} report to {output}")
+            class PipeConsole(Console):
+                def on_broken_pipe(self) -> None:  # rich's own exits 1: "gate breached"
+                    self.quiet = True
+                    raise BrokenPipeError
+
+            print_report(result, PipeConsole(highlight=False))
+            sys.stdout.flush()
+        else:
+            write_report(render(result, fmt), output or "-")
+    if output not in (None, "-"):
+        note(verdict(result))
+        note(f"Wrote {fmt.value} report to {output}")
     for extra_fmt, path in reports:
-        write_report(render(result, extra_fmt), path)
+        with closed_pipe_ok("stdout"):
+            write_report(render(result, extra_fmt), path, f"--report {extra_fmt.value}:{path}")
         if path != "-":
             note(f"Wrote {extra_fmt.value} report to {path}")
     github(result)
@@ -229,8 +326,7 @@ def github(result: Any) -> None:
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write(render(result, Format.MARKDOWN) + "\n")
         except OSError as exc:
-            typer.echo(safe_message(f"gaudit: warning: cannot append to GITHUB_STEP_SUMMARY "
-                                    f"({exc})"), err=True)
+            _say(f"gaudit: warning: cannot append to GITHUB_STEP_SUMMARY ({exc})")
     if os.environ.get("GITHUB_ACTIONS") == "true":
         from .report.common import gate_value, gate_where
 
@@ -239,8 +335,8 @@ def github(result: Any) -> None:
             state = "breached" if not g.passed else "held" if g.status == "pass" else "n/a"
             # gate_value: the digits that show the breach; gate_where: data, escaped
             message = f"{g.condition}: value {gate_value(g)}{gate_where(g)}"
-            message = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            typer.echo(f"::{kind} title=gaudit gate {g.name} {state}::{message}", err=True)
+            _say(f"::{kind} title=gaudit gate {g.name} {state}::{annotation_escape(message)}",
+                 command=True)
 
 
 def parse_conf(values: list[str] | None) -> dict[str, str]:
@@ -256,11 +352,12 @@ def parse_conf(values: list[str] | None) -> dict[str, str]:
     return out
 
 
-def settings(ctx: typer.Context, command: str, config: str | None) -> tuple[dict[str, Any],
-                                                                          dict[str, str]]:
+def settings(ctx: typer.Context, command: str,
+             config: str | None) -> tuple[dict[str, Any], dict[str, str], str | None]:
     """Command-line parameters with config-file values filled in where no flag was given.
 
-    Returns the parameters (by Python name) and, per config key used, the file it came from.
+    Returns the parameters (by Python name), per config key used the file it came from, and
+    the config file read (if any).
     """
     from .config import find_config
 
@@ -273,7 +370,7 @@ def settings(ctx: typer.Context, command: str, config: str | None) -> tuple[dict
         if given is None or given.name == "DEFAULT":
             params[name] = value
             sources[key] = cfg.source
-    return params, sources
+    return params, sources, None if cfg.path is None else str(cfg.path)
 
 
 def specs_from(params: dict[str, Any], keys: tuple[str, ...], sources: dict[str, str]) -> list:
@@ -294,10 +391,9 @@ def warn(result: Any) -> None:
     """Each warning of the result as one ``gaudit: warning:`` line on stderr (even with
     --quiet: a warning is not a progress line), and as an annotation on GitHub Actions."""
     for w in getattr(result, "warnings", ()):
-        typer.echo(f"gaudit: warning: {w}", err=True)
+        _say(f"gaudit: warning: {shown(w)}")
         if os.environ.get("GITHUB_ACTIONS") == "true":
-            text = w.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            typer.echo(f"::warning title=gaudit::{text}", err=True)
+            _say(f"::warning title=gaudit::{annotation_escape(shown(w))}", command=True)
 
 
 def _exit_for(result: Any) -> None:
@@ -447,12 +543,15 @@ def flips(
     debug: DebugOpt = False,
 ) -> None:
     """Negative flips, error deltas and their breakdowns for a model update."""
-    with error_boundary(debug):
+    with error_boundary(debug) as run:
         from .config import GATE_KEYS_FLIPS
         from .flips import audit_flips
 
-        p, sources = settings(ctx, "flips", config)
+        p, sources, cfg_path = settings(ctx, "flips", config)
+        run.sources = sources
         reports = parse_reports(report)
+        check_outputs(fmt, output, reports, [("OLD", old), ("NEW", new),
+                                             ("LABELS", p["labels"]), ("config", cfg_path)])
         with status("Reading, joining and counting...", quiet):
             result = audit_flips(
                 old, new, labels=p["labels"], id_col=p["id_col"], label_col=p["label_col"],
@@ -532,12 +631,14 @@ def compat(
     debug: DebugOpt = False,
 ) -> None:
     """Cross-model retrieval compatibility of an embedding update (no-backfill check)."""
-    with error_boundary(debug):
+    with error_boundary(debug) as run:
         from .compat import audit_compat
         from .config import GATE_KEYS_COMPAT
 
-        p, sources = settings(ctx, "compat", config)
+        p, sources, cfg_path = settings(ctx, "compat", config)
+        run.sources = sources
         reports = parse_reports(report)
+        check_outputs(fmt, output, reports, [("OLD", old), ("NEW", new), ("config", cfg_path)])
         with progress_bar(quiet) as update:
             result = audit_compat(
                 old, new, id_col=p["id_col"], label_col=p["label_col"],
@@ -580,22 +681,38 @@ def render(
         from .config import GATE_KEYS_COMPAT, GATE_KEYS_FLIPS
         from .rerender import load_result, regate
 
+        reports = parse_reports(report)
+        check_outputs(fmt, output, reports, [("RESULT_JSON", result_file)])
         result = load_result(result_file)
         specs = specs_from(ctx.params, GATE_KEYS_FLIPS + GATE_KEYS_COMPAT, {})
         if specs:
             result = regate(result, specs)
         warn(result)
-        publish(result, fmt, output, parse_reports(report), quiet)
+        try:
+            publish(result, fmt, output, reports, quiet)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # the document passed the schema, yet a renderer cannot use one of its values
+            from .errors import InputError
+
+            raise InputError(f"{result_file}: cannot be rendered ({type(exc).__name__}: "
+                             f"{exc}). Was it edited? Save the result again with --format "
+                             "json.") from exc
     _exit_for(result)
 
 
 def main() -> None:
     """Console-script entry point."""
+    from . import interrupt
+
     try:
+        interrupt.install()
         app()
-    except BrokenPipeError:  # e.g. `gaudit flips ... | head`: not an error of ours
-        sys.stderr.close()
-        os._exit(0)
+    except KeyboardInterrupt:  # a signal between the command's end and the exit
+        if interrupt.announce():
+            _say(interrupt.message())
+        sys.exit(interrupt.exit_code())
+    finally:
+        interrupt.uninstall()  # the exit code is decided: a late signal changes nothing
 
 
 if __name__ == "__main__":  # pragma: no cover

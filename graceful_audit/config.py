@@ -70,33 +70,63 @@ class FileConfig:
         return rel if len(rel) < len(str(self.path)) else str(self.path)
 
 
+def _name(path: Path) -> str:
+    """A config file as messages name it (relative to the working directory if shorter)."""
+    return FileConfig(path).source
+
+
 def _load(path: Path) -> dict[str, Any]:
+    if path.is_socket():
+        raise UsageError(f"{_name(path)}: is a socket, not a config file.")
     try:
         # Not path.open(): a pipe (--config /dev/stdin) without a writer would block forever.
         return tomllib.load(io.BytesIO(read_bytes(path, f"--config {path}")))
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file.") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: is not valid TOML ({exc}).") from None
+        raise UsageError(f"{_name(path)}: is not valid TOML ({exc}).") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{_name(path)}: is not UTF-8 text (byte "
+                         f"{exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
+                         "UTF-8.") from None
     except OSError as exc:
-        raise UsageError(f"{path}: cannot be read ({exc.strerror}).") from None
+        raise UsageError(f"{_name(path)}: cannot be read ({exc.strerror}).") from None
+
+
+def _table(value: Any, path: Path, name: str) -> dict[str, Any]:
+    """``value`` when it is a TOML table; UsageError naming ``[name]`` otherwise."""
+    if not isinstance(value, dict):
+        holds = ("the tables [tool.gaudit.flips] and [tool.gaudit.compat]"
+                 if name in ("tool", "tool.gaudit") else "options such as max-nfr = 0.01")
+        raise UsageError(f"{_name(path)}: '{name}' must be a table holding {holds}, "
+                         f"got {value!r}.")
+    return value
 
 
 def _section(path: Path, data: dict[str, Any], command: str) -> dict[str, Any] | None:
     """The command's table of a pyproject.toml (``tool.gaudit.CMD``) or gaudit.toml (``CMD``)."""
     if path.name == "pyproject.toml":
-        tool = data.get("tool", {}).get("gaudit")
+        tool = data.get("tool")
         if tool is None:
             return None
+        tool = _table(tool, path, "tool").get("gaudit")
+        if tool is None:
+            return None
+        tool = _table(tool, path, "tool.gaudit")
         unknown = set(tool) - set(OPTIONS)
         if unknown:
-            raise UsageError(f"{path}: unknown table [tool.gaudit.{sorted(unknown)[0]}]; "
+            raise UsageError(f"{_name(path)}: unknown table "
+                             f"[tool.gaudit.{sorted(unknown)[0]}]; "
                              f"known: {', '.join(f'[tool.gaudit.{c}]' for c in OPTIONS)}.")
+        for name, table in tool.items():
+            _table(table, path, f"tool.gaudit.{name}")
         return tool.get(command, {})
     unknown = set(data) - set(OPTIONS)
     if unknown:
-        raise UsageError(f"{path}: unknown table [{sorted(unknown)[0]}]; "
+        raise UsageError(f"{_name(path)}: unknown table [{sorted(unknown)[0]}]; "
                          f"known: {', '.join(f'[{c}]' for c in OPTIONS)}.")
+    for name, table in data.items():
+        _table(table, path, name)
     return data.get(command, {})
 
 
@@ -137,7 +167,8 @@ def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any
 
             close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"{path}: unknown key {raw_key!r} in the {command} settings.{hint}")
+            raise UsageError(f"{_name(path)}: unknown key {raw_key!r} in the {command} "
+                             f"settings.{hint}")
         want = allowed[key]
         if key == "require-compatible":
             want = bool
@@ -152,7 +183,8 @@ def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any
 
 
 def _typed(value: Any, want: Any, key: str, path: Path) -> Any:
-    bad = UsageError(f"{path}: {key!r} must be {_type_name(want)}, got {value!r}.")
+    bad = UsageError(f"{_name(path)}: {key!r} must be {_type_name(want)}, "
+                     f"got {value!r}.")
     if want is bool:
         if not isinstance(value, bool):
             raise bad

@@ -207,8 +207,10 @@ class DuckDBEngine(Engine):
         try:
             self.con = duckdb.connect(":memory:", config=config)
             self.con.execute("SET enable_progress_bar = false")
-        except duckdb.Error as exc:
+        except BaseException as exc:  # Ctrl-C / SIGTERM included: never leave the folder
             shutil.rmtree(self._spill, ignore_errors=True)
+            if not isinstance(exc, duckdb.Error):
+                raise
             if memory_limit:
                 raise UsageError(
                     f"--memory-limit {memory_limit!r}: not a memory size DuckDB understands "
@@ -238,8 +240,13 @@ class DuckDBEngine(Engine):
             ) from None
 
     def close(self) -> None:
-        self.con.close()
-        shutil.rmtree(self._spill, ignore_errors=True)
+        from .interrupt import shielded
+
+        with shielded():  # a signal now must not leave the spill folder half removed
+            try:
+                self.con.close()
+            finally:
+                shutil.rmtree(self._spill, ignore_errors=True)
 
 
 @contextlib.contextmanager

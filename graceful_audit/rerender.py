@@ -1,13 +1,220 @@
-"""Re-rendering: read a saved JSON result back into its result object, re-apply gates."""
+"""Re-rendering: read a saved JSON result back into its result object, re-apply gates.
+
+A saved result may have been edited by hand or damaged on the way. Before it is turned
+back into a result object, every field that object is built from is checked against
+:data:`FLIPS` / :data:`COMPAT` (a small declarative schema), so a string where a number
+belongs, a NaN, a list where an object belongs or a missing key is an :class:`InputError`
+naming the file and the field, never a crash in a renderer.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from .errors import InputError, UsageError
 from .gates import GATES, GateSpec, evaluate_gates
 from .io import read_bytes
+
+SCHEMA_VERSION = 1
+
+# Schema leaves: what a value must be. A dict is an object whose keys ending in "?" are
+# optional (extra keys are allowed, except in an object that has the key "="), a list of one
+# schema is a list of such items, "*" in a dict stands for every key.
+NUM = "a finite number"
+NUM_OR_NULL = "a finite number or null"
+COUNT = "a whole number >= 0"
+COUNT_OR_NULL = "a whole number >= 0 or null"
+TEXT = "a string"
+TEXT_OR_NULL = "a string or null"
+BOOL = "true or false"
+LABEL = "a string, a number or null"
+PAIR_OR_NULL = "a list of two finite numbers, or null"
+LIST = "a list"
+OBJECT = "an object"
+
+_COUNTS = {"=": True, "both_right": COUNT, "negative_flips": COUNT, "positive_flips": COUNT,
+           "both_wrong": COUNT, "both_wrong_disagree?": COUNT}
+_GATE = {"name": TEXT, "metric": TEXT, "threshold": NUM, "value?": NUM_OR_NULL,
+         "passed": BOOL, "status?": frozenset({"pass", "fail", "n/a"}), "source?": TEXT,
+         "detail?": TEXT, "direction?": frozenset({"max", "min"})}
+_SIDE = {"path": TEXT, "rows": COUNT, "prediction?": TEXT}
+
+
+def _group(key: str, size: str) -> dict[str, Any]:
+    return {key: LABEL, f"{size}?": COUNT, "counts": _COUNTS,
+            "negative_flip_rate_interval?": PAIR_OR_NULL, "mae_delta?": NUM_OR_NULL}
+
+
+_HISTOGRAM = {"edges": [NUM], "counts": LIST}
+_REGRESSION = {
+    "tolerance": {"atol": NUM, "rtol": NUM},
+    "errors": {"n": COUNT, "sum_abs_old": NUM, "sum_abs_new": NUM, "sum_sq_old": NUM,
+               "sum_sq_new": NUM, "mean_d?": NUM_OR_NULL, "var_d?": NUM_OR_NULL},
+    "mae_delta_interval?": PAIR_OR_NULL,
+    "wilcoxon": {"statistic?": NUM_OR_NULL, "p_value?": NUM_OR_NULL, "method": TEXT,
+                 "n_nonzero?": COUNT, "zero_differences?": COUNT},
+    "d_histogram?": (_HISTOGRAM, None),
+    "error_histogram?": (_HISTOGRAM, None),
+}
+
+#: What :meth:`FlipsResult.from_dict` reads.
+FLIPS: dict[str, Any] = {
+    "task?": frozenset({"classification", "regression"}), "task_reason?": TEXT,
+    "engine?": TEXT, "tool?": {"version?": TEXT},
+    "inputs": {"old": _SIDE, "new": _SIDE,
+               "labels?": ({"path": TEXT, "rows?": COUNT_OR_NULL, "unused?": COUNT}, None),
+               "matched": COUNT, "unmatched_old": COUNT, "unmatched_new": COUNT,
+               "excluded?": {"no_label?": COUNT}, "label_source?": TEXT},
+    "metrics": {"n": COUNT, "negative_flips": COUNT, "positive_flips": COUNT,
+                **{f"{k}?": NUM_OR_NULL for k in (
+                    "old_error_rate", "new_error_rate", "error_rate_delta",
+                    "negative_flip_rate", "positive_flip_rate", "negative_flip_impact",
+                    "churn_rate", "backward_trust_compatibility",
+                    "backward_error_compatibility", "relative_negative_flip_rate",
+                    "old_mae", "new_mae", "mae_delta", "old_rmse", "new_rmse", "rmse_delta")}},
+    "counts": _COUNTS,
+    "intervals?": {"confidence?": NUM, "method?": TEXT, "mae_delta_method?": TEXT,
+                   "*": PAIR_OR_NULL},
+    "tests": {"mcnemar": {"negative_flips": COUNT, "positive_flips": COUNT,
+                          "statistic?": NUM_OR_NULL, "p_value": NUM, "method": TEXT}},
+    "per_class?": [_group("class", "support")],
+    "slices?": {"*": [_group("value", "n")]},
+    "flip_matrix?": [{"old_pred": TEXT, "new_pred": TEXT, "count": COUNT}],
+    "top_negative_flips?": [{
+        "id": TEXT, "label": LABEL, "old_pred": LABEL, "new_pred": LABEL,
+        "old_confidence?": NUM_OR_NULL, "new_confidence?": NUM_OR_NULL,
+        "slices?": {"*": LABEL}, "old_error?": NUM_OR_NULL, "new_error?": NUM_OR_NULL}],
+    "options?": OBJECT,
+    "regression?": (_REGRESSION, None),
+    "gates?": [_GATE],
+}
+
+_CASE = {"map?": NUM_OR_NULL, "queries_evaluated?": COUNT, "available?": BOOL,
+         "reason?": TEXT_OR_NULL, "top*": NUM_OR_NULL}
+
+#: What :meth:`CompatResult.from_dict` reads.
+COMPAT: dict[str, Any] = {
+    "tool?": {"version?": TEXT},
+    "inputs": {"old": {**_SIDE, "dim": COUNT}, "new": {**_SIDE, "dim": COUNT},
+               "matched": COUNT, "unmatched_old": COUNT, "unmatched_new": COUNT, "mode": TEXT,
+               "gallery": COUNT},
+    "metric": TEXT, "criterion": TEXT,
+    "cases": {"old/old": _CASE, "new/old": _CASE, "*": _CASE},
+    "compatible": BOOL, "update_gain?": NUM_OR_NULL, "retrieval_negative_flips?": COUNT_OR_NULL,
+    "queries": COUNT, "queries_without_positive?": COUNT,
+    "breaking_queries?": [{"=": True, "id": TEXT, "label": TEXT, "new_old_rank": COUNT,
+                           "new_old_top1_id": TEXT, "new_old_top1_label": TEXT}],
+    "gates?": [_GATE],
+}
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _leaf_ok(value: Any, want: str) -> bool:
+    if want.endswith(" or null") and value is None:
+        return True
+    if want in (NUM, NUM_OR_NULL):
+        return _finite(value)
+    if want in (COUNT, COUNT_OR_NULL):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if want in (TEXT, TEXT_OR_NULL):
+        return isinstance(value, str)
+    if want == BOOL:
+        return isinstance(value, bool)
+    if want == LABEL:
+        return value is None or isinstance(value, str) or _finite(value)
+    if want == PAIR_OR_NULL:
+        return isinstance(value, list) and len(value) == 2 and all(map(_finite, value))
+    if want == LIST:
+        return isinstance(value, list)
+    if want == OBJECT:
+        return isinstance(value, dict)
+    raise AssertionError(want)
+
+
+def _check(value: Any, schema: Any, where: str) -> str | None:
+    """The first problem of ``value`` against ``schema`` as ``(field, message)`` text."""
+    if schema is None:
+        return None
+    if isinstance(schema, tuple):  # alternatives (an object or null)
+        if value is None and None in schema:
+            return None
+        return _check(value, schema[0], where)
+    if isinstance(schema, frozenset):
+        if isinstance(value, str) and value in schema:
+            return None
+        return (f"{where} must be one of {', '.join(map(repr, sorted(schema)))}, "
+                f"got {_shown(value)}")
+    if isinstance(schema, str):
+        if _leaf_ok(value, schema):
+            return None
+        return f"{where or 'the document'} must be {schema}, got {_shown(value)}"
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return f"{where} must be a list, got {_shown(value)}"
+        for i, item in enumerate(value):
+            problem = _check(item, schema[0], f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    if not isinstance(value, dict):
+        return f"{where or 'the document'} must be an object, got {_shown(value)}"
+    prefix = f"{where}." if where else ""
+    for key, sub in schema.items():
+        if key in ("=", "*") or "*" in key:
+            continue
+        name = key.rstrip("?")
+        if name not in value:
+            if key.endswith("?"):
+                continue
+            return f"{prefix}{name} is missing"
+        problem = _check(value[name], sub, prefix + name)
+        if problem:
+            return problem
+    known = {k.rstrip("?") for k in schema}
+    for key, item in value.items():
+        if key in known:
+            continue
+        pattern = next((k for k in schema if "*" in k and k != "*"
+                        and key.startswith(k.split("*")[0])), None)
+        if pattern is not None:
+            problem = _check(item, schema[pattern], prefix + key)
+        elif "*" in schema:
+            problem = _check(item, schema["*"], prefix + key)
+        elif "=" in schema:
+            problem = f"{prefix}{key} is not a field gaudit writes"
+        else:
+            problem = None
+        if problem:
+            return problem
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, allow_nan=True) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _consistent(doc: dict[str, Any], kind: str) -> str | None:
+    """What the schema cannot say: fields that must agree with each other."""
+    if kind == "flips" and doc.get("task") == "regression" and not doc.get("regression"):
+        return "task is 'regression' but the regression field is missing"
+    if kind == "compat":
+        from .compat import COMPAT_GATES as registry
+    else:
+        registry = GATES
+    for i, gate in enumerate(doc.get("gates") or ()):
+        if gate["name"] not in registry:
+            return (f"gates[{i}].name {gate['name']!r} is not a gate of a {kind} result "
+                    f"(known: {', '.join(registry)})")
+        status = gate.get("status", "pass" if gate["passed"] else "fail")
+        if status != "n/a" and gate.get("value") is None:
+            return f"gates[{i}].value must be a number when the gate's status is {status!r}"
+    return None
 
 
 def load_result(path: str) -> Any:
@@ -16,23 +223,40 @@ def load_result(path: str) -> Any:
         doc = json.loads(read_bytes(path, path).decode("utf-8"))  # never blocks on a pipe
     except FileNotFoundError:
         raise InputError(f"{path}: no such file.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a JSON result of gaudit.") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: is not a JSON result of gaudit (not UTF-8 text).") from None
+    except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: is not a JSON result of gaudit ({exc}).") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != 1:
+    except RecursionError:
+        raise InputError(f"{path}: is not a JSON result of gaudit (nested too deeply).") from None
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if _finite(version) and version > SCHEMA_VERSION:
+        raise InputError(f"{path}: written by a newer gaudit (schema_version {version}); "
+                         f"upgrade gaudit to render it (this one reads schema_version "
+                         f"{SCHEMA_VERSION}).")
+    if not isinstance(doc, dict) or version != SCHEMA_VERSION or isinstance(version, bool):
         raise InputError(f"{path}: not a gaudit result (schema_version 1); save one with "
                          "--format json.")
+    kind = doc.get("kind")
+    if kind not in ("flips", "compat"):
+        raise InputError(f"{path}: unknown result kind {kind!r}; expected 'flips' or 'compat'.")
+    problem = _check(doc, FLIPS if kind == "flips" else COMPAT, "") or _consistent(doc, kind)
+    if problem:
+        raise InputError(f"{path}: {problem}. Was it edited? Save the result again with "
+                         "--format json.")
     try:
-        if doc.get("kind") == "flips":
+        if kind == "flips":
             from .result import FlipsResult
 
             return FlipsResult.from_dict(doc)
-        if doc.get("kind") == "compat":
-            from .compat import CompatResult
+        from .compat import CompatResult
 
-            return CompatResult.from_dict(doc)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: the result document is incomplete ({exc!r}).") from None
-    raise InputError(f"{path}: unknown result kind {doc.get('kind')!r}.")
+        return CompatResult.from_dict(doc)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise InputError(f"{path}: the result document is inconsistent ({exc}). Was it "
+                         "edited? Save the result again with --format json.") from None
 
 
 def regate(result: Any, specs: list[GateSpec]) -> Any:

@@ -19,6 +19,7 @@ for).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -737,6 +738,152 @@ def compat_key_both_spellings() -> list[str]:
 # ---- checks on successful runs
 
 
+# ---- issue 13: reports never destroy a file; config files that are not what they seem
+
+
+def output_onto_input(*extra: str) -> list[str]:
+    return [*clean_pair(), *extra]
+
+
+def output_onto_old() -> list[str]:
+    return output_onto_input("-o", "old.csv")
+
+
+def output_onto_new_other_spelling() -> list[str]:
+    Path("sub").mkdir()
+    return output_onto_input("-f", "json", "-o", "sub/../new.csv")
+
+
+def output_onto_labels() -> list[str]:
+    old, new = frames()
+    old[["id", "label"]].to_csv("truth.csv", index=False)
+    return [*pair(old.drop(columns="label"), new.drop(columns="label")), "--labels",
+            "truth.csv", "--report", "html:truth.csv"]
+
+
+def output_onto_symlink_to_input() -> list[str]:
+    args = clean_pair()
+    Path("report.txt").symlink_to("old.csv")
+    return [*args, "-o", "report.txt"]
+
+
+def output_onto_hard_link_to_input() -> list[str]:
+    args = clean_pair()
+    Path("new.csv").rename("new-data.csv")
+    Path("new.csv").hardlink_to("new-data.csv")
+    return [*args, "--report", "json:new-data.csv"]
+
+
+def output_onto_config_file() -> list[str]:
+    Path("gaudit.toml").write_text("[flips]\nmax-nfr = 0.5\n")
+    return output_onto_input("--report", "markdown:gaudit.toml")
+
+
+def output_onto_input_in_folder() -> list[str]:
+    Path("runs").mkdir()
+    old, new = frames()
+    old.to_parquet("runs/part-0.parquet", index=False)
+    new.to_csv("new.csv", index=False)
+    return ["flips", "runs", "new.csv", "-o", "runs/part-0.parquet"]
+
+
+def output_twice() -> list[str]:
+    return output_onto_input("-f", "json", "-o", "r.json", "--report", "json:./r.json")
+
+
+def output_twice_to_stdout() -> list[str]:
+    return output_onto_input("--report", "json:-")
+
+
+def output_existing_folder() -> list[str]:
+    Path("reports").mkdir()
+    return output_onto_input("-o", "reports")
+
+
+def output_trailing_slash() -> list[str]:
+    return output_onto_input("--report", "html:reports/")
+
+
+def output_under_a_file() -> list[str]:
+    Path("notes").write_text("not a folder\n")
+    return output_onto_input("-o", "notes/report.txt")
+
+
+def config_table_is_a_number() -> list[str]:
+    Path("gaudit.toml").write_text("flips = 3\n")
+    return clean_pair()
+
+
+def config_tool_gaudit_is_a_string() -> list[str]:
+    Path("gaudit.toml").unlink()
+    Path("pyproject.toml").write_text('[tool]\ngaudit = "x"\n')
+    return clean_pair()
+
+
+def config_command_table_is_a_string() -> list[str]:
+    Path("gaudit.toml").unlink()
+    Path("pyproject.toml").write_text('[tool.gaudit]\nflips = "x"\n')
+    return clean_pair()
+
+
+def config_tool_is_a_number() -> list[str]:
+    Path("gaudit.toml").unlink()
+    Path("pyproject.toml").write_text("tool = 3\n")
+    return clean_pair()
+
+
+def config_not_utf8() -> list[str]:
+    Path("gaudit.toml").write_bytes("[flips]\nid-col = 'caf\u00e9'\n".encode("latin-1"))
+    return clean_pair()
+
+
+def config_is_a_folder() -> list[str]:
+    Path("settings.toml").mkdir()
+    return [*clean_pair(), "--config", "settings.toml"]
+
+
+def config_is_a_fifo() -> list[str]:
+    os.mkfifo("settings.toml")
+    return [*clean_pair(), "--config", "settings.toml"]
+
+
+def config_value(text: str) -> Callable[[], list[str]]:
+    def build() -> list[str]:
+        Path("gaudit.toml").write_text(f"[flips]\n{text}\n")
+        return clean_pair()
+
+    return build
+
+
+def regression_pair(new_values: dict[int, float]) -> list[str]:
+    old = pd.DataFrame({"id": range(10), "label": [float(i) for i in range(10)],
+                        "pred": [i + 0.5 for i in range(10)]})
+    new = old.copy()
+    for row, value in new_values.items():
+        new.loc[row, "pred"] = value
+    return [*pair(old, new), "--task", "regression", "--atol", "1", "-f", "json"]
+
+
+def regression_prediction_1e200() -> list[str]:
+    return regression_pair({2: 1e200})
+
+
+def regression_predictions_overflow_sum() -> list[str]:
+    return regression_pair({2: 1e300, 3: -1e300, 4: 1.5e308})
+
+
+def regression_prediction_large_but_fine() -> list[str]:
+    """Large, below the fill-value magnitude (1e30): data, and the JSON stays strict."""
+    return regression_pair({2: 1e25})
+
+
+def check_strict_json(result: Result) -> None:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in the JSON")
+
+    json.loads(result.stdout, parse_constant=refuse)
+
+
 def json_doc(result: Result) -> dict[str, Any]:
     return json.loads(result.stdout)
 
@@ -1155,7 +1302,7 @@ CASES: list[Case] = [
     Case("regression_gate_with_task_classification", regression_gate_with_task_classification,
          2, ["--max-mae-delta", "only to a regression audit", "--task classification"]),
     Case("atol_in_config_with_task_classification", atol_in_config_with_task_classification,
-         2, ["--atol", "only to a regression audit", "--task classification"]),
+         2, ["gaudit.toml: atol applies", "only to a regression audit", "--task classification"]),
     Case("regression_gate_from_config", regression_gate_from_config, (0, 1),
          check=check_regression_gate_from_config),
     Case("churn_gate_on_regression", churn_gate_on_regression, 2,
@@ -1186,7 +1333,7 @@ CASES: list[Case] = [
     Case("threshold_without_binary_score", threshold_without_binary_score, 2,
          ["--threshold 0.8", "unused", "OLD predicts from column 'pred'"]),
     Case("threshold_in_config_without_binary_score", threshold_in_config_without_binary_score,
-         2, ["--threshold 0.8", "argmax of 2 score columns"]),
+         2, ["gaudit.toml: threshold 0.8", "argmax of 2 score columns"]),
     Case("pred_col_is_label_col", pred_col_is_label_col, 2,
          ["OLD file old.csv", "column 'label'", "ground truth (--label-col)",
           "prediction (--pred-col)"]),
@@ -1253,6 +1400,69 @@ CASES: list[Case] = [
     Case("parquet_named_csv", parquet_named_csv, 0, check=check_clean_pair),
     Case("slice_gate_without_slice_by", slice_gate_without_slice_by, 2,
          ["--max-slice-nfr: no --slice-by column is audited", "never be breached"]),
+    # issue 13: never destroy a file (usage errors before any work is done)
+    Case("output_onto_old", output_onto_old, 2,
+         ["--output old.csv", "the OLD input old.csv", "destroy"]),
+    Case("output_onto_new_other_spelling", output_onto_new_other_spelling, 2,
+         ["--output sub/../new.csv", "the NEW input new.csv"]),
+    Case("output_onto_labels", output_onto_labels, 2,
+         ["--report html:truth.csv", "the LABELS input truth.csv"]),
+    Case("output_onto_symlink_to_input", output_onto_symlink_to_input, 2,
+         ["--output report.txt", "the OLD input old.csv"]),
+    Case("output_onto_hard_link_to_input", output_onto_hard_link_to_input, 2,
+         ["--report json:new-data.csv", "the NEW input new.csv"]),
+    Case("output_onto_config_file", output_onto_config_file, 2,
+         ["--report markdown:gaudit.toml", "the config input", "gaudit.toml"]),
+    Case("output_onto_input_in_folder", output_onto_input_in_folder, 2,
+         ["--output runs/part-0.parquet", "the OLD input", "part-0.parquet"]),
+    Case("output_twice", output_twice, 2,
+         ["--report json:./r.json", "--output r.json already writes there"]),
+    Case("output_twice_to_stdout", output_twice_to_stdout, 2,
+         ["--report json:-", "the text report (standard output) already writes there"]),
+    Case("output_existing_folder", output_existing_folder, 2,
+         ["--output reports", "is a folder"]),
+    Case("output_trailing_slash", output_trailing_slash, 2,
+         ["--report html:reports/", "is a folder"]),
+    Case("output_under_a_file", output_under_a_file, 2,
+         ["--output notes/report.txt", "is a file, not a folder"]),
+    # issue 13: config files that are not what they seem
+    Case("config_table_is_a_number", config_table_is_a_number, 2,
+         ["gaudit.toml", "'flips' must be a table", "got 3"]),
+    Case("config_tool_gaudit_is_a_string", config_tool_gaudit_is_a_string, 2,
+         ["pyproject.toml", "'tool.gaudit' must be a table", "got 'x'"]),
+    Case("config_command_table_is_a_string", config_command_table_is_a_string, 2,
+         ["pyproject.toml", "'tool.gaudit.flips' must be a table", "got 'x'"]),
+    Case("config_tool_is_a_number", config_tool_is_a_number, 2,
+         ["pyproject.toml", "'tool' must be a table"]),
+    Case("config_not_utf8", config_not_utf8, 2, ["gaudit.toml", "not UTF-8", "0xe9"]),
+    Case("config_is_a_folder", config_is_a_folder, 2, ["settings.toml", "cannot be read"]),
+    Case("config_is_a_fifo", config_is_a_fifo, 2, ["settings.toml", "a pipe that gave no data"]),
+    # issue 13: a value from a config file is named by file and key, not by a flag
+    Case("config_memory_limit", config_value("memory-limit = 'lots'"), 2,
+         ["gaudit.toml: 'memory-limit': 'lots' is not a memory size"], absent=["--memory-limit"]),
+    Case("config_confidence", config_value("confidence = 2.0"), 2,
+         ["gaudit.toml: confidence: 2.0"], absent=["--confidence"]),
+    Case("config_engine", config_value("engine = 'sqlite'"), 2,
+         ["gaudit.toml: engine: 'sqlite'"], absent=["--engine"]),
+    Case("config_task", config_value("task = 'ranking'"), 2,
+         ["gaudit.toml: task: 'ranking'"], absent=["--task"]),
+    Case("config_threshold", config_value("threshold = 3.0"), 2,
+         ["gaudit.toml: threshold: 3.0"], absent=["--threshold"]),
+    Case("config_top", config_value("top = -1"), 2, ["gaudit.toml: top: -1"],
+         absent=["--top"]),
+    Case("config_atol", config_value("atol = -1.0"), 2, ["gaudit.toml: atol: -1.0"],
+         absent=["--atol"]),
+    Case("config_gate_out_of_range", config_value("min-btc = 1.5"), 2,
+         ["gaudit.toml: min-btc: 1.5 is outside"], absent=["--min-btc"]),
+    Case("config_score_cols_match_nothing", config_value("score-cols = 'zz_*'"), 2,
+         ["score-cols (from gaudit.toml) 'zz_*'"], absent=["--score-cols"]),
+    # issue 13: a non-finite number never reaches the JSON writer
+    Case("regression_prediction_1e200", regression_prediction_1e200, 2,
+         ["NEW file new.csv", "column 'pred' holds a fill value", "'2' (1e+200)"]),
+    Case("regression_predictions_overflow_sum", regression_predictions_overflow_sum, 2,
+         ["'2' (1e+300)", "'3' (-1e+300)", "'4' (1.5e+308)"]),
+    Case("regression_prediction_large_but_fine", regression_prediction_large_but_fine, 0,
+         check=check_strict_json),
 ]
 
 
@@ -1332,10 +1542,13 @@ def test_threshold_not_a_number_is_a_usage_error(isolated: Path) -> None:
 
 
 def test_debug_shows_the_traceback_of_an_input_error(isolated: Path) -> None:
-    """``--debug`` is the way to the traceback; without it there is none (above)."""
+    """``--debug`` is the way to the traceback; without it there is none (above). It keeps
+    the exit code: CI reads 1 as "gate breached" (issue 13)."""
     result = invoke(*empty_file(), "--debug")
-    assert result.exit_code != 0
-    assert type(result.exception).__name__ == "InputError"
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "InputError" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("gaudit: error: old.csv")
 
 
 # --------------------------------------------------------------------------- nothing lost

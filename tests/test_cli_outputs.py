@@ -107,3 +107,225 @@ def test_github_step_summary_and_annotations(tmp_path, monkeypatch):
     assert "::notice title=gaudit gate min-btc held::" in r.stderr
     assert "::" not in r.stdout
     assert os.environ["GITHUB_ACTIONS"] == "true"
+
+
+# --------------------------------------------------------------------------- issue 13
+
+
+def test_symlink_to_a_regular_file_keeps_the_link_and_replaces_its_target(tmp_path):
+    target = tmp_path / "store" / "latest.json"
+    target.parent.mkdir()
+    target.write_text("old report\n")
+    link = tmp_path / "r.json"
+    link.symlink_to(target)
+    r = runner.invoke(app, ["flips", OLD, NEW, "-f", "json", "-o", str(link)])
+    assert r.exit_code == 0, r.output
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads(target.read_text())["kind"] == "flips"
+    assert not [p for p in tmp_path.rglob(".gaudit-*")]
+
+
+def test_devices_and_fifos_are_written_through_never_renamed_over(tmp_path):
+    """/dev/null stays a device; a FIFO gets the report through its reader; a symlink to
+    /dev/null is not replaced by a regular file."""
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    quiet = tmp_path / "quiet.md"
+    quiet.symlink_to(os.devnull)
+    r = runner.invoke(app, ["flips", OLD, NEW, "-f", "json", "-o", os.devnull,
+                            "--report", f"junit:{fifo}", "--report", f"markdown:{quiet}"])
+    reader.join(timeout=30)
+    assert r.exit_code == 0, r.output
+    assert os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
+    assert got and got[0].startswith("<?xml")
+    assert fifo.is_fifo() and quiet.is_symlink()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".gaudit-")]
+
+
+def test_output_check_comes_before_any_work(tmp_path, monkeypatch):
+    """A destination error is found before the inputs are even opened."""
+    import graceful_audit.flips as flips_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the audit ran")
+
+    monkeypatch.setattr(flips_module, "audit_flips", never)
+    r = runner.invoke(app, ["flips", OLD, NEW, "--report", f"json:{OLD}"])
+    assert r.exit_code == 2 and "the OLD input" in r.stderr
+    assert Path(OLD).read_text().startswith("id,")
+
+
+def test_render_refuses_to_overwrite_its_input(tmp_path):
+    saved = tmp_path / "r.json"
+    runner.invoke(app, ["flips", OLD, NEW, "-f", "json", "-o", str(saved)])
+    before = saved.read_bytes()
+    r = runner.invoke(app, ["render", str(saved), "-f", "html", "-o", str(saved)])
+    assert r.exit_code == 2 and "the RESULT_JSON input" in r.stderr
+    assert saved.read_bytes() == before
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import graceful_audit.report as report
+
+    def boom(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.os, "replace", boom)
+    r = runner.invoke(app, ["flips", OLD, NEW, "-f", "json", "-o", str(tmp_path / "r.json")])
+    assert r.exit_code == 130 and r.stderr.strip() == "gaudit: interrupted"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _edit(doc: dict, path: str, value: object) -> dict:
+    """``doc`` with the field at the dotted ``path`` (``per_class.0.counts``) set, or
+    deleted when ``value`` is ``...``."""
+    doc = json.loads(json.dumps(doc))
+    *parents, last = path.split(".")
+    node: object = doc
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]  # type: ignore[index]
+    if value is ...:
+        del node[last]  # type: ignore[attr-defined]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value  # type: ignore[index]
+    return doc
+
+
+HAND_EDITS = [
+    ("metrics.negative_flip_rate", "high", "metrics.negative_flip_rate must be a finite number"),
+    ("metrics.negative_flip_rate", float("nan"), "metrics.negative_flip_rate"),
+    ("metrics.n", None, "metrics.n must be a whole number"),
+    ("counts", ..., "counts is missing"),
+    ("counts.both_right", -3, "counts.both_right must be a whole number >= 0"),
+    ("counts.extra", 1, "counts.extra is not a field gaudit writes"),
+    ("per_class", {"0": 1}, "per_class must be a list"),
+    ("per_class.0", 7, "per_class[0] must be an object"),
+    ("inputs", [], "inputs must be an object"),
+    ("tests.mcnemar.p_value", "0.3", "tests.mcnemar.p_value must be a finite number"),
+    ("intervals.negative_flip_rate", "ab", "intervals.negative_flip_rate must be a list"),
+    ("gates", [{"name": "max-nfr"}], "gates[0].metric is missing"),
+    ("gates.0.threshold", float("inf"), "gates[0].threshold must be a finite number"),
+    ("top_negative_flips.0.old_confidence", "x", "top_negative_flips[0].old_confidence"),
+    ("top_negative_flips.0.id", 5, "top_negative_flips[0].id must be a string"),
+    ("flip_matrix.0.old_pred", 1, "flip_matrix[0].old_pred must be a string"),
+    ("task", "ranking", "task must be one of 'classification', 'regression'"),
+    ("task", "regression", "task is 'regression' but the regression field is missing"),
+    ("gates.0.status", "weird", "gates[0].status must be one of"),
+    ("gates.0.name", "max-zzz", "gates[0].name 'max-zzz' is not a gate of a flips result"),
+    ("gates.0.value", None, "gates[0].value must be a number when the gate's status is"),
+    ("schema_version", 7, "written by a newer gaudit (schema_version 7); upgrade gaudit"),
+    ("schema_version", "1", "not a gaudit result"),
+    ("kind", "ranking", "unknown result kind 'ranking'"),
+]
+
+
+@pytest.mark.parametrize("path,value,needle", HAND_EDITS,
+                         ids=[f"{p}={v!r}" for p, v, _ in HAND_EDITS])
+def test_render_names_the_file_and_field_of_a_hand_edited_result(tmp_path, path, value, needle):
+    saved = tmp_path / "r.json"
+    r = runner.invoke(app, ["flips", OLD, NEW, "--max-nfr", "0.05", "-f", "json",
+                            "-o", str(saved)])
+    assert r.exit_code == 0
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(_edit(json.loads(saved.read_text()), path, value)))
+    for extra in ([], ["--max-nfr", "0.01"], ["-f", "json"]):
+        r = runner.invoke(app, ["render", str(edited), *extra])
+        assert r.exit_code == 2, (extra, r.output)
+        assert r.stderr.startswith(f"gaudit: error: {edited}: ") and needle in r.stderr
+        assert r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"x"', "[" * 100_000, '{"schema_version": 1',
+                                  '{"schema_version": 1, "kind": "compat"}'])
+def test_render_rejects_what_is_not_a_result(tmp_path, text):
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    r = runner.invoke(app, ["render", str(bad)])
+    assert r.exit_code == 2 and r.stderr.startswith(f"gaudit: error: {bad}")
+
+
+def test_render_names_the_field_of_a_hand_edited_compat_result(tmp_path):
+    saved = tmp_path / "c.json"
+    runner.invoke(app, ["compat", str(ROOT / "sample_data" / "emb_old.parquet"),
+                        str(ROOT / "sample_data" / "emb_new_incompatible.parquet"),
+                        "-f", "json", "-o", str(saved)])
+    doc = json.loads(saved.read_text())
+    doc["cases"]["new/old"]["top1"] = "high"
+    saved.write_text(json.dumps(doc))
+    r = runner.invoke(app, ["render", str(saved), "--require-compatible"])
+    assert r.exit_code == 2 and "cases.new/old.top1 must be a finite number" in r.stderr
+
+
+def test_input_error_on_github_actions_is_also_an_annotation(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    name = "50%\n::add-mask::x.csv"
+    r = runner.invoke(app, ["flips", OLD, name])
+    assert r.exit_code == 2
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("gaudit: error: 50%\\n::add-mask::x.csv")
+    assert lines[1].startswith("::error title=gaudit::50%25\\n::add-mask::x.csv")
+    assert not any(line.startswith("::add-mask") for line in lines)
+
+
+def test_no_annotation_outside_github_actions(tmp_path):
+    r = runner.invoke(app, ["flips", OLD, "missing.csv"])
+    assert r.exit_code == 2 and "::error" not in r.stderr
+
+
+def test_config_file_is_named_for_a_config_value_on_github_actions(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    (tmp_path / "gaudit.toml").write_text("[flips]\nmax-nfr = 3.0\n")
+    r = runner.invoke(app, ["flips", OLD, NEW])
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        "gaudit: error: gaudit.toml: max-nfr: 3.0 is outside the valid range 0 to 1.",
+        "::error title=gaudit::gaudit.toml: max-nfr: 3.0 is outside the valid range 0 to 1.",
+    ]
+
+
+def test_debug_keeps_exit_2_and_shows_the_traceback(tmp_path):
+    r = runner.invoke(app, ["flips", OLD, "missing.csv", "--debug"])
+    assert r.exit_code == 2
+    assert "Traceback (most recent call last)" in r.stderr
+    assert r.stderr.rstrip().splitlines()[-1].startswith("gaudit: error: missing.csv")
+
+
+def test_a_bug_exits_3_with_or_without_debug(monkeypatch):
+    import graceful_audit.flips as flips_module
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(flips_module, "audit_flips", bug)
+    plain = runner.invoke(app, ["flips", OLD, NEW])
+    assert plain.exit_code == 3 and "internal error: ZeroDivisionError" in plain.stderr
+    debug = runner.invoke(app, ["flips", OLD, NEW, "--debug"])
+    assert debug.exit_code == 3 and "Traceback" in debug.stderr
+
+
+def test_keyboard_interrupt_surfacing_as_an_engine_error_is_still_an_interruption(monkeypatch):
+    """DuckDB turns Ctrl-C into its own error, which the readers report as a bad file."""
+    import graceful_audit.flips as flips_module
+    from graceful_audit import interrupt
+    from graceful_audit.errors import InputError
+
+    def interrupted(*args, **kwargs):
+        raise InputError("old.csv: cannot be read as CSV (Query interrupted).")
+
+    monkeypatch.setattr(flips_module, "audit_flips", interrupted)
+    monkeypatch.setattr(interrupt, "_received", 2)
+    monkeypatch.setattr(interrupt, "_announced", False)
+    r = runner.invoke(app, ["flips", OLD, NEW])
+    assert r.exit_code == 130 and r.stderr == "gaudit: interrupted\n"
+    monkeypatch.setattr(interrupt, "_received", 15)
+    monkeypatch.setattr(interrupt, "_announced", False)
+    r = runner.invoke(app, ["flips", OLD, NEW])
+    assert r.exit_code == 143 and r.stderr == "gaudit: terminated\n"
