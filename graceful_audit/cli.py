@@ -266,16 +266,23 @@ def destinations(fmt: Format, output: str | None,
 
 
 def check_outputs(fmt: Format, output: str | None, reports: list[tuple[Format, str]],
-                  inputs: list[tuple[str, Any]]) -> None:
-    """Before any work: no report onto an input, another report, or a folder (exit 2)."""
-    from .report import check_destinations
+                  inputs: list[tuple[str, Any]]) -> str | None:
+    """Before any work: no report onto an input, another report, or a folder (exit 2).
 
-    check_destinations(destinations(fmt, output, reports),
-                       [(role, path) for role, path in inputs if isinstance(path, str)])
+    Returns why ``$GITHUB_STEP_SUMMARY`` must not be appended to (it is an input, a report
+    of this run or standard output), or None: the summary is then left out with a warning,
+    and the gates still decide the exit code."""
+    from .report import check_destinations, summary_conflict
+
+    named = destinations(fmt, output, reports)
+    files = [(role, path) for role, path in inputs if isinstance(path, str)]
+    check_destinations(named, files)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    return summary_conflict(summary, named, files) if summary else None
 
 
 def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Format, str]],
-            quiet: bool) -> None:
+            quiet: bool, summary_conflict: str | None = None) -> None:
     """Write the main report, every extra ``--report``, and the CI platform's summary.
 
     The main report goes to stdout (or ``--output``); summaries and "Wrote ..." lines go to
@@ -313,13 +320,19 @@ def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Fo
             write_report(render(result, extra_fmt), path, f"--report {extra_fmt.value}:{path}")
         if path != "-":
             note(f"Wrote {extra_fmt.value} report to {path}")
-    github(result)
+    github(result, summary_conflict)
 
 
-def github(result: Any) -> None:
-    """On GitHub Actions: the Markdown report into the job summary, one annotation per gate."""
+def github(result: Any, summary_conflict: str | None = None) -> None:
+    """On GitHub Actions: the Markdown report into the job summary, one annotation per gate.
+
+    ``summary_conflict`` (from :func:`check_outputs`) says why the summary file must not be
+    written to: then it is left alone, with a warning."""
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
+    if summary and summary_conflict:
+        _say(f"gaudit: warning: GITHUB_STEP_SUMMARY {shown(summary)} not written: "
+             f"{shown(summary_conflict)}.")
+    elif summary:
         from .report import render
 
         try:
@@ -550,8 +563,9 @@ def flips(
         p, sources, cfg_path = settings(ctx, "flips", config)
         run.sources = sources
         reports = parse_reports(report)
-        check_outputs(fmt, output, reports, [("OLD", old), ("NEW", new),
-                                             ("LABELS", p["labels"]), ("config", cfg_path)])
+        summary = check_outputs(fmt, output, reports, [("OLD", old), ("NEW", new),
+                                                       ("LABELS", p["labels"]),
+                                                       ("config", cfg_path)])
         with status("Reading, joining and counting...", quiet):
             result = audit_flips(
                 old, new, labels=p["labels"], id_col=p["id_col"], label_col=p["label_col"],
@@ -565,7 +579,7 @@ def flips(
                 verbose=verbose,
             )
         warn(result)
-        publish(result, fmt, output, reports, quiet)
+        publish(result, fmt, output, reports, quiet, summary)
     _exit_for(result)
 
 
@@ -638,7 +652,8 @@ def compat(
         p, sources, cfg_path = settings(ctx, "compat", config)
         run.sources = sources
         reports = parse_reports(report)
-        check_outputs(fmt, output, reports, [("OLD", old), ("NEW", new), ("config", cfg_path)])
+        summary = check_outputs(fmt, output, reports,
+                                [("OLD", old), ("NEW", new), ("config", cfg_path)])
         with progress_bar(quiet) as update:
             result = audit_compat(
                 old, new, id_col=p["id_col"], label_col=p["label_col"],
@@ -648,7 +663,7 @@ def compat(
                 allow_unmatched=p["allow_unmatched"],
                 gates=specs_from(p, GATE_KEYS_COMPAT, sources), progress=update,
             )
-        publish(result, fmt, output, reports, quiet)
+        publish(result, fmt, output, reports, quiet, summary)
     _exit_for(result)
 
 
@@ -682,14 +697,14 @@ def render(
         from .rerender import load_result, regate
 
         reports = parse_reports(report)
-        check_outputs(fmt, output, reports, [("RESULT_JSON", result_file)])
+        summary = check_outputs(fmt, output, reports, [("RESULT_JSON", result_file)])
         result = load_result(result_file)
         specs = specs_from(ctx.params, GATE_KEYS_FLIPS + GATE_KEYS_COMPAT, {})
         if specs:
             result = regate(result, specs)
         warn(result)
         try:
-            publish(result, fmt, output, reports, quiet)
+            publish(result, fmt, output, reports, quiet, summary)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             # the document passed the schema, yet a renderer cannot use one of its values
             from .errors import InputError

@@ -329,3 +329,40 @@ def test_keyboard_interrupt_surfacing_as_an_engine_error_is_still_an_interruptio
     monkeypatch.setattr(interrupt, "_announced", False)
     r = runner.invoke(app, ["flips", OLD, NEW])
     assert r.exit_code == 143 and r.stderr == "gaudit: terminated\n"
+
+
+def _copy_inputs(tmp_path: Path) -> tuple[str, str]:
+    import shutil
+
+    old, new = tmp_path / "old.csv", tmp_path / "new.parquet"
+    shutil.copy(OLD, old)
+    shutil.copy(NEW, new)
+    return str(old), str(new)
+
+
+@pytest.mark.parametrize("where", ["old", "new", "output", "report"])
+def test_job_summary_never_written_onto_an_input_or_a_report(tmp_path, monkeypatch, where):
+    """``$GITHUB_STEP_SUMMARY`` naming an input or a report of the run: left alone with a
+    warning; the gates still decide the exit code and every file keeps its bytes."""
+    old, new = _copy_inputs(tmp_path)
+    out, extra = tmp_path / "r.json", tmp_path / "r.xml"
+    target = {"old": old, "new": new, "output": str(out), "report": str(extra)}[where]
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", target)
+    before = {p: Path(p).read_bytes() for p in (old, new)}
+    r = runner.invoke(app, ["flips", old, new, "--score-cols", "prob_*", "--max-nfr", "0.01",
+                            "-f", "json", "-o", str(out), "--report", f"junit:{extra}"])
+    assert r.exit_code == 1, r.stderr
+    assert "GITHUB_STEP_SUMMARY" in r.stderr and "not written" in r.stderr
+    assert {p: Path(p).read_bytes() for p in (old, new)} == before
+    json.loads(out.read_text())  # one strict JSON document, no Markdown appended
+    ET.parse(extra)
+
+
+def test_job_summary_next_to_the_reports_is_written(tmp_path, monkeypatch):
+    old, new = _copy_inputs(tmp_path)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    r = runner.invoke(app, ["flips", old, new, "--score-cols", "prob_*", "-f", "json",
+                            "-o", str(tmp_path / "r.json")])
+    assert r.exit_code == 0 and "not written" not in r.stderr
+    assert "negative flip" in summary.read_text().lower()

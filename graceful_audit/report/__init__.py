@@ -132,6 +132,28 @@ def check_destinations(destinations: Sequence[Destination],
         reports_at[ident] = label
 
 
+def summary_conflict(summary: str, destinations: Sequence[Destination],
+                     inputs: Sequence[tuple[str, str | None]] = ()) -> str | None:
+    """Why the CI job summary file (``$GITHUB_STEP_SUMMARY``) must not be appended to, or
+    None: it is standard output (the report there would stop being one document), an input
+    of the run, or the destination of one of its reports. Arguments as
+    :func:`check_destinations`."""
+    ident = _identity(summary)
+    if ident is None:
+        return None
+    if ident == ("stdout",):
+        return "it is standard output"
+    for role, path in inputs:
+        if isinstance(path, str):
+            for name in _input_files(path):
+                if _identity(name) == ident:
+                    return f"it is the {role} input {name}"
+    for label, path in destinations:
+        if _identity(path) == ident:
+            return f"{label} writes there"
+    return None
+
+
 def _write_through(path: str) -> bool:
     """Whether ``path`` is to be opened and written rather than replaced by a rename:
     standard output, a device (``/dev/null``, a terminal), a FIFO, anything under ``/dev``
