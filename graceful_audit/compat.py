@@ -36,7 +36,15 @@ from .align import ID_SYNONYMS, LABEL_SYNONYMS, check_ids, id_sql
 from .engine import FILL_TEXT, FILL_VALUE, Dialect, DuckDBEngine
 from .errors import InputError, UsageError, examples
 from .flips import gate_specs, natural_key
-from .gates import Gated, GateDef, GateResult, GateSpec, check_threshold, evaluate_gates
+from .gates import (
+    Gated,
+    GateDef,
+    GateResult,
+    GateSpec,
+    check_threshold,
+    check_top,
+    evaluate_gates,
+)
 from .io import (
     Table,
     check_column_names,
@@ -456,8 +464,7 @@ def audit_compat(
         raise UsageError(f"--metric: {metric!r} is not one of {', '.join(METRICS)}.")
     if criterion not in CRITERIA:
         raise UsageError(f"--criterion: {criterion!r} is not one of top1, map.")
-    if top < 0:
-        raise UsageError(f"--top: {top!r} must be zero or more.")
+    check_top(top)
     check_column_names({"--id-col": id_col, "--label-col": label_col,
                         "--embedding-col": embedding_col, "--split-col": split_col})
     specs = gate_specs(gates)

@@ -35,7 +35,14 @@ from .count import (
 )
 from .engine import open_engine
 from .errors import UsageError
-from .gates import GateSpec, check_applies, check_threshold, evaluate_gates, where_given
+from .gates import (
+    GateSpec,
+    check_applies,
+    check_threshold,
+    check_top,
+    evaluate_gates,
+    where_given,
+)
 from .io import check_column_names
 from .metrics import PROPORTIONS, FlipMetrics
 from .result import FlipsResult, GroupRow, Inputs, group_row
@@ -217,8 +224,7 @@ def audit_flips(
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold: {threshold!r} must be between 0 and 1.")
     cut = 0.5 if threshold is None else threshold
-    if top < 0:
-        raise UsageError(f"--top: {top!r} must be zero or more.")
+    check_top(top)
     for name, tol in (("--atol", atol), ("--rtol", rtol)):
         if tol is not None and not (math.isfinite(tol) and tol >= 0):
             raise UsageError(f"{name}: {tol!r} must be a finite number >= 0.")

@@ -168,6 +168,18 @@ GATES: dict[str, GateDef] = {
 }
 
 
+#: The most rows ``--top`` may ask for: far beyond any report, well inside SQL's integers.
+MAX_TOP = 1_000_000_000
+
+
+def check_top(top: int) -> int:
+    """``--top`` is a count of rows to list: 0 to :data:`MAX_TOP`; :class:`UsageError`
+    otherwise."""
+    if not 0 <= top <= MAX_TOP:
+        raise UsageError(f"--top: {top!r} must be between 0 and {MAX_TOP:,}.")
+    return top
+
+
 def check_threshold(
     name: str, value: object, gates: dict[str, GateDef] = GATES, source: str = "command line"
 ) -> float:

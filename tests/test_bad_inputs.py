@@ -1185,6 +1185,14 @@ def check_clean_pair(result: Result) -> None:
     assert doc["metrics"]["n"] == 10 and doc["metrics"]["negative_flips"] == 3
 
 
+def top_beyond_int64() -> list[str]:
+    return [*clean_pair(), "--top", "99999999999999999999"]
+
+
+def compat_negative_top() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--top", "-1"]
+
+
 def slice_gate_without_slice_by() -> list[str]:
     """``--max-slice-nfr`` with no ``--slice-by``: the gate could never be breached."""
     return [*clean_pair(), "--max-slice-nfr", "0"]
@@ -1463,6 +1471,9 @@ CASES: list[Case] = [
          ["'2' (1e+300)", "'3' (-1e+300)", "'4' (1.5e+308)"]),
     Case("regression_prediction_large_but_fine", regression_prediction_large_but_fine, 0,
          check=check_strict_json),
+    Case("top_beyond_int64", top_beyond_int64, 2,
+         ["--top: 99999999999999999999 must be between 0 and 1,000,000,000"]),
+    Case("compat_negative_top", compat_negative_top, 2, ["--top: -1 must be between 0"]),
 ]
 
 
