@@ -131,22 +131,56 @@ def _section(path: Path, data: dict[str, Any], command: str) -> dict[str, Any] |
 
 
 def find_config(explicit: str | None, command: str, cwd: Path | None = None) -> FileConfig:
-    """Load the options for ``command`` from ``explicit`` or the nearest config file."""
+    """Load the options for ``command`` from ``explicit`` or the nearest config file.
+
+    Without ``explicit``: the nearest folder, from ``cwd`` upward, whose ``gaudit.toml`` has
+    a ``[CMD]`` table or whose ``pyproject.toml`` has ``[tool.gaudit.CMD]``; a file with
+    settings for the other command only does not hide a farther file's. Both files of one
+    folder holding the command's table is a :class:`UsageError` (which would win is not
+    obvious), and so is an ``explicit`` file without the command's table: its settings,
+    gates included, would silently not apply.
+    """
     if explicit is not None:
         if not explicit.strip():
             raise UsageError("--config: the path is empty; give the config file's path.")
         path = Path(explicit)
-        section = _section(path, _load(path), command)
-        return FileConfig(path, validate(section or {}, command, path))
+        data = _load(path)
+        section = _section(path, data, command)
+        if section is None or command not in _tables(path, data):
+            table = (f"[tool.gaudit.{command}]" if path.name == "pyproject.toml"
+                     else f"[{command}]")
+            raise UsageError(
+                f"--config {_name(path)}: has no {table} table, so none of its settings "
+                f"would apply to gaudit {command}. Add the table, or check the file's name."
+            )
+        return FileConfig(path, validate(section, command, path))
     here = (cwd or Path.cwd()).resolve()
     for folder in (here, *here.parents):
+        found = []
         for name in ("gaudit.toml", "pyproject.toml"):
             path = folder / name
             if path.is_file():
-                section = _section(path, _load(path), command)
-                if section is not None:
-                    return FileConfig(path, validate(section, command, path))
+                data = _load(path)
+                section = _section(path, data, command)
+                if section is not None and command in _tables(path, data):
+                    found.append((path, section))
+        if len(found) > 1:
+            raise UsageError(
+                f"{_name(found[0][0])} and {_name(found[1][0])} both hold gaudit {command} "
+                "settings; keep them in one file, so that it is clear which ones apply."
+            )
+        if found:
+            path, section = found[0]
+            return FileConfig(path, validate(section, command, path))
     return FileConfig()
+
+
+def _tables(path: Path, data: dict[str, Any]) -> set[str]:
+    """The commands that ``path``, holding ``data`` (checked by :func:`_section`), has a
+    table for."""
+    if path.name == "pyproject.toml":
+        return set(data.get("tool", {}).get("gaudit", {}))
+    return set(data)
 
 
 def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any]:

@@ -32,12 +32,41 @@ def test_pyproject_found_upward_and_keys_normalised(tmp_path):
     assert cfg.values == {"max-nfr": 0.01, "slice-by": ["ink"]}
 
 
-def test_gaudit_toml_wins_over_pyproject_in_the_same_folder(tmp_path):
+def test_two_files_of_one_folder_with_the_same_table_are_an_error(tmp_path):
+    """Which of two gates would apply is not obvious: never the looser one silently."""
     write(tmp_path / "pyproject.toml", "[tool.gaudit.flips]\nmax-nfr = 0.5\n")
     write(tmp_path / "gaudit.toml",
           "[flips]\nmax-nfr = 0.02\n[compat]\nrequire-compatible = true\n")
-    assert find_config(None, "flips", cwd=tmp_path).values == {"max-nfr": 0.02}
+    with pytest.raises(UsageError, match="both hold gaudit flips settings"):
+        find_config(None, "flips", cwd=tmp_path)
+    # compat settings live in one file only: no ambiguity
     assert find_config(None, "compat", cwd=tmp_path).values == {"require-compatible": True}
+
+
+def test_a_file_for_the_other_command_does_not_hide_a_farther_one(tmp_path):
+    """A gaudit.toml with only [compat] next to the data must not hide the flips gates of
+    the project's pyproject.toml above it."""
+    write(tmp_path / "pyproject.toml", "[tool.gaudit.flips]\nmax-nfr = 0.01\n")
+    sub = tmp_path / "models"
+    sub.mkdir()
+    write(sub / "gaudit.toml", "[compat]\nrequire-compatible = true\n")
+    cfg = find_config(None, "flips", cwd=sub)
+    assert cfg.values == {"max-nfr": 0.01} and cfg.path == tmp_path / "pyproject.toml"
+    assert find_config(None, "compat", cwd=sub).path == sub / "gaudit.toml"
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("pyproject.toml", "[tool.gaudi.flips]\nmax-nfr = 0.01\n"),  # a typo in the table
+    ("pyproject.toml", "[tool.gaudit.compat]\nrequire-compatible = true\n"),
+    ("ci.toml", "[compat]\nrequire-compatible = true\n"),
+    ("ci.toml", ""),
+])
+def test_explicit_config_without_the_commands_table_is_an_error(tmp_path, name, text):
+    """``--config FILE`` whose settings would not apply: an error, not an audit without
+    the gates the user meant to set."""
+    write(tmp_path / name, text)
+    with pytest.raises(UsageError, match=r"has no \[(tool\.gaudit\.)?flips\] table"):
+        find_config(str(tmp_path / name), "flips")
 
 
 def test_pyproject_without_tool_gaudit_is_skipped(tmp_path):
