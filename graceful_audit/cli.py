@@ -31,6 +31,14 @@ class _Group(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         from . import interrupt
 
+        repeated = _repeated_option(self, kwargs.get("args", args[0] if args else None))
+        if repeated:
+            if not standalone_mode:
+                from .errors import UsageError
+
+                raise UsageError(repeated)
+            say_error(repeated)
+            sys.exit(EXIT_USAGE)
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except typer.TyperException as exc:
@@ -57,6 +65,37 @@ class _Group(TyperGroup):
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _repeated_option(group: Any, args: Any) -> str | None:
+    """A message when an option that takes one value is given twice with different values
+    (``--max-nfr 0.01 ... --max-nfr 0.5``): the last would silently win, maybe the looser
+    gate. Repeatable options (``--slice-by``, ``--report``) may repeat."""
+    argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+    name = next((a for a in argv if not a.startswith("-")), None)
+    command = group.commands.get(name) if name else None
+    if command is None:
+        return None
+    takes_one = {opt: param for param in command.params
+                 if getattr(param, "opts", None) and not getattr(param, "is_flag", False)
+                 and not getattr(param, "multiple", False) and param.param_type_name == "option"
+                 for opt in param.opts}
+    seen: dict[str, tuple[str, str]] = {}
+    i = argv.index(name) + 1
+    while i < len(argv) and argv[i] != "--":
+        opt, eq, value = argv[i].partition("=")
+        param = takes_one.get(opt)
+        if param is not None:
+            if not eq:
+                if i + 1 >= len(argv):
+                    break
+                value, i = argv[i + 1], i + 1
+            first = seen.setdefault(param.name, (opt, value))
+            if first[1] != value:
+                return (f"{opt} is given twice, as {first[1]!r} and {value!r}; give it once "
+                        "(a repeated option is not combined, and the last one would win).")
+        i += 1
+    return None
 
 
 def _given_value(exc: Any, args: Any, message: str) -> str:

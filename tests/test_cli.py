@@ -147,3 +147,24 @@ def test_python_dash_m_runs():
     out = subprocess.run([sys.executable, "-m", "graceful_audit", "--version"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and __version__ in out.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["--max-nfr", "0.01", "--max-nfr", "0.5"],          # the looser gate would win
+    ["--max-nfr=0.01", "--max-nfr", "0.5"],
+    ["-f", "json", "--format=markdown"],                  # short and long spelling
+])
+def test_an_option_given_twice_with_different_values_is_a_usage_error(args, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run("flips", OLD, NEW, "--score-cols", "prob_*", *args)
+    assert r.exit_code == 2
+    assert "is given twice" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_repeatable_and_identical_repeated_options_are_fine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run("flips", OLD, NEW, "--score-cols", "prob_*", "--max-nfr", "0.5",
+            "--max-nfr=0.5", "--slice-by", "ink", "--quiet", "--quiet", "-f", "json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["slices"]["ink"]
