@@ -207,6 +207,15 @@ def _consistent(doc: dict[str, Any], kind: str) -> str | None:
         from .compat import COMPAT_GATES as registry
     else:
         registry = GATES
+        counts, metrics = doc.get("counts") or {}, doc.get("metrics") or {}
+        total = sum(counts.get(k, 0) for k in ("both_right", "negative_flips",
+                                                "positive_flips", "both_wrong"))
+        if counts and "n" in metrics and metrics["n"] != total:
+            return (f"metrics.n is {_shown(metrics['n'])} but the counts add up to {total}")
+        audited = (doc.get("inputs") or {}).get("audited")
+        if audited is not None and "n" in metrics and metrics["n"] != audited:
+            return (f"metrics.n is {_shown(metrics['n'])} but inputs.audited is "
+                    f"{_shown(audited)}")
     for i, gate in enumerate(doc.get("gates") or ()):
         if gate["name"] not in registry:
             return (f"gates[{i}].name {gate['name']!r} is not a gate of a {kind} result "

@@ -202,6 +202,8 @@ HAND_EDITS = [
     ("metrics.negative_flip_rate", "high", "metrics.negative_flip_rate must be a finite number"),
     ("metrics.negative_flip_rate", float("nan"), "metrics.negative_flip_rate"),
     ("metrics.n", None, "metrics.n must be a whole number"),
+    ("metrics.n", 0, "metrics.n is 0 but the counts add up to"),
+    ("counts.both_right", 0, "but the counts add up to"),
     ("counts", ..., "counts is missing"),
     ("counts.both_right", -3, "counts.both_right must be a whole number >= 0"),
     ("counts.extra", 1, "counts.extra is not a field gaudit writes"),
