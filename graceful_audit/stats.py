@@ -211,7 +211,7 @@ def paired_t(d: Any, *, confidence: float = 0.95) -> PairedT:
     interval = paired_t_interval(mean, var, n, confidence=confidence)
     if var <= 0.0:
         return PairedT(n, mean, None, 1.0 if mean == 0.0 else 0.0, (mean, mean))
-    from scipy.stats import t
+    from scipy.special import stdtr  # what scipy.stats.t.sf calls; scipy.stats loads slowly
 
     stat = mean / math.sqrt(var / n)
-    return PairedT(n, mean, stat, float(min(1.0, 2.0 * t.sf(abs(stat), n - 1))), interval)
+    return PairedT(n, mean, stat, float(min(1.0, 2.0 * stdtr(n - 1, -abs(stat)))), interval)
