@@ -380,3 +380,10 @@ def test_confidence_in_config_out_of_range_names_the_file(tmp_path, monkeypatch)
     r = runner.invoke(app, ["compat", OLD, COMPATIBLE])
     assert r.exit_code == 2
     assert "gaudit.toml: 'confidence' must be strictly between 0 and 1, got 95" in r.stderr
+
+
+def test_readme_quotes_the_real_verdict(sample_json):
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = readme.split("the verdict says `", 1)[1].split("`", 1)[0]
+    text = runner.invoke(app, ["render", str(sample_json)]).stdout
+    assert quoted in " ".join(text.split())
