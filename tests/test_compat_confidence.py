@@ -387,3 +387,29 @@ def test_readme_quotes_the_real_verdict(sample_json):
     quoted = readme.split("the verdict says `", 1)[1].split("`", 1)[0]
     text = runner.invoke(app, ["render", str(sample_json)]).stdout
     assert quoted in " ".join(text.split())
+
+
+def test_junit_properties_carry_the_criterion_test(sample_json):
+    import xml.etree.ElementTree as ET
+
+    out = runner.invoke(app, ["render", str(sample_json), "-f", "junit"]).stdout
+    props = {p.get("name"): p.get("value") for p in ET.fromstring(out.encode()).iter("property")}
+    assert props["criterion_significant"] == "false" and props["criterion_test"] == "exact"
+    assert float(props["criterion_p_value"]) == 1.0 and props["confidence"] == "0.95"
+
+
+def test_a_result_saved_before_these_fields_still_renders(sample_json, tmp_path):
+    doc = json.loads(sample_json.read_text())
+    for key in ("criterion_delta", "criterion_significant", "intervals", "tests"):
+        del doc[key]
+    for case in doc["cases"].values():
+        del case["intervals"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    for fmt in ("text", "markdown", "html", "junit", "json"):
+        r = runner.invoke(app, ["render", str(old), "-f", fmt, "--max-cross-drop", "0"])
+        assert r.exit_code == 0, (fmt, r.output)
+        assert "not significant" not in r.stdout  # no test was saved: nothing is claimed
+    again = json.loads(runner.invoke(app, ["render", str(old), "-f", "json"]).stdout)
+    assert again["tests"] == {"criterion": None} and again["criterion_significant"] is None
+    assert again["criterion_delta"] == pytest.approx(1 / 360, abs=1e-15)
