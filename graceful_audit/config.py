@@ -177,7 +177,7 @@ def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any
         if key in COLUMN_KEYS:
             check_column_names({f"{path}: {raw_key!r}": out[key]})
         elif key == "confidence" and not 0.0 < out[key] < 1.0:
-            raise UsageError(f"{path}: {raw_key!r} must be strictly between 0 and 1, got "
+            raise UsageError(f"{_name(path)}: {raw_key!r} must be strictly between 0 and 1, got "
                              f"{value!r}.")
         elif key == "memory-limit":
             from .engine import check_memory_limit

@@ -413,3 +413,23 @@ def test_a_result_saved_before_these_fields_still_renders(sample_json, tmp_path)
     again = json.loads(runner.invoke(app, ["render", str(old), "-f", "json"]).stdout)
     assert again["tests"] == {"criterion": None} and again["criterion_significant"] is None
     assert again["criterion_delta"] == pytest.approx(1 / 360, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d["tests"]["criterion"].update(method="bogus"), "tests.criterion.method"),
+        (lambda d: d["tests"]["criterion"].update(b=-1), "tests.criterion.b"),
+        (lambda d: d["intervals"].update(criterion_delta=[0.1]), "intervals.criterion_delta"),
+        (lambda d: d["cases"]["new/old"]["intervals"].update(top5="wide"),
+         "cases.new/old.intervals.top5"),
+    ],
+)
+def test_a_hand_edited_criterion_test_is_an_input_error_naming_the_field(sample_json, tmp_path,
+                                                                          edit, field):
+    doc = json.loads(sample_json.read_text())
+    edit(doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    r = runner.invoke(app, ["render", str(bad)])
+    assert r.exit_code == 2 and field in r.stderr and "Traceback" not in r.output
