@@ -176,9 +176,6 @@ def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any
         out[key] = _typed(value, want, raw_key, path)
         if key in COLUMN_KEYS:
             check_column_names({f"{path}: {raw_key!r}": out[key]})
-        elif key == "confidence" and not 0.0 < out[key] < 1.0:
-            raise UsageError(f"{_name(path)}: {raw_key!r} must be strictly between 0 and 1, got "
-                             f"{value!r}.")
         elif key == "memory-limit":
             from .engine import check_memory_limit
 

@@ -379,7 +379,8 @@ def test_confidence_in_config_out_of_range_names_the_file(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["compat", OLD, COMPATIBLE])
     assert r.exit_code == 2
-    assert "gaudit.toml: 'confidence' must be strictly between 0 and 1, got 95" in r.stderr
+    assert "gaudit.toml: confidence: 95.0 must be strictly between 0 and 1" in r.stderr
+    assert "--confidence" not in r.stderr  # the user typed no flag
 
 
 def test_readme_quotes_the_real_verdict(sample_json):
