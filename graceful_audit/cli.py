@@ -508,6 +508,10 @@ MaxRetrievalNfr = Annotated[
 MinCrossTop1 = Annotated[
     float | None, _gate("min-cross-top1", "Min new/old top-1 accuracy (0..1).")
 ]
+MaxCrossDrop = Annotated[
+    float | None, _gate("max-cross-drop", "Max M(old/old) - M(new/old), M the criterion "
+                        "(-1..1; negative demands an improvement).")
+]
 
 
 @app.command()
@@ -669,6 +673,10 @@ def compat(
                                 "and the update gain.")
     ] = Criterion.top1,
     top: Annotated[int, typer.Option("--top", help="How many breaking queries to list.")] = 10,
+    confidence: Annotated[
+        float, typer.Option("--confidence", help="Level of the Wilson intervals of the "
+                            "top-k accuracies and of the paired test of the criterion.")
+    ] = 0.95,
     allow_unmatched: Annotated[
         bool, typer.Option("--allow-unmatched", help="Audit the ids present in both files.")
     ] = False,
@@ -676,6 +684,7 @@ def compat(
     min_update_gain: MinUpdateGain = None,
     max_retrieval_nfr: MaxRetrievalNfr = None,
     min_cross_top1: MinCrossTop1 = None,
+    max_cross_drop: MaxCrossDrop = None,
     fmt: FormatOpt = Format.TEXT,
     output: OutputOpt = None,
     report: ReportOpt = None,
@@ -699,7 +708,7 @@ def compat(
                 embedding_col=p["embedding_col"], split_col=p["split_col"],
                 metric=str(getattr(p["metric"], "value", p["metric"])),
                 criterion=str(getattr(p["criterion"], "value", p["criterion"])), top=p["top"],
-                allow_unmatched=p["allow_unmatched"],
+                confidence=p["confidence"], allow_unmatched=p["allow_unmatched"],
                 gates=specs_from(p, GATE_KEYS_COMPAT, sources), progress=update,
             )
         publish(result, fmt, output, reports, quiet, summary)
@@ -727,6 +736,7 @@ def render(
     min_update_gain: MinUpdateGain = None,
     max_retrieval_nfr: MaxRetrievalNfr = None,
     min_cross_top1: MinCrossTop1 = None,
+    max_cross_drop: MaxCrossDrop = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:

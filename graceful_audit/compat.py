@@ -15,6 +15,15 @@ queries against the old, un-backfilled index: the case that matters) and ``old/n
   the denominator is zero.
 * Retrieval negative flips: queries whose top-1 neighbour has the right identity in
   old/old and the wrong one in new/old.
+* Confidence (at ``confidence``, default 0.95): a Wilson interval for every top-k of every
+  case, and the paired test of the criterion on the same queries. For ``top1``, McNemar's
+  test on the per-query top-1 hits of old/old vs new/old (``b`` = right in old/old and
+  wrong in new/old, the retrieval negative flips; ``c`` = the reverse; exact binomial while
+  ``b + c < 25``, chi-square with continuity correction otherwise, as for flips) and
+  Newcombe's hybrid score interval of ``top1(new/old) - top1(old/old)``; for ``map``,
+  Student's paired t test and interval of the per-query AP difference (new/old - old/old).
+  Both come from the per-query hits and APs of the four searches: nothing is searched
+  again. The margin is *significant* when ``p < 1 - confidence``.
 
 With a ``split`` column, ``query`` items search the ``gallery`` items; without one, every
 item queries all the others (leave-one-out). When old and new dimensions differ the cross
@@ -54,6 +63,7 @@ from .io import (
     quote,
     resolve_column,
 )
+from .stats import mcnemar, paired_difference_interval, paired_t, wilson_interval
 
 CASES = ("old/old", "new/new", "new/old", "old/new")
 CRITERIA = {"top1": "top1", "map": "map"}
@@ -74,6 +84,8 @@ class CaseMetrics:
     map: float | None = None
     queries_evaluated: int = 0
     reason: str | None = None
+    #: ``k -> (low, high)``: Wilson interval of each top-k accuracy (None: no query).
+    intervals: dict[int, tuple[float, float] | None] = field(default_factory=dict)
 
     def metric(self, criterion: str) -> float | None:
         return self.map if criterion == "map" else self.topk.get(1)
@@ -83,6 +95,8 @@ class CaseMetrics:
             f"top{k}": None for k in KS}
         d.update({"map": self.map, "queries_evaluated": self.queries_evaluated,
                   "available": self.available})
+        d["intervals"] = {f"top{k}": (list(ci) if (ci := self.intervals.get(k)) else None)
+                          for k in (self.topk if self.available else KS)}
         if self.reason:
             d["reason"] = self.reason
         return d
@@ -90,8 +104,73 @@ class CaseMetrics:
     @classmethod
     def from_dict(cls, name: str, d: dict[str, Any]) -> CaseMetrics:
         topk = {int(k[3:]): v for k, v in d.items() if re.fullmatch(r"top\d+", k)}
+        iv = d.get("intervals") or {}
+        intervals = {int(k[3:]): (tuple(v) if v else None) for k, v in iv.items()
+                     if re.fullmatch(r"top\d+", k)}
         return cls(name, d.get("available", True), topk, d.get("map"),
-                   d.get("queries_evaluated", 0), d.get("reason"))
+                   d.get("queries_evaluated", 0), d.get("reason"), intervals)
+
+
+@dataclass(frozen=True)
+class CriterionTest:
+    """The paired test of the criterion, new/old against old/old on the same queries.
+
+    ``method`` is ``"exact"`` or ``"chi2"`` (McNemar's test, ``--criterion top1``; ``b`` =
+    queries right at top-1 in old/old and wrong in new/old, ``c`` = the reverse) or
+    ``"paired t"`` (``--criterion map``: Student's paired t test of the per-query AP
+    difference; ``b`` and ``c`` are None). ``interval`` is the interval of
+    ``M(new/old) - M(old/old)``: Newcombe's hybrid score interval for paired proportions
+    (``interval_method`` ``"newcombe"``) or the paired t interval (``"paired t"``).
+    """
+
+    method: str
+    p_value: float | None
+    statistic: float | None
+    b: int | None
+    c: int | None
+    n: int
+    interval: tuple[float, float] | None
+    interval_method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"p_value": self.p_value, "method": self.method, "b": self.b, "c": self.c,
+                "statistic": self.statistic, "queries": self.n}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, iv: dict[str, Any]) -> CriterionTest | None:
+        if not d:
+            return None
+        ci = iv.get("criterion_delta")
+        return cls(d["method"], d.get("p_value"), d.get("statistic"), d.get("b"), d.get("c"),
+                   d.get("queries", 0), tuple(ci) if ci else None,
+                   iv.get("criterion_delta_method", "newcombe"))
+
+
+def criterion_test(old_old: Any, new_old: Any, criterion: str, *,
+                   confidence: float = 0.95) -> CriterionTest | None:
+    """The paired test of the criterion from two :class:`~graceful_audit.retrieval.CaseResult`
+    of the same queries (old/old, new/old): per-query top-1 hits or APs, no new search.
+
+    Only queries with a positive in the gallery count (as in every metric); ``None`` when
+    there is none.
+    """
+    evaluated = old_old.first_positive_rank > 0
+    n = int(np.count_nonzero(evaluated))
+    if n == 0:
+        return None
+    if criterion == "map":
+        t = paired_t(new_old.average_precision[evaluated] - old_old.average_precision[evaluated],
+                     confidence=confidence)
+        return CriterionTest("paired t", t.p_value, t.statistic, None, None, n, t.interval,
+                             "paired t")
+    hit_oo, hit_no = old_old.top1_correct[evaluated], new_old.top1_correct[evaluated]
+    b = int(np.count_nonzero(hit_oo & ~hit_no))
+    c = int(np.count_nonzero(~hit_oo & hit_no))
+    both = int(np.count_nonzero(hit_oo & hit_no))
+    m = mcnemar(b, c)
+    # p1 = new/old = both + c, p2 = old/old = both + b: the interval of new/old - old/old.
+    ci = paired_difference_interval(both, c, b, n - both - b - c, confidence=confidence)
+    return CriterionTest(m.method, m.p_value, m.statistic, b, c, n, ci, "newcombe")
 
 
 @dataclass(frozen=True)
@@ -153,6 +232,8 @@ class CompatResult(Gated):
     queries: int
     queries_without_positive: int
     breaking_queries: tuple[BreakingQuery, ...]
+    confidence: float = 0.95
+    criterion_test: CriterionTest | None = None
     gates: tuple[GateResult, ...] = ()
     tool_version: str = __version__
 
@@ -169,12 +250,65 @@ class CompatResult(Gated):
             return None
         return self.retrieval_negative_flips / evaluated
 
+    @property
+    def criterion_delta(self) -> float | None:
+        """``M(new/old) - M(old/old)`` for the criterion's M; None when either is missing."""
+        if not self.cases["new/old"].available:
+            return None
+        t = self.criterion_test
+        if t is not None and t.b is not None and t.c is not None and t.n:
+            return (t.c - t.b) / t.n  # exact: one rounding, not two
+        cross, base = (self.cases[n].metric(self.criterion) for n in ("new/old", "old/old"))
+        return None if cross is None or base is None else cross - base
+
+    @property
+    def cross_drop(self) -> float | None:
+        """``M(old/old) - M(new/old)``: what ``--max-cross-drop`` watches."""
+        delta = self.criterion_delta
+        return None if delta is None else -delta
+
+    @property
+    def criterion_significant(self) -> bool | None:
+        """Whether the paired test of the criterion has ``p < 1 - confidence``; None when
+        it could not be run (new/old unavailable, no evaluated query, one query for mAP)."""
+        t = self.criterion_test
+        if t is None or t.p_value is None:
+            return None
+        return t.p_value < 1.0 - self.confidence
+
     def metric_value(self, name: str) -> float | None:
         if name == "compatible":
             return 1.0 if self.compatible else 0.0
         if name == "cross_top1":
             return self.cases["new/old"].topk.get(1)
         return getattr(self, name)
+
+    def significance(self) -> str:
+        """The paired test of the criterion in one sentence (empty when it was not run)."""
+        t = self.criterion_test
+        if t is None:
+            return ""
+        crit = "top-1" if self.criterion == "top1" else "mAP"
+        level = _level(self.confidence)
+        p = "n/a" if t.p_value is None else f"{t.p_value:.3g}"
+        if self.criterion_significant is None:
+            said = "cannot be tested on one query"
+        elif self.criterion_significant:
+            said = f"significant at the {level} level"
+        else:
+            said = f"not significant at the {level} level"
+        if t.b is not None:
+            how = ("McNemar's test (exact binomial)" if t.method == "exact" else
+                   "McNemar's test (chi-square with continuity correction)")
+            test = (f"{how} on {t.c:,} queries right at top-1 only in new/old vs {t.b:,} only "
+                    f"in old/old: p = {p}")
+        else:
+            test = f"paired t test of the per-query AP difference on {t.n:,} queries: p = {p}"
+        ci = ("" if t.interval is None else
+              f", {self.confidence:.0%} interval [{_pp(t.interval[0])}, {_pp(t.interval[1])}]"
+              f" ({'Newcombe' if t.interval_method == 'newcombe' else 'paired t'})")
+        return (f"{crit} new/old - old/old = {_pp(self.criterion_delta)}{ci}; {test} "
+                f"({said}).")
 
     def reason(self) -> str:
         """Why the update is (not) compatible, in one clause."""
@@ -194,7 +328,21 @@ class CompatResult(Gated):
         word = "backward compatible" if self.compatible else "NOT backward compatible"
         flips = ("" if self.retrieval_negative_flips is None else
                  f"; {self.retrieval_negative_flips:,} of {self.queries:,} queries break")
-        return f"{word} ({self.reason()}){flips}"
+        return f"{word} ({self.reason()}){self._not_significant()}{flips}"
+
+    def _not_significant(self) -> str:
+        """``, but the margin is not significant (...)`` when the paired test says so."""
+        t = self.criterion_test
+        if t is None or self.criterion_significant is not False:
+            return ""
+        if t.b is not None:
+            method = "exact" if t.method == "exact" else "chi-square"
+            how = (f"McNemar {method} p = {t.p_value:.3g}; {t.c:,} queries gained, {t.b:,} "
+                   "lost at top-1")
+        else:
+            how = f"paired t p = {t.p_value:.3g}; {t.n:,} queries"
+        return (f", but the margin is not significant at the {_level(self.confidence)} level "
+                f"({how})")
 
     def with_gates(self, gates: tuple[GateResult, ...]) -> CompatResult:
         return dataclasses.replace(self, gates=gates)
@@ -210,6 +358,11 @@ class CompatResult(Gated):
             "cases": {name: c.to_dict() for name, c in self.cases.items()},
             "compatible": self.compatible,
             "reason": self.reason(),
+            "criterion_delta": self.criterion_delta,
+            "criterion_significant": self.criterion_significant,
+            "intervals": self._intervals(),
+            "tests": {"criterion": (None if self.criterion_test is None
+                                    else self.criterion_test.to_dict())},
             "update_gain": self.update_gain,
             "retrieval_negative_flips": self.retrieval_negative_flips,
             "retrieval_negative_flip_rate": self.retrieval_negative_flip_rate,
@@ -220,8 +373,16 @@ class CompatResult(Gated):
             "passed": self.passed,
         }
 
+    def _intervals(self) -> dict[str, Any]:
+        t = self.criterion_test
+        ci = None if t is None else t.interval
+        return {"confidence": self.confidence, "method": "wilson",
+                "criterion_delta": list(ci) if ci else None,
+                "criterion_delta_method": None if t is None else t.interval_method}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompatResult:
+        iv = d.get("intervals") or {}
         return cls(
             inputs=CompatInputs.from_dict(d["inputs"], d["queries"]),
             metric=d["metric"], criterion=d["criterion"],
@@ -230,6 +391,8 @@ class CompatResult(Gated):
             retrieval_negative_flips=d.get("retrieval_negative_flips"),
             queries=d["queries"], queries_without_positive=d.get("queries_without_positive", 0),
             breaking_queries=tuple(BreakingQuery(**b) for b in d.get("breaking_queries", [])),
+            confidence=iv.get("confidence", 0.95),
+            criterion_test=CriterionTest.from_dict((d.get("tests") or {}).get("criterion"), iv),
             gates=tuple(GateResult.from_dict(g) for g in d.get("gates", [])),
             tool_version=d.get("tool", {}).get("version", __version__),
         )
@@ -237,6 +400,17 @@ class CompatResult(Gated):
 
 def _pct(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _pp(x: float | None) -> str:
+    """A difference of rates in percentage points, signed: ``+0.28 pp``."""
+    return "n/a" if x is None else f"{100 * x:+.2f} pp"
+
+
+def _level(confidence: float) -> str:
+    """The significance level ``1 - confidence`` as text: ``5%``, ``0.001``."""
+    alpha = 1 - confidence
+    return f"{alpha:.0%}" if round(alpha * 100, 9) == round(alpha * 100) else f"{alpha:.3g}"
 
 
 def _distinct_decimals(a: float | None, b: float | None) -> int:
@@ -270,6 +444,10 @@ COMPAT_GATES: dict[str, GateDef] = {
                 help="Fail when the share of queries that break exceeds X (0..1)."),
         GateDef("min-cross-top1", "cross_top1", "min", 0, 1, _value("cross_top1"),
                 kind="compat", help="Fail when new/old top-1 accuracy falls below X."),
+        GateDef("max-cross-drop", "cross_drop", "max", -1, 1, _value("cross_drop"),
+                kind="compat",
+                help="Fail when M(old/old) - M(new/old) exceeds X (-1..1; M the criterion; "
+                "negative X demands an improvement)."),
     )
 }
 
@@ -432,6 +610,7 @@ def audit_compat(
     metric: str = "cosine",
     criterion: str = "top1",
     top: int = 10,
+    confidence: float = 0.95,
     allow_unmatched: bool = False,
     gates: Mapping[str, float] | Sequence[GateSpec] | None = None,
     block_size: int | None = None,
@@ -451,6 +630,9 @@ def audit_compat(
     top : int
         How many breaking queries to list (worst first: deepest first correct match in
         new/old, ties by id).
+    confidence : float
+        Level of the Wilson intervals of every top-k, of the interval of the criterion's
+        margin, and of its significance (``p < 1 - confidence``).
     progress : callable, optional
         ``progress(case, done, total)`` after each block of queries.
 
@@ -465,6 +647,8 @@ def audit_compat(
     if criterion not in CRITERIA:
         raise UsageError(f"--criterion: {criterion!r} is not one of top1, map.")
     check_top(top)
+    if isinstance(confidence, bool) or not 0.0 < confidence < 1.0:
+        raise UsageError(f"--confidence: {confidence!r} must be strictly between 0 and 1.")
     check_column_names({"--id-col": id_col, "--label-col": label_col,
                         "--embedding-col": embedding_col, "--split-col": split_col})
     specs = gate_specs(gates)
@@ -522,8 +706,12 @@ def audit_compat(
                           metric=metric, ks=KS, exclude_self=exclude, block_size=block_size,
                           progress=cb)
         raw[name] = r
+        evaluated = r.first_positive_rank > 0
+        intervals = {k: wilson_interval(int(np.count_nonzero(evaluated & (r.first_positive_rank
+                                                                          <= k))),
+                                        r.n_evaluated, confidence=confidence) for k in KS}
         cases[name] = CaseMetrics(name, True, dict(r.topk), r.mean_average_precision,
-                                  r.n_evaluated)
+                                  r.n_evaluated, intervals=intervals)
 
     without_positive = raw["old/old"].n_without_positive
     cross, base, own = (cases[n].metric(criterion) for n in ("new/old", "old/old", "new/new"))
@@ -534,8 +722,10 @@ def audit_compat(
         gain = (cross - base) / (own - base)
     flips: int | None = None
     breaking: tuple[BreakingQuery, ...] = ()
+    test: CriterionTest | None = None
     if "new/old" in raw:
         oo, no = raw["old/old"], raw["new/old"]
+        test = criterion_test(oo, no, criterion, confidence=confidence)
         broke = np.flatnonzero(oo.top1_correct & ~no.top1_correct)
         flips = int(broke.size)
         q_ids, q_labels = ids[q_idx], labels[q_idx]
@@ -556,7 +746,7 @@ def audit_compat(
         e_old.shape[1], e_new.shape[1], mode, int(q_idx.size), int(g_idx.size),
     )
     result = CompatResult(inputs, metric, criterion, cases, compatible, gain, flips,
-                          int(q_idx.size), without_positive, breaking)
+                          int(q_idx.size), without_positive, breaking, confidence, test)
     return result.with_gates(evaluate_gates(result, specs, COMPAT_GATES))
 
 

@@ -25,7 +25,7 @@ from .io import check_column_names, read_bytes
 GATE_KEYS_FLIPS = ("max-nfr", "max-nfi", "max-error-delta", "min-btc", "max-churn",
                    "max-class-nfr", "max-slice-nfr", "max-mae-delta", "max-rmse-delta")
 GATE_KEYS_COMPAT = ("require-compatible", "min-update-gain", "max-retrieval-nfr",
-                    "min-cross-top1")
+                    "min-cross-top1", "max-cross-drop")
 
 #: Keys that name columns: an empty name is an error naming the file and key.
 COLUMN_KEYS = ("id-col", "label-col", "pred-col", "score-cols", "slice-by", "embedding-col",
@@ -44,7 +44,8 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         **{k: float for k in GATE_KEYS_COMPAT},
         "require-compatible": bool,
         "id-col": str, "label-col": str, "embedding-col": str, "split-col": str,
-        "metric": str, "criterion": str, "top": int, "allow-unmatched": bool,
+        "metric": str, "criterion": str, "top": int, "confidence": float,
+        "allow-unmatched": bool,
     },
 }
 

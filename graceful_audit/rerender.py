@@ -92,7 +92,11 @@ FLIPS: dict[str, Any] = {
 }
 
 _CASE = {"map?": NUM_OR_NULL, "queries_evaluated?": COUNT, "available?": BOOL,
-         "reason?": TEXT_OR_NULL, "top*": NUM_OR_NULL}
+         "reason?": TEXT_OR_NULL, "top*": NUM_OR_NULL,
+         "intervals?": ({"top*": PAIR_OR_NULL}, None)}
+_CRITERION_TEST = {"p_value?": NUM_OR_NULL, "method": frozenset({"exact", "chi2", "paired t"}),
+                   "b?": COUNT_OR_NULL, "c?": COUNT_OR_NULL, "statistic?": NUM_OR_NULL,
+                   "queries?": COUNT}
 
 #: What :meth:`CompatResult.from_dict` reads.
 COMPAT: dict[str, Any] = {
@@ -103,6 +107,9 @@ COMPAT: dict[str, Any] = {
     "metric": TEXT, "criterion": TEXT,
     "cases": {"old/old": _CASE, "new/old": _CASE, "*": _CASE},
     "compatible": BOOL, "update_gain?": NUM_OR_NULL, "retrieval_negative_flips?": COUNT_OR_NULL,
+    "intervals?": {"confidence?": NUM, "method?": TEXT, "criterion_delta?": PAIR_OR_NULL,
+                   "criterion_delta_method?": (frozenset({"newcombe", "paired t"}), None)},
+    "tests?": {"criterion?": (_CRITERION_TEST, None)},
     "queries": COUNT, "queries_without_positive?": COUNT,
     "breaking_queries?": [{"=": True, "id": TEXT, "label": TEXT, "new_old_rank": COUNT,
                            "new_old_top1_id": TEXT, "new_old_top1_label": TEXT}],

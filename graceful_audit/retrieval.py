@@ -169,6 +169,9 @@ class CaseResult:
         ``int64[n_queries]``: 1-based rank of the best-ranked positive, 0 when there is none.
     top1_index : numpy.ndarray
         ``int64[n_queries]``: gallery index of the top-1 neighbour, -1 if the gallery is empty.
+    average_precision : numpy.ndarray
+        ``float64[n_queries]``: each query's AP (0 without positive); the mean over the
+        evaluated queries is ``mean_average_precision``. Paired tests compare these per query.
     """
 
     topk: dict[int, float | None]
@@ -178,6 +181,7 @@ class CaseResult:
     top1_correct: np.ndarray
     first_positive_rank: np.ndarray
     top1_index: np.ndarray
+    average_precision: np.ndarray
 
     @property
     def n_evaluated(self) -> int:
@@ -317,6 +321,7 @@ def evaluate_case(
         top1_correct=first_rank == 1,
         first_positive_rank=first_rank,
         top1_index=work.top1,
+        average_precision=work.ap,
     )
 
 

@@ -729,6 +729,14 @@ def pyproject_key_both_spellings() -> list[str]:
     return clean_pair()
 
 
+def compat_max_cross_drop_out_of_range() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--max-cross-drop", "2"]
+
+
+def compat_confidence_one() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--confidence", "1"]
+
+
 def compat_key_both_spellings() -> list[str]:
     Path("gaudit.toml").write_text("[compat]\nrequire_compatible = false\n"
                                    "require-compatible = true\n")
@@ -1363,6 +1371,11 @@ CASES: list[Case] = [
          ["pyproject.toml", "'max-nfr' and 'max_nfr'"], keep_config_isolation=False),
     Case("compat_key_both_spellings", compat_key_both_spellings, 2,
          ["gaudit.toml", "'require_compatible' and 'require-compatible'"]),
+    Case("compat_max_cross_drop_out_of_range", compat_max_cross_drop_out_of_range, 2,
+         ["--max-cross-drop", "outside the valid range -1 to 1"]),
+    Case("compat_confidence_one", compat_confidence_one, 2,
+         ["--confidence", "strictly between 0 and 1"]),
+
     Case("csv_booleans", csv_booleans, 0, check=check_booleans),
     Case("csv_booleans_spelled_differently", csv_booleans_spelled_differently, 0,
          check=check_booleans),

@@ -1,14 +1,25 @@
-"""Wilson intervals and McNemar's test against statsmodels and hand-worked numbers."""
+"""Wilson intervals, McNemar's test, Newcombe's paired interval and the paired t test
+against statsmodels, scipy, published and hand-worked numbers."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy.stats import ttest_rel
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-from graceful_audit.stats import MCNEMAR_EXACT_BELOW, mcnemar, wilson_interval, z_value
+from graceful_audit.stats import (
+    MCNEMAR_EXACT_BELOW,
+    PairedT,
+    mcnemar,
+    paired_difference_interval,
+    paired_t,
+    wilson_interval,
+    z_value,
+)
 
 TOL = 1e-12
 
@@ -160,3 +171,79 @@ def test_mcnemar_to_dict_fields() -> None:
     assert d["method"] == "exact"
     assert d["negative_flips"] == 7 and d["positive_flips"] == 2
     assert d["continuity_correction"] is False
+
+
+# --------------------------------------------------------------------------- paired
+
+
+def _newcombe_by_hand(both: int, first: int, second: int, neither: int,
+                      conf: float) -> tuple[float, float]:
+    """Newcombe (1998) method 10 written out again, Wilson limits from statsmodels."""
+    n = both + first + second + neither
+    x1, x2 = both + first, both + second
+    p1, p2 = x1 / n, x2 / n
+    l1, u1 = proportion_confint(x1, n, alpha=1 - conf, method="wilson")
+    l2, u2 = proportion_confint(x2, n, alpha=1 - conf, method="wilson")
+    l1, l2, u1, u2 = max(l1, 0), max(l2, 0), min(u1, 1), min(u2, 1)
+    margins = x1 * (n - x1) * x2 * (n - x2)
+    a = both * neither - first * second
+    phi = 0.0 if margins == 0 else (a - n / 2) / math.sqrt(margins) if a > n / 2 else (
+        a / math.sqrt(margins) if a < 0 else 0.0)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+    return max(lo, -1.0), min(hi, 1.0)
+
+
+def test_newcombe_paired_interval_published_example() -> None:
+    # Cavo et al. (2012) in Fagerland, Lydersen & Laake, Statistical Analysis of Contingency
+    # Tables (2017), ch. 8: estimate -0.0621, Newcombe square-and-add -0.1186 to -0.0046.
+    lo, hi = paired_difference_interval(59, 6, 16, 80)
+    assert (round(lo, 4), round(hi, 4)) == (-0.1186, -0.0046)
+
+
+@pytest.mark.parametrize("conf", [0.8, 0.95, 0.99])
+@pytest.mark.parametrize("cells", [(59, 6, 16, 80), (355, 1, 2, 2), (0, 0, 0, 5), (3, 0, 0, 0),
+                                   (1, 1, 7, 12), (10, 0, 9, 1), (0, 4, 0, 0), (2, 5, 3, 40),
+                                   (30, 0, 0, 30), (0, 20, 20, 0)])
+def test_newcombe_paired_interval_matches_an_independent_computation(cells, conf) -> None:
+    lo, hi = paired_difference_interval(*cells, confidence=conf)
+    want = _newcombe_by_hand(*cells, conf)
+    assert lo == pytest.approx(want[0], abs=1e-12) and hi == pytest.approx(want[1], abs=1e-12)
+    n = sum(cells)
+    assert lo - 1e-12 <= (cells[1] - cells[2]) / n <= hi + 1e-12
+
+
+def test_newcombe_paired_interval_edges() -> None:
+    assert paired_difference_interval(0, 0, 0, 0) is None
+    with pytest.raises(ValueError):
+        paired_difference_interval(1, -1, 0, 0)
+    # Swapping the two measurements mirrors the interval.
+    lo, hi = paired_difference_interval(12, 3, 8, 7)
+    lo2, hi2 = paired_difference_interval(12, 8, 3, 7)
+    assert (lo2, hi2) == pytest.approx((-hi, -lo), abs=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("conf", [0.9, 0.95])
+def test_paired_t_matches_scipy(seed: int, conf: float) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    x, y = rng.uniform(size=n), rng.uniform(size=n) * rng.uniform()
+    r = paired_t(x - y, confidence=conf)
+    want = ttest_rel(x, y)
+    ci = want.confidence_interval(conf)
+    assert r.p_value == pytest.approx(want.pvalue, rel=1e-9, abs=1e-300)
+    assert r.statistic == pytest.approx(want.statistic, rel=1e-9)
+    assert r.interval == pytest.approx((ci.low, ci.high), rel=1e-9, abs=1e-12)
+    assert r.n == n and r.mean == pytest.approx(float(np.mean(x - y)))
+
+
+def test_paired_t_degenerate_inputs() -> None:
+    assert paired_t([]) == PairedT(0, None, None, None, None)
+    one = paired_t([0.25])
+    assert one.p_value is None and one.interval is None and one.mean == 0.25
+    # All differences equal: scipy gives NaN; no difference at all is p = 1, a constant
+    # non-zero difference p = 0, and the interval is the point.
+    assert paired_t([0.0, 0.0, 0.0]) == PairedT(3, 0.0, None, 1.0, (0.0, 0.0))
+    assert paired_t([0.5, 0.5]) == PairedT(2, 0.5, None, 0.0, (0.5, 0.5))

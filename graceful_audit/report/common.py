@@ -203,8 +203,8 @@ def metric_value(name: str, value: float | None, threshold: float | None = None)
 
 
 #: Metrics shown as a signed difference, and as a percentage, in a gate's value.
-_SIGNED = ("mae_delta", "rmse_delta", "error_rate_delta")
-_PERCENT = ("rate", "compatibility", "impact", "error_rate_delta", "top1")
+_SIGNED = ("mae_delta", "rmse_delta", "error_rate_delta", "cross_drop")
+_PERCENT = ("rate", "compatibility", "impact", "error_rate_delta", "top1", "cross_drop")
 
 
 def gate_value(gate: Any) -> str:

@@ -1045,6 +1045,13 @@ def _compat_cards(result: Any) -> str:
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
+def _topk_cell(c: Any, k: int) -> str:
+    """A top-k accuracy with its Wilson interval below it."""
+    ci = c.intervals.get(k)
+    below = f'<br><span class="note">{esc(interval(ci))}</span>' if ci else ""
+    return f'<td class="num">{esc(pct(c.topk.get(k)))}{below}</td>'
+
+
 def _cases(result: Any, plots: dict[str, Any]) -> str:
     rows = []
     for name, c in result.cases.items():
@@ -1056,10 +1063,12 @@ def _cases(result: Any, plots: dict[str, Any]) -> str:
                         f'<span class="note">unavailable{why}</span></td>'
                         + _num("n/a") * 4 + "</tr>")
             continue
-        cells = "".join(_num(pct(c.topk.get(k))) for k in (1, 5, 10)) + _num(pct(c.map))
+        cells = "".join(_topk_cell(c, k) for k in (1, 5, 10)) + _num(pct(c.map))
         rows.append(f"<tr{klass}><td>{esc(name)}</td><td>{label}</td>{cells}</tr>")
     table = _table([("case", False), ("query model / gallery model", False), ("top-1", True),
                     ("top-5", True), ("top-10", True), ("mAP", True)], rows)
+    table += (f'<p class="note">Under each top-k accuracy: its {result.confidence:.0%} Wilson '
+              "interval.</p>")
     figures = []
     if plots.get("topk"):
         figures.append("<figure><figcaption>Top-k identification accuracy of each case; "
@@ -1092,6 +1101,9 @@ def _compatibility(result: Any) -> str:
          f"{count(flips)} of {count(evaluated)} queries "
          f"({pct(result.retrieval_negative_flip_rate)})"),
     ]
+    if result.criterion_test is not None:
+        rows.insert(1, (f"paired test of the criterion ({crit} new/old − old/old)",
+                        result.significance()))
     body = _table([("metric", False), ("value", False)],
                   [f"<tr><td>{esc(a)}</td><td>{esc(TYPESET.number(b))}</td></tr>"
                    for a, b in rows])

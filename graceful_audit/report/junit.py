@@ -146,12 +146,15 @@ def _compat_suite(root: ET.Element, result: Any) -> ET.Element:
     """The ``<testsuite>`` of a compat audit.
 
     Properties: the inputs, ``compatible``, ``update_gain``, the retrieval negative flips,
-    and per case ``CASE.top1``, ``CASE.top5``, ``CASE.top10`` and ``CASE.map`` (``null``
-    for a case that could not be computed, e.g. ``new/old.top1`` when dimensions differ).
+    the paired test of the criterion (``criterion_delta``, ``criterion_significant``,
+    ``criterion_p_value``, ``criterion_test``), and per case ``CASE.top1``, ``CASE.top5``,
+    ``CASE.top10`` and ``CASE.map`` (``null`` for a case that could not be computed, e.g.
+    ``new/old.top1`` when dimensions differ).
     """
     suite = _suite(root, result)
     props = _el(suite, "properties")
     i = result.inputs
+    test = result.criterion_test
     for name, value in (
         ("old", shown(i.old_path)), ("new", shown(i.new_path)), ("matched", i.matched),
         ("old_dim", i.old_dim), ("new_dim", i.new_dim), ("mode", i.mode),
@@ -161,6 +164,10 @@ def _compat_suite(root: ET.Element, result: Any) -> ET.Element:
         ("compatible", result.compatible), ("update_gain", result.update_gain),
         ("retrieval_negative_flips", result.retrieval_negative_flips),
         ("retrieval_negative_flip_rate", result.retrieval_negative_flip_rate),
+        ("confidence", result.confidence), ("criterion_delta", result.criterion_delta),
+        ("criterion_significant", result.criterion_significant),
+        ("criterion_p_value", None if test is None else test.p_value),
+        ("criterion_test", None if test is None else test.method),
     ):
         _el(props, "property", name=name, value=_fmt(value))
     for case_name, case in result.cases.items():
@@ -173,7 +180,8 @@ def _compat_suite(root: ET.Element, result: Any) -> ET.Element:
     _el(props, "property", name="tool_version", value=_fmt(result.tool_version))
     _gate_cases(suite, result, "add --require-compatible, --min-update-gain X, ... to gate "
                                "the release.")
-    _el(suite, "system-out", verdict(result))
+    test_sentence = result.significance()
+    _el(suite, "system-out", verdict(result) + (f"\n{test_sentence}" if test_sentence else ""))
     return suite
 
 

@@ -10,8 +10,19 @@ from rich.text import Text
 from .common import CASE_LABELS, MAX_LISTED, count, pct, shown, verdict
 
 
+def _topk(c: Any, k: int) -> Text:
+    """A top-k accuracy, its Wilson interval on a second, dim line (``96.8-99.4%``: one
+    decimal keeps four columns within 80 characters)."""
+    cell = Text(pct(c.topk.get(k)))
+    ci = c.intervals.get(k)
+    if ci:
+        cell.append(f"\n{100 * ci[0]:.1f}-{100 * ci[1]:.1f}%", style="dim")
+    return cell
+
+
 def _cases(result: Any) -> Table:
-    t = Table(title=Text(f"Retrieval ({shown(result.metric)}; query model / gallery model)"),
+    t = Table(title=Text(f"Retrieval ({shown(result.metric)}; query model / gallery model; "
+                         f"{result.confidence:.0%} Wilson intervals)"),
               title_justify="left", show_edge=False)
     for col, justify in (("case", "left"), ("", "left"), ("top-1", "right"),
                          ("top-5", "right"), ("top-10", "right"), ("mAP", "right")):
@@ -20,7 +31,7 @@ def _cases(result: Any) -> Table:
         if not c.available:
             t.add_row(name, CASE_LABELS.get(name, ""), "n/a", "n/a", "n/a", "n/a")
             continue
-        t.add_row(name, CASE_LABELS.get(name, ""), *(pct(c.topk.get(k)) for k in (1, 5, 10)),
+        t.add_row(name, CASE_LABELS.get(name, ""), *(_topk(c, k) for k in (1, 5, 10)),
                   pct(c.map))
     return t
 
@@ -65,7 +76,9 @@ def renderables(result: Any) -> list[Any]:
     flips = result.retrieval_negative_flips
     lines = (f"Update gain ({crit}): {gain}   Retrieval negative flips: "
              f"{count(flips)} ({pct(nfr)} of evaluated queries)")
+    test = result.significance()
+    said = Text(f"Paired test of the criterion: {test}") if test else None
     parts: list[Any] = [Text(verdict(result), style=style), Text(summary, style="dim"),
-                        Text(""), _cases(result), Text(lines), Text(""), _breaking(result),
-                        gates_table(result)]
+                        Text(""), _cases(result), Text(lines), said, Text(""),
+                        _breaking(result), gates_table(result)]
     return [p for p in parts if p is not None]

@@ -158,9 +158,14 @@ def test_compat_sections_in_order(compat_result):
     assert "**20 queries** vs 20 gallery items (split column)" in text
     assert "dim 2" in text and "0 queries without a match" in text
     # the four cases, in order, the one that matters in bold
-    assert "| old/old | old queries, old gallery (today) | 85.00% | 100.00% | 100.00% | " \
-           "91.25% |" in text
-    assert "| **new/old** | new queries, old gallery (no backfill) | 70.00% |" in text
+    # every top-k with its Wilson interval (statsmodels: 17 of 20 -> [0.6396, 0.9476])
+    assert "| old/old | old queries, old gallery (today) | 85.00% [63.96%, 94.76%] | " \
+           "100.00% [83.89%, 100.00%] | 100.00% [83.89%, 100.00%] | 91.25% |" in text
+    assert "| **new/old** | new queries, old gallery (no backfill) | 70.00% [48.10%, 85.45%] |" \
+        in text
+    # the paired test of the criterion: McNemar exact on 3 gained vs 6 lost, 2 * 130 / 512
+    assert ("McNemar's test (exact binomial) on 3 queries right at top-1 only in new/old vs 6 "
+            "only in old/old: p = 0.508 (not significant at the 5% level)") in text
     assert text.index("| old/old |") < text.index("| new/new |") < text.index(
         "| **new/old** |") < text.index("| old/new |")
     assert "**-1.000**" in text and "**6** of 20 queries (30.00%)" in text
