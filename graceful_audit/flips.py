@@ -287,5 +287,36 @@ def audit_flips(
                "slice_by": list(slice_by)}
     result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
                           task_reason=reason, engine=engine_name)
+    warnings += never_right(result)
     result = dataclasses.replace(result, warnings=tuple(warnings))
     return result.with_gates(evaluate_gates(result, specs))
+
+
+#: Audits at least this large get a warning when a model is right on none of their rows.
+NEVER_RIGHT_ROWS = 10
+
+
+def never_right(result: FlipsResult) -> list[str]:
+    """Warnings for a model that is right on no audited row: its flips cannot be counted
+    (an old model that is never right has no negative flips), so every flip gate holds
+    whatever the new model does. Usually the predictions and the labels name the classes
+    differently (counted from 1 against 0), or a regression tolerance is far too tight."""
+    c, n = result.counts, result.metrics.n
+    if n < NEVER_RIGHT_ROWS:
+        return []
+    out = []
+    for side, right, source in (
+        ("OLD", c.both_right + c.negative_flips, result.inputs.old_prediction),
+        ("NEW", c.both_right + c.positive_flips, result.inputs.new_prediction),
+    ):
+        if right:
+            continue
+        if result.task == "regression":
+            why = "check --atol and --rtol (a prediction is right when |pred - y| <= atol + "
+            why += "rtol * |y|)"
+        else:
+            why = ("check that its predictions and the labels name the classes alike "
+                   "(counted from 0 or from 1, the same spelling)")
+        out.append(f"the {side} model ({source}) is right on none of the {n:,} audited rows, "
+                   f"so its flips cannot be counted and the flip gates mean little: {why}.")
+    return out

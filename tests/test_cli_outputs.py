@@ -368,3 +368,22 @@ def test_job_summary_next_to_the_reports_is_written(tmp_path, monkeypatch):
                             "-o", str(tmp_path / "r.json")])
     assert r.exit_code == 0 and "not written" not in r.stderr
     assert "negative flip" in summary.read_text().lower()
+
+
+def test_report_onto_the_file_redirected_into_standard_input_is_refused(tmp_path):
+    """``gaudit flips - new.csv -o old.csv < old.csv`` must not replace the input it reads."""
+    import shutil
+    import subprocess
+    import sys
+
+    old = tmp_path / "old.csv"
+    shutil.copy(OLD, old)
+    before = old.read_bytes()
+    with old.open("rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "graceful_audit", "flips", "-", NEW,
+                               "--score-cols", "prob_*", "-f", "json", "-o", str(old)],
+                              stdin=stdin, capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "the OLD input" in proc.stderr and "would destroy it" in proc.stderr
+    assert old.read_bytes() == before

@@ -943,3 +943,42 @@ def test_worst_flip_ties_do_not_depend_on_the_file_format(tmp_path: Path) -> Non
     from_parquet = audit_flips(tmp_path / "old.parquet", new, top=2).to_dict()
     assert [e["id"] for e in from_parquet["top_negative_flips"]] == ["2", "9"]
     assert from_csv["top_negative_flips"] == from_parquet["top_negative_flips"]
+
+
+def _off_by_one(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ids = list(range(n))
+    y = [i % 10 for i in ids]
+    old = pd.DataFrame({"id": ids, "label": y, "pred": [(v + 1) % 10 for v in y]})
+    new = old.assign(pred=[(v + 1) % 10 if i % 3 else v for i, v in enumerate(y)])
+    return old, new
+
+
+def test_a_model_right_on_no_row_is_warned_about() -> None:
+    """Predictions counted from 1 against labels from 0 share classes, so nothing refuses
+    them, yet an old model that is never right has no negative flips: --max-nfr holds
+    whatever the new model does. The result must say so."""
+    old, new = _off_by_one(200)
+    result = audit_flips(old, new, gates={"max-nfr": 0.0})
+    assert result.passed and result.metrics.negative_flips == 0
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith("the OLD model (column 'pred') is right on none of "
+                                         "the 200 audited rows")
+    assert result.to_dict()["warnings"] == list(result.warnings)
+
+
+def test_no_never_right_warning_on_tiny_audits_or_models_right_once() -> None:
+    old, new = _off_by_one(9)
+    assert audit_flips(old, new).warnings == ()
+    old, new = _off_by_one(200)
+    old.loc[0, "pred"] = old.loc[0, "label"]
+    assert audit_flips(old, new).warnings == ()
+
+
+def test_a_regression_model_never_within_tolerance_is_warned_about() -> None:
+    ids = list(range(50))
+    old = pd.DataFrame({"id": ids, "label": [float(i) for i in ids],
+                        "pred": [i + 5.5 for i in ids]})
+    new = old.assign(pred=[i + 0.25 for i in ids])
+    result = audit_flips(old, new, atol=1.0)
+    assert [w.split(" (")[0] for w in result.warnings] == ["the OLD model"]
+    assert "check --atol and --rtol" in result.warnings[0]

@@ -77,7 +77,10 @@ def _identity(path: str) -> tuple[object, ...] | None:
 
 
 def _input_files(path: str) -> list[str]:
-    """The local files an input names: itself, the files of a folder, a glob's matches."""
+    """The local files an input names: itself, the files of a folder, a glob's matches;
+    ``-`` is standard input (a file when the shell redirects one into it)."""
+    if path == "-":
+        return ["/dev/stdin"]
     if "://" in path:
         return []
     if os.path.isdir(path):

@@ -9,7 +9,14 @@ flip matrix of a 100-class model has up to 9,900 entries.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+#: Characters that change how a terminal or an editor shows the text around them (bidi
+#: overrides and isolates, marks, line and paragraph separators, BOM): written as
+#: ``\uXXXX`` escapes, the same JSON string (ASCII control characters are escaped by
+#: :mod:`json` itself).
+_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 _compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
@@ -27,8 +34,11 @@ def _encode(value: Any, pad: str) -> str:
 def render(result: Any) -> str:
     """``result.to_dict()`` as JSON; the same inputs give byte-identical output.
 
-    ``##[`` in a string is written ``##\\u005b`` (the same JSON value): anywhere in a line
+    Bidi overrides and other invisible format characters are written as ``\\uXXXX``
+    escapes, so a terminal shows the document as it is. ``##[`` in a string is written
+    ``##\\u005b`` (the same JSON value): anywhere in a line
     of a CI log, it starts a legacy GitHub Actions workflow command. No line can start with
     ``::``, the other kind: every line starts with a brace, a bracket, a quote or a space.
     """
-    return _encode(result.to_dict(), "").replace("##[", "##\\u005b") + "\n"
+    text = _encode(result.to_dict(), "").replace("##[", "##\\u005b")
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n"

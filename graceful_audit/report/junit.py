@@ -136,8 +136,8 @@ def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
     _gate_cases(suite, result, "add --max-nfr X, --min-btc X, ... to gate the release.")
     warnings = getattr(result, "warnings", ())
     for w in warnings:
-        _el(props, "property", name="warning", value=_fmt(w))
-    out = "".join(f"Warning: {w}\n" for w in warnings)
+        _el(props, "property", name="warning", value=_fmt(shown(w)))
+    out = "".join(f"Warning: {shown(w)}\n" for w in warnings)
     _el(suite, "system-out", f"{verdict(result)}\n{out}{mcnemar_sentence(result)}")
     return suite
 

@@ -162,7 +162,8 @@ def renderables(result: Any) -> list[Any]:
 
         return compat_renderables(result)
     parts: list[Any] = [_verdict_text(result)]
-    parts += [Text(f"Warning: {w}", style="bold yellow") for w in getattr(result, "warnings", ())]
+    parts += [Text(f"Warning: {shown(w)}", style="bold yellow")
+              for w in getattr(result, "warnings", ())]
     parts += [_inputs(result), Text(""), _metrics(result), Text(mcnemar_sentence(result))]
     if result.regression is not None:
         parts.append(Text(wilcoxon_sentence(result)))

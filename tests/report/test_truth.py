@@ -422,3 +422,18 @@ def test_narrow_terminal_folds_numbers_instead_of_cutting_them(golden_result) ->
     assert "…" not in narrow
     wide = render_plain(golden_result)
     assert "…" not in wide
+
+
+def test_warnings_are_shown_escaped_in_every_format(golden_result) -> None:
+    """A warning quotes data (file names, class names): never raw control characters."""
+    import dataclasses
+
+    from graceful_audit.report import Format, render
+
+    hostile = "NEW file n\x1b[31m\n::add-mask::x\u202e.csv predicts odd classes"
+    result = dataclasses.replace(golden_result, warnings=(hostile,))
+    for fmt in Format:
+        text = render(result, fmt)
+        assert "\x1b" not in text and "\u202e" not in text, fmt
+        assert not any(line.lstrip().startswith("::add-mask") for line in text.splitlines())
+    assert "n\\x1b[31m\\n::add-mask::x\\u202e.csv" in render(result, Format.TEXT)
