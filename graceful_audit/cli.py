@@ -84,6 +84,8 @@ def _repeated_option(group: Any, args: Any) -> str | None:
     i = argv.index(name) + 1
     while i < len(argv) and argv[i] != "--":
         opt, eq, value = argv[i].partition("=")
+        if not eq and not opt.startswith("--") and len(opt) > 2 and opt[:2] in takes_one:
+            opt, eq, value = opt[:2], "=", opt[2:]  # a short option with its value: -fjson
         param = takes_one.get(opt)
         if param is not None:
             if not eq:
@@ -91,11 +93,21 @@ def _repeated_option(group: Any, args: Any) -> str | None:
                     break
                 value, i = argv[i + 1], i + 1
             first = seen.setdefault(param.name, (opt, value))
-            if first[1] != value:
+            if not _same_value(first[1], value):
                 return (f"{opt} is given twice, as {first[1]!r} and {value!r}; give it once "
                         "(a repeated option is not combined, and the last one would win).")
         i += 1
     return None
+
+
+def _same_value(a: str, b: str) -> bool:
+    """``0.01`` and ``0.010`` are the same threshold; other values compare as written."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
 
 
 def _given_value(exc: Any, args: Any, message: str) -> str:

@@ -817,6 +817,10 @@ def output_trailing_slash() -> list[str]:
     return output_onto_input("--report", "html:reports/")
 
 
+def output_dot_under_a_new_folder() -> list[str]:
+    return output_onto_input("-o", "nodir/x/.")
+
+
 def output_under_a_file() -> list[str]:
     Path("notes").write_text("not a folder\n")
     return output_onto_input("-o", "notes/report.txt")
@@ -1449,6 +1453,8 @@ CASES: list[Case] = [
          ["--output reports", "is a folder"]),
     Case("output_trailing_slash", output_trailing_slash, 2,
          ["--report html:reports/", "is a folder"]),
+    Case("output_dot_under_a_new_folder", output_dot_under_a_new_folder, 2,
+         ["--output nodir/x/.", "is a folder"]),
     Case("output_under_a_file", output_under_a_file, 2,
          ["--output notes/report.txt", "is a file, not a folder"]),
     # issue 13: config files that are not what they seem

@@ -153,6 +153,7 @@ def test_python_dash_m_runs():
     ["--max-nfr", "0.01", "--max-nfr", "0.5"],          # the looser gate would win
     ["--max-nfr=0.01", "--max-nfr", "0.5"],
     ["-f", "json", "--format=markdown"],                  # short and long spelling
+    ["-f", "json", "-fhtml"],                             # a short option with its value
 ])
 def test_an_option_given_twice_with_different_values_is_a_usage_error(args, tmp_path,
                                                                        monkeypatch):
@@ -165,6 +166,6 @@ def test_an_option_given_twice_with_different_values_is_a_usage_error(args, tmp_
 def test_repeatable_and_identical_repeated_options_are_fine(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = run("flips", OLD, NEW, "--score-cols", "prob_*", "--max-nfr", "0.5",
-            "--max-nfr=0.5", "--slice-by", "ink", "--quiet", "--quiet", "-f", "json")
+            "--max-nfr=0.50", "--slice-by", "ink", "--quiet", "--quiet", "-f", "json")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["slices"]["ink"]

@@ -114,7 +114,8 @@ def check_destinations(destinations: Sequence[Destination],
             raise UsageError(f"{label.rstrip()} '': an empty path; give a file name, or '-' "
                              "for standard output.")
         if path != "-":
-            if path.endswith(("/", os.sep)) or os.path.isdir(path):
+            if (path.endswith(("/", os.sep)) or os.path.isdir(path)
+                    or os.path.basename(path) in (".", "..")):
                 raise UsageError(f"{label}: is a folder; give a file name, e.g. "
                                  f"{os.path.join(path, 'report')}.")
             parent = os.path.dirname(os.path.abspath(path))
