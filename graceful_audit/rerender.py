@@ -33,6 +33,9 @@ LABEL = "a string, a number or null"
 PAIR_OR_NULL = "a list of two finite numbers, or null"
 LIST = "a list"
 OBJECT = "an object"
+PROB = "a number from 0 to 1"
+PROB_OR_NULL = "a number from 0 to 1, or null"
+LEVEL = "a number strictly between 0 and 1"
 
 _COUNTS = {"=": True, "both_right": COUNT, "negative_flips": COUNT, "positive_flips": COUNT,
            "both_wrong": COUNT, "both_wrong_disagree?": COUNT}
@@ -53,7 +56,7 @@ _REGRESSION = {
     "errors": {"n": COUNT, "sum_abs_old": NUM, "sum_abs_new": NUM, "sum_sq_old": NUM,
                "sum_sq_new": NUM, "mean_d?": NUM_OR_NULL, "var_d?": NUM_OR_NULL},
     "mae_delta_interval?": PAIR_OR_NULL,
-    "wilcoxon": {"statistic?": NUM_OR_NULL, "p_value?": NUM_OR_NULL, "method": TEXT,
+    "wilcoxon": {"statistic?": NUM_OR_NULL, "p_value?": PROB_OR_NULL, "method": TEXT,
                  "n_nonzero?": COUNT, "zero_differences?": COUNT},
     "d_histogram?": (_HISTOGRAM, None),
     "error_histogram?": (_HISTOGRAM, None),
@@ -75,10 +78,10 @@ FLIPS: dict[str, Any] = {
                     "backward_error_compatibility", "relative_negative_flip_rate",
                     "old_mae", "new_mae", "mae_delta", "old_rmse", "new_rmse", "rmse_delta")}},
     "counts": _COUNTS,
-    "intervals?": {"confidence?": NUM, "method?": TEXT, "mae_delta_method?": TEXT,
+    "intervals?": {"confidence?": LEVEL, "method?": TEXT, "mae_delta_method?": TEXT,
                    "*": PAIR_OR_NULL},
     "tests": {"mcnemar": {"negative_flips": COUNT, "positive_flips": COUNT,
-                          "statistic?": NUM_OR_NULL, "p_value": NUM, "method": TEXT}},
+                          "statistic?": NUM_OR_NULL, "p_value": PROB, "method": TEXT}},
     "per_class?": [_group("class", "support")],
     "slices?": {"*": [_group("value", "n")]},
     "flip_matrix?": [{"old_pred": TEXT, "new_pred": TEXT, "count": COUNT}],
@@ -94,7 +97,7 @@ FLIPS: dict[str, Any] = {
 _CASE = {"map?": NUM_OR_NULL, "queries_evaluated?": COUNT, "available?": BOOL,
          "reason?": TEXT_OR_NULL, "top*": NUM_OR_NULL,
          "intervals?": ({"top*": PAIR_OR_NULL}, None)}
-_CRITERION_TEST = {"p_value?": NUM_OR_NULL, "method": frozenset({"exact", "chi2", "paired t"}),
+_CRITERION_TEST = {"p_value?": PROB_OR_NULL, "method": frozenset({"exact", "chi2", "paired t"}),
                    "b?": COUNT_OR_NULL, "c?": COUNT_OR_NULL, "statistic?": NUM_OR_NULL,
                    "queries?": COUNT}
 
@@ -104,10 +107,10 @@ COMPAT: dict[str, Any] = {
     "inputs": {"old": {**_SIDE, "dim": COUNT}, "new": {**_SIDE, "dim": COUNT},
                "matched": COUNT, "unmatched_old": COUNT, "unmatched_new": COUNT, "mode": TEXT,
                "gallery": COUNT},
-    "metric": TEXT, "criterion": TEXT,
+    "metric": frozenset({"cosine", "ip", "l2"}), "criterion": frozenset({"top1", "map"}),
     "cases": {"old/old": _CASE, "new/old": _CASE, "*": _CASE},
     "compatible": BOOL, "update_gain?": NUM_OR_NULL, "retrieval_negative_flips?": COUNT_OR_NULL,
-    "intervals?": {"confidence?": NUM, "method?": TEXT, "criterion_delta?": PAIR_OR_NULL,
+    "intervals?": {"confidence?": LEVEL, "method?": TEXT, "criterion_delta?": PAIR_OR_NULL,
                    "criterion_delta_method?": (frozenset({"newcombe", "paired t"}), None)},
     "tests?": {"criterion?": (_CRITERION_TEST, None)},
     "queries": COUNT, "queries_without_positive?": COUNT,
@@ -126,6 +129,10 @@ def _leaf_ok(value: Any, want: str) -> bool:
         return True
     if want in (NUM, NUM_OR_NULL):
         return _finite(value)
+    if want in (PROB, PROB_OR_NULL):
+        return _finite(value) and 0 <= value <= 1
+    if want == LEVEL:
+        return _finite(value) and 0 < value < 1
     if want in (COUNT, COUNT_OR_NULL):
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
     if want in (TEXT, TEXT_OR_NULL):

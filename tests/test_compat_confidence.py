@@ -424,6 +424,10 @@ def test_a_result_saved_before_these_fields_still_renders(sample_json, tmp_path)
         (lambda d: d["intervals"].update(criterion_delta=[0.1]), "intervals.criterion_delta"),
         (lambda d: d["cases"]["new/old"]["intervals"].update(top5="wide"),
          "cases.new/old.intervals.top5"),
+        (lambda d: d.update(criterion="top7"), "criterion must be"),
+        (lambda d: d.update(metric="dot"), "metric must be"),
+        (lambda d: d["tests"]["criterion"].update(p_value=2), "tests.criterion.p_value"),
+        (lambda d: d["intervals"].update(confidence=2), "intervals.confidence"),
     ],
 )
 def test_a_hand_edited_criterion_test_is_an_input_error_naming_the_field(sample_json, tmp_path,
