@@ -426,10 +426,35 @@ def _distinct_decimals(a: float | None, b: float | None) -> int:
 
 def _value(name: str) -> Callable[[Any], tuple[float | None, str | None]]:
     def value(result: Any) -> tuple[float | None, str | None]:
+        if name != "compatible" and result.dimension_mismatch:
+            return _unsearchable(result, name)
         detail = result.reason() if name == "compatible" else None
         return result.metric_value(name), detail
 
     return value
+
+
+def _unsearchable(result: Any, name: str) -> tuple[float | None, str | None]:
+    """A gate on the new/old case when the dimensions differ: new queries cannot search the
+    old index at all, so new/old finds nothing (M(new/old) = 0). An undefined ("n/a") value
+    would let ``--min-cross-top1`` or ``--max-cross-drop`` hold on the least compatible
+    update there is."""
+    base = result.cases["old/old"].metric(result.criterion)
+    top1 = result.cases["old/old"].topk.get(1)
+    backfilled = result.cases["new/new"].metric(result.criterion)
+    value: float | None
+    if name == "cross_top1":
+        value = 0.0
+    elif name == "cross_drop":
+        value = base
+    elif name == "retrieval_negative_flip_rate":
+        value = top1  # every query right at top-1 in old/old breaks
+    elif base is None or backfilled is None or backfilled == base:
+        value = None  # update_gain: (0 - M(old/old)) / (M(new/new) - M(old/old))
+    else:
+        value = -base / (backfilled - base)
+    return value, (f"dimension {result.inputs.old_dim} vs {result.inputs.new_dim}: new "
+                   "queries cannot search the old index, so new/old counts as finding nothing")
 
 
 COMPAT_GATES: dict[str, GateDef] = {

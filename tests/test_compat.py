@@ -181,3 +181,23 @@ def test_cli_file_without_embeddings_exits_2():
                             str(SAMPLE / "digits_new.parquet")])
     assert r.exit_code == 2
     assert "no embeddings" in r.stderr and "Traceback" not in r.output
+
+
+def test_cross_gates_breach_when_new_queries_cannot_search_the_old_index():
+    """Different dimensions: new/old finds nothing (M = 0), so the gates on it breach
+    instead of holding as n/a; computed by hand from the same-model cases."""
+    rng = np.random.default_rng(0)
+    ids, labels = [f"i{i}" for i in range(30)], np.arange(30) % 3
+    old = _frame(ids, labels, rng.normal(size=(30, 4)))
+    new = _frame(ids, labels, rng.normal(size=(30, 6)))
+    r = audit_compat(old, new, gates={"min-cross-top1": 0.0, "max-cross-drop": 0.0,
+                                      "max-retrieval-nfr": 0.0})
+    base = r.cases["old/old"].topk[1]
+    by_name = {g.name: g for g in r.gates}
+    assert by_name["min-cross-top1"].value == 0.0 and by_name["min-cross-top1"].passed
+    assert by_name["max-cross-drop"].value == pytest.approx(base)
+    assert by_name["max-retrieval-nfr"].value == pytest.approx(base)
+    assert base > 0 and not r.passed
+    assert all("cannot search the old index" in g.detail for g in r.gates)
+    r = audit_compat(old, new, gates={"min-cross-top1": 0.01})
+    assert not r.passed and r.gates[0].status == "fail"

@@ -111,7 +111,7 @@ def test_unavailable_cases_have_null_intervals_and_no_criterion_test():
     assert doc["tests"] == {"criterion": None}
     assert doc["intervals"]["criterion_delta"] is None
     assert doc["criterion_significant"] is None and doc["criterion_delta"] is None
-    assert r.gates[0].status == "n/a"  # like --min-cross-top1: nothing to compare
+    assert r.gates[0].status == "fail"  # new/old finds nothing: the drop is all of old/old
     assert "significant" not in r.headline() and r.significance() == ""
 
 
