@@ -105,7 +105,8 @@ def _table(value: Any, path: Path, name: str) -> dict[str, Any]:
 
 
 def _section(path: Path, data: dict[str, Any], command: str) -> dict[str, Any] | None:
-    """The command's table of a pyproject.toml (``tool.gaudit.CMD``) or gaudit.toml (``CMD``)."""
+    """The command's table of a pyproject.toml (``tool.gaudit.CMD``) or gaudit.toml (``CMD``);
+    None when the file has no such table."""
     if path.name == "pyproject.toml":
         tool = data.get("tool")
         if tool is None:
@@ -121,14 +122,14 @@ def _section(path: Path, data: dict[str, Any], command: str) -> dict[str, Any] |
                              f"known: {', '.join(f'[tool.gaudit.{c}]' for c in OPTIONS)}.")
         for name, table in tool.items():
             _table(table, path, f"tool.gaudit.{name}")
-        return tool.get(command, {})
+        return tool.get(command)
     unknown = set(data) - set(OPTIONS)
     if unknown:
         raise UsageError(f"{_name(path)}: unknown table [{sorted(unknown)[0]}]; "
                          f"known: {', '.join(f'[{c}]' for c in OPTIONS)}.")
     for name, table in data.items():
         _table(table, path, name)
-    return data.get(command, {})
+    return data.get(command)
 
 
 def find_config(explicit: str | None, command: str, cwd: Path | None = None) -> FileConfig:
@@ -145,9 +146,8 @@ def find_config(explicit: str | None, command: str, cwd: Path | None = None) -> 
         if not explicit.strip():
             raise UsageError("--config: the path is empty; give the config file's path.")
         path = Path(explicit)
-        data = _load(path)
-        section = _section(path, data, command)
-        if section is None or command not in _tables(path, data):
+        section = _section(path, _load(path), command)
+        if section is None:
             table = (f"[tool.gaudit.{command}]" if path.name == "pyproject.toml"
                      else f"[{command}]")
             raise UsageError(
@@ -161,9 +161,8 @@ def find_config(explicit: str | None, command: str, cwd: Path | None = None) -> 
         for name in ("gaudit.toml", "pyproject.toml"):
             path = folder / name
             if path.is_file():
-                data = _load(path)
-                section = _section(path, data, command)
-                if section is not None and command in _tables(path, data):
+                section = _section(path, _load(path), command)
+                if section is not None:
                     found.append((path, section))
         if len(found) > 1:
             raise UsageError(
@@ -176,14 +175,6 @@ def find_config(explicit: str | None, command: str, cwd: Path | None = None) -> 
     return FileConfig()
 
 
-def _tables(path: Path, data: dict[str, Any]) -> set[str]:
-    """The commands that ``path``, holding ``data`` (checked by :func:`_section`), has a
-    table for."""
-    if path.name == "pyproject.toml":
-        return set(data.get("tool", {}).get("gaudit", {}))
-    return set(data)
-
-
 def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any]:
     """Normalise keys (``_`` -> ``-``) and check every key and type; UsageError otherwise."""
     allowed = OPTIONS[command]
@@ -193,8 +184,8 @@ def validate(section: dict[str, Any], command: str, path: Path) -> dict[str, Any
         key = raw_key.replace("_", "-")
         if key in spelled:  # ``max_nfr`` and ``max-nfr`` in one table: which one is meant?
             raise UsageError(
-                f"{path}: {spelled[key]!r} and {raw_key!r} in the {command} settings are the "
-                "same option spelled two ways; keep one of them."
+                f"{_name(path)}: {spelled[key]!r} and {raw_key!r} in the {command} settings "
+                "are the same option spelled two ways; keep one of them."
             )
         spelled[key] = raw_key
         if key not in allowed:
