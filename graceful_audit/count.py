@@ -429,37 +429,14 @@ def _regression_histograms(
     return d_hist, e_hist
 
 
-def _check_finite(engine: Engine, d_sql: str, values: tuple[Any, ...],
-                  sides: tuple[str, str]) -> None:
-    """An :class:`InputError` naming the rows whose errors overflow a double when summed or
-    squared (a diverged model, a sentinel such as 1e300): MAE and RMSE cannot be computed,
-    and a non-finite number must never reach a report."""
-    import math
-
-    if all(v is None or math.isfinite(v) for v in values):
-        return
-    from .errors import InputError
-
-    found = engine.rows(f"{d_sql} SELECT id, y, o, n, greatest(eo, en), count(*) OVER () "
-                        f"FROM f ORDER BY greatest(eo, en) DESC, {id_order(engine)} LIMIT 3")
-    limit = math.sqrt(1.7e308 / max(1, found[0][5])) if found else 0.0
-    rows = [r[:4] for i, r in enumerate(found) if i == 0 or not r[4] < limit]
-    shown = "; ".join(f"id {_text(i)!r}: target {y:.6g}, {sides[0]} {o:.6g}, {sides[1]} {n:.6g}"
-                      for i, y, o, n in rows)
-    raise InputError(
-        f"regression errors |pred - y| too large to sum or square in double precision "
-        f"(beyond 1.8e308), so MAE and RMSE cannot be computed: {shown}. A model that "
-        "diverged, or a sentinel value? Fix or drop those rows, or rescale the target."
-    )
-
-
 def finish_regression(
     engine: Engine, plan: Plan, first: FirstPass, *, atol: float, rtol: float, top: int,
-    confidence: float, sides: tuple[str, str] = ("OLD", "NEW"),
+    confidence: float,
 ) -> CountTables:
     """After validation: the paired t interval, Wilcoxon's rank sums and the worst flips.
 
-    ``sides`` names the OLD and NEW inputs in error messages."""
+    Every value is finite here: a label or prediction of magnitude 1e30 or more was refused
+    as a fill value by the validation, so no error sum or square can overflow a double."""
     tol = f"({float(atol)!r} + {float(rtol)!r} * abs(y))"
     d_sql = (f"{plan.audited_sql}, f AS (SELECT id, y, o, n, abs(o - y) AS eo, "
              f"abs(n - y) AS en, abs(n - y) - abs(o - y) AS d, abs(o - y) <= {tol} AS ook, "
@@ -467,7 +444,6 @@ def finish_regression(
              + "".join(f", s{i}" for i in range(len(plan.slices))) + " FROM aud)")
     n_total, mean_d, var_d, d_min, d_max, eo_max, en_max = engine.first(
         f"{d_sql} SELECT count(*), avg(d), var_samp(d), min(d), max(d), max(eo), max(en) FROM f")
-    _check_finite(engine, d_sql, (*first.sums[1:], mean_d, var_d), sides)
     e_max = None if eo_max is None or en_max is None else max(eo_max, en_max)
     d_hist, e_hist = _regression_histograms(engine, d_sql, int(n_total), d_min, d_max, e_max)
     if n_total <= WILCOXON_SMALL:

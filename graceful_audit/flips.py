@@ -264,8 +264,7 @@ def audit_flips(
                 first = count_regression(eng, plan, **tol)
                 acc = aligner.account(plan, first.checks, allow_unmatched)
                 tables = finish_regression(eng, plan, first, top=top, confidence=confidence,
-                                           sides=(f"OLD {old_t.display}",
-                                                  f"NEW {new_t.display}"), **tol)
+                                           **tol)
             else:
                 first = count_flips(eng, plan, top=top)
                 acc = aligner.account(plan, first.checks, allow_unmatched)
