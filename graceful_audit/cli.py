@@ -323,13 +323,11 @@ def check_outputs(fmt: Format, output: str | None, reports: list[tuple[Format, s
     Returns why ``$GITHUB_STEP_SUMMARY`` must not be appended to (it is an input, a report
     of this run or standard output), or None: the summary is then left out with a warning,
     and the gates still decide the exit code."""
-    from .report import check_destinations, summary_conflict
+    from .report import check_destinations
 
-    named = destinations(fmt, output, reports)
-    files = [(role, path) for role, path in inputs if isinstance(path, str)]
-    check_destinations(named, files)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    return summary_conflict(summary, named, files) if summary else None
+    return check_destinations(destinations(fmt, output, reports),
+                              [(role, path) for role, path in inputs if isinstance(path, str)],
+                              os.environ.get("GITHUB_STEP_SUMMARY"))
 
 
 def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Format, str]],

@@ -91,7 +91,8 @@ def _input_files(path: str) -> list[str]:
 
 
 def check_destinations(destinations: Sequence[Destination],
-                       inputs: Sequence[tuple[str, str | None]] = ()) -> None:
+                       inputs: Sequence[tuple[str, str | None]] = (),
+                       summary: str | None = None) -> str | None:
     """Refuse, before any work is done, a report that would destroy a file.
 
     ``destinations``: every report of the run, as ``(how the user named it, path)``, e.g.
@@ -99,6 +100,10 @@ def check_destinations(destinations: Sequence[Destination],
     run reads. A report may not be written onto an input (in any spelling, through a
     symlink or a hard link), onto the destination of another report of the same run, onto
     a folder, or to a path ending in a slash. :class:`UsageError` otherwise.
+
+    Returns why the CI job summary file ``summary`` (``$GITHUB_STEP_SUMMARY``) must not be
+    appended to, or None: it is standard output (the report there would stop being one
+    document), an input of the run, or the destination of one of its reports.
     """
     inputs_at: dict[tuple[object, ...], str] = {}
     for role, path in inputs:
@@ -134,27 +139,13 @@ def check_destinations(destinations: Sequence[Destination],
             raise UsageError(f"{label}: {reports_at[ident]} already writes there; give each "
                              "report a file of its own.")
         reports_at[ident] = label
-
-
-def summary_conflict(summary: str, destinations: Sequence[Destination],
-                     inputs: Sequence[tuple[str, str | None]] = ()) -> str | None:
-    """Why the CI job summary file (``$GITHUB_STEP_SUMMARY``) must not be appended to, or
-    None: it is standard output (the report there would stop being one document), an input
-    of the run, or the destination of one of its reports. Arguments as
-    :func:`check_destinations`."""
-    ident = _identity(summary)
-    if ident is None:
-        return None
+    ident = _identity(summary) if summary else None
     if ident == ("stdout",):
         return "it is standard output"
-    for role, path in inputs:
-        if isinstance(path, str):
-            for name in _input_files(path):
-                if _identity(name) == ident:
-                    return f"it is the {role} input {name}"
-    for label, path in destinations:
-        if _identity(path) == ident:
-            return f"{label} writes there"
+    if ident in inputs_at:
+        return f"it is {inputs_at[ident]}"
+    if ident in reports_at:
+        return f"{reports_at[ident]} writes there"
     return None
 
 
