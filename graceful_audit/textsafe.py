@@ -16,10 +16,11 @@ from typing import Any
 # (ESC starts colour and OSC sequences), DEL, line and paragraph separators, the bidi
 # embeddings, overrides, isolates and marks, the byte-order mark, and lone surrogates
 # (which cannot even be encoded). :func:`shown` writes them as ``\n``, ``\x1b``, ``\u202e``.
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-    "\ufeff\ud800-\udfff]"
-)
+#: The format characters among them, for a regular-expression class: what changes how the
+#: text around them is shown (bidi marks, embeddings, overrides, isolates; line and
+#: paragraph separators; the byte-order mark).
+FORMAT_CHARS = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff"
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{FORMAT_CHARS}\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A line a GitHub Actions runner would execute as a workflow command: ``::name::value``
 # after leading white space (and colour codes), or the legacy ``##[name]value`` anywhere.
@@ -65,9 +66,7 @@ def ci_safe(text: str) -> str:
 
 
 _UNSAFE_IN_MESSAGE = re.compile(  # as _UNSAFE, but for "\n"
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
-    "\u2066-\u2069\ufeff\ud800-\udfff]"
-)
+    f"[\x00-\x09\x0b-\x1f\x7f-\x9f{FORMAT_CHARS}\ud800-\udfff]")
 
 
 def message(text: str) -> str:

@@ -12,11 +12,13 @@ import json
 import re
 from typing import Any
 
-#: Characters that change how a terminal or an editor shows the text around them (bidi
-#: overrides and isolates, marks, line and paragraph separators, BOM): written as
+from ..textsafe import FORMAT_CHARS
+
+#: Characters that change how a terminal or an editor shows the text around them (the
+#: format characters of :mod:`..textsafe`, and the zero-width space and joiners): written as
 #: ``\uXXXX`` escapes, the same JSON string (ASCII control characters are escaped by
 #: :mod:`json` itself).
-_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_INVISIBLE = re.compile(f"[{FORMAT_CHARS}\u200b-\u200d]")
 
 _compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
