@@ -305,8 +305,8 @@ def never_right(result: FlipsResult) -> list[str]:
         return []
     out = []
     for side, right, source in (
-        ("OLD", c.both_right + c.negative_flips, result.inputs.old_prediction),
-        ("NEW", c.both_right + c.positive_flips, result.inputs.new_prediction),
+        ("OLD", c.old_right, result.inputs.old_prediction),
+        ("NEW", c.n - c.new_errors, result.inputs.new_prediction),
     ):
         if right:
             continue
