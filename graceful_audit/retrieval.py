@@ -35,8 +35,10 @@ nor counted as a positive.
 Metrics
 -------
 A *positive* of query :math:`q` is a gallery item (other than the excluded one) with the same
-label.  Queries with no positive are counted in ``n_without_positive`` and excluded from the
-denominators of both top-k accuracy and mAP.  Let :math:`\mathcal Q^+` be the queries with at
+label.  Positives may instead be given explicitly per query (``positives=(indptr, indices)``, CSR
+form: relevance judgments of search and RAG); the kernel reads them the same way and then
+also returns every positive's rank.  Queries with no positive are counted in
+``n_without_positive`` and excluded from the denominators of both top-k accuracy and mAP.  Let :math:`\mathcal Q^+` be the queries with at
 least one positive.
 
 * Top-k identification accuracy (CMC at rank k, [1]_):
@@ -172,6 +174,9 @@ class CaseResult:
     average_precision : numpy.ndarray
         ``float64[n_queries]``: each query's AP (0 without positive); the mean over the
         evaluated queries is ``mean_average_precision``. Paired tests compare these per query.
+    positive_rank : numpy.ndarray or None
+        Only with explicit ``positives=(indptr, indices)``: ``int64[nnz]``, the 1-based rank of
+        every positive, aligned with ``indices`` (``None`` in label mode).
     """
 
     topk: dict[int, float | None]
@@ -182,6 +187,7 @@ class CaseResult:
     first_positive_rank: np.ndarray
     top1_index: np.ndarray
     average_precision: np.ndarray
+    positive_rank: np.ndarray | None = None
 
     @property
     def n_evaluated(self) -> int:
@@ -216,10 +222,11 @@ def normalize(x: np.ndarray) -> np.ndarray:
 
 def evaluate_case(
     queries: np.ndarray,
-    query_labels: np.ndarray,
+    query_labels: np.ndarray | None,
     gallery: np.ndarray,
-    gallery_labels: np.ndarray,
+    gallery_labels: np.ndarray | None,
     *,
+    positives: tuple[np.ndarray, np.ndarray] | None = None,
     metric: str = "cosine",
     ks: tuple[int, ...] = (1, 5, 10),
     exclude_self: np.ndarray | None = None,
@@ -244,6 +251,12 @@ def evaluate_case(
         ``(ng, d)`` gallery embeddings (converted to float32, C order).
     gallery_labels : numpy.ndarray
         ``(ng,)`` integer label codes, same coding as ``query_labels``.
+    positives : tuple of numpy.ndarray, optional
+        The positives of every query given explicitly instead of by labels (both labels must
+        then be ``None``, and ``exclude_self`` too), in CSR form ``(indptr, indices)``:
+        ``indptr`` ``int64[nq + 1]`` from 0 to ``nnz``, nondecreasing; the positives of query
+        ``r`` are the gallery indices ``indices[indptr[r]:indptr[r + 1]]``, strictly
+        ascending.  The result then holds ``positive_rank`` (aligned with ``indices``).
     metric : {"cosine", "ip", "l2"}
         Similarity; ``"l2"`` ranks by squared euclidean distance, smallest first.
     ks : tuple of int
@@ -270,7 +283,16 @@ def evaluate_case(
         On shape or dimension mismatches, non-integer labels, an unknown metric, a ``k < 1``,
         a ``block_size < 1`` or an ``exclude_self`` index outside ``[-1, ng)``.
     """
-    q, ql, g, gl, excl = _validate(queries, query_labels, gallery, gallery_labels, exclude_self)
+    if positives is None:
+        q, ql, g, gl, excl = _validate(queries, query_labels, gallery, gallery_labels,
+                                       exclude_self)
+    else:
+        if query_labels is not None or gallery_labels is not None or exclude_self is not None:
+            raise ValueError("with positives, query_labels, gallery_labels and exclude_self "
+                             "must be None")
+        q, ql, g, gl, excl = _validate(queries, np.zeros(len(queries), np.int64), gallery,
+                                       np.zeros(len(gallery), np.int64), None)
+        indptr, indices = _csr(positives, q.shape[0], g.shape[0])
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     ks = tuple(ks)
@@ -283,7 +305,10 @@ def evaluate_case(
         raise ValueError(f"n_threads must be an integer >= 1, got {n_threads!r}")
 
     nq, ng = q.shape[0], g.shape[0]
-    work = _Work.create(ql, gl, excl)
+    if positives is None:
+        work = _Work.create(ql, gl, excl)
+    else:
+        work = _Work.create_csr(indptr, indices, ng)
     if nq and ng:
         qs, gt = _prepare(q, g, metric)
         nb = int(min(block_size or max(1, DEFAULT_BLOCK_BYTES // (4 * ng)), nq))
@@ -322,6 +347,7 @@ def evaluate_case(
         first_positive_rank=first_rank,
         top1_index=work.top1,
         average_precision=work.ap,
+        positive_rank=work.prank,
     )
 
 
@@ -374,6 +400,35 @@ def _integers(values: np.ndarray, n: int, name: str, what: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+def _csr(positives: tuple[np.ndarray, np.ndarray], nq: int,
+         ng: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate explicit positives in CSR form (see :func:`evaluate_case`)."""
+    try:
+        indptr, indices = (np.asarray(a) for a in positives)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("positives must be a pair (indptr, indices)") from exc
+    if indptr.ndim != 1 or indptr.shape[0] != nq + 1:
+        raise ValueError(f"positives: indptr must have shape ({nq + 1},), got {indptr.shape}")
+    if indices.ndim != 1:
+        raise ValueError(f"positives: indices must be 1-D, got shape {indices.shape}")
+    for name, a in (("indptr", indptr), ("indices", indices)):
+        if a.size and not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"positives: {name} must be integers, got {a.dtype}")
+    indptr = indptr.astype(np.int64, copy=False)
+    indices = indices.astype(np.int64, copy=False)
+    if indptr[0] != 0 or indptr[-1] != indices.size or (np.diff(indptr) < 0).any():
+        raise ValueError("positives: indptr must rise from 0 to len(indices), never falling")
+    if indices.size and (indices.min() < 0 or indices.max() >= ng):
+        raise ValueError(f"positives: indices must be gallery indices in [0, {ng})")
+    step = np.diff(indices)
+    same_row = np.ones(step.size, dtype=bool)
+    starts = indptr[1:-1]
+    same_row[starts[(starts > 0) & (starts < indices.size)] - 1] = False  # a row may start lower
+    if (step[same_row] <= 0).any():
+        raise ValueError("positives: the indices of each query must be strictly ascending")
+    return indptr, indices
+
+
 def _prepare(q: np.ndarray, g: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(Q', G'^T)`` such that ``Q' @ G'^T`` is the rank-equivalent score matrix."""
     if metric == "cosine":
@@ -399,6 +454,10 @@ class _Work:
     top1: np.ndarray
     first_rank: np.ndarray
     ap: np.ndarray
+    # Explicit positives only (CSR mode): sorted keys ``row * ng + col`` of every positive
+    # (the membership test) and the rank of each, aligned with ``order``.
+    pkeys: np.ndarray | None = None
+    prank: np.ndarray | None = None
 
     @classmethod
     def create(cls, ql: np.ndarray, gl: np.ndarray, excl: np.ndarray) -> _Work:
@@ -417,6 +476,38 @@ class _Work:
             first_rank=np.zeros(nq, dtype=np.int64),
             ap=np.zeros(nq, dtype=np.float64),
         )
+
+    @classmethod
+    def create_csr(cls, indptr: np.ndarray, indices: np.ndarray, ng: int) -> _Work:
+        """Explicit positives: ``order = indices``, ``lo = indptr[:-1]``, no exclusion."""
+        nq = indptr.size - 1
+        n_same = np.diff(indptr)
+        rows = np.repeat(np.arange(nq, dtype=np.int64), n_same)
+        return cls(
+            ql=np.zeros(nq, dtype=np.int64), gl=np.zeros(ng, dtype=np.int64), order=indices,
+            lo=indptr[:-1], n_same=n_same, n_pos=n_same, excl=np.full(nq, -1, dtype=np.int64),
+            top1=np.full(nq, -1, dtype=np.int64),
+            first_rank=np.zeros(nq, dtype=np.int64),
+            ap=np.zeros(nq, dtype=np.float64),
+            pkeys=rows * np.int64(ng) + indices,
+            prank=np.zeros(indices.size, dtype=np.int64),
+        )
+
+    def is_positive(self, g0: int, row: np.ndarray, col: np.ndarray,
+                    ql: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Whether gallery item ``col[i]`` is a positive of query ``g0 + row[i]``.
+
+        ``ql`` is the query labels from ``g0`` on.  Returns the mask and, with explicit
+        positives, the position in ``order`` of each (valid where the mask is True).
+        """
+        if self.pkeys is None:
+            return self.gl[col] == ql[row], None
+        keys = (row + g0) * np.int64(self.gl.size) + col
+        at = np.searchsorted(self.pkeys, keys)
+        np.minimum(at, max(self.pkeys.size - 1, 0), out=at)
+        if self.pkeys.size == 0:
+            return np.zeros(keys.size, dtype=bool), at
+        return self.pkeys[at] == keys, at
 
     def positives(self, r: int) -> np.ndarray:
         """Gallery indices of query ``r``'s positives, ascending."""
@@ -539,7 +630,7 @@ def _finish_rows(
         if total:
             for c0, c1 in chunks:
                 _rank_sparse_rows(
-                    s[c0:c1], mask[c0:c1], counts[c0:c1], work.ql[g0 + c0 : g0 + c1], work.gl,
+                    s[c0:c1], mask[c0:c1], counts[c0:c1], work, g0 + c0,
                     work.n_pos[g0 + c0 : g0 + c1], top1[c0:c1], first_rank[c0:c1], ap[c0:c1],
                 )
 
@@ -584,7 +675,8 @@ def _rank_dense_chunk(
     n_same = work.n_same[g]
     prow = np.repeat(np.arange(nr), n_same)
     within = np.arange(prow.size) - np.repeat(np.cumsum(n_same) - n_same, n_same)
-    pcol = work.order[np.repeat(work.lo[g], n_same) + within]
+    pat = np.repeat(work.lo[g], n_same) + within
+    pcol = work.order[pat]
     keep = pcol != work.excl[g][prow]
     prow, pcol = prow[keep], pcol[keep]
     pv = s[rows[prow], pcol]
@@ -614,6 +706,8 @@ def _rank_dense_chunk(
     right = found[at_score]
     tied = right - found[at_below] > 1
     rank = 1 + (counts[prow] - right)
+    if work.prank is not None:  # explicit positives: nothing excluded, `pat` is aligned
+        work.prank[pat] = rank
 
     # AP: each row's positives in rank order; the i-th (1-based) contributes i / r_i.
     o = np.argsort(prow * np.int64(ng + 1) + rank)
@@ -628,19 +722,24 @@ def _rank_dense_chunk(
         top1[k] = s[rows[k]].argmax()  # the first maximum: lowest index among tied best
     work.top1[g] = top1
     for k in np.unique(prow[tied]).tolist():
-        work.top1[g[k]], work.first_rank[g[k]], work.ap[g[k]] = _rank_dense_row(
-            s[rows[k]], int(counts[k]), work.positives(int(g[k]))
+        r = int(g[k])
+        work.top1[r], work.first_rank[r], work.ap[r], ranks = _rank_dense_row(
+            s[rows[k]], int(counts[k]), work.positives(r)
         )
+        if work.prank is not None:
+            work.prank[work.lo[r] : work.lo[r] + work.n_same[r]] = ranks
 
 
-def _rank_dense_row(v: np.ndarray, n_cand: int, pcols: np.ndarray) -> tuple[int, int, float]:
+def _rank_dense_row(
+    v: np.ndarray, n_cand: int, pcols: np.ndarray
+) -> tuple[int, int, float, np.ndarray]:
     """Rank one query's positives when many gallery items beat its worst positive.
 
     ``v`` is the query's score row, ``n_cand = #{v >= t}`` and ``pcols`` its positives.  The
     ``n_cand`` best scores are selected (``np.partition``) and sorted; a positive's rank is then
     ``1 + #{greater} + #{equal with lower index}``, the last term by one pass over ``v`` per
     tied score, or by a stable argsort of the candidates when many scores are tied.
-    Returns ``(top1, r_1, AP)``.
+    Returns ``(top1, r_1, AP, ranks)``, ``ranks`` aligned with ``pcols``.
     """
     ng = v.size
     if 2 * n_cand > ng:
@@ -666,7 +765,7 @@ def _rank_dense_row(v: np.ndarray, n_cand: int, pcols: np.ndarray) -> tuple[int,
     ap = float(np.cumsum(np.arange(1, ranks.size + 1) / ranks)[-1]) / ranks.size
     # Top-1: the best positive if it is first, else the first maximum (lowest tied index).
     top1 = int(pcols[o[0]]) if ranks[0] == 1 else int(v.argmax())
-    return top1, int(ranks[0]), ap
+    return top1, int(ranks[0]), ap, rank
 
 
 def _stable_ranks(v: np.ndarray, t: float, pcols: np.ndarray) -> np.ndarray:
@@ -686,8 +785,8 @@ def _rank_sparse_rows(
     s: np.ndarray,
     mask: np.ndarray,
     counts: np.ndarray,
-    ql: np.ndarray,
-    gl: np.ndarray,
+    work: _Work,
+    g0: int,
     n_pos: np.ndarray,
     top1: np.ndarray,
     first_rank: np.ndarray,
@@ -718,9 +817,12 @@ def _rank_sparse_rows(
     # Sorting keeps the rows grouped, so `row` also gives the row of each sorted position.
     scol = col[order]
     row_start = np.cumsum(counts) - counts
-    pos = np.flatnonzero(gl[scol] == ql[row])  # ascending: by row, then by rank
+    is_pos, at = work.is_positive(g0, row, scol, work.ql[g0:])
+    pos = np.flatnonzero(is_pos)  # ascending: by row, then by rank
     prow = row[pos]
     prank = pos - row_start[prow] + 1
+    if at is not None and work.prank is not None:
+        work.prank[at[pos]] = prank
 
     n_found = np.bincount(prow, minlength=nr)
     has = n_found > 0
