@@ -159,6 +159,10 @@ class Metric(str, Enum):
 class Criterion(str, Enum):
     top1 = "top1"
     map = "map"
+    ndcg10 = "ndcg10"
+    recall10 = "recall10"
+    recall100 = "recall100"
+    mrr10 = "mrr10"
 
 
 def _version(value: bool) -> None:
@@ -679,17 +683,23 @@ def compat(
         Metric, typer.Option("--metric", help="Similarity: cosine, inner product or L2.")
     ] = Metric.cosine,
     criterion: Annotated[
-        Criterion, typer.Option("--criterion", help="Metric of the compatibility criterion "
+        Criterion | None, typer.Option("--criterion", help="Metric of the compatibility criterion "
                                 "and the update gain.")
-    ] = Criterion.top1,
+    ] = None,
     top: Annotated[int, typer.Option("--top", help="How many breaking queries to list.")] = 10,
     confidence: Annotated[
         float, typer.Option("--confidence", help="Level of the Wilson intervals of the "
                             "top-k accuracies and of the paired test of the criterion.")
     ] = 0.95,
     allow_unmatched: Annotated[
-        bool, typer.Option("--allow-unmatched", help="Audit the ids present in both files.")
+        bool, typer.Option("--allow-unmatched", help="Audit the ids present in both files "
+                           "(with --qrels: drop judgments naming other ids; counted).")
     ] = False,
+    qrels: Annotated[
+        str | None, typer.Option("--qrels", help="Relevance judgments (BEIR TSV 'query-id "
+                                 "corpus-id score' or TREC 'qid 0 docid rel') instead of "
+                                 "identity labels; needs the split column.")
+    ] = None,
     require_compatible: RequireCompatible = False,
     min_update_gain: MinUpdateGain = None,
     max_retrieval_nfr: MaxRetrievalNfr = None,
@@ -711,14 +721,17 @@ def compat(
         run.sources = sources
         reports = parse_reports(report)
         summary = check_outputs(fmt, output, reports,
-                                [("OLD", old), ("NEW", new), ("config", cfg_path)])
+                                [("OLD", old), ("NEW", new), ("QRELS", p["qrels"]),
+                                 ("config", cfg_path)])
         with progress_bar(quiet) as update:
             result = audit_compat(
                 old, new, id_col=p["id_col"], label_col=p["label_col"],
                 embedding_col=p["embedding_col"], split_col=p["split_col"],
                 metric=str(getattr(p["metric"], "value", p["metric"])),
-                criterion=str(getattr(p["criterion"], "value", p["criterion"])), top=p["top"],
-                confidence=p["confidence"], allow_unmatched=p["allow_unmatched"],
+                criterion=(None if p["criterion"] is None else
+                           str(getattr(p["criterion"], "value", p["criterion"]))),
+                top=p["top"], confidence=p["confidence"],
+                allow_unmatched=p["allow_unmatched"], qrels=p["qrels"],
                 gates=specs_from(p, GATE_KEYS_COMPAT, sources), progress=update,
             )
         publish(result, fmt, output, reports, quiet, summary)

@@ -26,8 +26,17 @@ queries against the old, un-backfilled index: the case that matters) and ``old/n
   again. The margin is *significant* when ``p < 1 - confidence``.
 
 With a ``split`` column, ``query`` items search the ``gallery`` items; without one, every
-item queries all the others (leave-one-out). When old and new dimensions differ the cross
-cases cannot be computed: they are reported as unavailable and the update is not compatible.
+item queries all the others (leave-one-out).
+
+With relevance judgments (``qrels``, :mod:`graceful_audit.qrels`) instead of identity labels,
+the split column is required, a query's positives are its relevant (grade > 0) judged gallery
+items, and every case also gets nDCG@10, recall@10, recall@100 and MRR@10 (mAP with binary
+relevance); the criterion defaults to ``ndcg10`` and is tested with the paired t test of the
+per-query difference (like ``map``). Retrieval negative flips are then the queries whose top-1
+result is relevant in old/old and not in new/old (the ``b`` of McNemar's test on top-1).
+
+When old and new dimensions differ the cross cases cannot be computed: they are reported as
+unavailable and the update is not compatible.
 """
 
 from __future__ import annotations
@@ -67,6 +76,9 @@ from .stats import mcnemar, paired_difference_interval, paired_t, wilson_interva
 
 CASES = ("old/old", "new/new", "new/old", "old/new")
 CRITERIA = {"top1": "top1", "map": "map"}
+#: How reports name each criterion (``--criterion``); the last four need ``--qrels``.
+CRITERION_LABELS = {"top1": "top-1", "map": "mAP", "ndcg10": "nDCG@10", "recall10": "recall@10",
+                    "recall100": "recall@100", "mrr10": "MRR@10"}
 SPLIT_VALUES = ("query", "gallery")
 KS = (1, 5, 10)
 #: Norm limits for float32 search: cosine needs a norm to divide by; inner products and
@@ -86,13 +98,20 @@ class CaseMetrics:
     reason: str | None = None
     #: ``k -> (low, high)``: Wilson interval of each top-k accuracy (None: no query).
     intervals: dict[int, tuple[float, float] | None] = field(default_factory=dict)
+    #: With relevance judgments only: ``ndcg10``, ``recall10``, ``recall100``, ``mrr10``.
+    relevance: dict[str, float | None] = field(default_factory=dict)
 
     def metric(self, criterion: str) -> float | None:
-        return self.map if criterion == "map" else self.topk.get(1)
+        if criterion == "map":
+            return self.map
+        if criterion != "top1":  # a relevance metric (None when the case has none)
+            return self.relevance.get(criterion)
+        return self.topk.get(1)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {f"top{k}": v for k, v in self.topk.items()} if self.available else {
             f"top{k}": None for k in KS}
+        d.update(self.relevance)
         d.update({"map": self.map, "queries_evaluated": self.queries_evaluated,
                   "available": self.available})
         d["intervals"] = {f"top{k}": (list(ci) if (ci := self.intervals.get(k)) else None)
@@ -107,8 +126,11 @@ class CaseMetrics:
         iv = d.get("intervals") or {}
         intervals = {int(k[3:]): (tuple(v) if v else None) for k, v in iv.items()
                      if re.fullmatch(r"top\d+", k)}
+        from .qrels import RELEVANCE_KEYS
+
+        relevance = {k: d[k] for k in RELEVANCE_KEYS if k in d}
         return cls(name, d.get("available", True), topk, d.get("map"),
-                   d.get("queries_evaluated", 0), d.get("reason"), intervals)
+                   d.get("queries_evaluated", 0), d.get("reason"), intervals, relevance)
 
 
 @dataclass(frozen=True)
@@ -117,10 +139,11 @@ class CriterionTest:
 
     ``method`` is ``"exact"`` or ``"chi2"`` (McNemar's test, ``--criterion top1``; ``b`` =
     queries right at top-1 in old/old and wrong in new/old, ``c`` = the reverse) or
-    ``"paired t"`` (``--criterion map``: Student's paired t test of the per-query AP
-    difference; ``b`` and ``c`` are None). ``interval`` is the interval of
-    ``M(new/old) - M(old/old)``: Newcombe's hybrid score interval for paired proportions
-    (``interval_method`` ``"newcombe"``) or the paired t interval (``"paired t"``).
+    ``"paired t"`` (``--criterion map`` or a relevance criterion: Student's paired t test of
+    the per-query AP, nDCG@10, ... difference; ``b`` and ``c`` are None). ``interval`` is
+    the interval of ``M(new/old) - M(old/old)``: Newcombe's hybrid score interval for paired
+    proportions (``interval_method`` ``"newcombe"``) or the paired t interval
+    (``"paired t"``).
     """
 
     method: str
@@ -147,20 +170,24 @@ class CriterionTest:
 
 
 def criterion_test(old_old: Any, new_old: Any, criterion: str, *,
-                   confidence: float = 0.95) -> CriterionTest | None:
+                   confidence: float = 0.95,
+                   per_query: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> CriterionTest | None:
     """The paired test of the criterion from two :class:`~graceful_audit.retrieval.CaseResult`
     of the same queries (old/old, new/old): per-query top-1 hits or APs, no new search.
 
-    Only queries with a positive in the gallery count (as in every metric); ``None`` when
-    there is none.
+    ``per_query`` (old/old, new/old) gives the per-query values of any other criterion (the
+    relevance metrics of ``--qrels``), tested like mAP. Only queries with a positive in the
+    gallery count (as in every metric); ``None`` when there is none.
     """
     evaluated = old_old.first_positive_rank > 0
     n = int(np.count_nonzero(evaluated))
     if n == 0:
         return None
-    if criterion == "map":
-        t = paired_t(new_old.average_precision[evaluated] - old_old.average_precision[evaluated],
-                     confidence=confidence)
+    if criterion != "top1":
+        a, b = ((old_old.average_precision, new_old.average_precision) if per_query is None
+                else per_query)
+        t = paired_t(b[evaluated] - a[evaluated], confidence=confidence)
         return CriterionTest("paired t", t.p_value, t.statistic, None, None, n, t.interval,
                              "paired t")
     hit_oo, hit_no = old_old.top1_correct[evaluated], new_old.top1_correct[evaluated]
@@ -175,7 +202,11 @@ def criterion_test(old_old: Any, new_old: Any, criterion: str, *,
 
 @dataclass(frozen=True)
 class BreakingQuery:
-    """A retrieval negative flip: right at top-1 in old/old, wrong in new/old."""
+    """A retrieval negative flip: right at top-1 in old/old, wrong in new/old.
+
+    With ``--qrels``: ``label`` is empty, ``new_old_rank`` is the rank of the first relevant
+    document and ``new_old_top1_label`` the grade of the new/old top-1 (``"0"``: judged not
+    relevant, ``"unjudged"``)."""
 
     id: str
     label: str
@@ -201,21 +232,45 @@ class CompatInputs:
     mode: str  # "split" or "leave-one-out"
     queries: int
     gallery: int
+    qrels: QrelsInfo | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "old": {"path": self.old_path, "rows": self.old_rows, "dim": self.old_dim},
             "new": {"path": self.new_path, "rows": self.new_rows, "dim": self.new_dim},
             "matched": self.matched, "unmatched_old": self.unmatched_old,
             "unmatched_new": self.unmatched_new, "mode": self.mode,
             "gallery": self.gallery,
         }
+        if self.qrels is not None:
+            d["qrels"] = dataclasses.asdict(self.qrels)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], queries: int) -> CompatInputs:
+        q = d.get("qrels")
         return cls(d["old"]["path"], d["new"]["path"], d["old"]["rows"], d["new"]["rows"],
                    d["matched"], d["unmatched_old"], d["unmatched_new"], d["old"]["dim"],
-                   d["new"]["dim"], d["mode"], queries, d["gallery"])
+                   d["new"]["dim"], d["mode"], queries, d["gallery"],
+                   None if q is None else QrelsInfo(**q))
+
+
+@dataclass(frozen=True)
+class QrelsInfo:
+    """The relevance judgments of a ``--qrels`` audit (JSON ``inputs.qrels``).
+
+    ``judgments``: lines read; ``relevant``: judgments with grade > 0 used as positives;
+    ``unmatched``: judgments dropped (``--allow-unmatched``) because an id is not among the
+    audited items; ``wrong_side``: dropped because the query id is a gallery item or the
+    corpus id a query.
+    """
+
+    path: str
+    format: str
+    judgments: int
+    relevant: int
+    unmatched: int
+    wrong_side: int
 
 
 @dataclass(frozen=True)
@@ -288,7 +343,7 @@ class CompatResult(Gated):
         t = self.criterion_test
         if t is None:
             return ""
-        crit = "top-1" if self.criterion == "top1" else "mAP"
+        crit = CRITERION_LABELS[self.criterion]
         level = _level(self.confidence)
         p = "n/a" if t.p_value is None else f"{t.p_value:.3g}"
         if self.criterion_significant is None:
@@ -303,7 +358,9 @@ class CompatResult(Gated):
             test = (f"{how} on {t.c:,} queries right at top-1 only in new/old vs {t.b:,} only "
                     f"in old/old: p = {p}")
         else:
-            test = f"paired t test of the per-query AP difference on {t.n:,} queries: p = {p}"
+            what = "AP" if self.criterion == "map" else CRITERION_LABELS[self.criterion]
+            test = (f"paired t test of the per-query {what} difference on {t.n:,} queries: "
+                    f"p = {p}")
         ci = ("" if t.interval is None else
               f", {self.confidence:.0%} interval [{_pp(t.interval[0])}, {_pp(t.interval[1])}]"
               f" ({'Newcombe' if t.interval_method == 'newcombe' else 'paired t'})")
@@ -315,7 +372,7 @@ class CompatResult(Gated):
         if self.dimension_mismatch:
             return (f"dimension {self.inputs.old_dim} vs {self.inputs.new_dim}: "
                     "not backward compatible")
-        crit = "top-1" if self.criterion == "top1" else "mAP"
+        crit = CRITERION_LABELS[self.criterion]
         cross = self.cases["new/old"].metric(self.criterion)
         base = self.cases["old/old"].metric(self.criterion)
         op = ">" if self.compatible else "<="
@@ -633,10 +690,11 @@ def audit_compat(
     embedding_col: str | None = None,
     split_col: str | None = None,
     metric: str = "cosine",
-    criterion: str = "top1",
+    criterion: str | None = None,
     top: int = 10,
     confidence: float = 0.95,
     allow_unmatched: bool = False,
+    qrels: str | None = None,
     gates: Mapping[str, float] | Sequence[GateSpec] | None = None,
     block_size: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -650,14 +708,22 @@ def audit_compat(
         and optionally ``split`` (``query`` / ``gallery``). Joined by id.
     metric : {"cosine", "ip", "l2"}
         Similarity. Cosine L2-normalises both sides.
-    criterion : {"top1", "map"}
-        The M of the compatibility criterion and of the update gain.
+    criterion : {"top1", "map"}, or with ``qrels`` {"ndcg10", "map", "recall10", "recall100", \
+"mrr10"}
+        The M of the compatibility criterion and of the update gain; default ``top1``, with
+        ``qrels`` ``ndcg10``.
     top : int
         How many breaking queries to list (worst first: deepest first correct match in
         new/old, ties by id).
     confidence : float
         Level of the Wilson intervals of every top-k, of the interval of the criterion's
         margin, and of its significance (``p < 1 - confidence``).
+    allow_unmatched : bool
+        Audit the ids present in both files; with ``qrels``, also drop (and count) the
+        judgments naming ids that are not audited queries / gallery items.
+    qrels : path, optional
+        Relevance judgments (BEIR TSV or TREC, :mod:`graceful_audit.qrels`) instead of
+        identity labels; needs the split column, and no ``label_col``.
     progress : callable, optional
         ``progress(case, done, total)`` after each block of queries.
 
@@ -669,8 +735,25 @@ def audit_compat(
 
     if metric not in METRICS:
         raise UsageError(f"--metric: {metric!r} is not one of {', '.join(METRICS)}.")
-    if criterion not in CRITERIA:
-        raise UsageError(f"--criterion: {criterion!r} is not one of top1, map.")
+    from .qrels import QRELS_CRITERIA, RELEVANCE_KEYS
+
+    if qrels is not None:
+        criterion = "ndcg10" if criterion is None else criterion
+        if criterion not in QRELS_CRITERIA:
+            raise UsageError(
+                f"--criterion: {criterion!r} cannot be used with --qrels (top-1 identity "
+                f"accuracy needs labels); use one of {', '.join(QRELS_CRITERIA)}.")
+        if label_col is not None:
+            raise UsageError("--label-col cannot be used with --qrels: the relevance "
+                             "judgments replace the identity labels. Drop one of them.")
+        if not str(qrels).strip():
+            raise UsageError("--qrels: the path is empty.")
+    else:
+        criterion = "top1" if criterion is None else criterion
+        if criterion not in CRITERIA:
+            extra = (" (nDCG, recall and MRR need relevance judgments: --qrels FILE)"
+                     if criterion in QRELS_CRITERIA else "")
+            raise UsageError(f"--criterion: {criterion!r} is not one of top1, map{extra}.")
     check_top(top)
     if isinstance(confidence, bool) or not 0.0 < confidence < 1.0:
         raise UsageError(f"--confidence: {confidence!r} must be strictly between 0 and 1.")
@@ -680,6 +763,11 @@ def audit_compat(
     for spec in specs:
         check_threshold(spec.name, spec.threshold, COMPAT_GATES, spec.source)
 
+    judgments = None
+    if qrels is not None:
+        from .qrels import read_qrels
+
+        judgments = read_qrels(qrels)
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
     engine = DuckDBEngine()
     try:
@@ -688,7 +776,14 @@ def audit_compat(
         sides = [_resolve(t, id_col, label_col, embedding_col, split_col) for t in (old_t, new_t)]
         for s in sides:
             check_ids(engine, s.table, s.id)
-        if sides[0].label is None and sides[1].label is None:
+        if judgments is not None:
+            sides = [dataclasses.replace(s, label=None) for s in sides]
+            if sides[0].split is None and sides[1].split is None:
+                raise InputError(
+                    f"--qrels needs a split column {split_col or 'split'!r} ('query' / "
+                    f"'gallery', in OLD file {old_t.display} or NEW file {new_t.display}) to "
+                    "tell queries from corpus items. Add it, or name it with --split-col.")
+        elif sides[0].label is None and sides[1].label is None:
             raise InputError(
                 f"no identity label column {label_col or 'label'!r} in OLD file "
                 f"{old_t.display} or NEW file {new_t.display}. Name it with --label-col."
@@ -699,7 +794,8 @@ def audit_compat(
         engine.close()
 
     ids = _texts(data.column("id").to_pylist())
-    labels = _labels(data, ids, sides)
+    labels = (np.zeros(len(ids), dtype=object) if judgments is not None
+              else _labels(data, ids, sides))
     is_query, mode = _split(data, ids, sides)
     e_old = _matrix(data, "e_o", ids, f"OLD file {old_t.display}", metric)
     e_new = _matrix(data, "e_n", ids, f"NEW file {new_t.display}", metric)
@@ -716,27 +812,48 @@ def audit_compat(
     else:
         q_idx = g_idx = np.arange(len(ids))
         exclude = np.arange(len(ids), dtype=np.int64)
+    judged = None
+    if judgments is not None:
+        from .qrels import match_qrels
+
+        judged = match_qrels(judgments, ids[q_idx], ids[g_idx], allow_unmatched=allow_unmatched)
     emb = {"old": e_old, "new": e_new}
     cases: dict[str, CaseMetrics] = {}
     raw = {}
+    per_query: dict[str, dict[str, np.ndarray]] = {}
     for name in CASES:
         qm, gm = name.split("/")
         if emb[qm].shape[1] != emb[gm].shape[1]:
             cases[name] = CaseMetrics(
                 name, False,
-                reason=f"dimension {emb[qm].shape[1]} vs {emb[gm].shape[1]}: cannot compare")
+                reason=f"dimension {emb[qm].shape[1]} vs {emb[gm].shape[1]}: cannot compare",
+                relevance={} if judged is None else dict.fromkeys(RELEVANCE_KEYS))
             continue
         cb = None if progress is None else (lambda done, _n=name: progress(_n, done, q_idx.size))
-        r = evaluate_case(emb[qm][q_idx], codes[q_idx], emb[gm][g_idx], codes[g_idx],
-                          metric=metric, ks=KS, exclude_self=exclude, block_size=block_size,
-                          progress=cb)
+        if judged is None:
+            r = evaluate_case(emb[qm][q_idx], codes[q_idx], emb[gm][g_idx], codes[g_idx],
+                              metric=metric, ks=KS, exclude_self=exclude,
+                              block_size=block_size, progress=cb)
+        else:
+            r = evaluate_case(emb[qm][q_idx], None, emb[gm][g_idx], None,
+                              positives=(judged.indptr, judged.indices), metric=metric, ks=KS,
+                              block_size=block_size, progress=cb)
         raw[name] = r
         evaluated = r.first_positive_rank > 0
         intervals = {k: wilson_interval(int(np.count_nonzero(evaluated & (r.first_positive_rank
                                                                           <= k))),
                                         r.n_evaluated, confidence=confidence) for k in KS}
+        relevance: dict[str, float | None] = {}
+        if judged is not None:
+            from .qrels import per_query_metrics, summary
+
+            assert r.positive_rank is not None
+            per_query[name] = per_query_metrics(r.positive_rank, judged.indptr, judged.grades,
+                                                r.average_precision)
+            means = summary(per_query[name], evaluated)
+            relevance = {k: means[k] for k in RELEVANCE_KEYS}
         cases[name] = CaseMetrics(name, True, dict(r.topk), r.mean_average_precision,
-                                  r.n_evaluated, intervals=intervals)
+                                  r.n_evaluated, intervals=intervals, relevance=relevance)
 
     without_positive = raw["old/old"].n_without_positive
     cross, base, own = (cases[n].metric(criterion) for n in ("new/old", "old/old", "new/new"))
@@ -750,11 +867,17 @@ def audit_compat(
     test: CriterionTest | None = None
     if "new/old" in raw:
         oo, no = raw["old/old"], raw["new/old"]
-        test = criterion_test(oo, no, criterion, confidence=confidence)
+        pair = None
+        if judged is not None and criterion != "top1":
+            pair = (per_query["old/old"][criterion], per_query["new/old"][criterion])
+        test = criterion_test(oo, no, criterion, confidence=confidence, per_query=pair)
         broke = np.flatnonzero(oo.top1_correct & ~no.top1_correct)
         flips = int(broke.size)
         q_ids, q_labels = ids[q_idx], labels[q_idx]
         g_ids, g_labels = ids[g_idx], labels[g_idx]
+        if judgments is not None:
+            q_labels = np.full(q_idx.size, "", dtype=object)
+            g_labels = _grades_of_top1(judgments, q_ids, g_ids, no.top1_index)
         order = sorted(broke, key=lambda i: (-_rank_key(no.first_positive_rank[i]),
                                              natural_key(q_ids[i])))
         breaking = tuple(
@@ -762,17 +885,31 @@ def audit_compat(
                 id=str(q_ids[i]), label=str(q_labels[i]),
                 new_old_rank=int(no.first_positive_rank[i]),
                 new_old_top1_id=str(g_ids[no.top1_index[i]]),
-                new_old_top1_label=str(g_labels[no.top1_index[i]]),
+                new_old_top1_label=str(g_labels[i] if judgments is not None
+                                       else g_labels[no.top1_index[i]]),
             )
             for i in order[:top]
         )
     inputs = CompatInputs(
         _display(old), _display(new), old_t.rows, new_t.rows, matched, un_old, un_new,
         e_old.shape[1], e_new.shape[1], mode, int(q_idx.size), int(g_idx.size),
+        None if judged is None or judgments is None else QrelsInfo(
+            judgments.path, judgments.format, judged.judgments, judged.relevant,
+            judged.unmatched, judged.wrong_side),
     )
     result = CompatResult(inputs, metric, criterion, cases, compatible, gain, flips,
                           int(q_idx.size), without_positive, breaking, confidence, test)
     return result.with_gates(evaluate_gates(result, specs, COMPAT_GATES))
+
+
+def _grades_of_top1(judgments: Any, q_ids: np.ndarray, g_ids: np.ndarray,
+                    top1: np.ndarray) -> np.ndarray:
+    """Per query: the judged grade of its top-1 gallery item as text, or ``"unjudged"``."""
+    grade = {(str(a), str(b)): int(c) for a, b, c in
+             zip(judgments.query_ids, judgments.doc_ids, judgments.grades, strict=True)}
+    return np.array([
+        "unjudged" if t < 0 else str(grade.get((str(q), str(g_ids[t])), "unjudged"))
+        for q, t in zip(q_ids, top1.tolist(), strict=True)], dtype=object)
 
 
 def _rank_key(rank: int) -> int:

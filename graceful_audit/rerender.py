@@ -96,7 +96,9 @@ FLIPS: dict[str, Any] = {
 
 _CASE = {"map?": NUM_OR_NULL, "queries_evaluated?": COUNT, "available?": BOOL,
          "reason?": TEXT_OR_NULL, "top*": NUM_OR_NULL,
-         "intervals?": ({"top*": PAIR_OR_NULL}, None)}
+         "intervals?": ({"top*": PAIR_OR_NULL}, None),
+         # compat --qrels: the relevance metrics of the case
+         **{f"{k}?": PROB_OR_NULL for k in ("ndcg10", "recall10", "recall100", "mrr10")}}
 _CRITERION_TEST = {"p_value?": PROB_OR_NULL, "method": frozenset({"exact", "chi2", "paired t"}),
                    "b?": COUNT_OR_NULL, "c?": COUNT_OR_NULL, "statistic?": NUM_OR_NULL,
                    "queries?": COUNT}
@@ -106,8 +108,12 @@ COMPAT: dict[str, Any] = {
     "tool?": {"version?": TEXT},
     "inputs": {"old": {**_SIDE, "dim": COUNT}, "new": {**_SIDE, "dim": COUNT},
                "matched": COUNT, "unmatched_old": COUNT, "unmatched_new": COUNT, "mode": TEXT,
-               "gallery": COUNT},
-    "metric": frozenset({"cosine", "ip", "l2"}), "criterion": frozenset({"top1", "map"}),
+               "gallery": COUNT,
+               "qrels?": ({"path": TEXT, "format": frozenset({"beir", "trec"}),
+                           "judgments": COUNT, "relevant": COUNT, "unmatched": COUNT,
+                           "wrong_side": COUNT}, None)},
+    "metric": frozenset({"cosine", "ip", "l2"}),
+    "criterion": frozenset({"top1", "map", "ndcg10", "recall10", "recall100", "mrr10"}),
     "cases": {"old/old": _CASE, "new/old": _CASE, "*": _CASE},
     "compatible": BOOL, "update_gain?": NUM_OR_NULL, "retrieval_negative_flips?": COUNT_OR_NULL,
     "intervals?": {"confidence?": LEVEL, "method?": TEXT, "criterion_delta?": PAIR_OR_NULL,

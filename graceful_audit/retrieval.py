@@ -38,8 +38,8 @@ A *positive* of query :math:`q` is a gallery item (other than the excluded one) 
 label.  Positives may instead be given explicitly per query (``positives=(indptr, indices)``, CSR
 form: relevance judgments of search and RAG); the kernel reads them the same way and then
 also returns every positive's rank.  Queries with no positive are counted in
-``n_without_positive`` and excluded from the denominators of both top-k accuracy and mAP.  Let :math:`\mathcal Q^+` be the queries with at
-least one positive.
+``n_without_positive`` and excluded from the denominators of both top-k accuracy and mAP.
+Let :math:`\mathcal Q^+` be the queries with at least one positive.
 
 * Top-k identification accuracy (CMC at rank k, [1]_):
   :math:`\mathrm{acc}@k = |\{q \in \mathcal Q^+ : r^{(q)}_1 \le k\}| / |\mathcal Q^+|`, where

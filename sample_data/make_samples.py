@@ -12,6 +12,9 @@ Pairs written next to this script:
 * ``emb_old.parquet`` / ``emb_new_compatible.parquet`` / ``emb_new_incompatible.parquet``:
   16-d embeddings of every digit image for retrieval-compatibility checks.
 * ``diabetes_old.csv`` / ``diabetes_new.parquet``: out-of-fold regression predictions.
+* ``beir_old.parquet`` / ``beir_new.parquet`` / ``beir_qrels.tsv``: the digit embeddings in
+  the shape of a BEIR search benchmark (queries and corpus told apart by ``split``, no labels)
+  with graded relevance judgments, for ``gaudit compat --qrels``.
 
 Run with ``.venv/bin/python sample_data/make_samples.py`` from the project root.
 """
@@ -252,6 +255,47 @@ def make_embedding_pairs() -> None:
     }
     for file_name, (emb, seed) in outputs.items():
         table = embedding_table(ids, labels, split, emb)
+        if seed is not None:
+            table = table.take(np.random.default_rng(seed).permutation(len(ids)))
+        write_parquet(table, file_name)
+    make_beir_sample(pixels, labels, is_query, old, compatible)
+
+
+BEIR_RELEVANT = (3, 7)  # per query: the 3 nearest same-digit documents grade 2, 7 more grade 1
+BEIR_HARD_NEGATIVES = 5  # the nearest other-digit documents, judged 0 (not relevant)
+BEIR_UNJUDGED_EVERY = 40  # every 40th query has no judgment (counted, not evaluated)
+
+
+def make_beir_sample(pixels: np.ndarray, labels: np.ndarray, is_query: np.ndarray,
+                     old: np.ndarray, new: np.ndarray) -> None:
+    """BEIR-shaped files: ``q-NNNN`` queries and ``doc-NNNN`` corpus items (no labels), and
+    graded judgments from raw pixel distances, independent of both models."""
+    index = np.arange(len(labels))
+    queries, corpus = index[is_query], index[~is_query]
+    ids = np.array([f"q-{i:04d}" if q else f"doc-{i:04d}" for i, q in zip(index, is_query)])
+    split = np.where(is_query, "query", "gallery")
+    dist = ((pixels[queries, None, :] - pixels[None, corpus, :]) ** 2).sum(axis=-1)
+    rows = ["query-id\tcorpus-id\tscore"]
+    top, more = BEIR_RELEVANT
+    for n, (q, d) in enumerate(zip(queries, dist, strict=True)):
+        if n % BEIR_UNJUDGED_EVERY == BEIR_UNJUDGED_EVERY - 1:
+            continue
+        order = np.lexsort((corpus, d))  # nearest first, ties by index
+        same = order[labels[corpus[order]] == labels[q]]
+        other = order[labels[corpus[order]] != labels[q]]
+        judged = [(same[i], 2 if i < top else 1) for i in range(top + more)]
+        judged += [(other[i], 0) for i in range(BEIR_HARD_NEGATIVES)]
+        rows += [f"{ids[q]}\t{ids[corpus[c]]}\t{g}" for c, g in judged]
+    (OUT_DIR / "beir_qrels.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    for file_name, emb, seed in (("beir_old.parquet", old, None),
+                                 ("beir_new.parquet", new, SEED + 4)):
+        dim = emb.shape[1]
+        values = pa.array(emb.astype(np.float32).ravel(), type=pa.float32())
+        table = pa.table({
+            "id": pa.array(ids.tolist(), type=pa.string()),
+            "split": pa.array(split, type=pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(values, list_size=dim),
+        })
         if seed is not None:
             table = table.take(np.random.default_rng(seed).permutation(len(ids)))
         write_parquet(table, file_name)

@@ -258,8 +258,43 @@ def gate_where(gate: Any) -> str:
 
 
 def criterion_label(result: Any) -> str:
-    """``top-1`` or ``mAP``: the M of a compat result's criterion and update gain."""
-    return "top-1" if result.criterion == "top1" else "mAP"
+    """``top-1``, ``mAP``, ``nDCG@10``, ...: the M of a compat result's criterion and update
+    gain."""
+    from ..compat import CRITERION_LABELS
+
+    return CRITERION_LABELS.get(result.criterion, str(result.criterion))
+
+
+#: The relevance metrics of ``compat --qrels`` per case: (heading, attribute key).
+RELEVANCE_COLUMNS = (("nDCG@10", "ndcg10"), ("recall@10", "recall10"),
+                     ("recall@100", "recall100"), ("MRR@10", "mrr10"))
+
+
+def judged(result: Any) -> bool:
+    """Whether a compat result was judged with relevance judgments (``--qrels``)."""
+    return getattr(result.inputs, "qrels", None) is not None
+
+
+def qrels_summary(result: Any) -> str:
+    """One sentence on the judgments of a ``--qrels`` audit (paths not escaped: callers
+    escape the whole sentence for their format)."""
+    q = result.inputs.qrels
+    dropped = ""
+    if q.unmatched or q.wrong_side:
+        dropped = (f"; dropped (--allow-unmatched): {count(q.unmatched)} naming ids not "
+                   f"audited, {count(q.wrong_side)} on the wrong side of the split")
+    return (f"{q.path} ({'BEIR' if q.format == 'beir' else 'TREC'}): {count(q.judgments)} "
+            f"judgments, {count(q.relevant)} relevant (grade > 0) used{dropped}; unjudged "
+            "documents count as not relevant")
+
+
+def breaking_headings(result: Any) -> tuple[str, ...]:
+    """Column headings of the table of queries that break."""
+    if judged(result):  # no identity labels: the query's label column goes
+        return ("query id", "new/old rank of first relevant", "new/old top-1 id",
+                "its grade")
+    return ("query id", "label", "new/old rank of first match", "new/old top-1 id",
+            "its label")
 
 
 def gain(x: float | None) -> str:

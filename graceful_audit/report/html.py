@@ -34,7 +34,9 @@ from .common import (
     KEY_CASE,
     MAX_LISTED,
     NO_FLIPS,
+    RELEVANCE_COLUMNS,
     TYPESET,
+    breaking_headings,
     by_negative_flips,
     count,
     criterion_label,
@@ -44,12 +46,14 @@ from .common import (
     gate_value,
     gate_where,
     interval,
+    judged,
     listed,
     mcnemar_sentence,
     metric_rows,
     metric_value,
     num,
     pct,
+    qrels_summary,
     rate_text,
     shown,
     signed,
@@ -1069,6 +1073,19 @@ def _cases(result: Any, plots: dict[str, Any]) -> str:
                     ("top-5", True), ("top-10", True), ("mAP", True)], rows)
     table += (f'<p class="note">Under each top-k accuracy: its {result.confidence:.0%} Wilson '
               "interval.</p>")
+    if judged(result):
+        rel = []
+        for name, c in result.cases.items():
+            klass = ' class="key"' if name == KEY_CASE else ""
+            values = [c.relevance.get(key) if c.available else None
+                      for _, key in RELEVANCE_COLUMNS]
+            values.append(c.map if c.available else None)
+            rel.append(f"<tr{klass}><td>{esc(name)}</td>"
+                       + "".join(_num("n/a" if v is None else f"{v:.4f}") for v in values)
+                       + "</tr>")
+        table += ("<h3>Relevance (judgments; mean over queries with a relevant document)</h3>"
+                  + _table([("case", False), *((h, True) for h, _ in RELEVANCE_COLUMNS),
+                            ("mAP", True)], rel))
     figures = []
     if plots.get("topk"):
         figures.append("<figure><figcaption>Top-k identification accuracy of each case; "
@@ -1096,7 +1113,9 @@ def _compatibility(result: Any) -> str:
          f"{'yes' if result.compatible else 'no'}: {result.reason()}"),
         (f"update gain ({crit}): (new/old − old/old) / (new/new − old/old)",
          gain(result.update_gain)),
-        ("retrieval negative flips: right at top-1 in old/old, wrong in new/old",
+        ("retrieval negative flips: top-1 relevant in old/old, not in new/old"
+         if judged(result) else
+         "retrieval negative flips: right at top-1 in old/old, wrong in new/old",
          "n/a (new/old unavailable)" if flips is None else
          f"{count(flips)} of {count(evaluated)} queries "
          f"({pct(result.retrieval_negative_flip_rate)})"),
@@ -1126,12 +1145,12 @@ def _breaking(result: Any) -> str:
                 "No query breaks: every query right at top-1 in old/old is still right in "
                 "new/old.")
         return _section(title, f"<p>{said}</p>")
-    body = [f"<tr>{_cell(b.id, 'id')}{_cell(b.label)}"
+    labels = not judged(result)  # no identity labels with --qrels
+    body = [f"<tr>{_cell(b.id, 'id')}{_cell(b.label) if labels else ''}"
             f"{_num(count(b.new_old_rank) if b.new_old_rank else 'none')}"
             f"{_cell(b.new_old_top1_id, 'id')}{_cell(b.new_old_top1_label)}</tr>"
             for b in rows[:MAX_LISTED]]
-    head = [("query id", False), ("label", False), ("new/old rank of first match", True),
-            ("new/old top-1 id", False), ("its label", False)]
+    head = [(h, "rank" in h) for h in breaking_headings(result)]
     return _section(f"{title} (worst {count(len(rows))} of {count(flips)})", _table(head, body),
                     "right at top-1 in old/old, wrong in new/old; deepest first match first")
 
@@ -1151,6 +1170,8 @@ def _compat_inputs(result: Any) -> str:
                     "gallery (excluded from the metrics)"),
         ("similarity", f"{esc(result.metric)}; criterion {esc(criterion_label(result))}"),
     ]
+    if judged(result):
+        items.insert(4, ("judgments", esc(qrels_summary(result))))
     body = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items)
     return _section("Inputs", f'<dl class="inputs">{body}</dl>')
 

@@ -148,8 +148,9 @@ def _compat_suite(root: ET.Element, result: Any) -> ET.Element:
     Properties: the inputs, ``compatible``, ``update_gain``, the retrieval negative flips,
     the paired test of the criterion (``criterion_delta``, ``criterion_significant``,
     ``criterion_p_value``, ``criterion_test``), and per case ``CASE.top1``, ``CASE.top5``,
-    ``CASE.top10`` and ``CASE.map`` (``null`` for a case that could not be computed, e.g.
-    ``new/old.top1`` when dimensions differ).
+    ``CASE.top10`` and ``CASE.map`` (with ``--qrels`` also ``CASE.ndcg10``,
+    ``CASE.recall10``, ``CASE.recall100``, ``CASE.mrr10``; ``null`` for a case that could
+    not be computed, e.g. ``new/old.top1`` when dimensions differ).
     """
     suite = _suite(root, result)
     props = _el(suite, "properties")
@@ -176,6 +177,9 @@ def _compat_suite(root: ET.Element, result: Any) -> ET.Element:
             _el(props, "property", name=f"{case_name}.top{k}", value=_fmt(value))
         _el(props, "property", name=f"{case_name}.map",
             value=_fmt(case.map if case.available else None))
+        for key in case.relevance:  # --qrels: ndcg10, recall10, recall100, mrr10
+            _el(props, "property", name=f"{case_name}.{key}",
+                value=_fmt(case.relevance[key] if case.available else None))
     _el(props, "property", name="passed", value=_fmt(result.passed))
     _el(props, "property", name="tool_version", value=_fmt(result.tool_version))
     _gate_cases(suite, result, "add --require-compatible, --min-update-gain X, ... to gate "

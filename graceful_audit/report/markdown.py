@@ -29,6 +29,8 @@ from .common import (
     CASE_LABELS,
     KEY_CASE,
     NO_FLIPS,
+    RELEVANCE_COLUMNS,
+    breaking_headings,
     ci_safe,
     count,
     criterion_label,
@@ -37,10 +39,12 @@ from .common import (
     gate_value,
     gate_where,
     interval,
+    judged,
     listed,
     mcnemar_sentence,
     metric_rows,
     pct,
+    qrels_summary,
     rate_text,
     shown,
     signed,
@@ -314,7 +318,9 @@ def _compat_inputs(result: Any) -> str:
             f"{count(i.gallery)} gallery items ({mode}); "
             f"{count(result.queries_without_positive)} queries without a "
             "match in the gallery (excluded from the metrics)  \n"
-            f"**Similarity:** {md_escape(result.metric)}; criterion "
+            + (f"**Judgments:** {md_escape(qrels_summary(result), limit=None)}  \n"
+               if judged(result) else "")
+            + f"**Similarity:** {md_escape(result.metric)}; criterion "
             f"{criterion_label(result)} (compatible when new/old beats old/old)")
 
 
@@ -331,7 +337,23 @@ def _cases(result: Any) -> str:
     head = ["case", "query model / gallery model", "top-1", "top-5", "top-10", "mAP"]
     return (f"#### Retrieval ({md_escape(result.metric)}; query model / gallery model)\n\n"
             + _table(head, rows, "llrrrr")
-            + f"\n\nTop-k accuracies with their {result.confidence:.0%} Wilson intervals.")
+            + f"\n\nTop-k accuracies with their {result.confidence:.0%} Wilson intervals."
+            + _relevance(result))
+
+
+def _relevance(result: Any) -> str:
+    """nDCG@10, recall@10, recall@100, MRR@10 and mAP per case (``--qrels`` only)."""
+    if not judged(result):
+        return ""
+    rows = []
+    for name, c in result.cases.items():
+        values = [c.relevance.get(key) if c.available else None for _, key in RELEVANCE_COLUMNS]
+        values.append(c.map if c.available else None)
+        shown = f"**{md_escape(name)}**" if name == KEY_CASE else md_escape(name)
+        rows.append([shown, *("n/a" if v is None else f"{v:.4f}" for v in values)])
+    head = ["case", *(h for h, _ in RELEVANCE_COLUMNS), "mAP"]
+    return ("\n\n#### Relevance (judgments; mean over queries with a relevant document)\n\n"
+            + _table(head, rows, "lrrrrr"))
 
 
 def _topk(c: Any, k: int) -> str:
@@ -353,7 +375,9 @@ def _compatibility(result: Any) -> str:
          f"**{answer}**: {md_escape(result.reason(), limit=None)}"],
         [f"update gain ({crit}): (new/old - old/old) / (new/new - old/old)",
          f"**{gain(result.update_gain)}**"],
-        ["retrieval negative flips: right at top-1 in old/old, wrong in new/old",
+        [("retrieval negative flips: top-1 relevant in old/old, not in new/old"
+          if judged(result) else
+          "retrieval negative flips: right at top-1 in old/old, wrong in new/old"),
          shown_flips],
     ]
     if result.criterion_test is not None:
@@ -381,11 +405,14 @@ def _breaking(result: Any) -> str | _Rows:
              count(b.new_old_rank) if b.new_old_rank else "none",
              md_escape(b.new_old_top1_id), md_escape(b.new_old_top1_label)]
             for b in rows[:_MOST_ROWS]]
-    head = ["query id", "label", "new/old rank of first match", "new/old top-1 id",
-            "its label"]
+    head = list(breaking_headings(result))
+    align = "llrll"
+    if judged(result):  # no identity labels
+        body = [r[:1] + r[2:] for r in body]
+        align = "lrll"
     title = (f"#### Queries that break (worst {count(len(rows))} of {count(flips)}: deepest "
              "first match in new/old first)")
-    return _Rows(title, head, "llrll", body, len(rows), "breaking queries")
+    return _Rows(title, head, align, body, len(rows), "breaking queries")
 
 
 def _compat_sections(result: Any) -> list[str | _Rows | None]:

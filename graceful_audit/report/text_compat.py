@@ -7,7 +7,19 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .common import CASE_LABELS, MAX_LISTED, count, pct, shown, verdict
+from .common import (
+    CASE_LABELS,
+    MAX_LISTED,
+    RELEVANCE_COLUMNS,
+    breaking_headings,
+    count,
+    criterion_label,
+    judged,
+    pct,
+    qrels_summary,
+    shown,
+    verdict,
+)
 
 
 def _topk(c: Any, k: int) -> Text:
@@ -36,22 +48,42 @@ def _cases(result: Any) -> Table:
     return t
 
 
+def _relevance(result: Any) -> Table | None:
+    """nDCG@10, recall@10, recall@100, MRR@10 and mAP per case (``--qrels`` only)."""
+    if not judged(result):
+        return None
+    t = Table(title=Text("Relevance (judgments; mean over queries with a relevant document)"),
+              title_justify="left", show_edge=False)
+    t.add_column("case")
+    for head, _ in (*RELEVANCE_COLUMNS, ("mAP", "map")):
+        t.add_column(head, justify="right")
+    for name, c in result.cases.items():
+        values = [c.relevance.get(key) if c.available else None for _, key in RELEVANCE_COLUMNS]
+        t.add_row(name, *(f"{v:.4f}" if v is not None else "n/a"
+                          for v in (*values, c.map if c.available else None)))
+    return t
+
+
 def _breaking(result: Any) -> Table | None:
     rows = result.breaking_queries
     if not rows:
         return None
     more = len(rows) - MAX_LISTED
-    t = Table(title=f"Queries that break (right at top-1 in old/old, wrong in new/old; "
+    what = ("top-1 relevant in old/old, not in new/old" if judged(result) else
+            "right at top-1 in old/old, wrong in new/old")
+    t = Table(title=f"Queries that break ({what}; "
               f"worst {count(len(rows))} of {count(result.retrieval_negative_flips)})",
               title_justify="left", show_edge=False, caption_justify="left",
               caption=f"... {count(more)} more in the JSON" if more > 0 else None)
-    for col in ("query id", "label", "new/old rank of first match", "new/old top-1 id",
-                "its label"):
+    for col in breaking_headings(result):
         t.add_column(col, overflow="fold")
     for b in rows[:MAX_LISTED]:
-        t.add_row(Text(shown(b.id)), Text(shown(b.label)), count(b.new_old_rank or 0)
-                  if b.new_old_rank else "none", Text(shown(b.new_old_top1_id)),
-                  Text(shown(b.new_old_top1_label)))
+        cells = [Text(shown(b.id)), Text(shown(b.label)), count(b.new_old_rank or 0)
+                 if b.new_old_rank else "none", Text(shown(b.new_old_top1_id)),
+                 Text(shown(b.new_old_top1_label))]
+        if judged(result):
+            del cells[1]
+        t.add_row(*cells)
     return t
 
 
@@ -70,8 +102,10 @@ def renderables(result: Any) -> list[Any]:
         f"{count(result.queries_without_positive)} queries without a match in the gallery "
         "(excluded from the metrics)"
     )
+    if judged(result):
+        summary += f"\nJudgments: {shown(qrels_summary(result))}"
     gain = "n/a" if result.update_gain is None else f"{result.update_gain:.3f}"
-    crit = "top-1" if result.criterion == "top1" else "mAP"
+    crit = criterion_label(result)
     nfr = result.retrieval_negative_flip_rate
     flips = result.retrieval_negative_flips
     lines = (f"Update gain ({crit}): {gain}   Retrieval negative flips: "
@@ -79,6 +113,7 @@ def renderables(result: Any) -> list[Any]:
     test = result.significance()
     said = Text(f"Paired test of the criterion: {test}") if test else None
     parts: list[Any] = [Text(verdict(result), style=style), Text(summary, style="dim"),
-                        Text(""), _cases(result), Text(lines), said, Text(""),
+                        Text(""), _cases(result), _relevance(result), Text(lines), said,
+                        Text(""),
                         _breaking(result), gates_table(result)]
     return [p for p in parts if p is not None]
