@@ -104,6 +104,108 @@ def with_embedding(df: pd.DataFrame, row: int, vector: list[float]) -> pd.DataFr
     return df
 
 
+# ---- compat --qrels (relevance judgments)
+
+
+def qrels_pair(split: bool = True) -> list[str]:
+    """Six queries q0..q5 and six corpus items d0..d5, no labels."""
+    rng = np.random.default_rng(0)
+    ids = [f"q{i}" for i in range(6)] + [f"d{i}" for i in range(6)]
+    frame = pd.DataFrame({"id": ids, "embedding": [rng.normal(size=4).tolist() for _ in ids]})
+    if split:
+        frame["split"] = ["query"] * 6 + ["gallery"] * 6
+    frame.to_parquet("old.parquet", index=False)
+    frame.sample(frac=1, random_state=1).to_parquet("new.parquet", index=False)
+    return ["compat", "old.parquet", "new.parquet", "--qrels", "qrels.tsv"]
+
+
+def write_qrels(text: str) -> None:
+    Path("qrels.tsv").write_text(text, encoding="utf-8")
+
+
+BEIR_OK = "query-id\tcorpus-id\tscore\nq0\td0\t2\nq1\td1\t1\nq2\td3\t0\n"
+
+
+def qrels_missing_file() -> list[str]:
+    return qrels_pair()
+
+
+def qrels_empty_file() -> list[str]:
+    write_qrels("\n\n")
+    return qrels_pair()
+
+
+def qrels_unknown_format() -> list[str]:
+    write_qrels("q0,d0,1\n")
+    return qrels_pair()
+
+
+def qrels_malformed_line() -> list[str]:
+    write_qrels("query-id\tcorpus-id\tscore\nq0\td0\t2\nq1 d1 1\n")
+    return qrels_pair()
+
+
+def qrels_trec_malformed_line() -> list[str]:
+    write_qrels("q0 0 d0 1\nq1 0 d1\n")
+    return qrels_pair()
+
+
+def qrels_negative_grade() -> list[str]:
+    write_qrels("q0 0 d0 1\nq1 0 d1 -1\n")
+    return qrels_pair()
+
+
+def qrels_fractional_grade() -> list[str]:
+    write_qrels("query-id\tcorpus-id\tscore\nq0\td0\t0.5\n")
+    return qrels_pair()
+
+
+def qrels_duplicate_judgment() -> list[str]:
+    write_qrels("q0 0 d0 1\nq0 0 d0 2\n")
+    return qrels_pair()
+
+
+def qrels_header_only() -> list[str]:
+    write_qrels("query-id\tcorpus-id\tscore\n")
+    return qrels_pair()
+
+
+def qrels_unknown_ids() -> list[str]:
+    write_qrels(BEIR_OK + "q9\td0\t1\nq0\tdoc-x\t1\nd1\td2\t1\nq0\tq1\t1\n")
+    return qrels_pair()
+
+
+def qrels_unknown_ids_allowed() -> list[str]:
+    write_qrels(BEIR_OK + "q9\td0\t1\nq0\tdoc-x\t1\nd1\td2\t1\nq0\tq1\t1\n")
+    return [*qrels_pair(), "--allow-unmatched", "--format", "json"]
+
+
+def qrels_without_split() -> list[str]:
+    write_qrels(BEIR_OK)
+    return qrels_pair(split=False)
+
+
+def qrels_with_label_col() -> list[str]:
+    write_qrels(BEIR_OK)
+    return [*qrels_pair(), "--label-col", "label"]
+
+
+def qrels_with_top1_criterion() -> list[str]:
+    write_qrels(BEIR_OK)
+    return [*qrels_pair(), "--criterion", "top1"]
+
+
+def ndcg_criterion_without_qrels() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--criterion", "ndcg10"]
+
+
+def _unmatched_counted(result: Result) -> None:
+    doc = json.loads(result.stdout)
+    assert doc["inputs"]["qrels"] == {"path": "qrels.tsv", "format": "beir", "judgments": 7,
+                                      "relevant": 2, "unmatched": 2, "wrong_side": 2}
+    assert doc["queries_without_positive"] == 4  # q2 (grade 0 only), q3, q4, q5
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -1498,6 +1600,31 @@ CASES: list[Case] = [
     Case("top_beyond_int64", top_beyond_int64, 2,
          ["--top: 99999999999999999999 must be between 0 and 1,000,000,000"]),
     Case("compat_negative_top", compat_negative_top, 2, ["--top: -1 must be between 0"]),
+    Case("qrels_missing_file", qrels_missing_file, 2, ["--qrels file qrels.tsv: no such file"]),
+    Case("qrels_empty_file", qrels_empty_file, 2, ["qrels.tsv: is empty", "BEIR", "TREC"]),
+    Case("qrels_unknown_format", qrels_unknown_format, 2,
+         ["line 1", "neither the BEIR header", "TREC judgment"]),
+    Case("qrels_malformed_line", qrels_malformed_line, 2, ["line 3", "1 tab-separated field"]),
+    Case("qrels_trec_malformed_line", qrels_trec_malformed_line, 2,
+         ["line 2", "3 field(s), 4 expected"]),
+    Case("qrels_negative_grade", qrels_negative_grade, 2, ["line 2", "-1 is negative"]),
+    Case("qrels_fractional_grade", qrels_fractional_grade, 2,
+         ["line 2", "0.5 is not a non-negative integer"]),
+    Case("qrels_duplicate_judgment", qrels_duplicate_judgment, 2,
+         ["judged twice (lines 1 and 2)"]),
+    Case("qrels_header_only", qrels_header_only, 2, ["has the BEIR header but no judgment"]),
+    Case("qrels_unknown_ids", qrels_unknown_ids, 2,
+         ["4 of 7 judgment(s)", "'q9'", "'doc-x'", "gallery side of the split",
+          "query side of the split", "--allow-unmatched"]),
+    Case("qrels_unknown_ids_allowed", qrels_unknown_ids_allowed, 0, check=_unmatched_counted),
+    Case("qrels_without_split", qrels_without_split, 2,
+         ["--qrels needs a split column", "--split-col"]),
+    Case("qrels_with_label_col", qrels_with_label_col, 2,
+         ["--label-col cannot be used with --qrels"]),
+    Case("qrels_with_top1_criterion", qrels_with_top1_criterion, 2,
+         ["'top1' cannot be used with --qrels", "ndcg10"]),
+    Case("ndcg_criterion_without_qrels", ndcg_criterion_without_qrels, 2,
+         ["'ndcg10' is not one of top1, map", "--qrels FILE"]),
 ]
 
 
