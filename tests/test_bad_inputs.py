@@ -195,6 +195,15 @@ def qrels_with_top1_criterion() -> list[str]:
     return [*qrels_pair(), "--criterion", "top1"]
 
 
+def qrels_empty_path() -> list[str]:
+    return [*qrels_pair()[:-1], ""]
+
+
+def qrels_is_report_output() -> list[str]:
+    write_qrels(BEIR_OK)
+    return [*qrels_pair(), "--output", "qrels.tsv"]
+
+
 def ndcg_criterion_without_qrels() -> list[str]:
     return [*compat_pair(embeddings(), embeddings(seed=1)), "--criterion", "ndcg10"]
 
@@ -1623,6 +1632,9 @@ CASES: list[Case] = [
          ["--label-col cannot be used with --qrels"]),
     Case("qrels_with_top1_criterion", qrels_with_top1_criterion, 2,
          ["'top1' cannot be used with --qrels", "ndcg10"]),
+    Case("qrels_empty_path", qrels_empty_path, 2, ["--qrels: the path is empty"]),
+    Case("qrels_is_report_output", qrels_is_report_output, 2,
+         ["--output qrels.tsv: that is the QRELS input"]),
     Case("ndcg_criterion_without_qrels", ndcg_criterion_without_qrels, 2,
          ["'ndcg10' is not one of top1, map", "--qrels FILE"]),
 ]

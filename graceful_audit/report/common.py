@@ -288,6 +288,12 @@ def qrels_summary(result: Any) -> str:
             "documents count as not relevant")
 
 
+def without_match(result: Any) -> str:
+    """What the queries excluded from the metrics lack."""
+    return ("without a relevant judged document in the gallery" if judged(result) else
+            "without a match in the gallery")
+
+
 def breaking_headings(result: Any) -> tuple[str, ...]:
     """Column headings of the table of queries that break."""
     if judged(result):  # no identity labels: the query's label column goes

@@ -60,6 +60,7 @@ from .common import (
     signed_against,
     verdict,
     wilcoxon_sentence,
+    without_match,
     worst_scores,
 )
 
@@ -1166,8 +1167,7 @@ def _compat_inputs(result: Any) -> str:
                   f"{count(i.unmatched_new)} only in NEW"),
         ("queries", f"<strong>{count(result.queries)} queries</strong> vs {count(i.gallery)} "
                     f"gallery items ({esc(mode)}); {count(result.queries_without_positive)} "
-                    "without a match in the "
-                    "gallery (excluded from the metrics)"),
+                    f"{without_match(result)} (excluded from the metrics)"),
         ("similarity", f"{esc(result.metric)}; criterion {esc(criterion_label(result))}"),
     ]
     if judged(result):

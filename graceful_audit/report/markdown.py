@@ -50,6 +50,7 @@ from .common import (
     signed,
     verdict,
     wilcoxon_sentence,
+    without_match,
     worst_scores,
 )
 
@@ -316,8 +317,8 @@ def _compat_inputs(result: Any) -> str:
             f"**Items:** {count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
             f"{count(i.unmatched_new)} only in NEW: **{count(result.queries)} queries** vs "
             f"{count(i.gallery)} gallery items ({mode}); "
-            f"{count(result.queries_without_positive)} queries without a "
-            "match in the gallery (excluded from the metrics)  \n"
+            f"{count(result.queries_without_positive)} queries {without_match(result)} "
+            "(excluded from the metrics)  \n"
             + (f"**Judgments:** {md_escape(qrels_summary(result), limit=None)}  \n"
                if judged(result) else "")
             + f"**Similarity:** {md_escape(result.metric)}; criterion "

@@ -19,6 +19,7 @@ from .common import (
     qrels_summary,
     shown,
     verdict,
+    without_match,
 )
 
 
@@ -99,7 +100,7 @@ def renderables(result: Any) -> list[Any]:
         f"{count(i.unmatched_new)} only in NEW; {count(result.queries)} queries vs "
         f"{count(i.gallery)} gallery items"
         f" ({'split column' if i.mode == 'split' else 'leave-one-out'}); "
-        f"{count(result.queries_without_positive)} queries without a match in the gallery "
+        f"{count(result.queries_without_positive)} queries {without_match(result)} "
         "(excluded from the metrics)"
     )
     if judged(result):
