@@ -272,7 +272,8 @@ def make_beir_sample(pixels: np.ndarray, labels: np.ndarray, is_query: np.ndarra
     graded judgments from raw pixel distances, independent of both models."""
     index = np.arange(len(labels))
     queries, corpus = index[is_query], index[~is_query]
-    ids = np.array([f"q-{i:04d}" if q else f"doc-{i:04d}" for i, q in zip(index, is_query)])
+    ids = np.array([f"q-{i:04d}" if q else f"doc-{i:04d}"
+                    for i, q in zip(index, is_query, strict=True)])
     split = np.where(is_query, "query", "gallery")
     dist = ((pixels[queries, None, :] - pixels[None, corpus, :]) ** 2).sum(axis=-1)
     rows = ["query-id\tcorpus-id\tscore"]

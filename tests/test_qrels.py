@@ -10,10 +10,13 @@ scores tie.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ranx import Qrels, Run, evaluate
 from scipy import stats
 from typer.testing import CliRunner
@@ -193,12 +196,18 @@ def test_cli_sample_and_render(tmp_path):
     for fmt in ("text", "markdown", "html", "junit"):
         r = runner.invoke(app, ["render", str(out), "--format", fmt])
         assert r.exit_code == 1 and ("nDCG@10" in r.stdout or "ndcg10" in r.stdout), fmt
-    # A saved document whose criterion names a relevance metric it does not hold is refused
-    # by nothing but rendered as n/a, never as top-1.
+    # An edited document: a relevance metric outside [0, 1] is refused ...
     doc["cases"]["new/old"]["ndcg10"] = 1.5
     out.write_text(json.dumps(doc))
     r = runner.invoke(app, ["render", str(out)])
     assert r.exit_code == 2 and "ndcg10" in r.stderr
+    # ... and a criterion whose metric the cases lack reads n/a, never top-1.
+    for case in doc["cases"].values():
+        del case["ndcg10"]
+    out.write_text(json.dumps(doc))
+    r = runner.invoke(app, ["render", str(out), "--format", "json"])
+    assert r.exit_code == 1 and json.loads(r.stdout)["reason"] == (
+        "nDCG@10 new/old n/a <= old/old n/a")
 
 
 def test_config_key_qrels(tmp_path, monkeypatch):
@@ -213,3 +222,38 @@ def test_config_key_qrels(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["criterion"] == "map" and doc["inputs"]["qrels"]["format"] == "beir"
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_per_query_metrics_match_the_formulas(data):
+    """:func:`per_query_metrics` against the formulas written as plain loops, with graded
+    relevance, more than 10 relevant documents and ranks beyond the cut-offs; and the
+    invariants 0 <= metric <= 1."""
+    from graceful_audit.qrels import per_query_metrics
+
+    nq = data.draw(st.integers(1, 5))
+    rows, grade_rows = [], []
+    for _ in range(nq):
+        ranks = data.draw(st.lists(st.integers(1, 150), unique=True, max_size=25))
+        rows.append(ranks)
+        grade_rows.append(data.draw(st.lists(st.integers(1, 4), min_size=len(ranks),
+                                             max_size=len(ranks))))
+    indptr = np.r_[0, np.cumsum([len(r) for r in rows])].astype(np.int64)
+    rank = np.array([x for r in rows for x in r], dtype=np.int64)
+    grades = np.array([x for r in grade_rows for x in r], dtype=np.int64)
+    ap = np.arange(nq, dtype=np.float64) / 10
+    got = per_query_metrics(rank, indptr, grades, ap)
+    for i, (r, g) in enumerate(zip(rows, grade_rows, strict=True)):
+        if not r:
+            assert all(got[k][i] == 0 for k in got)
+            continue
+        dcg = sum(gi / math.log2(ri + 1) for ri, gi in zip(r, g, strict=True) if ri <= 10)
+        ideal = sorted(g, reverse=True)[:10]
+        idcg = sum(gi / math.log2(j + 2) for j, gi in enumerate(ideal))
+        assert got["ndcg10"][i] == pytest.approx(dcg / idcg, rel=1e-12)
+        assert got["recall10"][i] == sum(x <= 10 for x in r) / len(r)
+        assert got["recall100"][i] == sum(x <= 100 for x in r) / len(r)
+        assert got["mrr10"][i] == (1 / min(r) if min(r) <= 10 else 0.0)
+        assert got["map"][i] == ap[i]
+        assert all(0 <= got[k][i] <= 1 for k in got)
