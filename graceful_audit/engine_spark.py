@@ -170,6 +170,7 @@ class SparkEngine(Engine):
         self.remote = remote or os.environ.get("SPARK_REMOTE") or "local[*]"
         self.spark = _session(self.remote, dict(conf or {}), verbose)
         self._count = 0
+        self._derived: list[str] = []
 
     def open(self, source: Any, role: str, *, text_columns: Sequence[str] = ()) -> Table:
         if not isinstance(source, (str, os.PathLike)):
@@ -244,6 +245,14 @@ class SparkEngine(Engine):
     def rows(self, sql: str) -> list[tuple]:
         return [tuple(r) for r in self.spark.sql(sql).collect()]
 
+    def describe(self, sql: str) -> list[tuple[str, str]]:
+        return [(f.name, duck_type(f.dataType.simpleString()))
+                for f in self.spark.sql(sql).schema.fields]
+
+    def create_view(self, view: str, sql: str) -> None:
+        self.spark.sql(sql).createOrReplaceTempView(view)
+        self._derived.append(view)
+
     @contextlib.contextmanager
     def errors(self, context: str) -> Iterator[None]:
         try:
@@ -262,3 +271,6 @@ class SparkEngine(Engine):
             for role in ("old", "new", "labels"):
                 with contextlib.suppress(Exception):
                     self.spark.catalog.dropTempView(f"gaudit_{role}_{i}")
+        for view in self._derived:
+            with contextlib.suppress(Exception):
+                self.spark.catalog.dropTempView(view)
