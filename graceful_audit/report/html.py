@@ -370,6 +370,9 @@ def _error_plot(p: _Plotter, result: Any) -> str | None:
             ("− positive flips (fixed)", "positive_flip_rate", COLORS["pfr"]),
             ("+ negative flips (new errors)", "negative_flip_rate", COLORS["nfr"]),
             ("= new error rate", "new_error_rate", COLORS["new"])]
+    if is_outcome(result):
+        rows = [(name.replace("error rate", "fail rate").replace("new errors", "new failures"),
+                 key, color) for name, key, color in rows]
     rows = [r for r in rows if getattr(m, r[1]) is not None]
     if not rows:
         return None
@@ -394,7 +397,8 @@ def _error_plot(p: _Plotter, result: Any) -> str | None:
         ax.text(v + h + top * 0.02, yi, pct(v), va="center", fontsize=8, color="#344054")
     ax.xaxis.set_major_formatter(p.percent(xmax=1, decimals=None))
     ax.set_xlabel(f"share of the {m.n} audited examples")
-    return p.svg(fig, "old vs new error rate with intervals")
+    what = "fail rate" if is_outcome(result) else "error rate"
+    return p.svg(fig, f"old vs new {what} with intervals")
 
 
 def _bars(p: _Plotter, rows: Sequence[Any], *, horizontal: bool, reference: float | None,
@@ -770,8 +774,12 @@ def _metrics(result: Any, plot: str | None) -> str:
     if has_wilcoxon(result):
         table += f"<p>{esc(wilcoxon_sentence(result))}.</p>"
     if plot:
-        figure = ("<figure><figcaption>Old vs new error rate: the new error rate is the old "
-                  "one, minus the fixed examples, plus the new mistakes "
+        caption = ("Old vs new error rate: the new error rate is the old one, minus the fixed "
+                   "examples, plus the new mistakes")
+        if is_outcome(result):
+            caption = ("Old vs new fail rate: the new fail rate is the old one, minus the cases "
+                       "that pass now, plus the new failures")
+        figure = (f"<figure><figcaption>{caption} "
                   f"({result.confidence:.0%} Wilson intervals).</figcaption>{plot}</figure>")
         table = f'<div class="split"><div>{table}</div>{figure}</div>'
     return _section("Headline metrics", table)
