@@ -135,7 +135,8 @@ def _worst(result: Any) -> Table | None:
     t.add_column("id", overflow="fold")
     scores = worst_scores(result)
     if is_outcome(result):  # passed before, fails now: only the id and the scores say more
-        t.title = f"Passed before, fail now (top {count(len(rows))}, {scores.order})"
+        t.title = f"Passed before, fail now (top {count(len(rows))})"
+        t.caption = scores.order + (f"; {count(more)} more in the JSON" if more else "")
         for name in scores.head if scores.shown else ():
             t.add_column(name, justify="right")
         for e, cells in zip(shown_rows, scores.cells, strict=False):
