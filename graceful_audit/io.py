@@ -278,7 +278,8 @@ def _files_for(path: str) -> tuple[list[str], str]:
     formats = {_format_of(f) for f in files}
     if len(formats) > 1:
         raise InputError(
-            f"{path}: mixes {' and '.join(sorted(FORMAT_NAMES[f] for f in formats))} files; "
+            f"{path}: mixes {' and '.join(FORMAT_NAMES[f] for f in FORMAT_NAMES if f in formats)}"
+            " files; "
             "give one format per input."
         )
     return files, formats.pop()
