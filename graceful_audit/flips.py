@@ -419,7 +419,8 @@ def audit_outcomes(
         raise UsageError(
             f"{', '.join(unused)} cannot be combined with --outcome-col: an outcome audit "
             "reads only ids and each file's outcome (pass/fail or a score with "
-            "--pass-threshold). Drop them, or audit predictions without --outcome-col."
+            f"--pass-threshold). Drop {'them' if len(unused) > 1 else 'it'}, or audit "
+            "predictions without --outcome-col."
         )
     check_top(top)
     check_column_names({"--slice-by": slice_by})

@@ -236,11 +236,17 @@ def check_applies(specs: list[GateSpec] | tuple[GateSpec, ...], task: str | None
                     "of graded scores (--outcome-col COL --pass-threshold T), and this is a "
                     f"{task} audit, so the gate could never be breached. Drop the gate."
                 )
-            article = "an" if task == "outcome" else "a"
+            if task == "outcome":
+                raise UsageError(
+                    f"{where_given(spec)}: {gate.metric} is defined only for a "
+                    f"{' or '.join(gate.tasks)} audit, and this is an outcome audit "
+                    "(--outcome-col: no predictions, one pass/fail per case), so the gate "
+                    "could never be breached. Drop the gate."
+                )
             raise UsageError(
                 f"{where_given(spec)}: {gate.metric} is defined only for a "
-                f"{' or '.join(gate.tasks)} audit, and this is {article} {task} audit, so the "
-                "gate could never be breached. Drop the gate, or audit with --task "
+                f"{' or '.join(gate.tasks)} audit, and this is a {task} audit, so the gate "
+                "could never be breached. Drop the gate, or audit with --task "
                 f"{gate.tasks[0]}."
             )
 
