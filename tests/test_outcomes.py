@@ -342,3 +342,18 @@ def test_cli_numbers_without_threshold_exit_2(tmp_path):
     res = runner.invoke(app, ["flips", str(path), str(path), "--outcome-col", "s"])
     assert res.exit_code == 2
     assert "Give --pass-threshold T" in res.output
+
+
+def test_dotted_paths_for_ids_and_slices(tmp_path):
+    rows = [{"meta": {"task": t, "doc": i}, "judge": {"model": f"j{i % 2}"}, "ok": (i + k) % 2}
+            for k, t in enumerate(("a", "b")) for i in range(4)]
+    old = _write_jsonl(tmp_path / "old.jsonl", rows)
+    new = _write_jsonl(tmp_path / "new.jsonl", [{**r, "ok": 1 - r["ok"]} for r in rows])
+    d = audit_flips(str(old), str(new), id_col=["meta.task", "meta.doc"], outcome_col="ok",
+                    slice_by=["judge.model"]).to_dict()
+    frame = pd.DataFrame(rows)
+    assert d["counts"]["negative_flips"] == int(frame.ok.sum())
+    assert {r["value"]: r["negative_flips"] for r in d["slices"]["judge.model"]} == {
+        m: int(frame.ok[frame.judge.str["model"] == m].sum()) for m in ("j0", "j1")}
+    assert sorted(e["id"] for e in d["top_negative_flips"]) == sorted(
+        f"{r['meta']['task']}/{r['meta']['doc']}" for r in rows if r["ok"])
