@@ -465,6 +465,8 @@ def check_ids(engine: Engine, table: Table, id_col: str) -> None:
     Ids are compared as the join compares them (:func:`id_sql`): a NaN id is no id, and
     ``1.0`` twice in a float column is a duplicate.
     """
+    from .outcomes import repeat_hint
+
     native = not is_float_type(table.type_of(id_col))
     v, c = quote(table.view), id_sql(table, id_col, native, engine.dialect)
     nulls = engine.first(f"SELECT count(*) FROM {v} WHERE {c} IS NULL")[0]
@@ -487,7 +489,7 @@ def check_ids(engine: Engine, table: Table, id_col: str) -> None:
         raise InputError(
             f"{table.label}: {dup_n} id(s) occur more than once in column {id_col!r}: "
             f"{shown}{', ...' if dup_n > EXAMPLES else ''}. Ids must be unique; "
-            "remove the duplicates or choose another --id-col."
+            "remove the duplicates or choose another --id-col." + repeat_hint(engine, table, id_col)
         )
 
 
@@ -517,6 +519,8 @@ class Aligner:
         lab_id = lab_label = None
         if labels is not None:
             lab_id, lab_label = _labels_table_side(labels, cols)
+        elif task == "outcome":
+            pass  # outcomes: the one label is "pass" (1), each side's prediction its outcome
         elif old.label is None and new.label is None:
             wanted = cols.label or "label"
             missing = old.table.missing_column(wanted, "--label-col", hint=(
@@ -585,7 +589,7 @@ class Aligner:
             parts += slice_parts(labels, "l")
             ctes.append(f"l AS (SELECT {', '.join(parts)} FROM {quote(labels.view)})")
 
-        y_sql = ("l.y" if has_labels else
+        y_sql = ("1" if task == "outcome" else "l.y" if has_labels else
                  "coalesce(o.y, n.y)" if old.label and new.label else
                  "o.y" if old.label else "n.y")
         # A row with ids from OLD and NEW is matched (ids are equal, so neither is NULL).
@@ -651,7 +655,8 @@ class Aligner:
             integer_labels=integer_labels,
             slices=tuple(c for _s, c in slice_sources),
             slice_sides=tuple(side for side, _c in slice_sources),
-            label_source=self._label_source(old, new, labels),
+            label_source=("none: each file's outcome says whether the model passed"
+                          if task == "outcome" else self._label_source(old, new, labels)),
             old_source=old.source,
             new_source=new.source,
             task=task,
@@ -916,12 +921,13 @@ class Aligner:
         for i, (col, aliases) in self._shared_slices.items():
             if c.get(f"slice_differs_{i}"):
                 self._slice_differs(plan, col, aliases, i, c[f"slice_differs_{i}"])
+        predicted = "outcome" if plan.task == "outcome" else "prediction"
         if c["null_y"] or c["null_o"] or c["null_n"] or c.get("one_label"):
             self._check_fill_values()
         for key, what, where in (
             ("null_y", "label", self._label_files(old, new, labels)),
-            ("null_o", "prediction", f"OLD file {old.table.display} ({old.source})"),
-            ("null_n", "prediction", f"NEW file {new.table.display} ({new.source})"),
+            ("null_o", predicted, f"OLD file {old.table.display} ({old.source})"),
+            ("null_n", predicted, f"NEW file {new.table.display} ({new.source})"),
         ):
             if c[key]:
                 ex = self._examples("oid", checks[key])

@@ -537,7 +537,10 @@ def flips(
     labels: Annotated[
         str | None, typer.Option("--labels", help="Ground truth in a separate file (id, label).")
     ] = None,
-    id_col: IdOpt = None,
+    id_col: Annotated[
+        list[str] | None, typer.Option("--id-col", help="Id column [default: id]; repeat it "
+                                       "for a composite id (--id-col task --id-col doc_id).")
+    ] = None,
     label_col: LabelOpt = None,
     pred_col: Annotated[
         str | None, typer.Option("--pred-col", help="Prediction column [default: pred].")
@@ -572,6 +575,21 @@ def flips(
     max_slice_nfr: MaxSliceNfr = None,
     max_mae_delta: MaxMaeDelta = None,
     max_rmse_delta: MaxRmseDelta = None,
+    min_score_delta: Annotated[
+        float | None, _gate("min-score-delta", "Graded outcomes: min mean(new score - old "
+                            "score) (may be negative).")
+    ] = None,
+    outcome_col: Annotated[
+        str | None, typer.Option("--outcome-col", help="Audit evaluation outcomes: a pass/fail "
+                                 "(boolean, 0/1) or score column; no labels or predictions "
+                                 "needed. Dotted paths reach nested JSON fields.",
+                                 rich_help_panel="Evaluation outcomes")
+    ] = None,
+    pass_threshold: Annotated[
+        float | None, typer.Option("--pass-threshold", help="A graded --outcome-col passes "
+                                   "when score >= T; adds the paired score delta.",
+                                   rich_help_panel="Evaluation outcomes")
+    ] = None,
     task: Annotated[
         Task, typer.Option("--task", help="auto: regression when a prediction column holds "
                            "non-integral floats.", rich_help_panel="Regression")
@@ -625,7 +643,9 @@ def flips(
                                                        ("config", cfg_path)])
         with status("Reading, joining and counting...", quiet):
             result = audit_flips(
-                old, new, labels=p["labels"], id_col=p["id_col"], label_col=p["label_col"],
+                old, new, labels=p["labels"], id_col=p["id_col"] or None,
+                label_col=p["label_col"], outcome_col=p["outcome_col"],
+                pass_threshold=p["pass_threshold"],
                 pred_col=p["pred_col"], score_cols=p["score_cols"], threshold=p["threshold"],
                 slice_by=tuple(p["slice_by"] or ()), top=p["top"], confidence=p["confidence"],
                 allow_unmatched=p["allow_unmatched"],

@@ -23,20 +23,22 @@ from .errors import UsageError
 from .io import check_column_names, read_bytes
 
 GATE_KEYS_FLIPS = ("max-nfr", "max-nfi", "max-error-delta", "min-btc", "max-churn",
-                   "max-class-nfr", "max-slice-nfr", "max-mae-delta", "max-rmse-delta")
+                   "max-class-nfr", "max-slice-nfr", "max-mae-delta", "max-rmse-delta",
+                   "min-score-delta")
 GATE_KEYS_COMPAT = ("require-compatible", "min-update-gain", "max-retrieval-nfr",
                     "min-cross-top1", "max-cross-drop")
 
 #: Keys that name columns: an empty name is an error naming the file and key.
 COLUMN_KEYS = ("id-col", "label-col", "pred-col", "score-cols", "slice-by", "embedding-col",
-               "split-col")
+               "split-col", "outcome-col")
 
 #: Accepted keys per command and their types.
 OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "flips": {
         **{k: float for k in GATE_KEYS_FLIPS},
-        "labels": str, "id-col": str, "label-col": str, "pred-col": str, "score-cols": str,
-        "threshold": float, "slice-by": list, "top": int, "confidence": float,
+        "labels": str, "id-col": list, "label-col": str, "pred-col": str, "score-cols": str,
+        "outcome-col": str, "pass-threshold": float, "threshold": float, "slice-by": list,
+        "top": int, "confidence": float,
         "allow-unmatched": bool, "memory-limit": str, "task": str, "atol": float,
         "rtol": float, "engine": str, "spark-remote": str, "spark-conf": list,
     },

@@ -56,8 +56,22 @@ class FlipExample:
     slices: dict[str, str | None] = field(default_factory=dict)
     old_error: float | None = None
     new_error: float | None = None
+    #: an outcome audit's example (passed, now fails): its graded scores, if any
+    old_score: float | None = None
+    new_score: float | None = None
+    outcome: bool = False
+    #: the parts of a composite id (``--id-col task --id-col doc_id``)
+    id_parts: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        if self.outcome:
+            out: dict[str, Any] = {"id": self.id}
+            if self.id_parts is not None:
+                out["id_parts"] = list(self.id_parts)
+            out.update(old_score=self.old_score, new_score=self.new_score)
+            if self.slices:
+                out["slices"] = dict(self.slices)
+            return out
         d: dict[str, Any] = {
             "id": self.id, "label": self.label, "old_pred": self.old_pred,
             "new_pred": self.new_pred,
@@ -66,15 +80,22 @@ class FlipExample:
             d.update(old_confidence=self.old_confidence, new_confidence=self.new_confidence)
         else:
             d.update(old_error=self.old_error, new_error=self.new_error)
+        if self.id_parts is not None:
+            d["id_parts"] = list(self.id_parts)
         if self.slices:
             d["slices"] = dict(self.slices)
         return d
 
     @classmethod
     def from_dict(cls, e: dict[str, Any]) -> FlipExample:
+        parts = tuple(e["id_parts"]) if e.get("id_parts") is not None else None
+        if "label" not in e:  # an outcome audit's example
+            return cls(e["id"], "pass", "pass", "fail", slices=e.get("slices", {}),
+                       old_score=e.get("old_score"), new_score=e.get("new_score"),
+                       outcome=True, id_parts=parts)
         return cls(e["id"], e["label"], e["old_pred"], e["new_pred"], e.get("old_confidence"),
                    e.get("new_confidence"), e.get("slices", {}), e.get("old_error"),
-                   e.get("new_error"))
+                   e.get("new_error"), id_parts=parts)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import InputError, UsageError
-from .io import Reader, Table, engine_message, out_of_memory
+from .io import Reader, Table, engine_message, out_of_memory, quote
 
 #: Text that is an integer in the natural id order (see :func:`graceful_audit.count.id_key`).
 INTEGER_TEXT = "[+-]?[0-9]{1,18}"
@@ -112,6 +112,10 @@ class Dialect:
         """A sum of doubles, compensated where the engine offers it."""
         return f"fsum({x})"
 
+    def field(self, x: str, name: str) -> str:
+        """The field ``name`` of the struct ``x`` (a nested JSON object)."""
+        return f"struct_extract({x}, {self.literal(name)})"
+
     def top_n(self, key: str, n: int, where: str, arg: str | None = None) -> list[str] | None:
         """Aggregates: [the ``arg`` of the ``n`` smallest ``key`` values,] those values.
 
@@ -159,6 +163,9 @@ class SparkDialect(Dialect):
     def exact_sum(self, x: str) -> str:
         return f"sum({x})"
 
+    def field(self, x: str, name: str) -> str:
+        return f"{x}.`{name.replace('`', '``')}`"
+
     def top_n(self, key: str, n: int, where: str, arg: str | None = None) -> list[str] | None:
         return None  # no bounded top-n aggregate: the worst flips take one more query
 
@@ -177,6 +184,23 @@ class Engine:
 
     def first(self, sql: str) -> tuple:
         return self.rows(sql)[0]
+
+    def describe(self, sql: str) -> list[tuple[str, str]]:
+        """The column names and types of a query."""
+        raise NotImplementedError
+
+    def derive(self, table: Table, columns: dict[str, str]) -> Table:
+        """``table`` as a new view with ``columns`` (name -> SQL over its columns) added:
+        nested fields and composite ids, named as the user named them."""
+        self._views = getattr(self, "_views", 0) + 1
+        view = f"{table.view}_x{self._views}"
+        extra = ", ".join(f"{sql} AS {quote(name)}" for name, sql in columns.items())
+        self.create_view(view, f"SELECT *, {extra} FROM {quote(table.view)}")
+        described = dict(self.describe(f"SELECT * FROM {quote(view)}"))
+        return Table(table.role, table.display, view, described, table.rows)
+
+    def create_view(self, view: str, sql: str) -> None:
+        raise NotImplementedError
 
     @contextlib.contextmanager
     def errors(self, context: str) -> Iterator[None]:
@@ -224,6 +248,12 @@ class DuckDBEngine(Engine):
 
     def rows(self, sql: str) -> list[tuple]:
         return self.con.execute(sql).fetchall()
+
+    def describe(self, sql: str) -> list[tuple[str, str]]:
+        return [(r[0], str(r[1])) for r in self.con.execute(f"DESCRIBE {sql}").fetchall()]
+
+    def create_view(self, view: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS {sql}")
 
     @contextlib.contextmanager
     def errors(self, context: str) -> Iterator[None]:

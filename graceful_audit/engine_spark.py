@@ -26,7 +26,7 @@ from typing import Any
 
 from .engine import Engine, SparkDialect
 from .errors import InputError, UsageError
-from .io import CSV_SUFFIXES, Table, check_unique_names, special_kind
+from .io import CSV_SUFFIXES, JSON_SUFFIXES, Table, check_unique_names, special_kind
 
 #: Spark settings every session gets: double-quoted identifiers (the SQL is shared with
 #: DuckDB), no web UI, UTC.
@@ -170,6 +170,7 @@ class SparkEngine(Engine):
         self.remote = remote or os.environ.get("SPARK_REMOTE") or "local[*]"
         self.spark = _session(self.remote, dict(conf or {}), verbose)
         self._count = 0
+        self._derived: list[str] = []
 
     def open(self, source: Any, role: str, *, text_columns: Sequence[str] = ()) -> Table:
         if not isinstance(source, (str, os.PathLike)):
@@ -188,15 +189,24 @@ class SparkEngine(Engine):
         self._count += 1
         view = f"gaudit_{role.lower()}_{self._count}"
         is_csv = path.lower().rstrip("/").endswith(CSV_SUFFIXES)
+        is_json = path.lower().rstrip("/").endswith(JSON_SUFFIXES)
         try:
-            df = (self._read_csv(path, text_columns, role) if is_csv
-                  else self.spark.read.parquet(path))
+            if is_json:  # every line read for the schema; a malformed line fails the read
+                df = self.spark.read.option("mode", "FAILFAST").json(path)
+            else:
+                df = (self._read_csv(path, text_columns, role) if is_csv
+                      else self.spark.read.parquet(path))
             df.createOrReplaceTempView(view)
             columns = {f.name: duck_type(f.dataType.simpleString()) for f in df.schema.fields}
             rows = int(df.count())
         except InputError:
             raise
         except Exception as exc:
+            if is_json:
+                from .io import json_lines_error
+
+                files = [path] if os.path.isfile(path) else []
+                raise json_lines_error(path, files, spark_message(exc)) from None
             raise self._read_error(path, is_csv, exc) from None
         table = Table(role, path, view, columns, rows)
         if rows == 0:
@@ -244,6 +254,14 @@ class SparkEngine(Engine):
     def rows(self, sql: str) -> list[tuple]:
         return [tuple(r) for r in self.spark.sql(sql).collect()]
 
+    def describe(self, sql: str) -> list[tuple[str, str]]:
+        return [(f.name, duck_type(f.dataType.simpleString()))
+                for f in self.spark.sql(sql).schema.fields]
+
+    def create_view(self, view: str, sql: str) -> None:
+        self.spark.sql(sql).createOrReplaceTempView(view)
+        self._derived.append(view)
+
     @contextlib.contextmanager
     def errors(self, context: str) -> Iterator[None]:
         try:
@@ -262,3 +280,6 @@ class SparkEngine(Engine):
             for role in ("old", "new", "labels"):
                 with contextlib.suppress(Exception):
                     self.spark.catalog.dropTempView(f"gaudit_{role}_{i}")
+        for view in self._derived:
+            with contextlib.suppress(Exception):
+                self.spark.catalog.dropTempView(view)

@@ -45,6 +45,7 @@ from .gates import (
 )
 from .io import check_column_names
 from .metrics import PROPORTIONS, FlipMetrics
+from .outcomes import composite_name, split_id, with_composite_id, with_paths
 from .result import FlipsResult, GroupRow, Inputs, group_row
 from .stats import mcnemar, wilson_interval
 
@@ -76,6 +77,7 @@ def build_result(
     task: str = "classification",
     task_reason: str = "",
     engine: str = "duckdb",
+    scores: Any = None,
 ) -> FlipsResult:
     """Turn engine counts into the frozen result (pure: no I/O)."""
     c = tables.overall
@@ -108,6 +110,8 @@ def build_result(
         for p in PROPORTIONS
         if task == "classification" or p.name != "churn_rate"
     }
+    if task == "outcome":  # one label (pass): no classes, no matrix of classes
+        per_class, matrix = (), ()
     return FlipsResult(
         inputs=inputs,
         counts=c,
@@ -124,6 +128,7 @@ def build_result(
         task_reason=task_reason,
         regression=tables.regression,
         engine=engine,
+        scores=scores,
     )
 
 
@@ -160,7 +165,7 @@ def audit_flips(
     new: Any,
     *,
     labels: Any = None,
-    id_col: str | None = None,
+    id_col: str | Sequence[str] | None = None,
     label_col: str | None = None,
     pred_col: str | None = None,
     score_cols: str | None = None,
@@ -178,6 +183,8 @@ def audit_flips(
     spark_remote: str | None = None,
     spark_conf: Mapping[str, str] | None = None,
     verbose: bool = False,
+    outcome_col: str | None = None,
+    pass_threshold: float | None = None,
 ) -> FlipsResult:
     """Audit a model update: negative flips, error deltas, breakdowns and gates.
 
@@ -189,7 +196,9 @@ def audit_flips(
     labels : path, DataFrame or Table, optional
         Ground truth in a third input (id and label columns).
     id_col, label_col, pred_col : str, optional
-        Column names; by default ``id``, ``label``, ``pred`` or a common synonym.
+        Column names; by default ``id``, ``label``, ``pred`` or a common synonym. A name
+        with dots that is no column is a path into nested JSON objects (``judge.score``).
+        ``id_col`` may be a list of columns: a composite id (``["task", "doc_id"]``).
     score_cols : str, optional
         Glob of per-class score columns (``prob_*``: class ``3`` is ``prob_3``) or one list
         column. The prediction is their argmax when no prediction column is given; one
@@ -209,6 +218,11 @@ def audit_flips(
     atol, rtol : float, optional
         Regression: a prediction is right when ``|pred - y| <= atol + rtol * |y|``; at
         least one is required.
+    outcome_col : str, optional
+        Audit evaluation outcomes: each input needs only ids and this column, a boolean,
+        0/1, or a score with ``pass_threshold`` (pass when ``score >= pass_threshold``).
+        No labels or predictions; ``task`` is ``"outcome"`` (see
+        :mod:`graceful_audit.outcomes`).
     engine : {"duckdb", "spark"}
         Where reading, joining and counting run. ``spark`` uses Spark Connect:
         ``spark_remote`` (``sc://host:15002``, else ``SPARK_REMOTE``, else a local session)
@@ -221,6 +235,19 @@ def audit_flips(
     """
     if not 0.0 < confidence < 1.0:
         raise UsageError(f"--confidence: {confidence!r} must be strictly between 0 and 1.")
+    id_parts = [id_col] if isinstance(id_col, str) else list(id_col or ())
+    check_column_names({"--id-col": id_parts, "--outcome-col": outcome_col})
+    if len(set(id_parts)) != len(id_parts):
+        raise UsageError(f"--id-col: {id_parts} names a column twice; give each id column once.")
+    if outcome_col is not None or pass_threshold is not None:
+        return audit_outcomes(
+            old, new, labels=labels, id_parts=id_parts, label_col=label_col, pred_col=pred_col,
+            score_cols=score_cols, threshold=threshold, outcome_col=outcome_col,
+            pass_threshold=pass_threshold, slice_by=slice_by, top=top, confidence=confidence,
+            allow_unmatched=allow_unmatched, gates=gates, memory_limit=memory_limit, task=task,
+            atol=atol, rtol=rtol, engine=engine, spark_remote=spark_remote,
+            spark_conf=spark_conf, verbose=verbose)
+    id_col = id_parts[0] if len(id_parts) == 1 else None
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold: {threshold!r} must be between 0 and 1.")
     cut = 0.5 if threshold is None else threshold
@@ -228,20 +255,24 @@ def audit_flips(
     for name, tol in (("--atol", atol), ("--rtol", rtol)):
         if tol is not None and not (math.isfinite(tol) and tol >= 0):
             raise UsageError(f"{name}: {tol!r} must be a finite number >= 0.")
-    check_column_names({"--id-col": id_col, "--label-col": label_col, "--pred-col": pred_col,
+    check_column_names({"--label-col": label_col, "--pred-col": pred_col,
                         "--score-cols": score_cols, "--slice-by": slice_by})
     specs = gate_specs(gates)
     for spec in specs:
         check_threshold(spec.name, spec.threshold, source=spec.source)
     check_applies(specs, None, sliced=bool(slice_by))
+    if len(id_parts) > 1:
+        id_col = composite_name(id_parts)
     cols = Columns(id_col, label_col, pred_col, score_cols, tuple(slice_by), cut)
-    id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
+    id_names = id_parts or ["id", *ID_SYNONYMS]
+    paths = _paths(id_parts, slice_by, {"--label-col": label_col, "--pred-col": pred_col})
 
     with open_engine(engine, memory_limit=memory_limit, spark_remote=spark_remote,
                      spark_conf=spark_conf, verbose=verbose) as eng:
-        old_t = eng.open(old, "OLD", text_columns=id_names)
-        new_t = eng.open(new, "NEW", text_columns=id_names)
-        lab_t = eng.open(labels, "LABELS", text_columns=id_names) if labels is not None else None
+        old_t = _prepare(eng, eng.open(old, "OLD", text_columns=id_names), id_parts, paths)
+        new_t = _prepare(eng, eng.open(new, "NEW", text_columns=id_names), id_parts, paths)
+        lab_t = (_prepare(eng, eng.open(labels, "LABELS", text_columns=id_names), id_parts,
+                          paths) if labels is not None else None)
         old_side = resolve_side(old_t, cols, eng.dialect)
         new_side = resolve_side(new_t, cols, eng.dialect)
         if threshold is not None:
@@ -274,6 +305,8 @@ def audit_flips(
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
         engine_name = eng.name
+    if len(id_parts) > 1:
+        tables = dataclasses.replace(tables, worst=_with_id_parts(tables.worst))
 
     inputs = Inputs(
         **dataclasses.asdict(acc),
@@ -284,6 +317,8 @@ def audit_flips(
     )
     options = {"top": top, "threshold": cut, "allow_unmatched": allow_unmatched,
                "slice_by": list(slice_by)}
+    if len(id_parts) > 1:
+        options["id_cols"] = list(id_parts)
     result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
                           task_reason=reason, engine=engine_name)
     warnings += never_right(result)
@@ -310,6 +345,11 @@ def never_right(result: FlipsResult) -> list[str]:
     ):
         if right:
             continue
+        if result.task == "outcome":
+            out.append(f"the {side} model ({source}) passes none of the {n:,} audited "
+                       "cases, so none can flip to a failure and the flip gates mean little: "
+                       "check --outcome-col and --pass-threshold.")
+            continue
         if result.task == "regression":
             why = "check --atol and --rtol (a prediction is right when |pred - y| <= atol + "
             why += "rtol * |y|)"
@@ -319,3 +359,118 @@ def never_right(result: FlipsResult) -> list[str]:
         out.append(f"the {side} model ({source}) is right on none of the {n:,} audited rows, "
                    f"so its flips cannot be counted and the flip gates mean little: {why}.")
     return out
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def _paths(id_parts: Sequence[str], slice_by: Sequence[str],
+           others: Mapping[str, str | None]) -> dict[str, str]:
+    """Column names that may be dotted paths into nested objects, with their flags."""
+    paths = {p: "--id-col" for p in id_parts}
+    paths.update({s: "--slice-by" for s in slice_by})
+    paths.update({name: flag for flag, name in others.items() if name})
+    return paths
+
+
+def _prepare(eng: Any, table: Any, id_parts: Sequence[str], paths: Mapping[str, str]) -> Any:
+    """An opened input with its nested fields and its composite id as columns."""
+    table = with_paths(eng, table, dict(paths))
+    if len(id_parts) > 1:
+        table = with_composite_id(eng, table, id_parts)
+    return table
+
+
+def _with_id_parts(examples: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(dataclasses.replace(e, id_parts=split_id(e.id)) for e in examples)
+
+
+def audit_outcomes(
+    old: Any, new: Any, *, labels: Any, id_parts: Sequence[str], label_col: str | None,
+    pred_col: str | None, score_cols: str | None, threshold: float | None,
+    outcome_col: str | None, pass_threshold: float | None, slice_by: Sequence[str], top: int,
+    confidence: float, allow_unmatched: bool,
+    gates: Mapping[str, float] | Sequence[GateSpec] | None, memory_limit: str | None,
+    task: str, atol: float | None, rtol: float | None, engine: str, spark_remote: str | None,
+    spark_conf: Mapping[str, str] | None, verbose: bool,
+) -> FlipsResult:
+    """:func:`audit_flips` of evaluation outcomes (``--outcome-col``): see
+    :mod:`graceful_audit.outcomes`."""
+    from .count import count_flips
+    from .outcomes import (
+        TASK,
+        check_pass_threshold,
+        resolve_outcome_side,
+        score_summary,
+        worst_outcome_flips,
+    )
+
+    if outcome_col is None:
+        raise UsageError("--pass-threshold applies only to --outcome-col (a numeric score "
+                         "column); give the outcome column, or drop --pass-threshold.")
+    check_pass_threshold(pass_threshold)
+    unused = [flag for flag, v in (
+        ("--labels", labels), ("--label-col", label_col), ("--pred-col", pred_col),
+        ("--score-cols", score_cols), ("--threshold", threshold), ("--atol", atol),
+        ("--rtol", rtol)) if v is not None]
+    if task not in ("auto", TASK):
+        unused.append(f"--task {task}")
+    if unused:
+        raise UsageError(
+            f"{', '.join(unused)} cannot be combined with --outcome-col: an outcome audit "
+            "reads only ids and each file's outcome (pass/fail or a score with "
+            f"--pass-threshold). Drop {'them' if len(unused) > 1 else 'it'}, or audit "
+            "predictions without --outcome-col."
+        )
+    check_top(top)
+    check_column_names({"--slice-by": slice_by})
+    specs = gate_specs(gates)
+    for spec in specs:
+        check_threshold(spec.name, spec.threshold, source=spec.source)
+    check_applies(specs, TASK, sliced=bool(slice_by))
+    for spec in specs:
+        if spec.name == "min-score-delta" and pass_threshold is None:
+            raise UsageError(
+                f"{where_given(spec)}: the score delta needs graded scores: give "
+                "--pass-threshold T with a numeric --outcome-col, or drop the gate (pass/fail "
+                "outcomes are gated by --max-nfr and --max-error-delta)."
+            )
+    id_col = id_parts[0] if len(id_parts) == 1 else (
+        composite_name(id_parts) if id_parts else None)
+    id_names = list(id_parts) or ["id", *ID_SYNONYMS]
+    paths = _paths(id_parts, slice_by, {"--outcome-col": outcome_col})
+    cols = Columns(id_col, None, None, None, tuple(slice_by), 0.5)
+    reason = f"--outcome-col {outcome_col}"
+    with open_engine(engine, memory_limit=memory_limit, spark_remote=spark_remote,
+                     spark_conf=spark_conf, verbose=verbose) as eng:
+        old_t = _prepare(eng, eng.open(old, "OLD", text_columns=id_names), id_parts, paths)
+        new_t = _prepare(eng, eng.open(new, "NEW", text_columns=id_names), id_parts, paths)
+        with eng.errors(f"while joining {old_t.display} and {new_t.display}"):
+            old_side = resolve_outcome_side(eng, old_t, id_col, outcome_col, pass_threshold)
+            new_side = resolve_outcome_side(eng, new_t, id_col, outcome_col, pass_threshold)
+            aligner = Aligner(eng)
+            plan = aligner.plan(old_side, new_side, None, cols, task=TASK)
+            first = count_flips(eng, plan, top=0)
+            acc = aligner.account(plan, first.checks, allow_unmatched)
+            graded = pass_threshold is not None
+            worst = worst_outcome_flips(eng, plan, top=top, graded=graded)
+            scores = (score_summary(eng, plan, confidence=confidence, threshold=pass_threshold)
+                      if pass_threshold is not None else None)
+        engine_name = eng.name
+    if len(id_parts) > 1:
+        worst = _with_id_parts(worst)
+    tables = dataclasses.replace(first.tables, worst=worst, predicted={})
+    inputs = Inputs(
+        **dataclasses.asdict(acc), old_path=_display(old), new_path=_display(new),
+        label_source=plan.label_source, old_prediction=plan.old_source,
+        new_prediction=plan.new_source,
+    )
+    options: dict[str, Any] = {"top": top, "allow_unmatched": allow_unmatched,
+                               "slice_by": list(slice_by), "outcome_col": outcome_col,
+                               "pass_threshold": pass_threshold}
+    if len(id_parts) > 1:
+        options["id_cols"] = list(id_parts)
+    result = build_result(tables, inputs, confidence=confidence, options=options, task=TASK,
+                          task_reason=reason, engine=engine_name, scores=scores)
+    result = dataclasses.replace(result, warnings=tuple(never_right(result)))
+    return result.with_gates(evaluate_gates(result, specs))

@@ -45,7 +45,7 @@ class GateDef:
     value: Callable[[Any], Value]
     kind: str = "flips"
     help: str = ""
-    tasks: tuple[str, ...] = ("classification", "regression")  # audits it is defined for
+    tasks: tuple[str, ...] = ("classification", "regression", "outcome")  # audits it fits
 
     def label(self, threshold: float) -> str:
         op = "<=" if self.direction == "max" else ">="
@@ -164,6 +164,10 @@ GATES: dict[str, GateDef] = {
                 _metric("rmse_delta"),
                 tasks=("regression",),
                 help="Regression: fail when new RMSE - old RMSE exceeds X (may be negative)."),
+        GateDef("min-score-delta", "scores.mean_delta", "min", -math.inf, math.inf,
+                _metric("scores.mean_delta"), tasks=("outcome",),
+                help="Graded outcomes: fail when mean(new score - old score) falls below X "
+                     "(may be negative)."),
     )
 }
 
@@ -226,6 +230,19 @@ def check_applies(specs: list[GateSpec] | tuple[GateSpec, ...], task: str | None
     for spec in specs:
         gate = gates.get(spec.name)
         if gate is not None and task not in gate.tasks:
+            if gate.tasks == ("outcome",):
+                raise UsageError(
+                    f"{where_given(spec)}: {gate.metric} is defined only for an outcome audit "
+                    "of graded scores (--outcome-col COL --pass-threshold T), and this is a "
+                    f"{task} audit, so the gate could never be breached. Drop the gate."
+                )
+            if task == "outcome":
+                raise UsageError(
+                    f"{where_given(spec)}: {gate.metric} is defined only for a "
+                    f"{' or '.join(gate.tasks)} audit, and this is an outcome audit "
+                    "(--outcome-col: no predictions, one pass/fail per case), so the gate "
+                    "could never be breached. Drop the gate."
+                )
             raise UsageError(
                 f"{where_given(spec)}: {gate.metric} is defined only for a "
                 f"{' or '.join(gate.tasks)} audit, and this is a {task} audit, so the gate "

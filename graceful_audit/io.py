@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
+JSON_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 GLOB_CHARS = set("*?[")
 
 INTEGER_TYPES = {
@@ -261,12 +262,13 @@ def _files_for(path: str) -> tuple[list[str], str]:
         files = sorted(
             str(p)
             for p in Path(path).rglob("*")
-            if p.is_file() and p.name.lower().endswith(PARQUET_SUFFIXES + CSV_SUFFIXES)
+            if p.is_file()
+            and p.name.lower().endswith(PARQUET_SUFFIXES + CSV_SUFFIXES + JSON_SUFFIXES)
             and not p.name.startswith((".", "_"))
         )
         if not files:
             raise InputError(
-                f"{path}: the directory holds no .parquet or .csv files. "
+                f"{path}: the directory holds no .parquet, .csv or .jsonl files. "
                 "Point at the data files or at a directory that contains them."
             )
     elif os.path.exists(path):
@@ -276,20 +278,30 @@ def _files_for(path: str) -> tuple[list[str], str]:
     formats = {_format_of(f) for f in files}
     if len(formats) > 1:
         raise InputError(
-            f"{path}: mixes Parquet and CSV files; give one format per input."
+            f"{path}: mixes {' and '.join(FORMAT_NAMES[f] for f in FORMAT_NAMES if f in formats)}"
+            " files; "
+            "give one format per input."
         )
     return files, formats.pop()
+
+
+FORMAT_NAMES = {"parquet": "Parquet", "csv": "CSV", "json": "JSON Lines"}
 
 
 def _format_of(file: str) -> str:
     name = file.lower()
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
+    if name.endswith(JSON_SUFFIXES):
+        return "json"
     try:
         with open(file, "rb") as fh:
             magic = fh.read(4)
     except OSError as exc:
         raise InputError(f"{file}: cannot be read ({exc.strerror}).") from None
+    if magic[:2] == b"\x1f\x8b" and not name.endswith((".csv.gz", ".tsv.gz")) \
+            and _gzip_json(file):
+        return "json"  # gzip-compressed JSON Lines under another name
     return "parquet" if magic == b"PAR1" else "csv"  # a Parquet file named .csv is Parquet
 
 
@@ -304,6 +316,17 @@ def _check_readable(files: list[str], display: str) -> None:
         if size == 0:
             where = f if f == display else f"{f} (in {display})"
             raise InputError(f"{where}: the file is empty. Write the predictions first.")
+
+
+def _gzip_json(file: str) -> bool:
+    """Whether a gzip file holds JSON Lines (its first character is ``{``)."""
+    import gzip
+
+    try:
+        with gzip.open(file, "rb") as fh:
+            return fh.read(64).lstrip()[:1] == b"{"
+    except (OSError, EOFError):
+        return False
 
 
 def engine_message(exc: BaseException) -> str:
@@ -415,7 +438,57 @@ def out_of_memory(exc: BaseException) -> UsageError:
                       "memory.")
 
 
-def _read_error(display: str, fmt: str, exc: BaseException) -> GauditError:
+def bad_json_line(file: str) -> tuple[int, str] | None:
+    """The first line of a JSON Lines file (gzip or not) that is not one JSON object, and
+    why; None when every line is one. Blank lines are allowed (as DuckDB and Spark skip
+    them). Read only after the engine has refused the file, to name the line."""
+    import gzip
+    import json
+
+    opener: Any = gzip.open if _is_gzip(file) else open
+    try:
+        with opener(file, "rt", encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    return number, f"not valid JSON ({exc.msg} at column {exc.colno})"
+                if not isinstance(value, dict):
+                    return number, f"a JSON {type(value).__name__}, not an object"
+    except UnicodeDecodeError:
+        return None
+    except (OSError, EOFError):
+        return None
+    return None
+
+
+def _is_gzip(file: str) -> bool:
+    try:
+        with open(file, "rb") as fh:
+            return fh.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def json_lines_error(display: str, files: Sequence[str], detail: str) -> InputError:
+    """The error for a JSON Lines input the engine could not read: which file and line."""
+    for f in files:
+        found = bad_json_line(f) if os.path.exists(f) else None
+        if found is not None:
+            number, why = found
+            where = f if f == display else f"{f} (in {display})"
+            return InputError(
+                f"{where}, line {number}: is {why}. Each line of a JSON Lines file must be "
+                "one JSON object (one example); fix or remove that line."
+            )
+    return InputError(f"{display}: cannot be read as JSON Lines ({detail}). Each line must be "
+                      "one JSON object, in UTF-8.")
+
+
+def _read_error(display: str, fmt: str, exc: BaseException,
+                files: Sequence[str] | None = None) -> GauditError:
     if type(exc).__name__ == "OutOfMemoryException":
         return out_of_memory(exc)
     detail = engine_message(exc)
@@ -430,6 +503,8 @@ def _read_error(display: str, fmt: str, exc: BaseException) -> GauditError:
             f"{display}: is not a readable Parquet file ({detail}). "
             "The file may be truncated or corrupt; write it again."
         )
+    if fmt == "json":
+        return json_lines_error(display, files or [], detail)
     return InputError(f"{display}: cannot be read as CSV ({detail}).")
 
 
@@ -521,7 +596,7 @@ class Reader:
         except InputError:
             raise
         except Exception as exc:  # duckdb.Error and friends: a file DuckDB cannot read
-            raise _read_error(display, fmt, exc) from None
+            raise _read_error(display, fmt, exc, files if fmt == "json" else None) from None
         columns = {name: str(dtype) for name, dtype, *_ in described}
         if fmt == "csv" and len(columns) == 1 and "," in next(iter(columns)):
             # DuckDB's sniffer reads a file whose rows disagree on their field count as one
@@ -566,11 +641,13 @@ class Reader:
             raise InputError(f"{what}: the pipe gave no data. Write the predictions first.")
         with open(copy, "rb") as fh:
             magic = fh.read(4)
-        suffix = next((s for s in PARQUET_SUFFIXES + CSV_SUFFIXES
+        suffix = next((s for s in PARQUET_SUFFIXES + CSV_SUFFIXES + JSON_SUFFIXES
                        if path.lower().endswith(s)), None)
         if suffix is None:
             suffix = (".parquet" if magic == b"PAR1" else
-                      ".csv.gz" if magic[:2] == b"\x1f\x8b" else ".csv")
+                      ".jsonl" if magic.lstrip()[:1] == b"{" else
+                      (".jsonl.gz" if _gzip_json(copy) else ".csv.gz")
+                      if magic[:2] == b"\x1f\x8b" else ".csv")
         os.replace(copy, copy + suffix)
         return copy + suffix
 
@@ -578,12 +655,33 @@ class Reader:
         file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
         if fmt == "parquet":
             return f"read_parquet({file_list}, union_by_name = true)"
+        if fmt == "json":
+            return self._json_scan(files, file_list, display)
         scans = [self._csv_scan(f, display, text_cols) for f in files]
         if len(set(scans)) == 1:
             return scans[0]
         # Files whose dialect or columns differ: each read as sniffed, matched by name.
         union = " UNION ALL BY NAME ".join(f"SELECT * FROM {scan}" for scan in scans)
         return f"({union})"
+
+    def _json_scan(self, files: list[str], file_list: str, display: str) -> str:
+        """``read_json`` of JSON Lines files (gzip by name or content) with the columns
+        and types found once over every line (``sample_size = -1``: a key that first
+        appears, or changes type, late in the file is not missed), spelled out so that
+        the view does not detect them again for each query. Nested objects are STRUCT
+        columns, reached by dotted paths (:mod:`graceful_audit.outcomes`)."""
+        gz = ", compression = 'gzip'" if any(_is_gzip(f) and not f.lower().endswith(".gz")
+                                             for f in files) else ""
+        base = (f"read_json({file_list}, format = 'newline_delimited', records = true, "
+                f"union_by_name = true{gz}")
+        try:
+            described = self.con.execute(
+                f"DESCRIBE SELECT * FROM {base}, sample_size = -1)").fetchall()
+        except Exception as exc:
+            raise _read_error(display, "json", exc, files) from None
+        columns = ", ".join(f"{sql_string(name)}: {sql_string(str(dtype))}"
+                            for name, dtype, *_ in described)
+        return f"{base}, auto_detect = false, columns = {{{columns}}})"
 
     def _csv_scan(self, file: str, display: str, text_cols: Sequence[str]) -> str:
         """``read_csv`` of one file with its dialect and column types spelled out.

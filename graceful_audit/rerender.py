@@ -51,20 +51,21 @@ def _group(key: str, size: str) -> dict[str, Any]:
 
 
 _HISTOGRAM = {"edges": [NUM], "counts": LIST}
+_WILCOXON = {"statistic?": NUM_OR_NULL, "p_value?": PROB_OR_NULL, "method": TEXT,
+             "n_nonzero?": COUNT, "zero_differences?": COUNT}
 _REGRESSION = {
     "tolerance": {"atol": NUM, "rtol": NUM},
     "errors": {"n": COUNT, "sum_abs_old": NUM, "sum_abs_new": NUM, "sum_sq_old": NUM,
                "sum_sq_new": NUM, "mean_d?": NUM_OR_NULL, "var_d?": NUM_OR_NULL},
     "mae_delta_interval?": PAIR_OR_NULL,
-    "wilcoxon": {"statistic?": NUM_OR_NULL, "p_value?": PROB_OR_NULL, "method": TEXT,
-                 "n_nonzero?": COUNT, "zero_differences?": COUNT},
+    "wilcoxon": _WILCOXON,
     "d_histogram?": (_HISTOGRAM, None),
     "error_histogram?": (_HISTOGRAM, None),
 }
 
 #: What :meth:`FlipsResult.from_dict` reads.
 FLIPS: dict[str, Any] = {
-    "task?": frozenset({"classification", "regression"}), "task_reason?": TEXT,
+    "task?": frozenset({"classification", "regression", "outcome"}), "task_reason?": TEXT,
     "engine?": TEXT, "tool?": {"version?": TEXT},
     "inputs": {"old": _SIDE, "new": _SIDE,
                "labels?": ({"path": TEXT, "rows?": COUNT_OR_NULL, "unused?": COUNT}, None),
@@ -79,14 +80,19 @@ FLIPS: dict[str, Any] = {
                     "old_mae", "new_mae", "mae_delta", "old_rmse", "new_rmse", "rmse_delta")}},
     "counts": _COUNTS,
     "intervals?": {"confidence?": LEVEL, "method?": TEXT, "mae_delta_method?": TEXT,
-                   "*": PAIR_OR_NULL},
+                   "mean_delta_method?": TEXT, "*": PAIR_OR_NULL},
     "tests": {"mcnemar": {"negative_flips": COUNT, "positive_flips": COUNT,
-                          "statistic?": NUM_OR_NULL, "p_value": PROB, "method": TEXT}},
+                          "statistic?": NUM_OR_NULL, "p_value": PROB, "method": TEXT},
+              "wilcoxon?": (_WILCOXON, None)},
+    "scores?": ({"n": COUNT, "old_mean?": NUM_OR_NULL, "new_mean?": NUM_OR_NULL,
+                 "mean_delta?": NUM_OR_NULL, "var_delta?": NUM_OR_NULL,
+                 "pass_threshold?": NUM}, None),
     "per_class?": [_group("class", "support")],
     "slices?": {"*": [_group("value", "n")]},
     "flip_matrix?": [{"old_pred": TEXT, "new_pred": TEXT, "count": COUNT}],
     "top_negative_flips?": [{
-        "id": TEXT, "label": LABEL, "old_pred": LABEL, "new_pred": LABEL,
+        "id": TEXT, "label?": LABEL, "old_pred?": LABEL, "new_pred?": LABEL,
+        "old_score?": NUM_OR_NULL, "new_score?": NUM_OR_NULL, "id_parts?": [TEXT],
         "old_confidence?": NUM_OR_NULL, "new_confidence?": NUM_OR_NULL,
         "slices?": {"*": LABEL}, "old_error?": NUM_OR_NULL, "new_error?": NUM_OR_NULL}],
     "options?": OBJECT,
@@ -223,6 +229,18 @@ def _consistent(doc: dict[str, Any], kind: str) -> str | None:
     """What the schema cannot say: fields that must agree with each other."""
     if kind == "flips" and doc.get("task") == "regression" and not doc.get("regression"):
         return "task is 'regression' but the regression field is missing"
+    if kind == "flips" and doc.get("task") == "outcome":
+        flips = doc.get("top_negative_flips") or ()
+        if any("label" in e for e in flips):
+            return "task is 'outcome' but top_negative_flips hold labels (a classification's)"
+        if doc.get("scores") and not (doc.get("tests") or {}).get("wilcoxon"):
+            return "scores are given but tests.wilcoxon is missing"
+    elif kind == "flips":
+        flips = doc.get("top_negative_flips") or ()
+        for i, e in enumerate(flips):
+            missing = [k for k in ("label", "old_pred", "new_pred") if k not in e]
+            if missing:
+                return f"top_negative_flips[{i}] has no {', '.join(missing)}"
     if kind == "compat":
         from .compat import COMPAT_GATES as registry
     else:

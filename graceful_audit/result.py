@@ -15,6 +15,7 @@ from .align import Accounting
 from .count import FlipExample
 from .gates import Gated, GateResult
 from .metrics import PROPORTIONS, FlipCounts, FlipMetrics, rate
+from .outcomes import ScoreSummary
 from .regression import RegressionSummary
 from .stats import McNemarResult, wilson_interval
 
@@ -139,6 +140,8 @@ class FlipsResult(Gated):
     #: what makes the numbers doubtful without making them wrong (e.g. predicted classes
     #: that never occur among the labels); every report shows them
     warnings: tuple[str, ...] = ()
+    #: an outcome audit of graded scores: the paired score delta
+    scores: ScoreSummary | None = None
 
     kind = "flips"
 
@@ -146,6 +149,8 @@ class FlipsResult(Gated):
         """A headline metric by its JSON name (regression error deltas included)."""
         if hasattr(self.metrics, name):
             return getattr(self.metrics, name)
+        if name == "scores.mean_delta":
+            return self.scores.mean_delta if self.scores else None
         return self.regression.metrics().get(name) if self.regression else None
 
     def with_gates(self, gates: tuple[GateResult, ...]) -> FlipsResult:
@@ -167,6 +172,13 @@ class FlipsResult(Gated):
             tests["wilcoxon"] = reg.wilcoxon.to_dict()
             extra = {"tolerance": {"atol": reg.atol, "rtol": reg.rtol},
                      "regression": reg.to_dict()}
+        if self.scores is not None:
+            sc = self.scores
+            ci = sc.mean_delta_interval
+            intervals["mean_delta"] = list(ci) if ci else None
+            intervals["mean_delta_method"] = "paired t"
+            tests["wilcoxon"] = sc.wilcoxon.to_dict()
+            extra = {"scores": sc.to_dict()}
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": self.kind,
@@ -225,4 +237,6 @@ class FlipsResult(Gated):
             else None,
             task_reason=d.get("task_reason", ""),
             warnings=tuple(str(w) for w in d.get("warnings", [])),
+            scores=ScoreSummary.from_dict(d["scores"], iv.get("mean_delta"),
+                                          d["tests"]["wilcoxon"]) if d.get("scores") else None,
         )

@@ -1280,10 +1280,11 @@ def excel_named_csv() -> list[str]:
 
 
 def json_lines_input() -> list[str]:
+    """JSON Lines are read (issue 16), beside CSV and Parquet."""
     old, new = frames()
     old.to_json("old.jsonl", orient="records", lines=True)
     new.to_csv("new.csv", index=False)
-    return ["flips", "old.jsonl", "new.csv"]
+    return ["flips", "old.jsonl", "new.csv", "-f", "json"]
 
 
 def html_named_csv() -> list[str]:
@@ -1326,10 +1327,80 @@ def slice_gate_without_slice_by() -> list[str]:
     return [*clean_pair(), "--max-slice-nfr", "0"]
 
 
+def _jsonl(name: str, rows: list[dict]) -> str:
+    Path(name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return name
+
+
+def _harness(score: float = 0.9) -> list[dict]:
+    return [{"task": t, "doc_id": i, "exact_match": int((i + k) % 2), "judge": {"score": score}}
+            for k, t in enumerate(("arc_easy", "gsm8k")) for i in range(3)]
+
+
+def malformed_jsonl_line() -> list[str]:
+    _jsonl("old.jsonl", [{"id": 1, "ok": True}, {"id": 2, "ok": False}])
+    Path("new.jsonl").write_text('{"id": 1, "ok": true}\n{"id": 2, "ok": fals}\n')
+    return ["flips", "old.jsonl", "new.jsonl", "--outcome-col", "ok"]
+
+
+def outcome_scores_without_threshold() -> list[str]:
+    _jsonl("old.jsonl", [{"id": 1, "s": 0.25}, {"id": 2, "s": 0.75}])
+    return ["flips", "old.jsonl", "old.jsonl", "--outcome-col", "s"]
+
+
+def outcome_missing() -> list[str]:
+    _jsonl("old.jsonl", [{"id": 1, "ok": True}, {"id": 2, "ok": None}])
+    _jsonl("new.jsonl", [{"id": 1, "ok": True}, {"id": 2, "ok": False}])
+    return ["flips", "old.jsonl", "new.jsonl", "--outcome-col", "ok"]
+
+
+def doc_id_repeats_across_tasks() -> list[str]:
+    _jsonl("old.jsonl", _harness())
+    return ["flips", "old.jsonl", "old.jsonl", "--id-col", "doc_id", "--outcome-col",
+            "exact_match"]
+
+
+def nested_field_missing() -> list[str]:
+    _jsonl("old.jsonl", _harness())
+    return ["flips", "old.jsonl", "old.jsonl", "--id-col", "task", "--id-col", "doc_id",
+            "--outcome-col", "judge.scor", "--pass-threshold", "0.5"]
+
+
+def outcome_with_label_col() -> list[str]:
+    _jsonl("old.jsonl", _harness())
+    return ["flips", "old.jsonl", "old.jsonl", "--id-col", "task", "--id-col", "doc_id",
+            "--outcome-col", "exact_match", "--label-col", "target"]
+
+
+def pass_threshold_on_booleans() -> list[str]:
+    _jsonl("old.jsonl", [{"id": 1, "ok": True}, {"id": 2, "ok": False}])
+    return ["flips", "old.jsonl", "old.jsonl", "--outcome-col", "ok", "--pass-threshold", "0.5"]
+
+
+def score_gate_without_scores() -> list[str]:
+    _jsonl("old.jsonl", [{"id": 1, "ok": True}, {"id": 2, "ok": False}])
+    return ["flips", "old.jsonl", "old.jsonl", "--outcome-col", "ok", "--min-score-delta", "0"]
+
+
 CASES: list[Case] = [
+    Case("malformed_jsonl_line", malformed_jsonl_line, 2,
+         ["new.jsonl, line 2", "not valid JSON", "one JSON object"]),
+    Case("outcome_scores_without_threshold", outcome_scores_without_threshold, 2,
+         ["outcome column 's'", "0.25", "--pass-threshold"]),
+    Case("outcome_missing", outcome_missing, 2, ["missing", "outcome", "old.jsonl", "ids 2"]),
+    Case("doc_id_repeats_across_tasks", doc_id_repeats_across_tasks, 2,
+         ["'doc_id'", "--id-col task --id-col doc_id"]),
+    Case("nested_field_missing", nested_field_missing, 2,
+         ["'judge.scor'", "no field 'scor'", "score"]),
+    Case("outcome_with_label_col", outcome_with_label_col, 2,
+         ["--label-col", "--outcome-col"]),
+    Case("pass_threshold_on_booleans", pass_threshold_on_booleans, 2,
+         ["--pass-threshold", "booleans"]),
+    Case("score_gate_without_scores", score_gate_without_scores, 2,
+         ["--min-score-delta", "graded scores"]),
     Case("missing_file", missing_file, 2, ["nope.csv", "no such file"]),
     Case("directory_without_data_files", directory_without_data_files, 2,
-         ["preds", "no .parquet or .csv files"]),
+         ["preds", "no .parquet, .csv or .jsonl files"]),
     Case("glob_without_match", glob_without_match, 2, ["runs/*.parquet", "no file matches"]),
     Case("empty_file", empty_file, 2, ["old.csv", "empty"]),
     Case("header_only_csv", header_only_csv, 2,
@@ -1535,7 +1606,7 @@ CASES: list[Case] = [
     Case("empty_config_path", lambda: [*clean_pair(), "--config", ""], 2,
          ["--config: the path is empty"]),
     Case("excel_named_csv", excel_named_csv, 2, ["old.csv", "zip archive", "Excel", "Save it"]),
-    Case("json_lines_input", json_lines_input, 2, ["old.jsonl", "is JSON", "Convert it"]),
+    Case("json_lines_input", json_lines_input, 0, check=check_clean_pair),  # issue 16: read
     Case("html_named_csv", html_named_csv, 2, ["old.csv", "HTML", "error page"]),
     Case("utf16_csv", utf16_csv, 0, check=check_clean_pair),
     Case("parquet_named_csv", parquet_named_csv, 0, check=check_clean_pair),

@@ -215,3 +215,26 @@ def test_unreachable_cluster_is_one_clear_error(monkeypatch):
     assert r.exit_code == 2
     assert "cannot reach the Spark Connect server sc://127.0.0.1:1" in r.stderr
     assert "Traceback" not in r.output
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def test_outcome_audit_of_the_lm_eval_sample_is_identical():
+    """JSON Lines (plain and gzip), nested fields, composite ids, graded scores (issue 16)."""
+    duck, spark = both(SAMPLE / "lm_eval_old.jsonl", SAMPLE / "lm_eval_new.jsonl.gz",
+                       id_col=["task", "doc_id"], outcome_col="judge.score",
+                       pass_threshold=0.5, slice_by=["task"], top=20,
+                       gates={"max-slice-nfr": 0.1, "min-score-delta": -0.01})
+    assert duck["task"] == "outcome" and duck["scores"]["n"] == 340
+    assert_close(duck, spark)
+
+
+def test_outcome_pass_fail_and_bad_json_line_on_spark(tmp_path):
+    duck, spark = both(SAMPLE / "lm_eval_old.jsonl", SAMPLE / "lm_eval_new.jsonl.gz",
+                       id_col=["task", "doc_id"], outcome_col="exact_match", top=5)
+    assert_close(duck, spark)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "ok": true}\n{"id": 2, "ok": tru}\n')
+    with pytest.raises(GauditError, match=r"bad\.jsonl, line 2: is not valid JSON"):
+        audit_flips(str(bad), str(bad), outcome_col="ok", engine="spark")

@@ -62,7 +62,12 @@ class WorstScores(NamedTuple):
 
 def worst_scores(result: Any) -> WorstScores:
     flips = result.top_negative_flips
-    if result.task == "regression":
+    if result.task == "outcome":
+        pairs = [(e.old_score, e.new_score) for e in flips]
+        head, fmt = ("old score", "new score"), "{:.4g}"
+        order = "largest score drop first" if any(a is not None for a, _b in pairs) else \
+            "by id"
+    elif result.task == "regression":
         pairs = [(e.old_error, e.new_error) for e in flips]
         head, fmt = ("old error", "new error"), "{:.4g}"
         order = "largest increase of the error first"
@@ -203,7 +208,7 @@ def metric_value(name: str, value: float | None, threshold: float | None = None)
 
 
 #: Metrics shown as a signed difference, and as a percentage, in a gate's value.
-_SIGNED = ("mae_delta", "rmse_delta", "error_rate_delta", "cross_drop")
+_SIGNED = ("mae_delta", "rmse_delta", "error_rate_delta", "cross_drop", "scores.mean_delta")
 _PERCENT = ("rate", "compatibility", "impact", "error_rate_delta", "top1", "cross_drop")
 
 
@@ -368,6 +373,13 @@ def verdict(result: Any, style: Style = PLAIN) -> str:
         if result.task == "classification":
             tail = (f"error rate {n_(pct(m.old_error_rate))} {style.arrow} "
                     f"{n_(pct(m.new_error_rate))}")
+        elif result.task == "outcome":
+            tail = (f"pass rate {n_(pct(_pass_rate(m.old_error_rate)))} {style.arrow} "
+                    f"{n_(pct(_pass_rate(m.new_error_rate)))}")
+            if result.scores is not None:
+                sc = result.scores
+                tail += (f", mean score {n_(num(sc.old_mean))} {style.arrow} "
+                         f"{n_(num(sc.new_mean))}")
         else:
             reg = result.regression
             tail = f"MAE {n_(num(reg.old_mae))} {style.arrow} {n_(num(reg.new_mae))}"
@@ -390,6 +402,32 @@ def verdict(result: Any, style: Style = PLAIN) -> str:
     return f"NO GATES SET: {head}; {tail}" if tail else f"NO GATES SET: {head}"
 
 
+def _pass_rate(error_rate: float | None) -> float | None:
+    return None if error_rate is None else 1.0 - error_rate
+
+
+def is_outcome(result: Any) -> bool:
+    """An audit of evaluation outcomes (``--outcome-col``): passes and failures, no labels."""
+    return getattr(result, "task", None) == "outcome"
+
+
+def outcome_text(result: Any) -> str:
+    """Where the outcomes come from, one line: ``OLD outcome column 'ok' (...); NEW ...``."""
+    i = result.inputs
+    return f"OLD {i.old_prediction}; NEW {i.new_prediction}"
+
+
+def rows_text(result: Any, arrow: str = "->") -> str:
+    """The row accounting: ``5 matched, 0 only in OLD, 0 only in NEW, 0 without label``
+    (outcome audits have no labels: the last part is left out)."""
+    i = result.inputs
+    text = (f"{count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
+            f"{count(i.unmatched_new)} only in NEW")
+    if not is_outcome(result):
+        text += f", {count(i.missing_label)} without label"
+    return text
+
+
 def mcnemar_sentence(result: Any) -> str:
     """McNemar's test in words; it names a direction only when the difference is
     significant at the audit's level (p below 1 - confidence)."""
@@ -398,22 +436,32 @@ def mcnemar_sentence(result: Any) -> str:
               else "chi-square with continuity correction")
     alpha = 1 - result.confidence
     level = f"{alpha:.0%}" if round(alpha * 100, 9) == round(alpha * 100) else f"{alpha:.3g}"
+    errors = "failures" if is_outcome(result) else "errors"
     if t.b == t.c:
-        said = "no difference in errors"
+        said = f"no difference in {errors}"
     elif t.p_value < alpha:
         better = "fewer" if t.c > t.b else "more"
-        said = f"the new model makes {better} errors, significant at the {level} level"
+        said = (f"the new model fails {better} cases" if is_outcome(result)
+                else f"the new model makes {better} errors") + f", significant at the {level} level"
     else:
         said = f"the difference is not significant at the {level} level"
     return (f"McNemar's test ({method}) on {count(t.b)} negative vs {count(t.c)} positive "
             f"flips: p = {t.p_value:.3g} ({said})")
 
 
+def has_wilcoxon(result: Any) -> bool:
+    """Whether the result carries a Wilcoxon test (regression, graded outcomes)."""
+    return (getattr(result, "regression", None) is not None
+            or getattr(result, "scores", None) is not None)
+
+
 def wilcoxon_sentence(result: Any) -> str:
-    w = result.regression.wilcoxon
+    scores = getattr(result, "scores", None)
+    w = scores.wilcoxon if scores is not None else result.regression.wilcoxon
+    what = "score" if scores is not None else "error"
     p = "n/a" if w.p_value is None else f"{w.p_value:.3g}"
     return (f"Wilcoxon signed-rank test ({w.method}) on the {count(w.n_nonzero)} non-zero "
-            f"error differences ({count(w.n_zero)} zero): p = {p}")
+            f"{what} differences ({count(w.n_zero)} zero): p = {p}")
 
 
 def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str, str]]:
@@ -426,8 +474,11 @@ def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str,
     rows = []
     for name, label in METRIC_LABELS.items():
         value = getattr(m, name)
-        if name == "churn_rate" and value is None and result.task == "regression":
+        if name == "churn_rate" and value is None and result.task in ("regression", "outcome"):
             continue
+        if is_outcome(result):
+            label = label.replace("error rate", "fail rate").replace(
+                "independent errors", "independent failures")
         detail = {"negative_flip_rate": f": {count(m.negative_flips)} flips",
                   "positive_flip_rate": f": {count(m.positive_flips)} flips"}.get(name, "")
         rows.append((name, label.replace(" - ", f" {minus} "), detail,
@@ -446,5 +497,15 @@ def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str,
              ""),
             ("rmse_delta", f"RMSE delta (new {minus} old)", "",
              signed_against(r["rmse_delta"], gate_threshold(result, "rmse_delta")), ""),
+        ]
+    sc = getattr(result, "scores", None)
+    if sc is not None:
+        ci = sc.mean_delta_interval
+        rows += [
+            ("score", "old mean score / new mean score", "",
+             f"{num(sc.old_mean)} / {num(sc.new_mean)}", ""),
+            ("scores.mean_delta", f"mean score delta (new {minus} old)", "",
+             signed_against(sc.mean_delta, gate_threshold(result, "scores.mean_delta")),
+             "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)"),
         ]
     return rows

@@ -45,16 +45,20 @@ from .common import (
     gate_threshold,
     gate_value,
     gate_where,
+    has_wilcoxon,
     interval,
+    is_outcome,
     judged,
     listed,
     mcnemar_sentence,
     metric_rows,
     metric_value,
     num,
+    outcome_text,
     pct,
     qrels_summary,
     rate_text,
+    rows_text,
     shown,
     signed,
     signed_against,
@@ -371,6 +375,9 @@ def _error_plot(p: _Plotter, result: Any) -> str | None:
             ("− positive flips (fixed)", "positive_flip_rate", COLORS["pfr"]),
             ("+ negative flips (new errors)", "negative_flip_rate", COLORS["nfr"]),
             ("= new error rate", "new_error_rate", COLORS["new"])]
+    if is_outcome(result):
+        rows = [(name.replace("error rate", "fail rate").replace("new errors", "new failures"),
+                 key, color) for name, key, color in rows]
     rows = [r for r in rows if getattr(m, r[1]) is not None]
     if not rows:
         return None
@@ -395,7 +402,8 @@ def _error_plot(p: _Plotter, result: Any) -> str | None:
         ax.text(v + h + top * 0.02, yi, pct(v), va="center", fontsize=8, color="#344054")
     ax.xaxis.set_major_formatter(p.percent(xmax=1, decimals=None))
     ax.set_xlabel(f"share of the {m.n} audited examples")
-    return p.svg(fig, "old vs new error rate with intervals")
+    what = "fail rate" if is_outcome(result) else "error rate"
+    return p.svg(fig, f"old vs new {what} with intervals")
 
 
 def _bars(p: _Plotter, rows: Sequence[Any], *, horizontal: bool, reference: float | None,
@@ -667,11 +675,12 @@ def _cards(result: Any) -> str:
     def value(name: str) -> str:
         return metric_value(name, getattr(m, name), gate_threshold(result, name))
 
+    err = "fail rate" if is_outcome(result) else "error rate"
     cards = [
         _card("negative flips", count(m.negative_flips),
               f"NFR {value('negative_flip_rate')} {interval(iv.get('negative_flip_rate'))}",
               state("negative_flip_rate")),
-        _card("new error rate", pct(m.new_error_rate),
+        _card(f"new {err}", pct(m.new_error_rate),
               f"old {pct(m.old_error_rate)} · {value('error_rate_delta')}",
               state("error_rate_delta")),
         _card("positive flips", count(m.positive_flips),
@@ -686,6 +695,14 @@ def _cards(result: Any) -> str:
         cards.append(_card("MAE delta",
                            signed_against(r["mae_delta"], gate_threshold(result, "mae_delta")),
                            f"MAE {num(r['old_mae'])} → {num(r['new_mae'])}", state("mae_delta")))
+    elif is_outcome(result):
+        sc = result.scores
+        if sc is not None:
+            cards.append(_card("mean score delta",
+                               TYPESET.number(signed_against(
+                                   sc.mean_delta, gate_threshold(result, "scores.mean_delta"))),
+                               f"mean score {num(sc.old_mean)} → {num(sc.new_mean)}",
+                               state("scores.mean_delta")))
     else:
         cards.append(_card("churn", value("churn_rate"), "predictions that changed",
                            state("churn_rate")))
@@ -705,17 +722,18 @@ def _inputs(result: Any) -> str:
     if i.labels_path:
         items.append(("labels", f"{esc(i.labels_path)} ({count(i.labels_rows)} rows, "
                                 f"{count(i.unused_labels)} unused)"))
-    items.append(("rows", f"{count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
-                          f"{count(i.unmatched_new)} only in NEW, {count(i.missing_label)} "
-                          f"without label → <strong>{count(i.audited)} audited</strong>"))
-    if i.label_source:
+    items.append(("rows", f"{esc(rows_text(result))} → "
+                          f"<strong>{count(i.audited)} audited</strong>"))
+    if is_outcome(result):
+        items.append(("outcomes", esc(outcome_text(result))))
+    elif i.label_source:
         items.append(("labels from", esc(i.label_source)))
     reg = getattr(result, "regression", None)
     if reg is not None:
         reason = f" ({esc(result.task_reason)})" if result.task_reason else ""
         items.append(("task", f"regression{reason}; a prediction is right when "
                               f"|pred − y| ≤ {reg.atol:g} + {reg.rtol:g} · |y|"))
-    if i.old_prediction:
+    if i.old_prediction and not is_outcome(result):
         items.append(("predictions", f"OLD {esc(i.old_prediction)}; NEW {esc(i.new_prediction)}"))
     items.append(("engine", esc(result.engine)))
     body = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items)
@@ -755,15 +773,18 @@ def _gates(result: Any) -> str:
 def _metrics(result: Any, plot: str | None) -> str:
     rows = [f"<tr><td>{esc(label + detail)}</td>{_num(value)}{_num(ci)}</tr>"
             for _name, label, detail, value, ci in metric_rows(result, minus=TYPESET.minus)]
-    reg = getattr(result, "regression", None)
     table = _table([("metric", False), ("value", True),
                     (f"{result.confidence:.0%} interval", True)], rows)
     table += f"<p>{esc(mcnemar_sentence(result))}.</p>"
-    if reg is not None:
+    if has_wilcoxon(result):
         table += f"<p>{esc(wilcoxon_sentence(result))}.</p>"
     if plot:
-        figure = ("<figure><figcaption>Old vs new error rate: the new error rate is the old "
-                  "one, minus the fixed examples, plus the new mistakes "
+        caption = ("Old vs new error rate: the new error rate is the old one, minus the fixed "
+                   "examples, plus the new mistakes")
+        if is_outcome(result):
+            caption = ("Old vs new fail rate: the new fail rate is the old one, minus the cases "
+                       "that pass now, plus the new failures")
+        figure = (f"<figure><figcaption>{caption} "
                   f"({result.confidence:.0%} Wilson intervals).</figcaption>{plot}</figure>")
         table = f'<div class="split"><div>{table}</div>{figure}</div>'
     return _section("Headline metrics", table)
@@ -863,13 +884,16 @@ def _worst(result: Any) -> str | None:
         return None
     scores = worst_scores(result)
     slice_cols = list(dict.fromkeys(k for e in flips for k in e.slices))
-    head = [("id", False), ("target" if result.task == "regression" else "label", False),
-            ("old pred", False), ("new pred", False)]
+    outcome = is_outcome(result)
+    head = [("id", False)] + ([] if outcome else [
+        ("target" if result.task == "regression" else "label", False),
+        ("old pred", False), ("new pred", False)])
     head += [(x, True) for x in scores.head] if scores.shown else []
     head += [(_clean(c), False) for c in slice_cols]
     rows = []
     for e, cells in zip(flips[:MAX_LISTED], scores.cells, strict=False):
-        row = f"{_cell(e.id, 'id')}{_cell(e.label)}{_cell(e.old_pred)}{_cell(e.new_pred)}"
+        row = _cell(e.id, 'id') + ("" if outcome else
+                                   f"{_cell(e.label)}{_cell(e.old_pred)}{_cell(e.new_pred)}")
         if scores.shown:
             row += "".join(_num(c) for c in cells)
         row += "".join(_cell(e.slices.get(c)) for c in slice_cols)
@@ -877,8 +901,8 @@ def _worst(result: Any) -> str | None:
     note = scores.order if scores.shown else ""
     if len(flips) > MAX_LISTED:
         note = f"{note}; first {count(MAX_LISTED)} shown, every one in the JSON".lstrip("; ")
-    return _section(f"Worst negative flips (top {count(len(flips))})", _table(head, rows),
-                    note)
+    title = "Passed before, fail now" if outcome else "Worst negative flips"
+    return _section(f"{title} (top {count(len(flips))})", _table(head, rows), note)
 
 
 def _flips_plots(result: Any) -> dict[str, Any]:

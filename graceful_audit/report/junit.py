@@ -130,6 +130,11 @@ def _flips_suite(root: ET.Element, result: Any) -> ET.Element:
         for name, value in reg.metrics().items():
             _el(props, "property", name=name, value=_fmt(value))
         _el(props, "property", name="wilcoxon_p_value", value=_fmt(reg.wilcoxon.p_value))
+    sc = getattr(result, "scores", None)
+    if sc is not None:
+        for name in ("old_mean", "new_mean", "mean_delta"):
+            _el(props, "property", name=f"score_{name}", value=_fmt(getattr(sc, name)))
+        _el(props, "property", name="wilcoxon_p_value", value=_fmt(sc.wilcoxon.p_value))
     _el(props, "property", name="mcnemar_p_value", value=_fmt(result.mcnemar.p_value))
     _el(props, "property", name="passed", value=_fmt(result.passed))
     _el(props, "property", name="tool_version", value=_fmt(result.tool_version))

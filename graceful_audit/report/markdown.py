@@ -38,14 +38,18 @@ from .common import (
     gate_tally,
     gate_value,
     gate_where,
+    has_wilcoxon,
     interval,
+    is_outcome,
     judged,
     listed,
     mcnemar_sentence,
     metric_rows,
+    outcome_text,
     pct,
     qrels_summary,
     rate_text,
+    rows_text,
     shown,
     signed,
     verdict,
@@ -183,10 +187,10 @@ def _inputs(result: Any) -> str:
     if i.labels_path:
         parts.append(f"LABELS {md_escape(i.labels_path, 120)} ({count(i.labels_rows)} rows, "
                      f"{count(i.unused_labels)} unused)")
-    rows = (f"{count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
-            f"{count(i.unmatched_new)} only in NEW, {count(i.missing_label)} without label: "
-            f"**{count(i.audited)} audited**")
+    rows = f"{rows_text(result)}: **{count(i.audited)} audited**"
     text = "**Inputs:** " + "; ".join(parts) + "  \n**Rows:** " + rows
+    if is_outcome(result):
+        return text + f"  \n**Outcomes:** {md_escape(outcome_text(result), 600)}"
     if getattr(i, "old_prediction", ""):
         text += (f"  \n**Predictions:** OLD {md_escape(i.old_prediction, 300)}; "
                  f"NEW {md_escape(i.new_prediction, 300)}")
@@ -262,6 +266,13 @@ def _worst(result: Any) -> _Rows | None:
     if not flips:
         return None
     scores = worst_scores(result)
+    first = f", {scores.order}" if scores.shown else ""
+    if is_outcome(result):
+        rows = [[md_escape(e.id), *(cells if scores.shown else ())]
+                for e, cells in zip(flips[:_MOST_ROWS], scores.cells, strict=False)]
+        return _Rows(f"#### Passed before, fail now (top {count(len(flips))}{first})",
+                     ["id", *(scores.head if scores.shown else ())], "l" + "rr" * scores.shown,
+                     rows, len(flips), "negative flips")
     head = ["id", "target" if result.task == "regression" else "label", "old pred", "new pred"]
     head += list(scores.head) if scores.shown else []
     rows = []
@@ -270,7 +281,6 @@ def _worst(result: Any) -> _Rows | None:
         if scores.shown:
             row += list(cells)
         rows.append(row)
-    first = f", {scores.order}" if scores.shown else ""
     return _Rows(f"#### Worst negative flips (top {count(len(flips))}{first})", head,
                  "llll" + "rr" * scores.shown, rows, len(flips), "negative flips")
 
@@ -291,8 +301,7 @@ def _flips_sections(result: Any) -> list[str | _Rows | None]:
         _inputs(result),
         _metrics(result),
         md_escape(mcnemar_sentence(result), limit=None),
-        md_escape(wilcoxon_sentence(result), limit=None)
-        if getattr(result, "regression", None) is not None else None,
+        md_escape(wilcoxon_sentence(result), limit=None) if has_wilcoxon(result) else None,
         _gates(result),
         _groups(result, "Classes with the most negative flips", "class", "support",
                 result.per_class, "max-class-nfr"),

@@ -17,11 +17,15 @@ from .common import (
     gate_threshold,
     gate_value,
     gate_where,
+    has_wilcoxon,
     interval,
+    is_outcome,
     listed,
     mcnemar_sentence,
     metric_rows,
+    outcome_text,
     rate_text,
+    rows_text,
     shown,
     signed,
     verdict,
@@ -54,9 +58,9 @@ def _inputs(result: Any) -> Text:
         parts.append(f"LABELS {shown(i.labels_path)} ({count(i.labels_rows)} rows, "
                      f"{count(i.unused_labels)} unused)")
     line = "Inputs: " + "; ".join(parts)
-    line += (f"\nRows: {count(i.matched)} matched, {count(i.unmatched_old)} only in OLD, "
-             f"{count(i.unmatched_new)} only in NEW, {count(i.missing_label)} without label "
-             f"-> {count(i.audited)} audited")
+    line += f"\nRows: {rows_text(result)} -> {count(i.audited)} audited"
+    if is_outcome(result):
+        return Text(line + f"\nOutcomes: {shown(outcome_text(result))}", style="dim")
     line += f"\nLabels from {shown(i.label_source)}"
     if result.task == "regression":
         reg = result.regression
@@ -129,10 +133,18 @@ def _worst(result: Any) -> Table | None:
               show_edge=False, caption_justify="left",
               caption=f"... {count(more)} more in the JSON" if more else None)
     t.add_column("id", overflow="fold")
+    scores = worst_scores(result)
+    if is_outcome(result):  # passed before, fails now: only the id and the scores say more
+        t.title = f"Passed before, fail now (top {count(len(rows))})"
+        t.caption = scores.order + (f"; {count(more)} more in the JSON" if more else "")
+        for name in scores.head if scores.shown else ():
+            t.add_column(name, justify="right")
+        for e, cells in zip(shown_rows, scores.cells, strict=False):
+            t.add_row(data(e.id), *(cells if scores.shown else ()))
+        return t
     t.add_column("target" if result.task == "regression" else "label")
     t.add_column("old pred")
     t.add_column("new pred")
-    scores = worst_scores(result)
     for name in scores.head:
         t.add_column(name, justify="right")
     for e, cells in zip(shown_rows, scores.cells, strict=False):
@@ -165,7 +177,7 @@ def renderables(result: Any) -> list[Any]:
     parts += [Text(f"Warning: {shown(w)}", style="bold yellow")
               for w in getattr(result, "warnings", ())]
     parts += [_inputs(result), Text(""), _metrics(result), Text(mcnemar_sentence(result))]
-    if result.regression is not None:
+    if has_wilcoxon(result):
         parts.append(Text(wilcoxon_sentence(result)))
     parts.append(Text(""))
     parts += [_groups(result, "Classes with the most negative flips", "class",
