@@ -296,27 +296,30 @@ def _import_mlflow() -> Any:
 
 def log_to_mlflow(result: Any, tracking: Tracking, *, debug: bool = False) -> Logged:
     """Record ``result`` in MLflow (see the module's docstring). A tracker that cannot be
-    reached or refuses the write is an :class:`InputError` naming its URI."""
+    reached or refuses the write is an :class:`InputError` naming its URI.
+
+    The run is found (or made) first, the reports rendered after: a dead server is reported
+    without waiting for the HTML report's plots."""
     from .report import Format, render
 
-    doc = result.to_dict()
-    rec = record(doc)
-    artifacts = {f"gaudit/{rec.kind}.json": render(result, Format.JSON),
-                 f"gaudit/{rec.kind}.html": render(result, Format.HTML)}
+    rec = record(result.to_dict())
     with _quiet(debug), _http_defaults():
         mlflow = _import_mlflow()
-        uri = "?"
-        try:
+        uri = redact(os.environ.get("MLFLOW_TRACKING_URI", "") or "MLflow's default")
+        with _tracker_errors(lambda: uri):
             uri = redact(str(mlflow.get_tracking_uri()))
             from mlflow.entities import Metric, Param, RunTag
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient()
             run, created = _select_run(client, tracking, uri, f"gaudit-{rec.kind}")
-            run_id = run.info.run_id
-            try:
-                _check_params(run, rec.params, run_id, uri)
-                now = int(time.time() * 1000)
+        run_id = run.info.run_id
+        try:
+            _check_params(run, rec.params, run_id, uri)
+            artifacts = {f"gaudit/{rec.kind}.json": render(result, Format.JSON),
+                         f"gaudit/{rec.kind}.html": render(result, Format.HTML)}
+            now = int(time.time() * 1000)
+            with _tracker_errors(lambda: uri):
                 client.log_batch(
                     run_id,
                     metrics=[Metric(k, v, now, 0) for k, v in rec.metrics.items()],
@@ -325,22 +328,31 @@ def log_to_mlflow(result: Any, tracking: Tracking, *, debug: bool = False) -> Lo
                 )
                 for path, text in artifacts.items():
                     client.log_text(run_id, text, path)
-            except BaseException:
-                if created:  # best effort: the new run is not left "running"
-                    with contextlib.suppress(Exception):
-                        client.set_terminated(run_id, "FAILED")
-                raise
-            if created:
-                client.set_terminated(run_id, "FINISHED")
-        except GauditError:
+        except Exception:  # (not on Ctrl-C: no more waiting on the server then)
+            if created:  # best effort: the new run is not left "running"
+                with contextlib.suppress(Exception):
+                    client.set_terminated(run_id, "FAILED")
             raise
-        except Exception as exc:
-            raise InputError(
-                f"--log-to mlflow: the MLflow tracking store at {uri} cannot be reached or "
-                f"refused the write ({_reason(exc)}). The reports were written; check "
-                "MLFLOW_TRACKING_URI and the server, or drop --log-to mlflow."
-            ) from exc
+        if created:
+            with _tracker_errors(lambda: uri):
+                client.set_terminated(run_id, "FINISHED")
     return Logged(run_id, run.info.experiment_id, uri, created)
+
+
+@contextlib.contextmanager
+def _tracker_errors(uri: Any) -> Iterator[None]:
+    """What MLflow raises (connection errors, HTTP errors, a store it cannot open) as one
+    InputError naming the tracking URI (``uri()``); gaudit's own errors pass through."""
+    try:
+        yield
+    except GauditError:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"--log-to mlflow: the MLflow tracking store at {uri()} cannot be reached or "
+            f"refused the write ({_reason(exc)}). The reports were written; check "
+            "MLFLOW_TRACKING_URI and the server, or drop --log-to mlflow."
+        ) from exc
 
 
 def _select_run(client: Any, tracking: Tracking, uri: str,
