@@ -239,6 +239,10 @@ def redact(uri: str) -> str:
 def _reason(exc: BaseException) -> str:
     """The gist of MLflow's (often very long) error: ``Connection refused``, the HTTP error."""
     text = str(exc)
+    if "MLFLOW_ALLOW_FILE_STORE" in text:  # MLflow 3 refuses ./mlruns unless told otherwise
+        return ("MLflow no longer writes to a file store such as ./mlruns by default: use a "
+                "database, e.g. MLFLOW_TRACKING_URI=sqlite:///mlflow.db, or set "
+                "MLFLOW_ALLOW_FILE_STORE=true")
     errno = re.search(r"\[Errno -?\d+\] ([^\"'()\\]+)", text)
     if errno:
         return errno.group(1).strip()

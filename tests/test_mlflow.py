@@ -36,6 +36,11 @@ def _need_mlflow() -> None:
         pytest.skip("mlflow is not installed (pip install 'graceful-audit[mlflow]')")
 
 
+@pytest.fixture
+def needs_mlflow() -> None:
+    _need_mlflow()
+
+
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory) -> Path:
     """An initialised MLflow SQLite store, made once (its migrations take seconds); every
@@ -240,7 +245,7 @@ def free_port() -> int:
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_refused_connection_is_exit_2_naming_the_uri_and_keeps_the_reports(
-        template_db, tmp_path, monkeypatch, fmt):
+        needs_mlflow, tmp_path, monkeypatch, fmt):
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     for var in trackers.HTTP_DEFAULTS:
@@ -283,7 +288,7 @@ def refusing_server():
         server.server_close()
 
 
-def test_a_server_refusing_the_write_is_exit_2(template_db, tmp_path, monkeypatch):
+def test_a_server_refusing_the_write_is_exit_2(needs_mlflow, tmp_path, monkeypatch):
     with refusing_server() as uri:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         r = run("flips", OLD, NEW, "--log-to", "mlflow", "-q")
@@ -292,7 +297,7 @@ def test_a_server_refusing_the_write_is_exit_2(template_db, tmp_path, monkeypatc
     assert "no writes for you" in r.stderr or "403" in r.stderr
 
 
-def test_unwritable_store_is_exit_2(template_db, tmp_path, monkeypatch):
+def test_unwritable_store_is_exit_2(needs_mlflow, tmp_path, monkeypatch):
     (tmp_path / "a_file").write_text("")
     uri = f"sqlite:///{tmp_path}/a_file/mlflow.db"  # a folder that cannot be made
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -301,7 +306,16 @@ def test_unwritable_store_is_exit_2(template_db, tmp_path, monkeypatch):
     assert f"tracking store at {uri} cannot be reached" in r.stderr
 
 
-def test_password_in_the_uri_is_not_shown(template_db, monkeypatch):
+def test_file_store_refused_by_mlflow_says_what_to_do(needs_mlflow, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    r = run("flips", OLD, NEW, "--log-to", "mlflow", "-q")
+    assert r.exit_code == 2
+    assert "MLFLOW_TRACKING_URI=sqlite:///mlflow.db, or set MLFLOW_ALLOW_FILE_STORE=true" \
+        in r.stderr
+
+
+def test_password_in_the_uri_is_not_shown(needs_mlflow, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://ci:s3cret@127.0.0.1:{free_port()}")
     r = run("flips", OLD, NEW, "--log-to", "mlflow", "-q")
     assert r.exit_code == 2
