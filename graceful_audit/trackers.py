@@ -77,6 +77,8 @@ def tracking_options(log_to: Any, experiment: str | None, *,
     ``--log-to none`` logs nothing whatever the config file says (an experiment named there
     included: ``experiment_in_config``)."""
     name = getattr(log_to, "value", log_to)
+    if isinstance(name, str) and name.lower() in TRACKERS:  # as the flag: any case
+        name = name.lower()
     if name is not None and name not in TRACKERS:
         raise UsageError(f"--log-to {name!r}: not a tracker gaudit can log to; use "
                          f"{' or '.join(TRACKERS)}.")

@@ -341,7 +341,7 @@ def test_tracking_usage_errors(args, needle, tmp_path, monkeypatch):
 
 
 def test_config_log_to(store, tmp_path):
-    (tmp_path / "gaudit.toml").write_text('[flips]\nlog-to = "mlflow"\n'
+    (tmp_path / "gaudit.toml").write_text('[flips]\nlog-to = "MLflow"\n'
                                           'mlflow-experiment = "from-config"\n')
     r = run("flips", OLD, NEW, "-q")
     assert r.exit_code == 0, r.stderr
