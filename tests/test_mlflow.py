@@ -37,8 +37,12 @@ def _need_mlflow() -> None:
 
 
 @pytest.fixture
-def needs_mlflow() -> None:
+def needs_mlflow(tmp_path, monkeypatch) -> None:
+    """MLflow, and a working folder of the test's own (MLflow's default store and artifact
+    folder are relative to it)."""
     _need_mlflow()
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")
