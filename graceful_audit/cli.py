@@ -165,6 +165,11 @@ class Criterion(str, Enum):
     mrr10 = "mrr10"
 
 
+class Tracker(str, Enum):
+    mlflow = "mlflow"
+    none = "none"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"gaudit (graceful-audit) {__version__}")
@@ -462,6 +467,20 @@ def warn(result: Any) -> None:
             _say(f"::warning title=gaudit::{annotation_escape(shown(w))}", command=True)
 
 
+def track(result: Any, tracking: Any, quiet: bool, debug: bool) -> None:
+    """Record the result in the tracker ``--log-to`` names (after the reports are written:
+    a tracker that cannot be reached leaves them in place and exits 2)."""
+    if tracking.log_to != "mlflow":
+        return
+    from .trackers import log_to_mlflow
+
+    logged = log_to_mlflow(result, tracking, debug=debug)
+    if not quiet:
+        run = f"new run {logged.run_id}" if logged.created else f"run {logged.run_id}"
+        _say(shown(f"Logged the audit to MLflow: {run} of experiment {logged.experiment_id} "
+                   f"at {logged.uri}"))
+
+
 def _exit_for(result: Any) -> None:
     raise typer.Exit(EXIT_OK if result.passed else EXIT_BREACHED)
 
@@ -482,6 +501,18 @@ ConfigOpt = Annotated[
                              "[default: the nearest one, searching upward].")
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+LogToOpt = Annotated[
+    Tracker | None,
+    typer.Option("--log-to", help="Record the audit in MLflow: metrics, params, tags, the JSON "
+                 "and HTML reports; in $MLFLOW_RUN_ID's run, else a new run, at "
+                 "$MLFLOW_TRACKING_URI ('none': nothing, whatever the config says).",
+                 case_sensitive=False, rich_help_panel="Tracking")
+]
+MlflowExperimentOpt = Annotated[
+    str | None,
+    typer.Option("--mlflow-experiment", metavar="NAME", help="Experiment of the new run when "
+                 "MLFLOW_RUN_ID is not set [default: gaudit].", rich_help_panel="Tracking")
+]
 IdOpt = Annotated[str | None, typer.Option("--id-col", help="Id column [default: id].")]
 LabelOpt = Annotated[
     str | None, typer.Option("--label-col", help="Ground-truth column [default: label].")
@@ -627,6 +658,8 @@ def flips(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Show the engine's own warnings on stderr.")
     ] = False,
+    log_to: LogToOpt = None,
+    mlflow_experiment: MlflowExperimentOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -634,10 +667,13 @@ def flips(
     with error_boundary(debug) as run:
         from .config import GATE_KEYS_FLIPS
         from .flips import audit_flips
+        from .trackers import tracking_options
 
         p, sources, cfg_path = settings(ctx, "flips", config)
         run.sources = sources
         reports = parse_reports(report)
+        tracking = tracking_options(p["log_to"], p["mlflow_experiment"],
+                                    experiment_in_config="mlflow-experiment" in sources)
         summary = check_outputs(fmt, output, reports, [("OLD", old), ("NEW", new),
                                                        ("LABELS", p["labels"]),
                                                        ("config", cfg_path)])
@@ -657,6 +693,7 @@ def flips(
             )
         warn(result)
         publish(result, fmt, output, reports, quiet, summary)
+        track(result, tracking, quiet, debug)
     _exit_for(result)
 
 
@@ -729,6 +766,8 @@ def compat(
     output: OutputOpt = None,
     report: ReportOpt = None,
     config: ConfigOpt = None,
+    log_to: LogToOpt = None,
+    mlflow_experiment: MlflowExperimentOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -736,10 +775,13 @@ def compat(
     with error_boundary(debug) as run:
         from .compat import audit_compat
         from .config import GATE_KEYS_COMPAT
+        from .trackers import tracking_options
 
         p, sources, cfg_path = settings(ctx, "compat", config)
         run.sources = sources
         reports = parse_reports(report)
+        tracking = tracking_options(p["log_to"], p["mlflow_experiment"],
+                                    experiment_in_config="mlflow-experiment" in sources)
         summary = check_outputs(fmt, output, reports,
                                 [("OLD", old), ("NEW", new), ("QRELS", p["qrels"]),
                                  ("config", cfg_path)])
@@ -755,6 +797,7 @@ def compat(
                 gates=specs_from(p, GATE_KEYS_COMPAT, sources), progress=update,
             )
         publish(result, fmt, output, reports, quiet, summary)
+        track(result, tracking, quiet, debug)
     _exit_for(result)
 
 
@@ -780,6 +823,8 @@ def render(
     max_retrieval_nfr: MaxRetrievalNfr = None,
     min_cross_top1: MinCrossTop1 = None,
     max_cross_drop: MaxCrossDrop = None,
+    log_to: LogToOpt = None,
+    mlflow_experiment: MlflowExperimentOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -787,8 +832,10 @@ def render(
     with error_boundary(debug):
         from .config import GATE_KEYS_COMPAT, GATE_KEYS_FLIPS
         from .rerender import load_result, regate
+        from .trackers import tracking_options
 
         reports = parse_reports(report)
+        tracking = tracking_options(log_to, mlflow_experiment)
         summary = check_outputs(fmt, output, reports, [("RESULT_JSON", result_file)])
         result = load_result(result_file)
         specs = specs_from(ctx.params, GATE_KEYS_FLIPS + GATE_KEYS_COMPAT, {})
@@ -797,6 +844,7 @@ def render(
         warn(result)
         try:
             publish(result, fmt, output, reports, quiet, summary)
+            track(result, tracking, quiet, debug)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             # the document passed the schema, yet a renderer cannot use one of its values
             from .errors import InputError

@@ -41,13 +41,14 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "top": int, "confidence": float,
         "allow-unmatched": bool, "memory-limit": str, "task": str, "atol": float,
         "rtol": float, "engine": str, "spark-remote": str, "spark-conf": list,
+        "log-to": str, "mlflow-experiment": str,
     },
     "compat": {
         **{k: float for k in GATE_KEYS_COMPAT},
         "require-compatible": bool,
         "id-col": str, "label-col": str, "embedding-col": str, "split-col": str,
         "metric": str, "criterion": str, "top": int, "confidence": float,
-        "allow-unmatched": bool, "qrels": str,
+        "allow-unmatched": bool, "qrels": str, "log-to": str, "mlflow-experiment": str,
     },
 }
 

@@ -983,6 +983,13 @@ def config_value(text: str) -> Callable[[], list[str]]:
     return build
 
 
+def with_options(*options: str) -> Callable[[], list[str]]:
+    def build() -> list[str]:
+        return [*clean_pair(), *options]
+
+    return build
+
+
 def regression_pair(new_values: dict[int, float]) -> list[str]:
     old = pd.DataFrame({"id": range(10), "label": [float(i) for i in range(10)],
                         "pred": [i + 0.5 for i in range(10)]})
@@ -1708,6 +1715,19 @@ CASES: list[Case] = [
          ["--output qrels.tsv: that is the QRELS input"]),
     Case("ndcg_criterion_without_qrels", ndcg_criterion_without_qrels, 2,
          ["'ndcg10' is not one of top1, map", "--qrels FILE"]),
+    # issue 19: --log-to mlflow
+    Case("log_to_unknown_tracker", with_options("--log-to", "wandb"), 2,
+         ["--log-to", "'wandb' is not one of 'mlflow', 'none'"]),
+    Case("config_log_to_unknown_tracker", config_value('log-to = "wandb"'), 2,
+         ["gaudit.toml: log-to 'wandb': not a tracker gaudit can log to; use mlflow or none"],
+         absent=["--log-to 'wandb'"]),
+    Case("mlflow_experiment_without_log_to", with_options("--mlflow-experiment", "x"), 2,
+         ["--mlflow-experiment 'x': nothing is logged to MLflow without --log-to mlflow"]),
+    Case("config_mlflow_experiment_without_log_to", config_value('mlflow-experiment = "x"'), 2,
+         ["gaudit.toml: mlflow-experiment 'x': nothing is logged to MLflow"]),
+    Case("mlflow_experiment_empty", with_options("--log-to", "mlflow",
+                                                 "--mlflow-experiment", ""), 2,
+         ["--mlflow-experiment: the name is empty"]),
 ]
 
 
