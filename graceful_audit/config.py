@@ -39,6 +39,7 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "threshold": float, "slice-by": list, "top": int, "confidence": float,
         "allow-unmatched": bool, "memory-limit": str, "task": str, "atol": float,
         "rtol": float, "engine": str, "spark-remote": str, "spark-conf": list,
+        "what-if": bool, "what-if-steps": int,
     },
     "compat": {
         **{k: float for k in GATE_KEYS_COMPAT},

@@ -178,6 +178,12 @@ class Engine:
     def first(self, sql: str) -> tuple:
         return self.rows(sql)[0]
 
+    def record_batches(self, sql: str, rows: int) -> Iterator[Any] | None:
+        """The result of ``sql`` streamed as Arrow record batches of at most ``rows`` rows,
+        or None when the engine keeps rows away from the client (Spark: the work stays in
+        the cluster, written in SQL)."""
+        return None
+
     @contextlib.contextmanager
     def errors(self, context: str) -> Iterator[None]:
         """Turn an engine error raised while scanning the data into an :class:`InputError`."""
@@ -224,6 +230,9 @@ class DuckDBEngine(Engine):
 
     def rows(self, sql: str) -> list[tuple]:
         return self.con.execute(sql).fetchall()
+
+    def record_batches(self, sql: str, rows: int) -> Iterator[Any] | None:
+        return iter(self.con.sql(sql).to_arrow_reader(rows))
 
     @contextlib.contextmanager
     def errors(self, context: str) -> Iterator[None]:

@@ -47,6 +47,8 @@ from .io import check_column_names
 from .metrics import PROPORTIONS, FlipMetrics
 from .result import FlipsResult, GroupRow, Inputs, group_row
 from .stats import mcnemar, wilson_interval
+from .whatif import blend_of, check_what_if
+from .whatif import what_if as blend_what_if
 
 #: Gates that only a regression audit has: giving one makes ``--task auto`` a regression.
 REGRESSION_GATES = ("max-mae-delta", "max-rmse-delta")
@@ -178,6 +180,8 @@ def audit_flips(
     spark_remote: str | None = None,
     spark_conf: Mapping[str, str] | None = None,
     verbose: bool = False,
+    what_if: bool = False,
+    what_if_steps: int | None = None,
 ) -> FlipsResult:
     """Audit a model update: negative flips, error deltas, breakdowns and gates.
 
@@ -213,6 +217,11 @@ def audit_flips(
         Where reading, joining and counting run. ``spark`` uses Spark Connect:
         ``spark_remote`` (``sc://host:15002``, else ``SPARK_REMOTE``, else a local session)
         and ``spark_conf`` settings.
+    what_if : bool
+        Also blend the two models' scores, ``(1 - alpha) * new + alpha * old``, and count
+        the flips of the blend for ``what_if_steps`` alphas from 0 to 1 (default 21; needs
+        ``score_cols`` naming scores of the same classes in both inputs); see
+        :mod:`graceful_audit.whatif`. The gates still judge the new model as given.
 
     Returns
     -------
@@ -225,6 +234,7 @@ def audit_flips(
         raise UsageError(f"--threshold: {threshold!r} must be between 0 and 1.")
     cut = 0.5 if threshold is None else threshold
     check_top(top)
+    steps = check_what_if(what_if, what_if_steps, score_cols)
     for name, tol in (("--atol", atol), ("--rtol", rtol)):
         if tol is not None and not (math.isfinite(tol) and tol >= 0):
             raise UsageError(f"{name}: {tol!r} must be a finite number >= 0.")
@@ -244,13 +254,15 @@ def audit_flips(
         lab_t = eng.open(labels, "LABELS", text_columns=id_names) if labels is not None else None
         old_side = resolve_side(old_t, cols, eng.dialect)
         new_side = resolve_side(new_t, cols, eng.dialect)
-        if threshold is not None:
+        if threshold is not None and not (
+                steps and old_side.score_kind == new_side.score_kind == "binary"):
             _check_threshold_used(threshold, (old_side, new_side))
         with eng.errors(f"while joining {old_t.display} and {new_t.display}"):
             old_side, new_side = check_scores(eng, old_side), check_scores(eng, new_side)
             chosen, reason = decide_task(eng, (old_side, new_side), task,
                                          _regression_options(atol, rtol, specs))
             check_applies(specs, chosen)
+            blend = blend_of(eng, old_side, new_side, cols, chosen, reason) if steps else None
             if chosen == "regression" and atol is None and rtol is None:
                 raise UsageError(
                     f"a regression audit ({reason}) needs a tolerance: give --atol and/or "
@@ -273,6 +285,8 @@ def audit_flips(
                     {cls: c.n for cls, c in first.tables.per_class.items()})
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
+            curve = (blend_what_if(eng, aligner, blend, lab_t, cols, steps)
+                     if blend is not None and steps else None)
         engine_name = eng.name
 
     inputs = Inputs(
@@ -287,7 +301,7 @@ def audit_flips(
     result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
                           task_reason=reason, engine=engine_name)
     warnings += never_right(result)
-    result = dataclasses.replace(result, warnings=tuple(warnings))
+    result = dataclasses.replace(result, warnings=tuple(warnings), what_if=curve)
     return result.with_gates(evaluate_gates(result, specs))
 
 

@@ -17,6 +17,7 @@ from .gates import Gated, GateResult
 from .metrics import PROPORTIONS, FlipCounts, FlipMetrics, rate
 from .regression import RegressionSummary
 from .stats import McNemarResult, wilson_interval
+from .whatif import WhatIf
 
 SCHEMA_VERSION = 1
 
@@ -139,6 +140,8 @@ class FlipsResult(Gated):
     #: what makes the numbers doubtful without making them wrong (e.g. predicted classes
     #: that never occur among the labels); every report shows them
     warnings: tuple[str, ...] = ()
+    #: ``--what-if``: the flips of the blended scores per alpha (:mod:`.whatif`), or None
+    what_if: WhatIf | None = None
 
     kind = "flips"
 
@@ -149,7 +152,13 @@ class FlipsResult(Gated):
         return self.regression.metrics().get(name) if self.regression else None
 
     def with_gates(self, gates: tuple[GateResult, ...]) -> FlipsResult:
-        return dataclasses.replace(self, gates=gates)
+        """This result judged by ``gates``; the what-if's recommendation follows the
+        ``max-nfr`` gate among them (so ``gaudit render --max-nfr X`` recomputes it)."""
+        curve = self.what_if
+        if curve is not None:
+            max_nfr = next((g.threshold for g in gates if g.name == "max-nfr"), None)
+            curve = curve.recommend(max_nfr)
+        return dataclasses.replace(self, gates=gates, what_if=curve)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON result document (DESIGN.md, ``schema_version: 1``)."""
@@ -189,6 +198,7 @@ class FlipsResult(Gated):
                 {"old_pred": o, "new_pred": n, "count": c} for o, n, c in self.flip_matrix
             ],
             "top_negative_flips": [e.to_dict() for e in self.top_negative_flips],
+            **({"what_if": self.what_if.to_dict()} if self.what_if is not None else {}),
             "options": dict(self.options),
             "gates": [g.to_dict() for g in self.gates],
             "passed": self.passed,
@@ -199,6 +209,7 @@ class FlipsResult(Gated):
         """Rebuild a result from its JSON document (for ``gaudit render``)."""
         t = d["tests"]["mcnemar"]
         iv = d.get("intervals", {})
+        counts = FlipCounts(**d["counts"])
         return cls(
             inputs=Inputs.from_dict(d["inputs"]),
             counts=FlipCounts(**d["counts"]),
@@ -225,4 +236,5 @@ class FlipsResult(Gated):
             else None,
             task_reason=d.get("task_reason", ""),
             warnings=tuple(str(w) for w in d.get("warnings", [])),
+            what_if=WhatIf.from_dict(d["what_if"], counts) if d.get("what_if") else None,
         )
