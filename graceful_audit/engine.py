@@ -178,10 +178,10 @@ class Engine:
     def first(self, sql: str) -> tuple:
         return self.rows(sql)[0]
 
-    def record_batches(self, sql: str, rows: int) -> Iterator[Any] | None:
-        """The result of ``sql`` streamed as Arrow record batches of at most ``rows`` rows,
-        or None when the engine keeps rows away from the client (Spark: the work stays in
-        the cluster, written in SQL)."""
+    def record_batches(self, sql: str, rows: int) -> Any:
+        """The result of ``sql`` streamed as a ``pyarrow.RecordBatchReader`` of batches of
+        at most ``rows`` rows (close it when done), or None when the engine keeps rows away
+        from the client (Spark: the work stays in the cluster, written in SQL)."""
         return None
 
     @contextlib.contextmanager
@@ -231,8 +231,8 @@ class DuckDBEngine(Engine):
     def rows(self, sql: str) -> list[tuple]:
         return self.con.execute(sql).fetchall()
 
-    def record_batches(self, sql: str, rows: int) -> Iterator[Any] | None:
-        return iter(self.con.sql(sql).to_arrow_reader(rows))
+    def record_batches(self, sql: str, rows: int) -> Any:
+        return self.con.sql(sql).to_arrow_reader(rows)
 
     @contextlib.contextmanager
     def errors(self, context: str) -> Iterator[None]:

@@ -77,7 +77,7 @@ def check_what_if(what_if: bool, steps: Any, score_cols: str | None) -> int | No
     if not what_if:
         if steps is not None:
             raise UsageError(f"--what-if-steps {steps!r} is given without --what-if, so it would "
-                             "be ignored; add --what-if (or drop --what-if-steps).")
+                             "be ignored; add --what-if, or drop the steps.")
         return None
     if steps is None:
         steps = DEFAULT_STEPS
@@ -488,7 +488,6 @@ def _raise_missing(engine: Engine, row_sql: str, blend: Blend) -> None:
 
 def _stream(engine: Engine, row_sql: str, blend: Blend, steps: int) -> Tally | None:
     """DuckDB: the rows in Arrow batches through numpy, all alphas per batch."""
-    import numpy as np
 
     k = blend.width
     names = ["yi", "ook", "oi", "ni", "bad_o", "bad_n"]
@@ -497,6 +496,20 @@ def _stream(engine: Engine, row_sql: str, blend: Blend, steps: int) -> Tally | N
     reader = engine.record_batches(f"{row_sql} SELECT {', '.join(names)} FROM wr", batch_rows)
     if reader is None:
         return None
+    try:
+        tally = _tally_batches(reader, blend, steps)
+    finally:
+        reader.close()  # before any other query: DuckDB runs one result at a time
+    if tally is None:
+        _raise_missing(engine, row_sql, blend)
+    return tally
+
+
+def _tally_batches(reader: Any, blend: Blend, steps: int) -> Tally | None:
+    """The counts over every batch; None as soon as a batch holds a missing score."""
+    import numpy as np
+
+    k = blend.width
     tally = Tally(steps)
     nf = np.zeros(steps, np.int64)
     pf = np.zeros(steps, np.int64)
@@ -509,7 +522,7 @@ def _stream(engine: Engine, row_sql: str, blend: Blend, steps: int) -> Tally | N
             return batch.column(i).to_numpy(zero_copy_only=False)
 
         if column(4).any() or column(5).any():
-            _raise_missing(engine, row_sql, blend)
+            return None
         y, old_right, oi, ni = column(0), column(1), column(2), column(3)
         old = np.empty((rows, k))
         new = np.empty((rows, k))
