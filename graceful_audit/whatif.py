@@ -286,20 +286,90 @@ def blend_argmax_counts(new: np.ndarray, old: np.ndarray, y: np.ndarray, old_rig
     """Per alpha, the negative and positive flips of ``argmax((1 - alpha) * new + alpha *
     old)``; and the predictions at alpha 0 and 1 (the argmax of ``new`` and of ``old``).
 
-    ``new``, ``old``: (rows, classes) float64 scores, finite, in the blend's class order
-    (``new`` and ``old`` are modified and restored); ``y``: per row the label's class
-    index (-1: a class without a score, never predicted); ``old_right``: the OLD
-    prediction is right. The argmax is the first maximum (:func:`numpy.argmax`).
+    ``new``, ``old``: (rows, classes) float64 scores, finite, in the blend's class order;
+    ``y``: per row the label's class index (-1: a class without a score, never predicted);
+    ``old_right``: the OLD prediction is right. The argmax is the first maximum (as
+    :func:`numpy.argmax`).
     """
     import numpy as np
 
-    w = weights(steps)
+    if new.shape[1] <= BY_CLASS:
+        return _counts_by_class(np.ascontiguousarray(new.T), np.ascontiguousarray(old.T), y,
+                                old_right, steps)
+    return _counts_by_row(new.copy(), old.copy(), y, old_right, steps)
+
+
+#: Up to this many classes the kernel holds (classes, rows) arrays and takes the argmax a
+#: class at a time (numpy's argmax along a short last axis is slow); beyond, (rows, classes).
+BY_CLASS = 32
+
+
+def _first_max_by_class(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of the (classes, rows) array ``s``: the index of its first maximum (a
+    later class wins only when strictly greater, as in :func:`numpy.argmax`), and it."""
+    import numpy as np
+
+    best = s[0].copy()
+    idx = np.zeros(s.shape[1], np.intp)
+    for c in range(1, s.shape[0]):
+        np.putmask(idx, s[c] > best, c)
+        np.maximum(best, s[c], out=best)
+    return idx, best
+
+
+def _stable(an: np.ndarray, ao: np.ndarray, gap_n: np.ndarray, gap_o: np.ndarray,
+            scale: np.ndarray) -> np.ndarray:
+    """Rows whose argmax ``an`` is the same class in both models and ahead of every other
+    class by more than :data:`MARGIN` times the row's largest score magnitude in both: the
+    blend predicts that class at every alpha (module docstring)."""
+    margin = scale * MARGIN
+    return (an == ao) & (gap_n > margin) & (gap_o > margin) & (scale >= TINY)
+
+
+def _counts_by_class(new: np.ndarray, old: np.ndarray, y: np.ndarray, old_right: np.ndarray,
+                     steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`blend_argmax_counts` on (classes, rows) arrays (modified, then restored)."""
+    import numpy as np
+
+    nf = np.zeros(steps, np.int64)
+    pf = np.zeros(steps, np.int64)
+    cols = np.arange(new.shape[1])
+    an, top_n = _first_max_by_class(new)
+    ao, top_oo = _first_max_by_class(old)
+    top_o = old[an, cols]
+    scale = np.maximum(np.maximum(top_n, -new.min(0)), np.maximum(top_oo, -old.min(0)))
+    new[an, cols] = -np.inf  # the runner-up: the maximum without the winner
+    old[an, cols] = -np.inf
+    gap_n, gap_o = top_n - new.max(0), top_o - old.max(0)
+    new[an, cols] = top_n
+    old[an, cols] = top_o
+    stable = _stable(an, ao, gap_n, gap_o, scale)
+    right = stable & (an == y)
+    nf += np.count_nonzero(stable & old_right & ~right)
+    pf += np.count_nonzero(~old_right & right)
+    idx = np.flatnonzero(~stable)
+    if idx.size:
+        nu, ou, yu, ru = new[:, idx], old[:, idx], y[idx], old_right[idx]
+        blend, part = np.empty_like(nu), np.empty_like(nu)
+        for k, (a, b) in enumerate(weights(steps)):
+            np.multiply(nu, b, out=blend)
+            np.multiply(ou, a, out=part)
+            np.add(blend, part, out=blend)
+            ok = _first_max_by_class(blend)[0] == yu
+            nf[k] += np.count_nonzero(ru & ~ok)
+            pf[k] += np.count_nonzero(~ru & ok)
+    return nf, pf, an, ao
+
+
+def _counts_by_row(new: np.ndarray, old: np.ndarray, y: np.ndarray, old_right: np.ndarray,
+                   steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`blend_argmax_counts` on (rows, classes) arrays (modified, then restored)."""
+    import numpy as np
+
     nf = np.zeros(steps, np.int64)
     pf = np.zeros(steps, np.int64)
     rows = np.arange(len(y))
     an, ao = new.argmax(1), old.argmax(1)
-    # A row whose argmax is one class c in both, ahead of all others by the margin in both,
-    # predicts c at every alpha (module docstring): count it once.
     top_n, top_o = new[rows, an], old[rows, an]
     scale = np.maximum(np.maximum(top_n, -new.min(1)), np.maximum(old[rows, ao], -old.min(1)))
     new[rows, an] = -np.inf
@@ -307,8 +377,7 @@ def blend_argmax_counts(new: np.ndarray, old: np.ndarray, y: np.ndarray, old_rig
     gap_n, gap_o = top_n - new.max(1), top_o - old.max(1)
     new[rows, an] = top_n
     old[rows, an] = top_o
-    margin = scale * MARGIN
-    stable = (an == ao) & (gap_n > margin) & (gap_o > margin) & (scale >= TINY)
+    stable = _stable(an, ao, gap_n, gap_o, scale)
     right = stable & (an == y)
     nf += np.count_nonzero(stable & old_right & ~right)
     pf += np.count_nonzero(~old_right & right)
@@ -316,7 +385,7 @@ def blend_argmax_counts(new: np.ndarray, old: np.ndarray, y: np.ndarray, old_rig
     if idx.size:
         nu, ou, yu, ru = new[idx], old[idx], y[idx], old_right[idx]
         blend, part = np.empty_like(nu), np.empty_like(nu)
-        for k, (a, b) in enumerate(w):
+        for k, (a, b) in enumerate(weights(steps)):
             np.multiply(nu, b, out=blend)
             np.multiply(ou, a, out=part)
             np.add(blend, part, out=blend)
@@ -463,20 +532,21 @@ def _row_sql(engine: Engine, with_sql: str, blend: Blend) -> str:
 
     scores = ", ".join([f"wo{i}" for i in range(blend.width)]
                        + [f"wn{i}" for i in range(blend.width)])
-    return (f"{with_sql}, wr AS (SELECT oid AS wid, {index('y')} AS yi, (o = y) AS ook, "
-            f"{index('o')} AS oi, {index('n')} AS ni, {missing('wo')} AS bad_o, "
-            f"{missing('wn')} AS bad_n, {scores} FROM jin)")
+    # Integers, not booleans: Arrow hands numbers to numpy without a copy (or pandas).
+    return (f"{with_sql}, wr AS (SELECT oid AS wid, {index('y')} AS yi, "
+            f"CAST((o = y) AS INTEGER) AS ook, {index('o')} AS oi, {index('n')} AS ni, "
+            f"CAST({missing('wo')} AS INTEGER) AS bad_o, "
+            f"CAST({missing('wn')} AS INTEGER) AS bad_n, {scores} FROM jin)")
 
 
 def _raise_missing(engine: Engine, row_sql: str, blend: Blend) -> None:
     """The error for audited rows with a missing score, if there are any."""
     bad_o, bad_n = engine.first(
-        f"{row_sql} SELECT sum(CASE WHEN bad_o THEN 1 ELSE 0 END), "
-        "sum(CASE WHEN bad_n THEN 1 ELSE 0 END) FROM wr")
+        f"{row_sql} SELECT sum(bad_o), sum(bad_n) FROM wr")
     for flag, count, side in (("bad_o", bad_o, blend.old_side), ("bad_n", bad_n, blend.new_side)):
         if not count:
             continue
-        ids = [r[0] for r in engine.rows(f"{row_sql} SELECT wid FROM wr WHERE {flag} "
+        ids = [r[0] for r in engine.rows(f"{row_sql} SELECT wid FROM wr WHERE {flag} = 1 "
                                          f"ORDER BY 1 LIMIT {EXAMPLES}")]
         raise InputError(
             f"--what-if: {count} audited row(s) have a missing score (null, NaN, infinite, or "
@@ -505,6 +575,21 @@ def _stream(engine: Engine, row_sql: str, blend: Blend, steps: int) -> Tally | N
     return tally
 
 
+_NUMPY_TYPES = {"int32": "int32", "double": "float64"}
+
+
+def _numbers(array: Any) -> np.ndarray:
+    """An Arrow array of int32 or double without nulls as a numpy view of its buffer (no
+    copy; ``Array.to_numpy`` would import pandas, a second of start-up)."""
+    import numpy as np
+
+    dtype = np.dtype(_NUMPY_TYPES[str(array.type)])
+    if array.null_count:  # never: rows with a missing score are refused first
+        raise AssertionError("unexpected null in the what-if rows")
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
+                         offset=array.offset * dtype.itemsize)
+
+
 def _tally_batches(reader: Any, blend: Blend, steps: int) -> Tally | None:
     """The counts over every batch; None as soon as a batch holds a missing score."""
     import numpy as np
@@ -519,21 +604,26 @@ def _tally_batches(reader: Any, blend: Blend, steps: int) -> Tally | None:
             continue
 
         def column(i: int, batch: Any = batch) -> np.ndarray:
-            return batch.column(i).to_numpy(zero_copy_only=False)
+            return _numbers(batch.column(i))
 
         if column(4).any() or column(5).any():
             return None
-        y, old_right, oi, ni = column(0), column(1), column(2), column(3)
-        old = np.empty((rows, k))
-        new = np.empty((rows, k))
+        y, old_right, oi, ni = column(0), column(1).astype(bool), column(2), column(3)
+        by_class = k <= BY_CLASS
+        old = np.empty((k, rows) if by_class else (rows, k))
+        new = np.empty_like(old)
         for i in range(k):
-            old[:, i] = column(6 + i)
-            new[:, i] = column(6 + k + i)
-        if blend.threshold is None:
-            b_nf, b_pf, a_new, a_old = blend_argmax_counts(new, old, y, old_right, steps)
-        else:
+            if by_class:
+                old[i], new[i] = column(6 + i), column(6 + k + i)
+            else:
+                old[:, i], new[:, i] = column(6 + i), column(6 + k + i)
+        if blend.threshold is not None:
             b_nf, b_pf, a_new, a_old = blend_threshold_counts(
-                new[:, 0], old[:, 0], y, old_right, steps, blend.threshold)
+                new[0], old[0], y, old_right, steps, blend.threshold)
+        elif by_class:
+            b_nf, b_pf, a_new, a_old = _counts_by_class(new, old, y, old_right, steps)
+        else:
+            b_nf, b_pf, a_new, a_old = _counts_by_row(new, old, y, old_right, steps)
         nf += b_nf
         pf += b_pf
         tally.n += rows
@@ -568,9 +658,9 @@ def blend_sql(engine: Engine, row_sql: str, blend: Blend, steps: int) -> str:
                 "ELSE 0 END AS p FROM wb)")
     return (f"{row_sql}, ww AS (SELECT * FROM (VALUES {w}) AS t(wk, walpha, wbeta)), "
             f"wb AS (SELECT {keep}, {blended} FROM wr CROSS JOIN ww), {pred} "
-            "SELECT wk, count(*), sum(CASE WHEN ook THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN ook AND p <> yi THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN NOT ook AND p = yi THEN 1 ELSE 0 END), "
+            "SELECT wk, count(*), sum(ook), "
+            "sum(CASE WHEN ook = 1 AND p <> yi THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN ook = 0 AND p = yi THEN 1 ELSE 0 END), "
             "sum(CASE WHEN p <> ni THEN 1 ELSE 0 END), sum(CASE WHEN p <> oi THEN 1 ELSE 0 END) "
             "FROM wp GROUP BY wk ORDER BY wk")
 

@@ -28,8 +28,11 @@ from graceful_audit.errors import InputError, UsageError
 from graceful_audit.metrics import FlipCounts
 from graceful_audit.rerender import load_result
 from graceful_audit.whatif import (
+    BY_CLASS,
     MAX_STEPS,
     WhatIf,
+    _counts_by_class,
+    _counts_by_row,
     alphas,
     blend_argmax_counts,
     blend_threshold_counts,
@@ -222,10 +225,17 @@ def brute(new, old, y, right, steps, threshold=None):
 @settings(max_examples=300, deadline=None, database=None)
 @given(score_rows())
 def test_argmax_kernel_equals_brute_force(case):
+    """Both layouts: (classes, rows) for few classes, (rows, classes) for many."""
     new, old, y, right, steps = case
-    nf, pf, a0, a1 = blend_argmax_counts(new.copy(), old.copy(), y, right, steps)
-    assert (list(nf), list(pf)) == brute(new, old, y, right, steps)
-    assert list(a0) == list(np.argmax(new, axis=1)) and list(a1) == list(np.argmax(old, axis=1))
+    expected = brute(new, old, y, right, steps)
+    for nf, pf, a0, a1 in (
+        blend_argmax_counts(new, old, y, right, steps),
+        _counts_by_row(new.copy(), old.copy(), y, right, steps),
+        _counts_by_class(new.T.copy(), old.T.copy(), y, right, steps),
+    ):
+        assert (list(nf), list(pf)) == expected
+        assert list(a0) == list(np.argmax(new, axis=1))
+        assert list(a1) == list(np.argmax(old, axis=1))
 
 
 @settings(max_examples=150, deadline=None, database=None)
@@ -237,12 +247,30 @@ def test_threshold_kernel_equals_brute_force(case, threshold):
     assert (list(nf), list(pf)) == brute(new, old, y, right, steps, threshold)
 
 
-def test_kernel_leaves_the_scores_as_they_were():
+@pytest.mark.parametrize("k", [4, 40])
+def test_kernel_leaves_the_scores_as_they_were(k):
     rng = np.random.default_rng(0)
-    new, old = rng.random((50, 4)), rng.random((50, 4))
+    new, old = rng.random((50, k)), rng.random((50, k))
     n0, o0 = new.copy(), old.copy()
-    blend_argmax_counts(new, old, rng.integers(0, 4, 50), rng.random(50) < 0.5, 5)
+    y, right = rng.integers(0, k, 50), rng.random(50) < 0.5
+    expected = brute(new, old, y, right, 5)
+    nf, pf, _a0, _a1 = blend_argmax_counts(new, old, y, right, 5)
+    assert (list(nf), list(pf)) == expected
     assert np.array_equal(new, n0) and np.array_equal(old, o0)
+    for kernel, a, b in ((_counts_by_row, new.copy(), old.copy()),
+                         (_counts_by_class, new.T.copy(), old.T.copy())):
+        a0, b0 = a.copy(), b.copy()
+        kernel(a, b, y, right, 5)
+        assert np.array_equal(a, a0) and np.array_equal(b, b0)
+
+
+def test_many_classes_take_the_row_layout():
+    """40 classes: every point against the oracle through the audit."""
+    assert BY_CLASS < 40
+    old, new, names = random_pair(16, k=40, n=600, ties=True)
+    result = audit_flips(old, new, score_cols="p_*", what_if=True, what_if_steps=6)
+    expected, n = expected_curve(old, new, names, 6)
+    assert_matches(result.what_if, expected, n)
 
 
 # --------------------------------------------------------------------------- sample data
