@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, UsageError, examples
@@ -81,7 +82,7 @@ def check_what_if(what_if: bool, steps: Any, score_cols: str | None) -> int | No
         return None
     if steps is None:
         steps = DEFAULT_STEPS
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= MAX_STEPS:
+    if isinstance(steps, bool) or not isinstance(steps, Integral) or not 2 <= steps <= MAX_STEPS:
         raise UsageError(f"--what-if-steps: {steps!r} must be an integer from 2 to {MAX_STEPS} "
                          "(the alphas 0, 1/(K-1), ..., 1; 21 gives steps of 0.05).")
     if not score_cols:
@@ -90,7 +91,7 @@ def check_what_if(what_if: bool, steps: Any, score_cols: str | None) -> int | No
             "old, but no --score-cols was given: name the score columns present in both "
             "files, e.g. --score-cols 'prob_*' (or one list column)."
         )
-    return steps
+    return int(steps)
 
 
 def alphas(steps: int) -> tuple[float, ...]:

@@ -184,7 +184,7 @@ def plot(p: Any, result: Any) -> str | None:
     for i, q in enumerate(points):
         if i % every == 0 or i == len(points) - 1:
             ax.annotate(f"α = {alpha_text(q.alpha)}", (q.error_rate, q.negative_flip_rate),
-                        textcoords="offset points", xytext=(5, 4), fontsize=7.5,
+                        textcoords="offset points", xytext=(5, 4), fontsize=8,
                         color=COLORS["muted"])
     rec = curve.recommended
     gate = next((g for g in result.gates if g.name == "max-nfr"), None)
