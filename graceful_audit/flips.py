@@ -286,7 +286,7 @@ def audit_flips(
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
             curve = (blend_what_if(eng, aligner, blend, lab_t, cols, steps)
-                     if blend is not None and steps else None)
+                     if blend is not None and steps is not None else None)
         engine_name = eng.name
 
     inputs = Inputs(

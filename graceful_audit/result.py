@@ -212,7 +212,7 @@ class FlipsResult(Gated):
         counts = FlipCounts(**d["counts"])
         return cls(
             inputs=Inputs.from_dict(d["inputs"]),
-            counts=FlipCounts(**d["counts"]),
+            counts=counts,
             metrics=FlipMetrics(**{f.name: d["metrics"].get(f.name)
                                    for f in dataclasses.fields(FlipMetrics)}),
             confidence=iv.get("confidence", 0.95),

@@ -466,8 +466,8 @@ def blend_of(engine: Engine, old: Side, new: Side, cols: Columns, task: str,
 
     if task != "classification":
         raise UsageError(f"--what-if blends the scores of two classifiers; this audit is a "
-                         f"{task} ({reason}). Drop --what-if, or audit the classifiers' "
-                         "scores with --score-cols.")
+                         f"{task} ({reason}). Drop --what-if (or, for classifiers, give "
+                         "--task classification).")
     d = engine.dialect
     pattern = cols.scores or ""
     kinds = {old.score_kind, new.score_kind}
