@@ -65,7 +65,7 @@ PYTHON = sys.executable
 HEAVY_MODULES = ("pandas", "sklearn", "scipy", "faiss", "duckdb")
 INFO_MODULES = ("numpy", "pyarrow", "rich", "typer")
 DEFAULT_SCENARIOS = ("flips", "compat", "help")
-ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "big", "spark")
+ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "big", "spark", "whatif")
 
 # flips data: accuracy of the old model, P(new right | old right), P(new right | old wrong).
 N_CLASSES = 100
@@ -399,6 +399,94 @@ def cached(folder: Path, params: dict[str, Any], make: Callable[[], dict[str, An
     seconds = time.perf_counter() - t0
     stamp.write_text(json.dumps({"params": wanted, "facts": facts}, indent=1))
     return facts, seconds
+
+
+# --------------------------------------------------------------------------- data: what-if
+
+# Both models' logits share a per-example part (the examples are equally hard for both),
+# so they agree on most rows: old accuracy ~89%, new ~93%, churn ~10%, NFR ~2.2%.
+WHATIF_SHARED, WHATIF_NOISE, WHATIF_LABEL, WHATIF_NEW_GAIN = 1.0, 0.45, 3.2, 0.35
+WHATIF_CHUNK = 1_000_000
+
+
+def whatif_chunk(seed: int, chunk: int, start: int, n: int, classes: int
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Rows ``start .. start + n``: ids, labels and both models' class probabilities
+    (float32, softmax of the logits); its own generator, so a chunk can be rebuilt alone."""
+    rng = np.random.default_rng([seed, 17, chunk])
+    label = rng.integers(0, classes, n, dtype=np.int32)
+    rows = np.arange(n)
+    shared = rng.normal(0, WHATIF_SHARED, (n, classes))
+    shared[rows, label] += WHATIF_LABEL
+    old = shared + rng.normal(0, WHATIF_NOISE, (n, classes))
+    new = shared + rng.normal(0, WHATIF_NOISE, (n, classes))
+    new[rows, label] += WHATIF_NEW_GAIN
+
+    def softmax(z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    ids = {"id": np.arange(start, start + n, dtype=np.int64), "label": label}
+    return ids, softmax(old), softmax(new)
+
+
+def write_whatif_pair(old_path: Path, new_path: Path, rows: int, classes: int,
+                      seed: int = 0) -> dict[str, Any]:
+    """``id, label, prob_0 .. prob_{C-1}`` (old, in id order) and ``id, prob_*`` (new:
+    chunks in a random order, rows shuffled within each chunk), 1M-row row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n_chunks = math.ceil(rows / WHATIF_CHUNK)
+    order = np.random.default_rng([seed, 18]).permutation(n_chunks)
+
+    def chunk(c: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        start = c * WHATIF_CHUNK
+        return whatif_chunk(seed, c, start, min(WHATIF_CHUNK, rows - start), classes)
+
+    facts = {"old_right": 0, "new_right": 0}
+    with contextlib.ExitStack() as stack:
+        writers: dict[str, Any] = {}
+        for j in range(n_chunks):
+            base, old_p, _ = chunk(j)
+            facts["old_right"] += int(np.count_nonzero(old_p.argmax(1) == base["label"]))
+            c = int(order[j])
+            nbase, _, new_p = chunk(c)
+            nlab = nbase["label"]
+            facts["new_right"] += int(np.count_nonzero(new_p.argmax(1) == nlab))
+            shuffle = np.random.default_rng([seed, 19, c]).permutation(len(nlab))
+            tables = {
+                "old": pa.table({**base, **{f"prob_{k}": old_p[:, k] for k in range(classes)}}),
+                "new": pa.table({"id": nbase["id"][shuffle],
+                                 **{f"prob_{k}": new_p[shuffle, k] for k in range(classes)}}),
+            }
+            for name, path in (("old", old_path), ("new", new_path)):
+                if name not in writers:
+                    writers[name] = stack.enter_context(pq.ParquetWriter(
+                        str(path), tables[name].schema, compression="snappy"))
+                writers[name].write_table(tables[name], row_group_size=ROW_GROUP_ROWS)
+    return facts
+
+
+#: In-process: where the time of ``gaudit flips --what-if`` goes (the what-if pass alone).
+WHATIF_STAGES = r"""
+import json, sys, time
+import graceful_audit.flips as flips
+spent = {}
+inner = flips.blend_what_if
+def timed(*args, **kwargs):
+    t0 = time.perf_counter()
+    try:
+        return inner(*args, **kwargs)
+    finally:
+        spent["what_if_s"] = time.perf_counter() - t0
+flips.blend_what_if = timed
+t0 = time.perf_counter()
+flips.audit_flips(sys.argv[1], sys.argv[2], score_cols="prob_*", what_if=True,
+                  what_if_steps=int(sys.argv[3]))
+spent["audit_s"] = time.perf_counter() - t0
+print(json.dumps(spent))
+"""
 
 
 # --------------------------------------------------------------------------- data: compat
@@ -1187,6 +1275,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=2_000, help="compat queries")
     p.add_argument("--identities", type=int, default=2_000, help="compat identities")
     p.add_argument("--dim", type=int, default=128, help="compat embedding dimension")
+    p.add_argument("--whatif-classes", type=int, default=10, help="classes of the whatif pair")
+    p.add_argument("--whatif-steps", type=int, default=21, help="--what-if-steps for whatif")
     p.add_argument("--repeat", type=int, default=3, help="measured runs per command (median)")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured runs per command first")
     p.add_argument("--breakdown", choices=("auto", "always", "never"), default="auto",
@@ -1241,12 +1331,63 @@ def scenario_spark(ctx: Context) -> None:
                     "peak RSS is the Python client's (the local Spark JVM is a child process)")
 
 
+def scenario_whatif(ctx: Context) -> None:
+    """``gaudit flips --what-if`` against the same audit without it, on score files:
+    what blending K alphas costs on top of the plain audit."""
+    a = ctx.args
+    classes, steps = a.whatif_classes, a.whatif_steps
+    folder = ctx.data_dir / f"whatif-{a.rows}-{classes}"
+    old, new = folder / "old.parquet", folder / "new.parquet"
+    print(f"\n## whatif: {a.rows:,} rows x {classes} classes x {steps} steps", flush=True)
+    facts, gen_s = cached(
+        folder, {"rows": a.rows, "classes": classes, "seed": 0,
+                 "model": [WHATIF_SHARED, WHATIF_NOISE, WHATIF_LABEL, WHATIF_NEW_GAIN]},
+        lambda: write_whatif_pair(old, new, a.rows, classes), a.regenerate,
+    )
+    if gen_s is not None:
+        ctx.report.note(f"whatif data: generated {a.rows:,} rows in {gen_s:.1f} s")
+    ctx.report.note(f"whatif files: old {old.stat().st_size / 2**20:.0f} MiB, new (shuffled) "
+                    f"{new.stat().st_size / 2**20:.0f} MiB ({classes} float32 scores a row)")
+    out, plain_out = ctx.tmp / "whatif.json", ctx.tmp / "plain.json"
+    base = [*gaudit_cmd(), "flips", str(old), str(new), "--score-cols", "prob_*", "-f", "json",
+            "-q"]
+    cmd = [*base, "--what-if", "--what-if-steps", str(steps), "-o", str(out)]
+    ref_cmd = [*base, "-o", str(plain_out)]
+    ours, ref = measure_pair(cmd, ref_cmd, ctx.env, a.repeat, a.warmup)
+    row = Row(f"flips --what-if ({a.rows / 1e6:g}M rows x {classes} classes x {steps} steps)",
+              ours.wall_s, ref.wall_s, "<= 3", ours.maxrss_mib, ref.maxrss_mib,
+              "the same `gaudit flips --score-cols 'prob_*'` without --what-if")
+    row.verdict = verdict(row.ratio, 3.0)
+    row.others_cores = statistics.mean([ours.others_cores, ref.others_cores])
+    ctx.report.rows.append(row)
+    doc, plain = json.loads(out.read_text()), json.loads(plain_out.read_text())
+    first, last = doc["what_if"]["points"][0], doc["what_if"]["points"][-1]
+    m = doc["metrics"]
+    same = {k: v for k, v in doc.items() if k != "what_if"} == plain
+    ok = (first["error_rate"] == m["new_error_rate"] and last["negative_flips"] == 0
+          and last["error_rate"] == m["old_error_rate"]
+          and round((1 - m["old_error_rate"]) * m["n"]) == facts.get("old_right")
+          and round((1 - m["new_error_rate"]) * m["n"]) == facts.get("new_right"))
+    ctx.report.note(
+        f"whatif: {spreads(ours, ref)}check: JSON without `what_if` equal to the plain "
+        f"audit's: {same}; alpha = 0 is the new model and alpha = 1 the old one, both as the "
+        f"generator counted them: {ok} (NFR {first['negative_flip_rate']:.4f} at alpha = 0)")
+    stages = run_measured([PYTHON, "-c", WHATIF_STAGES, str(old), str(new), str(steps)],
+                          ctx.env)
+    spent = last_json(stages.stdout)
+    ctx.report.note(
+        f"whatif: in-process, the what-if pass (join with both models' scores, streamed to "
+        f"numpy in Arrow batches, {steps} alphas per batch) took {spent['what_if_s']:.2f} s "
+        f"of the audit's {spent['audit_s']:.2f} s")
+
+
 SCENARIOS: dict[str, Callable[[Context], None]] = {
     "flips": scenario_flips,
     "compat": scenario_compat,
     "help": scenario_help,
     "big": scenario_big,
     "spark": scenario_spark,
+    "whatif": scenario_whatif,
 }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .engine import FILL_TEXT, FILL_VALUE, Dialect, Engine
@@ -513,9 +513,16 @@ class Aligner:
         *,
         allow_unmatched: bool = False,
         task: str = "classification",
+        carry: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> Plan:
-        """Validate the inputs and return the joined data's SQL and the row accounting."""
+        """Validate the inputs and return the joined data's SQL and the row accounting.
+
+        ``carry`` adds columns to ``j`` and ``jin``: per input alias (``o``, ``n``) pairs of
+        ``(SQL over that input's view, column name)``, e.g. the score columns the what-if
+        blends (:mod:`graceful_audit.whatif`). Without it the SQL is unchanged.
+        """
         d = self.d
+        carry = carry or {}
         lab_id = lab_label = None
         if labels is not None:
             lab_id, lab_label = _labels_table_side(labels, cols)
@@ -579,6 +586,7 @@ class Aligner:
             parts = [f"{id_sql(side.table, side.id, integer_ids, d)} AS id",
                      f"{val(y)} AS y", f"{val(pred)} AS p", f"{side.confidence or 'NULL'} AS c"]
             parts += slice_parts(side.table, alias)
+            parts += [f"{sql} AS {name}" for sql, name in carry.get(alias, ())]
             return f"SELECT {', '.join(parts)} FROM {quote(side.table.view)}"
 
         ctes = [f"o AS ({side_sql(old, y_old, 'o')})", f"n AS ({side_sql(new, y_new, 'n')})"]
@@ -603,6 +611,7 @@ class Aligner:
             columns += ["l.id AS lid"]
         columns += [f"{src}.s{i} AS s{i}" for i, (src, _c) in enumerate(slice_sources)]
         columns += [f"{a}.k{i} AS k{i}_{a}" for i, aliases in shared.items() for a in aliases]
+        columns += [f"{a}.{name} AS {name}" for a, items in carry.items() for _sql, name in items]
         join = "o FULL OUTER JOIN n ON o.id = n.id"
         inner = "o JOIN n ON o.id = n.id"
         if has_labels:

@@ -633,6 +633,16 @@ def flips(
         float | None, typer.Option("--rtol", help="Regression: relative tolerance.",
                                    rich_help_panel="Regression")
     ] = None,
+    what_if: Annotated[
+        bool, typer.Option("--what-if", help="Also show the mitigation without retraining: "
+                           "the flips of the blended scores (1 - alpha) * new + alpha * old "
+                           "for alpha from 0 to 1 (needs --score-cols in both files).",
+                           rich_help_panel="What-if")
+    ] = False,
+    what_if_steps: Annotated[
+        int | None, typer.Option("--what-if-steps", help="How many alphas: 0, 1/(K-1), ..., "
+                                 "1 (2 to 1001) [default: 21].", rich_help_panel="What-if")
+    ] = None,
     fmt: FormatOpt = Format.TEXT,
     output: OutputOpt = None,
     report: ReportOpt = None,
@@ -689,7 +699,7 @@ def flips(
                 task=str(getattr(p["task"], "value", p["task"])), atol=p["atol"], rtol=p["rtol"],
                 engine=str(getattr(p["engine"], "value", p["engine"])),
                 spark_remote=p["spark_remote"], spark_conf=parse_conf(p["spark_conf"]),
-                verbose=verbose,
+                verbose=verbose, what_if=p["what_if"], what_if_steps=p["what_if_steps"],
             )
         warn(result)
         publish(result, fmt, output, reports, quiet, summary)

@@ -42,6 +42,7 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "allow-unmatched": bool, "memory-limit": str, "task": str, "atol": float,
         "rtol": float, "engine": str, "spark-remote": str, "spark-conf": list,
         "log-to": str, "mlflow-experiment": str,
+        "what-if": bool, "what-if-steps": int,
     },
     "compat": {
         **{k: float for k in GATE_KEYS_COMPAT},

@@ -202,6 +202,12 @@ class Engine:
     def create_view(self, view: str, sql: str) -> None:
         raise NotImplementedError
 
+    def record_batches(self, sql: str, rows: int) -> Any:
+        """The result of ``sql`` streamed as a ``pyarrow.RecordBatchReader`` of batches of
+        at most ``rows`` rows (close it when done), or None when the engine keeps rows away
+        from the client (Spark: the work stays in the cluster, written in SQL)."""
+        return None
+
     @contextlib.contextmanager
     def errors(self, context: str) -> Iterator[None]:
         """Turn an engine error raised while scanning the data into an :class:`InputError`."""
@@ -254,6 +260,9 @@ class DuckDBEngine(Engine):
 
     def create_view(self, view: str, sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS {sql}")
+
+    def record_batches(self, sql: str, rows: int) -> Any:
+        return self.con.sql(sql).to_arrow_reader(rows)
 
     @contextlib.contextmanager
     def errors(self, context: str) -> Iterator[None]:

@@ -48,6 +48,8 @@ from .metrics import PROPORTIONS, FlipMetrics
 from .outcomes import composite_name, split_id, with_composite_id, with_paths
 from .result import FlipsResult, GroupRow, Inputs, group_row
 from .stats import mcnemar, wilson_interval
+from .whatif import blend_of, check_what_if
+from .whatif import what_if as blend_what_if
 
 #: Gates that only a regression audit has: giving one makes ``--task auto`` a regression.
 REGRESSION_GATES = ("max-mae-delta", "max-rmse-delta")
@@ -185,6 +187,8 @@ def audit_flips(
     verbose: bool = False,
     outcome_col: str | None = None,
     pass_threshold: float | None = None,
+    what_if: bool = False,
+    what_if_steps: int | None = None,
 ) -> FlipsResult:
     """Audit a model update: negative flips, error deltas, breakdowns and gates.
 
@@ -227,6 +231,11 @@ def audit_flips(
         Where reading, joining and counting run. ``spark`` uses Spark Connect:
         ``spark_remote`` (``sc://host:15002``, else ``SPARK_REMOTE``, else a local session)
         and ``spark_conf`` settings.
+    what_if : bool
+        Also blend the two models' scores, ``(1 - alpha) * new + alpha * old``, and count
+        the flips of the blend for ``what_if_steps`` alphas from 0 to 1 (default 21; needs
+        ``score_cols`` naming scores of the same classes in both inputs); see
+        :mod:`graceful_audit.whatif`. The gates still judge the new model as given.
 
     Returns
     -------
@@ -240,6 +249,9 @@ def audit_flips(
     if len(set(id_parts)) != len(id_parts):
         raise UsageError(f"--id-col: {id_parts} names a column twice; give each id column once.")
     if outcome_col is not None or pass_threshold is not None:
+        if what_if or what_if_steps is not None:
+            raise UsageError("--what-if blends two classifiers' per-class scores; an outcome "
+                             "audit (--outcome-col) has none. Drop --what-if.")
         return audit_outcomes(
             old, new, labels=labels, id_parts=id_parts, label_col=label_col, pred_col=pred_col,
             score_cols=score_cols, threshold=threshold, outcome_col=outcome_col,
@@ -252,6 +264,7 @@ def audit_flips(
         raise UsageError(f"--threshold: {threshold!r} must be between 0 and 1.")
     cut = 0.5 if threshold is None else threshold
     check_top(top)
+    steps = check_what_if(what_if, what_if_steps, score_cols)
     for name, tol in (("--atol", atol), ("--rtol", rtol)):
         if tol is not None and not (math.isfinite(tol) and tol >= 0):
             raise UsageError(f"{name}: {tol!r} must be a finite number >= 0.")
@@ -275,13 +288,15 @@ def audit_flips(
                           paths) if labels is not None else None)
         old_side = resolve_side(old_t, cols, eng.dialect)
         new_side = resolve_side(new_t, cols, eng.dialect)
-        if threshold is not None:
+        if threshold is not None and not (
+                steps and old_side.score_kind == new_side.score_kind == "binary"):
             _check_threshold_used(threshold, (old_side, new_side))
         with eng.errors(f"while joining {old_t.display} and {new_t.display}"):
             old_side, new_side = check_scores(eng, old_side), check_scores(eng, new_side)
             chosen, reason = decide_task(eng, (old_side, new_side), task,
                                          _regression_options(atol, rtol, specs))
             check_applies(specs, chosen)
+            blend = blend_of(eng, old_side, new_side, cols, chosen, reason) if steps else None
             if chosen == "regression" and atol is None and rtol is None:
                 raise UsageError(
                     f"a regression audit ({reason}) needs a tolerance: give --atol and/or "
@@ -304,6 +319,8 @@ def audit_flips(
                     {cls: c.n for cls, c in first.tables.per_class.items()})
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
+            curve = (blend_what_if(eng, aligner, blend, lab_t, cols, steps)
+                     if blend is not None and steps is not None else None)
         engine_name = eng.name
     if len(id_parts) > 1:
         tables = dataclasses.replace(tables, worst=_with_id_parts(tables.worst))
@@ -322,7 +339,7 @@ def audit_flips(
     result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
                           task_reason=reason, engine=engine_name)
     warnings += never_right(result)
-    result = dataclasses.replace(result, warnings=tuple(warnings))
+    result = dataclasses.replace(result, warnings=tuple(warnings), what_if=curve)
     return result.with_gates(evaluate_gates(result, specs))
 
 

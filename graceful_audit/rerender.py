@@ -63,6 +63,20 @@ _REGRESSION = {
     "error_histogram?": (_HISTOGRAM, None),
 }
 
+_WHAT_IF = {
+    "method": frozenset({"blend"}), "formula?": TEXT,
+    "prediction?": frozenset({"argmax", "threshold"}), "threshold?": PROB_OR_NULL,
+    "steps": COUNT, "classes?": [TEXT],
+    "new_pred_disagreements?": COUNT, "old_pred_disagreements?": COUNT,
+    "points": [{"alpha": PROB, "negative_flips": COUNT, "positive_flips": COUNT,
+                **{f"{k}?": PROB_OR_NULL for k in (
+                    "error_rate", "negative_flip_rate", "positive_flip_rate",
+                    "backward_trust_compatibility")}}],
+    "recommended?": ({"alpha": PROB, "max_nfr": PROB, "negative_flips": COUNT,
+                      "negative_flip_rate?": PROB_OR_NULL, "error_rate?": PROB_OR_NULL,
+                      "error_rate_cost?": NUM_OR_NULL}, None),
+}
+
 #: What :meth:`FlipsResult.from_dict` reads.
 FLIPS: dict[str, Any] = {
     "task?": frozenset({"classification", "regression", "outcome"}), "task_reason?": TEXT,
@@ -97,6 +111,7 @@ FLIPS: dict[str, Any] = {
         "slices?": {"*": LABEL}, "old_error?": NUM_OR_NULL, "new_error?": NUM_OR_NULL}],
     "options?": OBJECT,
     "regression?": (_REGRESSION, None),
+    "what_if?": (_WHAT_IF, None),
     "gates?": [_GATE],
 }
 
@@ -241,6 +256,11 @@ def _consistent(doc: dict[str, Any], kind: str) -> str | None:
             missing = [k for k in ("label", "old_pred", "new_pred") if k not in e]
             if missing:
                 return f"top_negative_flips[{i}] has no {', '.join(missing)}"
+    what_if = doc.get("what_if") if kind == "flips" else None
+    if what_if:
+        problem = _what_if_consistent(what_if)
+        if problem:
+            return problem
     if kind == "compat":
         from .compat import COMPAT_GATES as registry
     else:
@@ -261,6 +281,21 @@ def _consistent(doc: dict[str, Any], kind: str) -> str | None:
         status = gate.get("status", "pass" if gate["passed"] else "fail")
         if status != "n/a" and gate.get("value") is None:
             return f"gates[{i}].value must be a number when the gate's status is {status!r}"
+    return None
+
+
+def _what_if_consistent(what_if: dict[str, Any]) -> str | None:
+    """A what-if curve has ``steps`` points at the alphas ``i / (steps - 1)``."""
+    from .whatif import MAX_STEPS, alphas
+
+    points, steps = what_if["points"], what_if["steps"]
+    if not 2 <= steps <= MAX_STEPS:
+        return f"what_if.steps must be from 2 to {MAX_STEPS}, got {_shown(steps)}"
+    if len(points) != steps:
+        return f"what_if.points holds {len(points)} points but what_if.steps is {steps}"
+    for i, (p, a) in enumerate(zip(points, alphas(steps), strict=True)):
+        if p["alpha"] != a:
+            return f"what_if.points[{i}].alpha must be {a!r}, got {_shown(p['alpha'])}"
     return None
 
 

@@ -18,6 +18,7 @@ from .metrics import PROPORTIONS, FlipCounts, FlipMetrics, rate
 from .outcomes import ScoreSummary
 from .regression import RegressionSummary
 from .stats import McNemarResult, wilson_interval
+from .whatif import WhatIf
 
 SCHEMA_VERSION = 1
 
@@ -142,6 +143,8 @@ class FlipsResult(Gated):
     warnings: tuple[str, ...] = ()
     #: an outcome audit of graded scores: the paired score delta
     scores: ScoreSummary | None = None
+    #: ``--what-if``: the flips of the blended scores per alpha (:mod:`.whatif`), or None
+    what_if: WhatIf | None = None
 
     kind = "flips"
 
@@ -154,7 +157,13 @@ class FlipsResult(Gated):
         return self.regression.metrics().get(name) if self.regression else None
 
     def with_gates(self, gates: tuple[GateResult, ...]) -> FlipsResult:
-        return dataclasses.replace(self, gates=gates)
+        """This result judged by ``gates``; the what-if's recommendation follows the
+        ``max-nfr`` gate among them (so ``gaudit render --max-nfr X`` recomputes it)."""
+        curve = self.what_if
+        if curve is not None:
+            max_nfr = next((g.threshold for g in gates if g.name == "max-nfr"), None)
+            curve = curve.recommend(max_nfr)
+        return dataclasses.replace(self, gates=gates, what_if=curve)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON result document (DESIGN.md, ``schema_version: 1``)."""
@@ -201,6 +210,7 @@ class FlipsResult(Gated):
                 {"old_pred": o, "new_pred": n, "count": c} for o, n, c in self.flip_matrix
             ],
             "top_negative_flips": [e.to_dict() for e in self.top_negative_flips],
+            **({"what_if": self.what_if.to_dict()} if self.what_if is not None else {}),
             "options": dict(self.options),
             "gates": [g.to_dict() for g in self.gates],
             "passed": self.passed,
@@ -211,9 +221,10 @@ class FlipsResult(Gated):
         """Rebuild a result from its JSON document (for ``gaudit render``)."""
         t = d["tests"]["mcnemar"]
         iv = d.get("intervals", {})
+        counts = FlipCounts(**d["counts"])
         return cls(
             inputs=Inputs.from_dict(d["inputs"]),
-            counts=FlipCounts(**d["counts"]),
+            counts=counts,
             metrics=FlipMetrics(**{f.name: d["metrics"].get(f.name)
                                    for f in dataclasses.fields(FlipMetrics)}),
             confidence=iv.get("confidence", 0.95),
@@ -239,4 +250,5 @@ class FlipsResult(Gated):
             warnings=tuple(str(w) for w in d.get("warnings", [])),
             scores=ScoreSummary.from_dict(d["scores"], iv.get("mean_delta"),
                                           d["tests"]["wilcoxon"]) if d.get("scores") else None,
+            what_if=WhatIf.from_dict(d["what_if"], counts) if d.get("what_if") else None,
         )

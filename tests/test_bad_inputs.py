@@ -990,6 +990,81 @@ def with_options(*options: str) -> Callable[[], list[str]]:
     return build
 
 
+def score_pair(old_classes: Sequence[str] = ("a", "b", "c"),
+               new_classes: Sequence[str] = ("a", "b", "c"), n: int = 12,
+               pred: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-class scores ``p_<class>`` in both files (issue 17's --what-if)."""
+    rng = np.random.default_rng(17)
+    ids = [f"x{i}" for i in range(n)]
+    labels = [old_classes[i % len(old_classes)] for i in range(n)]
+    old = pd.DataFrame({"id": ids, "label": labels})
+    new = pd.DataFrame({"id": ids})
+    for frame, classes in ((old, old_classes), (new, new_classes)):
+        for c in classes:
+            frame[f"p_{c}"] = rng.random(n).round(3)
+        if pred:
+            frame["pred"] = labels
+    return old, new
+
+
+def whatif_args(*extra: str, **kwargs: Any) -> Callable[[], list[str]]:
+    def build() -> list[str]:
+        return [*pair(*score_pair(**kwargs)), "--score-cols", "p_*", *extra]
+
+    return build
+
+
+def whatif_nan_score() -> list[str]:
+    old, new = score_pair(pred=True)
+    new.loc[[3, 7], "p_b"] = np.nan
+    return [*pair(old, new, new_name="new.parquet"), "--score-cols", "p_*", "--what-if"]
+
+
+def whatif_fill_value_score() -> list[str]:
+    old, new = score_pair(pred=True)
+    old.loc[5, "p_c"] = -3.4e38
+    return [*pair(old, new, old_name="old.parquet"), "--score-cols", "p_*", "--what-if"]
+
+
+def whatif_binary_against_columns() -> list[str]:
+    old, new = score_pair(("a", "b"), ("a", "b"))
+    old = old.rename(columns={"p_a": "q"}).drop(columns="p_b")
+    old["label"] = [i % 2 for i in range(len(old))]
+    new = new.rename(columns={"p_a": "p_0", "p_b": "p_1"})
+    old = old.rename(columns={"q": "p_1"})
+    return [*pair(old, new), "--score-cols", "p_*", "--what-if"]
+
+
+def whatif_list_lengths_differ() -> list[str]:
+    ids = [f"x{i}" for i in range(6)]
+    old = pd.DataFrame({"id": ids, "label": [i % 3 for i in range(6)],
+                        "s": [[0.2, 0.3, 0.5]] * 6})
+    new = pd.DataFrame({"id": ids, "s": [[0.1, 0.2, 0.3, 0.4]] * 6})
+    return [*pair(old, new, "old.parquet", "new.parquet"), "--score-cols", "s", "--what-if"]
+
+
+def whatif_regression() -> list[str]:
+    old = pd.DataFrame({"id": range(10), "label": [i + 0.5 for i in range(10)],
+                        "pred": [i + 0.25 for i in range(10)], "p_x": 0.5, "p_y": 0.5})
+    return [*pair(old, old.assign(pred=old["pred"] + 0.1)), "--score-cols", "p_*",
+            "--atol", "1", "--what-if"]
+
+
+def whatif_binary_threshold_with_predictions() -> list[str]:
+    old, new = score_pair(("a",), ("a",))
+    old["label"] = [i % 2 for i in range(len(old))]
+    old["pred"] = (old["p_a"] >= 0.5).astype(int)
+    new["pred"] = (new["p_a"] >= 0.5).astype(int)
+    return [*pair(old, new), "--score-cols", "p_a", "--what-if", "--threshold", "0.3",
+            "--format", "json"]
+
+
+def check_threshold_used(result: Result) -> None:
+    doc = json.loads(result.stdout)["what_if"]
+    assert doc["prediction"] == "threshold" and doc["threshold"] == 0.3
+    assert len(doc["points"]) == 21
+
+
 def regression_pair(new_values: dict[int, float]) -> list[str]:
     old = pd.DataFrame({"id": range(10), "label": [float(i) for i in range(10)],
                         "pred": [i + 0.5 for i in range(10)]})
@@ -1384,6 +1459,11 @@ def pass_threshold_on_booleans() -> list[str]:
     return ["flips", "old.jsonl", "old.jsonl", "--outcome-col", "ok", "--pass-threshold", "0.5"]
 
 
+def outcome_with_what_if() -> list[str]:
+    _jsonl("old.jsonl", [{"id": 1, "ok": True}, {"id": 2, "ok": False}])
+    return ["flips", "old.jsonl", "old.jsonl", "--outcome-col", "ok", "--what-if"]
+
+
 def score_gate_without_scores() -> list[str]:
     _jsonl("old.jsonl", [{"id": 1, "ok": True}, {"id": 2, "ok": False}])
     return ["flips", "old.jsonl", "old.jsonl", "--outcome-col", "ok", "--min-score-delta", "0"]
@@ -1401,6 +1481,8 @@ CASES: list[Case] = [
          ["'judge.scor'", "no field 'scor'", "score"]),
     Case("outcome_with_label_col", outcome_with_label_col, 2,
          ["--label-col", "--outcome-col"]),
+    Case("outcome_with_what_if", outcome_with_what_if, 2,
+         ["--what-if blends two classifiers' per-class scores", "--outcome-col"]),
     Case("pass_threshold_on_booleans", pass_threshold_on_booleans, 2,
          ["--pass-threshold", "booleans"]),
     Case("score_gate_without_scores", score_gate_without_scores, 2,
@@ -1728,6 +1810,47 @@ CASES: list[Case] = [
     Case("mlflow_experiment_empty", with_options("--log-to", "mlflow",
                                                  "--mlflow-experiment", ""), 2,
          ["--mlflow-experiment: the name is empty"]),
+    # issue 17: --what-if needs scores of the same classes in both files
+    Case("whatif_without_score_cols", lambda: [*clean_pair(), "--what-if"], 2,
+         ["--what-if blends the two models' per-class scores", "no --score-cols was given",
+          "--score-cols 'prob_*'"]),
+    Case("whatif_steps_without_whatif", whatif_args("--what-if-steps", "5"), 2,
+         ["--what-if-steps 5 is given without --what-if", "add --what-if"]),
+    Case("whatif_steps_one", whatif_args("--what-if", "--what-if-steps", "1"), 2,
+         ["--what-if-steps: 1 must be an integer from 2 to 1001"]),
+    Case("whatif_steps_too_many", whatif_args("--what-if", "--what-if-steps", "1002"), 2,
+         ["--what-if-steps: 1002 must be an integer from 2 to 1001"]),
+    Case("whatif_steps_not_an_integer", whatif_args("--what-if", "--what-if-steps", "2.5"), 2,
+         ["--what-if-steps", "'2.5' is not a valid int"]),
+    Case("whatif_steps_in_config_without_whatif",
+         lambda: [*whatif_args()(), "--config", "cfg.toml"]
+         if Path("cfg.toml").write_text("[flips]\nwhat-if-steps = 5\n") else [], 2,
+         ["cfg.toml: what-if-steps 5 is given without --what-if"], absent=["--what-if-steps"]),
+    Case("whatif_steps_in_config_not_an_integer", config_value("what-if-steps = 2.5"), 2,
+         ["gaudit.toml: 'what-if-steps' must be an integer, got 2.5"]),
+    Case("whatif_in_config_not_a_bool", config_value("what-if = 'yes'"), 2,
+         ["gaudit.toml: 'what-if' must be true or false, got 'yes'"]),
+    Case("whatif_scores_in_one_file_only",
+         lambda: [*pair(score_pair()[0], frames()[1].drop(columns="label")), "--score-cols",
+                  "p_*", "--what-if"], 2,
+         ["NEW file new.csv: no column matches --score-cols 'p_*'", "Columns present"]),
+    Case("whatif_classes_differ", whatif_args("--what-if", new_classes=("a", "b", "d")), 2,
+         ["--what-if blends scores of the same classes", "only OLD file old.csv has scores "
+          "for 'c'", "only NEW file new.csv has scores for 'd'"]),
+    Case("whatif_binary_against_columns", whatif_binary_against_columns, 2,
+         ["OLD file old.csv one score column 'p_1'", "NEW file new.csv 2 score columns"]),
+    Case("whatif_list_lengths_differ", whatif_list_lengths_differ, 2,
+         ["a list column 's' of 3 scores per row", "a list column 's' of 4 scores per row"]),
+    Case("whatif_regression", whatif_regression, 2,
+         ["--what-if blends the scores of two classifiers; this audit is a regression"]),
+    Case("whatif_nan_score", whatif_nan_score, 2,
+         ["--what-if: 2 audited row(s) have a missing score", "NEW file new.parquet",
+          "--score-cols 'p_*'", "ids 'x3', 'x7'"]),
+    Case("whatif_fill_value_score", whatif_fill_value_score, 2,
+         ["--what-if: 1 audited row(s) have a missing score", "fill value",
+          "OLD file old.parquet", "ids 'x5'"]),
+    Case("whatif_binary_threshold_with_predictions", whatif_binary_threshold_with_predictions,
+         0, check=check_threshold_used),
 ]
 
 

@@ -238,3 +238,75 @@ def test_outcome_pass_fail_and_bad_json_line_on_spark(tmp_path):
     bad.write_text('{"id": 1, "ok": true}\n{"id": 2, "ok": tru}\n')
     with pytest.raises(GauditError, match=r"bad\.jsonl, line 2: is not valid JSON"):
         audit_flips(str(bad), str(bad), outcome_col="ok", engine="spark")
+# --------------------------------------------------------------------------- what-if (issue 17)
+
+
+@pytest.fixture(scope="module")
+def what_if_files(tmp_path_factory):
+    """Scores with ties everywhere (few levels), logits, one binary score, list columns."""
+    rng = np.random.default_rng(17)
+    n, k = 1_500, 4
+    d = tmp_path_factory.mktemp("whatif")
+    y = rng.integers(0, k, n)
+    ids = [f"w{i}" for i in range(n)]
+    so = np.round(rng.random((n, k)) * 2) / 2
+    sn = np.round(rng.random((n, k)) * 2) / 2
+    old = pd.DataFrame({"id": ids, "label": y})
+    new = pd.DataFrame({"id": ids, "pred": np.argmax(sn, axis=1) ^ (np.arange(n) % 9 == 0)})
+    for j in range(k):
+        old[f"p_{j}"] = so[:, j]
+    for j in reversed(range(k)):  # another column order: ties break in NEW's
+        new[f"p_{j}"] = sn[:, j]
+    old.to_csv(d / "old.csv", index=False)
+    new.sample(frac=1, random_state=3).to_parquet(d / "new.parquet", index=False)
+    logits = old.assign(**{f"p_{j}": np.log(so[:, j] + 1e-3) * 3.3 for j in range(k)})
+    logits.to_parquet(d / "old_logits.parquet", index=False)
+    b = pd.DataFrame({"id": ids, "label": y % 2, "s": (rng.random(n) * 10).round() / 10})
+    b.to_parquet(d / "bin_old.parquet", index=False)
+    b.assign(s=(rng.random(n) * 10).round() / 10).drop(columns="label").to_parquet(
+        d / "bin_new.parquet", index=False)
+    lists = pd.DataFrame({"id": ids, "label": y, "scores": list(so)})
+    lists.to_parquet(d / "list_old.parquet", index=False)
+    lists.assign(scores=list(sn)).drop(columns="label").to_parquet(d / "list_new.parquet",
+                                                                    index=False)
+    return d
+
+
+def test_what_if_on_the_sample_is_byte_identical():
+    duck, spark = both(SAMPLE / "digits_old.csv", SAMPLE / "digits_new.parquet",
+                       score_cols="prob_*", what_if=True, gates={"max-nfr": 0.005})
+    assert duck["what_if"]["recommended"]["alpha"] == 0.35
+    assert json.dumps(duck) == json.dumps(spark)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kwargs"),
+    [
+        ("old.csv", "new.parquet", {"score_cols": "p_*", "what_if_steps": 41}),
+        ("old_logits.parquet", "new.parquet", {"score_cols": "p_*"}),
+        ("bin_old.parquet", "bin_new.parquet", {"score_cols": "s", "threshold": 0.3}),
+        ("list_old.parquet", "list_new.parquet", {"score_cols": "scores",
+                                                  "what_if_steps": 7}),
+    ],
+    ids=["ties", "logits", "binary", "lists"],
+)
+def test_what_if_is_byte_identical(what_if_files, old, new, kwargs):
+    duck, spark = both(what_if_files / old, what_if_files / new, what_if=True,
+                       gates={"max-nfr": 0.05}, **kwargs)
+    assert json.dumps(duck) == json.dumps(spark)
+    assert len(duck["what_if"]["points"]) == kwargs.get("what_if_steps", 21)
+
+
+def test_what_if_missing_score_matches(what_if_files, tmp_path):
+    new = pd.read_parquet(what_if_files / "new.parquet")
+    new.loc[new["id"] == "w3", "p_2"] = np.nan
+    new.to_parquet(tmp_path / "new.parquet", index=False)
+    messages = []
+    for engine in ("duckdb", "spark"):
+        with pytest.raises(GauditError) as info:
+            audit_flips(what_if_files / "old.csv", tmp_path / "new.parquet", engine=engine,
+                        score_cols="p_*", what_if=True)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "--what-if: 1 audited row(s) have a missing score" in messages[0]
+    assert "ids 'w3'" in messages[0]

@@ -905,6 +905,35 @@ def _worst(result: Any) -> str | None:
     return _section(f"{title} (top {count(len(flips))})", _table(head, rows), note)
 
 
+def _what_if_plot(p: _Plotter, result: Any) -> str | None:
+    from .whatif import plot
+
+    return plot(p, result)
+
+
+def _what_if(result: Any, plot: str | None) -> str | None:
+    """``--what-if``: the sentence, the notes, the curve and the table of points."""
+    if getattr(result, "what_if", None) is None:
+        return None
+    from . import whatif
+
+    rows, total = whatif.table(result)
+    body = f"<p><strong>{esc(whatif.sentence(result))}</strong></p>"
+    body += "".join(f'<p class="warn" role="note">{esc(n)}</p>' for n in whatif.notes(result))
+    head = [(h, i < len(whatif.HEAD) - 1) for i, h in enumerate(whatif.HEAD)]
+    cells = ["<tr>" + "".join(_num(c) for c in r[:-1]) + f"<td>{esc(r[-1])}</td></tr>"
+             for r in rows]
+    table = _table(head, cells)
+    if plot:
+        figure = ("<figure><figcaption>Negative flip rate against error rate as the old "
+                  "model's scores are blended in (α = their weight); the star is the smallest "
+                  f"α meeting --max-nfr.</figcaption>{plot}</figure>")
+        table = f'<div class="split">{figure}<div>{table}</div></div>'
+    note = f"{len(rows)} of {total} points shown, every one in the JSON" if len(rows) < total \
+        else ""
+    return _section(TYPESET.number(whatif.title(result)), body + table, note)
+
+
 def _flips_plots(result: Any) -> dict[str, Any]:
     """Every plot of a flips report, or a note when matplotlib is missing."""
     try:
@@ -917,6 +946,7 @@ def _flips_plots(result: Any) -> dict[str, Any]:
         "matrix": _matrix_plot(plotter, result),
         "slices": {col: _slice_plot(plotter, result, rows)
                    for col, rows in result.slices.items()},
+        "what_if": _what_if_plot(plotter, result),
         **_regression_plots(plotter, result),
     })
 
@@ -935,6 +965,7 @@ def _flips_sections(result: Any) -> list[str | None]:
         _cards(result),
         _gates(result),
         _metrics(result, plots.get("error")),
+        _what_if(result, plots.get("what_if")),
         _error_deltas(result, plots),
         _classes(result, plots.get("classes")),
         _matrix(result, plots.get("matrix")),

@@ -285,6 +285,22 @@ def _worst(result: Any) -> _Rows | None:
                  "llll" + "rr" * scores.shown, rows, len(flips), "negative flips")
 
 
+def _what_if(result: Any) -> list[str | _Rows | None]:
+    """``--what-if``: the sentence, the notes, and the table of points."""
+    from . import whatif
+
+    if getattr(result, "what_if", None) is None:
+        return []
+    lines = [f"**{md_escape(whatif.sentence(result), limit=None)}**"]
+    lines += [f"> ⚠️ {md_escape(n, limit=None)}" for n in whatif.notes(result)]
+    rows, total = whatif.table(result)
+    cells = [[md_escape(c) for c in row] for row in rows]
+    rest = f" ({len(rows)} of {total} points)" if len(rows) < total else ""
+    table = _Rows(f"#### {md_escape(whatif.title(result), limit=None)}{rest}", list(whatif.HEAD),
+                  "rrrrrrrl", cells, len(rows), "points")
+    return ["\n\n".join(lines), table]
+
+
 def _footer(result: Any) -> str:
     engine = getattr(result, "engine", None)
     where = f"engine {md_escape(engine)}" if engine else f"similarity {md_escape(result.metric)}"
@@ -303,6 +319,7 @@ def _flips_sections(result: Any) -> list[str | _Rows | None]:
         md_escape(mcnemar_sentence(result), limit=None),
         md_escape(wilcoxon_sentence(result), limit=None) if has_wilcoxon(result) else None,
         _gates(result),
+        *_what_if(result),
         _groups(result, "Classes with the most negative flips", "class", "support",
                 result.per_class, "max-class-nfr"),
     ]

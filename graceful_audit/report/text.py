@@ -32,6 +32,7 @@ from .common import (
     wilcoxon_sentence,
     worst_scores,
 )
+from .whatif import text_renderables as what_if_renderables
 
 #: Rows of classes, slice values and matrix cells shown on screen (all are in the JSON);
 #: every class or slice value that breaches a gate is listed too, up to ``MAX_LISTED``.
@@ -180,6 +181,7 @@ def renderables(result: Any) -> list[Any]:
     if has_wilcoxon(result):
         parts.append(Text(wilcoxon_sentence(result)))
     parts.append(Text(""))
+    parts += what_if_renderables(result)
     parts += [_groups(result, "Classes with the most negative flips", "class",
                       result.per_class, "support", "max-class-nfr")]
     for col, rows in result.slices.items():

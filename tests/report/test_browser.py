@@ -60,13 +60,20 @@ def _regression() -> str:
                               atol=10, gates={"max-mae-delta": 0.0}))
 
 
+def _what_if() -> str:
+    data = chk.ROOT / "sample_data"
+    return render(audit_flips(str(data / "digits_old.csv"), str(data / "digits_new.parquet"),
+                              score_cols="prob_*", what_if=True, gates={"max-nfr": 0.005}))
+
+
 @pytest.fixture(scope="module")
 def reports(sample_result, hostile_result, hostile_compat_result):
     return {"flips": lambda: render(sample_result),
             "compat": chk.render_compat_sample,
             "flips-hostile": lambda: render(hostile_result),
             "compat-hostile": lambda: render(hostile_compat_result),
-            "regression": _regression}
+            "regression": _regression,
+            "what-if": _what_if}
 
 
 _pages: dict[str, str] = {}
@@ -79,7 +86,8 @@ def _page(reports, name: str) -> str:
 
 
 CASES = [(r, v) for r in ("flips", "compat") for v in VIEWS] + \
-    [(r, v) for r in ("flips-hostile", "compat-hostile", "regression") for v in HOSTILE_VIEWS]
+    [(r, v) for r in ("flips-hostile", "compat-hostile", "regression", "what-if")
+     for v in HOSTILE_VIEWS]
 
 
 @pytest.mark.parametrize(("report", "view"), CASES, ids=[f"{r}-{v}" for r, v in CASES])
