@@ -456,13 +456,15 @@ def _value(name: str, direction: str) -> Callable[[Any], tuple[float | None, str
         versions = getattr(result, "versions", None)
         if versions is not None and name != "compatible":
             return versions.worst(name, direction, pair_value)
-        return pair_value(result)
+        return pair_value(result, versions)
 
-    def pair_value(result: Any) -> tuple[float | None, str | None]:
+    def pair_value(result: Any, versions: Any = None) -> tuple[float | None, str | None]:
         """The gated value of a two-version audit (or of one pair of versions)."""
         if name != "compatible" and result.dimension_mismatch:
             return _unsearchable(result, name)
         detail = result.reason() if name == "compatible" else None
+        if name == "compatible" and versions is not None:
+            detail = versions.verdicts()
         return result.metric_value(name), detail
 
     return value

@@ -173,6 +173,15 @@ class Versions:
         more = f"; {len(bad) - NAMED} more" if len(bad) > NAMED else ""
         return f"{len(bad)} of {total} pairs fail: {named}{more}"
 
+    def verdicts(self) -> str:
+        """``2 of 3 pairs fail: V3/V1, V3/V2`` (or ``all 3 pairs hold``): what a gate on
+        ``compatible`` says beside its value."""
+        bad = self.failing
+        if not bad:
+            return f"all {len(self.pairs)} pairs hold"
+        return (f"{len(bad)} of {len(self.pairs)} pairs fail: "
+                + ", ".join(f"{p.query}/{p.gallery}" for p in bad))
+
     def headline(self, criterion: str, confidence: float) -> str:
         word = "backward compatible" if not self.failing else "NOT backward compatible"
         weak = [f"{p.query}/{p.gallery}" for p in self.pairs
