@@ -919,7 +919,6 @@ def _join(
             f"{with_sql} SELECT count(*) FILTER (WHERE s0.id IS NOT NULL AND s1.id IS NOT NULL), "
             "count(*) FILTER (WHERE s1.id IS NULL), count(*) FILTER (WHERE s0.id IS NULL) "
             "FROM s0 FULL OUTER JOIN s1 ON s0.id = s1.id").fetchall()[0]
-        common = "s1"  # the ids of s0 missing from s1, and the reverse
     else:
         with_sql += (", common AS (SELECT s0.id FROM s0 "
                      + " ".join(f"JOIN s{k} ON s0.id = s{k}.id" for k in range(1, n)) + ")")
@@ -927,7 +926,6 @@ def _join(
                            "common.id)" for k in range(n))
         matched, *unmatched = con.execute(
             f"{with_sql} SELECT (SELECT count(*) FROM common), {counts}").fetchall()[0]
-        common = "common"
     tables = [s.table for s in sides]
     if matched == 0:
         if n == 2:
@@ -939,16 +937,23 @@ def _join(
                          "files embed the same items.")
     if any(unmatched) and not allow_unmatched:
         parts = []
-        for k, (t, count) in enumerate(zip(tables, unmatched, strict=True)):
-            if not count:
-                continue
-            other = ("s0" if k == 1 else "s1") if n == 2 else common
-            ex = [r[0] for r in con.execute(
-                f"{with_sql} SELECT s{k}.id FROM s{k} ANTI JOIN {other} "
-                f"ON s{k}.id = {other}.id ORDER BY 1 LIMIT 5").fetchall()]
-            where = (f"only in {t.label}" if n == 2 else
-                     f"of {t.label} missing from another version")
-            parts.append(f"{count} id(s) {where} (e.g. {examples(ex)})")
+        if n == 2:
+            for k, (t, count) in enumerate(zip(tables, unmatched, strict=True)):
+                if count:
+                    ex = [r[0] for r in con.execute(
+                        f"{with_sql} SELECT s{k}.id FROM s{k} ANTI JOIN s{1 - k} "
+                        f"ON s{k}.id = s{1 - k}.id ORDER BY 1 LIMIT 5").fetchall()]
+                    parts.append(f"{count} id(s) only in {t.label} (e.g. {examples(ex)})")
+        else:  # name the files that lack ids, and which
+            every = " UNION ".join(f"SELECT id FROM s{k}" for k in range(n))
+            for k, t in enumerate(tables):
+                lacking = (f"{with_sql}, every AS ({every}) SELECT every.id FROM every "
+                           f"ANTI JOIN s{k} ON every.id = s{k}.id")
+                count = con.execute(f"SELECT count(*) FROM ({lacking}) AS t").fetchall()[0][0]
+                if count:
+                    ex = [r[0] for r in con.execute(f"{lacking} ORDER BY 1 LIMIT 5").fetchall()]
+                    parts.append(f"{t.label} lacks {count} id(s) another version has (e.g. "
+                                 f"{examples(ex)})")
         present = "both" if n == 2 else f"all {n} files"
         raise InputError(
             f"unmatched ids: {'; '.join(parts)}; {matched} matched. Pass --allow-unmatched "
