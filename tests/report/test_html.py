@@ -127,7 +127,7 @@ def test_hostile_values_only_escaped(hostile_result):
 
 
 @pytest.mark.parametrize("fixture", ["golden_result", "hostile_result", "compat_result",
-                                     "mismatch_result"])
+                                     "versions_result", "mismatch_result"])
 def test_no_css_a_strict_csp_would_drop_from_the_plots(fixture, request):
     """Jenkins' default CSP (``style-src 'self'``) drops ``style=`` attributes and inline
     ``<style>``: the page has neither but its one stylesheet in the head, and the plots are
@@ -218,6 +218,33 @@ def test_other_kinds_are_not_implemented():
 
 def test_compat_golden(compat_result, check_golden):
     check_golden("compat.html", render(compat_result))
+
+
+def test_versions_golden(versions_result, check_golden):
+    check_golden("versions.html", render(versions_result))
+
+
+def test_versions_heatmaps_and_sections(versions_result):
+    text = render(versions_result)
+    assert_self_contained(text)
+    page = Page(text)
+    assert [a.get("aria-label") for a in page.plots()] == [
+        "Top-1 accuracy heatmap, query version x gallery version",
+        "mAP heatmap, query version x gallery version",
+    ]
+    svg_text = " ".join(page.svg_text)
+    for cell in ("85.0%", "95.0%", "70.0%", "75.0%", "V1", "V2", "V3"):
+        assert cell in svg_text
+    ids = re.findall(r'\bid="([^"]+)"', text)
+    assert len(ids) == len(set(ids))
+    titles = ["Gates", "Versions: 3 x 3 matrix", "Pairs: every later version",
+              "Queries that break (worst 6 of 6)", "Inputs"]
+    positions = [text.index(f"<h2>{t}") for t in titles]
+    assert positions == sorted(positions)
+    assert '<tr class="fail"><td>V3/V1</td>' in text and "<tr><td>V2/V1</td>" in text
+    assert "V3 queries on V1 gallery: right at top-1 in V1/V1, wrong in V3/V1" in text
+    assert "&lt;Arrow table&gt; → &lt;Arrow table&gt; → &lt;Arrow table&gt; · 3 versions" \
+        in text
 
 
 def test_compat_deterministic(compat_result):

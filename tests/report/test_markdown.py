@@ -173,8 +173,31 @@ def test_compat_sections_in_order(compat_result):
     assert "| ada\\-0" not in text and "| ada-0 | ada | 2 | bo-2 | bo |" in text
 
 
-def test_compat_tables_are_well_formed(compat_result, hostile_compat_result, mismatch_result):
-    for result in (compat_result, hostile_compat_result, mismatch_result):
+def test_versions_golden(versions_result, check_golden):
+    check_golden("versions.md", render(versions_result))
+
+
+def test_versions_sections(versions_result):
+    text = render(versions_result)
+    order = ["### gaudit compat", "**❌ REGRESSION: NOT backward compatible across 3 versions",
+             "**Inputs:** V1 <Arrow table>", "#### Top-1 accuracy: query version x gallery",
+             "#### mAP: query version x gallery", "#### Pairs", "#### Gates",
+             "#### Queries that break (V3 queries on V1 gallery: right at top-1 in V1/V1, wrong "
+             "in V3/V1; worst 6 of 6"]
+    positions = [text.index(heading) for heading in order]
+    assert positions == sorted(positions)
+    # the matrix: row = query version, the diagonal in bold
+    assert "| **V1** | **85.00%** | 100.00% | 85.00% |" in text
+    assert "| **V2** | 95.00% | **100.00%** |" in text
+    assert "| **V3** | 70.00% | 75.00% | **100.00%** |" in text
+    assert "| **V2/V1** | ✅ yes | 95.00% | 85.00% | +10.00 pp |" in text
+    assert "| **V3/V2** | ❌ **no**: top-1 V3/V2 75.00% &lt;= V2/V2 100.00% |" in text
+    assert "0.7 (70.00%) at V3 queries on V1 gallery" in text
+
+
+def test_compat_tables_are_well_formed(compat_result, hostile_compat_result, mismatch_result,
+                                       versions_result):
+    for result in (compat_result, hostile_compat_result, mismatch_result, versions_result):
         for table in tables(render(result)):
             width = cells(table[0])
             assert all(cells(row) == width for row in table), table
