@@ -180,7 +180,7 @@ def test_versions_golden(versions_result, check_golden):
 def test_versions_sections(versions_result):
     text = render(versions_result)
     order = ["### gaudit compat", "**❌ REGRESSION: NOT backward compatible across 3 versions",
-             "**Inputs:** V1 <Arrow table>", "#### Top-1 accuracy: query version x gallery",
+             "**Inputs:** V1 &lt;Arrow table&gt;", "#### Top-1 accuracy: query version x gallery",
              "#### mAP: query version x gallery", "#### Pairs", "#### Gates",
              "#### Queries that break (V3 queries on V1 gallery: right at top-1 in V1/V1, wrong "
              "in V3/V1; worst 6 of 6"]
