@@ -359,3 +359,22 @@ def test_error_plot_has_no_tick_above_100_percent():
     svg = plotter.render(lambda: _error_plot(plotter, result))
     ticks = [int(t) for t in re.findall(r">(\d+)%</text>", svg)]
     assert ticks and max(ticks) == 100
+
+
+def test_versions_hostile_values_only_escaped(tmp_path):
+    """Three versions of hostile ids and labels, one saved under a hostile file name."""
+    import pyarrow.parquet as pq
+
+    from graceful_audit import audit_compat
+
+    from .conftest import hostile_compat_tables
+
+    old, new = hostile_compat_tables()
+    path = tmp_path / "<img src=x onerror=alert(1)>.parquet"
+    pq.write_table(new, path)
+    result = audit_compat(old, new, str(path), top=20)
+    text = render(result)
+    assert_self_contained(text, urls_in_data=True)
+    assert "<img src" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert len(re.findall(r'<tr><td class="id"', text)) == len(result.breaking_queries) == 7

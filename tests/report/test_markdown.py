@@ -238,3 +238,21 @@ def test_compat_no_gates_and_no_breaking_queries():
     assert text.splitlines()[2].startswith("**NO GATES SET: NOT backward compatible")
     assert "`--require-compatible`" in text and "`[tool.gaudit.compat]`" in text
     assert "No query breaks" in text
+
+
+def test_versions_hostile_values_escaped(tmp_path):
+    import pyarrow.parquet as pq
+
+    from graceful_audit import audit_compat
+
+    from .conftest import hostile_compat_tables
+
+    old, new = hostile_compat_tables()
+    path = tmp_path / "a|b `x` <b>.parquet"
+    pq.write_table(new, path)
+    text = render(audit_compat(old, new, str(path), top=20))
+    assert "<script" not in text.lower() and "<b>" not in text
+    assert "a\\|b \\`x\\` &lt;b&gt;.parquet" in text
+    for table in tables(text):
+        width = cells(table[0])
+        assert all(cells(row) == width for row in table), table
