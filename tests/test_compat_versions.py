@@ -471,3 +471,17 @@ def test_cli_reads_the_sample_chain():
     two = json.loads(runner.invoke(app, ["compat", *files[:2], "-f", "json"]).stdout)
     assert doc["matrix"]["top1"][1][0] == two["cases"]["new/old"]["top1"]
     assert doc["matrix"]["map"][0][1] == two["cases"]["old/new"]["map"]
+
+
+def test_readme_versions_example_is_what_gaudit_says():
+    root = Path(__file__).resolve().parents[1]
+    files = [str(root / "sample_data" / f) for f in (
+        "emb_old.parquet", "emb_new_compatible.parquet", "emb_new_incompatible.parquet")]
+    r = runner.invoke(app, ["compat", *files, "--min-cross-top1", "0.5"])
+    assert r.exit_code == 1
+    said = " ".join(r.stdout.split())
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    for quote in ("2 of 3 pairs fail: V3 queries on V1 gallery: top-1 V3/V1 0.83% <= V1/V1 "
+                  "98.61%;", "min-cross-top1 (0.002778 at V3 queries on V2 gallery < 0.5)"):
+        assert quote in said and quote in readme
+    assert "n versions cost n^2 searches" in readme
