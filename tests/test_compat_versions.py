@@ -485,3 +485,35 @@ def test_readme_versions_example_is_what_gaudit_says():
                   "98.61%;", "min-cross-top1 (0.002778 at V3 queries on V2 gallery < 0.5)"):
         assert quote in said and quote in readme
     assert "n versions cost n^2 searches" in readme
+
+
+@pytest.mark.parametrize("dims", [(6, 4, 4), (4, 4, 6), (4, 6, 8)])
+def test_every_format_renders_when_pairs_cannot_be_compared(dims):
+    """The newest-on-oldest pair itself may be unavailable: every report still renders
+    and says why."""
+    from graceful_audit.report import Format, render
+
+    result = audit_compat(*chain(3, seed=7, dims=dims), metric="ip",
+                          gates={"max-retrieval-nfr": 0.5, "min-update-gain": 0})
+    assert result.compatible is False
+    for fmt in Format:
+        text = " ".join(render(result, fmt).split())
+        assert "cannot compare" in text or fmt is Format.JSON, fmt
+    if dims[0] != dims[2]:
+        assert result.retrieval_negative_flips is None
+        assert "Cannot be counted: the V3/V1 case is unavailable" in render(result,
+                                                                              Format.MARKDOWN)
+
+
+def test_markdown_cuts_the_pairs_of_many_versions_failing_first():
+    from graceful_audit.report.markdown import render
+
+    tables = chain(3, seed=7)
+    many = [tables[k % 3] for k in range(24)]  # 276 pairs
+    result = audit_compat(*many, metric="ip")
+    text = render(result, limit=20_000)
+    assert len(text.encode("utf-16-le")) // 2 <= 20_000
+    assert "more pairs in the JSON" in text
+    listed = [line for line in text.splitlines() if line.startswith("| **V")
+              and "/V" in line.split("|")[1]]
+    assert listed and all("❌" in line for line in listed)  # failing pairs come first

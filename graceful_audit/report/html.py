@@ -1223,15 +1223,12 @@ def _versions_cards(result: Any) -> str:
     v = result.versions
     held = len(v.pairs) - len(v.failing)
     s = v.summary_pair
-    crit = criterion_label(result)
     worst = min(v.pairs, key=lambda pr: (pr.audit.criterion_delta is not None,
                                          pr.audit.criterion_delta or 0.0))
     cards = [
         _card("compatible", "yes" if result.compatible else "no",
               f"{held} of {len(v.pairs)} pairs hold", _gate_state(result, "compatible")),
-        _card("worst pair", f"{worst.query}/{worst.gallery}",
-              f"{crit} {worst.reason().split(' ', 1)[1]}" if not worst.audit.dimension_mismatch
-              else worst.reason()),
+        _card("worst pair", f"{worst.query}/{worst.gallery}", worst.reason()),
         _card(f"update gain {s.query}/{s.gallery}", gain(result.update_gain),
               "newest queries, oldest gallery", _gate_state(result, "update_gain")),
         _card(f"queries that break {s.query}/{s.gallery}",

@@ -417,8 +417,10 @@ def _versions_matrix(result: Any) -> str:
     return "\n\n".join(parts) + f"\n\n{md_escape(matrix_note(), limit=None)}."
 
 
-def _versions_pairs(result: Any) -> str:
-    from .common_versions import criterion_sentence, pair_head, pair_rows
+def _versions_pairs(result: Any) -> _Rows:
+    """Every pair with its verdict; failing pairs first when the table must be cut (many
+    versions), each group in pair order."""
+    from .common_versions import pair_head, pair_rows
 
     rows = []
     for r in pair_rows(result):
@@ -426,14 +428,17 @@ def _versions_pairs(result: Any) -> str:
         p = r.p_value + (" (not significant)" if r.significant is False else "")
         rows.append([f"**{r.pair}**", said, r.cross, r.base, r.delta, r.interval, p, r.gain,
                      f"{r.flips} ({r.flip_rate})"])
-    return ("#### Pairs: every later version against every earlier gallery\n\n"
-            + _table([md_escape(h) for h in pair_head(result)], rows, "llrrrrrrr")
-            + f"\n\n{md_escape(criterion_sentence(result), limit=None)}")
+    ordered = [rows[k] for k in sorted(range(len(rows)), key=lambda k: "✅" in rows[k][1])]
+    if len(ordered) * 200 < MAX_CHARS // 2:  # it fits: keep the pair order
+        ordered = rows
+    return _Rows("#### Pairs: every later version against every earlier gallery",
+                 [md_escape(h) for h in pair_head(result)], "llrrrrrrr", ordered[:_MOST_ROWS],
+                 len(rows), "pairs")
 
 
 def _versions_sections(result: Any) -> list[str | _Rows | None]:
     """The sections of a compat report over three or more versions, in reading order."""
-    from .common_versions import summary_title
+    from .common_versions import criterion_sentence, summary_title
 
     s = result.versions.summary_pair
     breaking = _breaking(result, where=summary_title(result), case=f"{s.query}/{s.gallery}")
@@ -443,6 +448,7 @@ def _versions_sections(result: Any) -> list[str | _Rows | None]:
         _versions_inputs(result),
         _versions_matrix(result),
         _versions_pairs(result),
+        md_escape(criterion_sentence(result), limit=None),
         _gates(result),
         breaking,
         _footer(result),
