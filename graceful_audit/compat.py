@@ -25,6 +25,10 @@ queries against the old, un-backfilled index: the case that matters) and ``old/n
   Both come from the per-query hits and APs of the four searches: nothing is searched
   again. The margin is *significant* when ``p < 1 - confidence``.
 
+Three or more files (``audit_compat(v1, v2, v3)``, oldest first) give the n x n matrix of
+query version x gallery version and every later-vs-earlier pair, each judged by the same
+code as two files (:mod:`graceful_audit.versions`).
+
 With a ``split`` column, ``query`` items search the ``gallery`` items; without one, every
 item queries all the others (leave-one-out). When old and new dimensions differ the cross
 cases cannot be computed: they are reported as unavailable and the update is not compatible.
