@@ -734,6 +734,12 @@ def compat(
     old: Annotated[str, typer.Argument(metavar="OLD", help="Old model's embeddings: CSV, "
                                        "Parquet, a directory or a glob.")],
     new: Annotated[str, typer.Argument(metavar="NEW", help="New model's embeddings.")],
+    later: Annotated[
+        list[str] | None, typer.Argument(metavar="[LATER]...", show_default=False,
+                                         help="Later versions, oldest first: with three or "
+                                         "more files every later version is checked against "
+                                         "every earlier gallery (n x n searches).")
+    ] = None,
     id_col: IdOpt = None,
     label_col: Annotated[
         str | None, typer.Option("--label-col", help="Identity label column [default: label].")
@@ -792,12 +798,14 @@ def compat(
         reports = parse_reports(report)
         tracking = tracking_options(p["log_to"], p["mlflow_experiment"],
                                     experiment_in_config="mlflow-experiment" in sources)
+        files = [old, new, *(later or ())]
+        roles = ["OLD", "NEW"] if len(files) == 2 else [f"V{k + 1}" for k in range(len(files))]
         summary = check_outputs(fmt, output, reports,
-                                [("OLD", old), ("NEW", new), ("QRELS", p["qrels"]),
+                                [*zip(roles, files, strict=True), ("QRELS", p["qrels"]),
                                  ("config", cfg_path)])
         with progress_bar(quiet) as update:
             result = audit_compat(
-                old, new, id_col=p["id_col"], label_col=p["label_col"],
+                *files, id_col=p["id_col"], label_col=p["label_col"],
                 embedding_col=p["embedding_col"], split_col=p["split_col"],
                 metric=str(getattr(p["metric"], "value", p["metric"])),
                 criterion=(None if p["criterion"] is None else

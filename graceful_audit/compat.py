@@ -25,6 +25,10 @@ queries against the old, un-backfilled index: the case that matters) and ``old/n
   Both come from the per-query hits and APs of the four searches: nothing is searched
   again. The margin is *significant* when ``p < 1 - confidence``.
 
+Three or more files (``audit_compat(v1, v2, v3)``, oldest first) give the n x n matrix of
+query version x gallery version and every later-vs-earlier pair, each judged by the same
+code as two files (:mod:`graceful_audit.versions`).
+
 With a ``split`` column, ``query`` items search the ``gallery`` items; without one, every
 item queries all the others (leave-one-out).
 
@@ -45,7 +49,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -73,6 +77,9 @@ from .io import (
     resolve_column,
 )
 from .stats import mcnemar, paired_difference_interval, paired_t, wilson_interval
+
+if TYPE_CHECKING:
+    from .versions import Versions
 
 CASES = ("old/old", "new/new", "new/old", "old/new")
 CRITERIA = {"top1": "top1", "map": "map"}
@@ -291,6 +298,11 @@ class CompatResult(Gated):
     criterion_test: CriterionTest | None = None
     gates: tuple[GateResult, ...] = ()
     tool_version: str = __version__
+    #: Three or more versions (``gaudit compat V1 V2 V3 ...``): the n x n matrix and every
+    #: later-vs-earlier pair. The other fields then describe the newest version's queries on
+    #: the oldest version's gallery (old = V1, new = Vn), except ``compatible`` (every pair),
+    #: ``reason``, the gates (evaluated on every pair) and ``passed``.
+    versions: Versions | None = None
 
     kind = "compat"
 
@@ -369,6 +381,8 @@ class CompatResult(Gated):
 
     def reason(self) -> str:
         """Why the update is (not) compatible, in one clause."""
+        if self.versions is not None:
+            return self.versions.reason(self.criterion)
         if self.dimension_mismatch:
             return (f"dimension {self.inputs.old_dim} vs {self.inputs.new_dim}: "
                     "not backward compatible")
@@ -380,6 +394,8 @@ class CompatResult(Gated):
         return (f"{crit} new/old {_pct(cross, digits)} {op} old/old {_pct(base, digits)}")
 
     def headline(self) -> str:
+        if self.versions is not None:
+            return self.versions.headline(self.criterion, self.confidence)
         if self.dimension_mismatch:
             return self.reason()
         word = "backward compatible" if self.compatible else "NOT backward compatible"
@@ -405,6 +421,12 @@ class CompatResult(Gated):
         return dataclasses.replace(self, gates=gates)
 
     def to_dict(self) -> dict[str, Any]:
+        d = self._to_dict()
+        if self.versions is not None:
+            d = self.versions.into_dict(d)
+        return d
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": 1,
             "kind": "compat",
@@ -439,6 +461,15 @@ class CompatResult(Gated):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompatResult:
+        result = cls._from_dict(d)
+        if "versions" in d:
+            from .versions import Versions
+
+            result = dataclasses.replace(result, versions=Versions.from_dict(d, result))
+        return result
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> CompatResult:
         iv = d.get("intervals") or {}
         return cls(
             inputs=CompatInputs.from_dict(d["inputs"], d["queries"]),
@@ -481,11 +512,20 @@ def _distinct_decimals(a: float | None, b: float | None) -> int:
     return 15
 
 
-def _value(name: str) -> Callable[[Any], tuple[float | None, str | None]]:
+def _value(name: str, direction: str) -> Callable[[Any], tuple[float | None, str | None]]:
     def value(result: Any) -> tuple[float | None, str | None]:
+        versions = getattr(result, "versions", None)
+        if versions is not None and name != "compatible":
+            return versions.worst(name, direction, pair_value)
+        return pair_value(result, versions)
+
+    def pair_value(result: Any, versions: Any = None) -> tuple[float | None, str | None]:
+        """The gated value of a two-version audit (or of one pair of versions)."""
         if name != "compatible" and result.dimension_mismatch:
             return _unsearchable(result, name)
         detail = result.reason() if name == "compatible" else None
+        if name == "compatible" and versions is not None:
+            detail = versions.verdicts()
         return result.metric_value(name), detail
 
     return value
@@ -517,16 +557,16 @@ def _unsearchable(result: Any, name: str) -> tuple[float | None, str | None]:
 COMPAT_GATES: dict[str, GateDef] = {
     g.name: g
     for g in (
-        GateDef("require-compatible", "compatible", "min", 1, 1, _value("compatible"),
+        GateDef("require-compatible", "compatible", "min", 1, 1, _value("compatible", "min"),
                 kind="compat", help="Fail unless new/old beats old/old."),
-        GateDef("min-update-gain", "update_gain", "min", -1e6, 1e6, _value("update_gain"),
+        GateDef("min-update-gain", "update_gain", "min", -1e6, 1e6, _value("update_gain", "min"),
                 kind="compat", help="Fail when the update gain falls below X."),
         GateDef("max-retrieval-nfr", "retrieval_negative_flip_rate", "max", 0, 1,
-                _value("retrieval_negative_flip_rate"), kind="compat",
+                _value("retrieval_negative_flip_rate", "max"), kind="compat",
                 help="Fail when the share of queries that break exceeds X (0..1)."),
-        GateDef("min-cross-top1", "cross_top1", "min", 0, 1, _value("cross_top1"),
+        GateDef("min-cross-top1", "cross_top1", "min", 0, 1, _value("cross_top1", "min"),
                 kind="compat", help="Fail when new/old top-1 accuracy falls below X."),
-        GateDef("max-cross-drop", "cross_drop", "max", -1, 1, _value("cross_drop"),
+        GateDef("max-cross-drop", "cross_drop", "max", -1, 1, _value("cross_drop", "max"),
                 kind="compat",
                 help="Fail when M(old/old) - M(new/old) exceeds X (-1..1; M the criterion; "
                 "negative X demands an improvement)."),
@@ -684,7 +724,7 @@ def _texts(values: Any, booleans: bool = False) -> np.ndarray:
 def audit_compat(
     old: Any,
     new: Any,
-    *,
+    *later: Any,
     id_col: str | None = None,
     label_col: str | None = None,
     embedding_col: str | None = None,
@@ -706,6 +746,11 @@ def audit_compat(
     old, new : path, pandas.DataFrame or pyarrow.Table
         Per item: id, identity label, embedding (a list column or ``emb_0 .. emb_{d-1}``),
         and optionally ``split`` (``query`` / ``gallery``). Joined by id.
+    *later : path, pandas.DataFrame or pyarrow.Table
+        Further versions, oldest first (``audit_compat(v1, v2, v3)``): the n x n matrix of
+        query version x gallery version and every later-vs-earlier pair
+        (:class:`~graceful_audit.versions.Versions`, ``result.versions``). n versions cost
+        n^2 searches.
     metric : {"cosine", "ip", "l2"}
         Similarity. Cosine L2-normalises both sides.
     criterion : {"top1", "map"}, or with ``qrels`` {"ndcg10", "map", "recall10", "recall100", \
@@ -731,11 +776,11 @@ def audit_compat(
     -------
     CompatResult
     """
-    from .retrieval import METRICS, evaluate_case
+    from .retrieval import METRICS
 
     if metric not in METRICS:
         raise UsageError(f"--metric: {metric!r} is not one of {', '.join(METRICS)}.")
-    from .qrels import QRELS_CRITERIA, RELEVANCE_KEYS
+    from .qrels import QRELS_CRITERIA
 
     if qrels is not None:
         criterion = "ndcg10" if criterion is None else criterion
@@ -763,47 +808,101 @@ def audit_compat(
     for spec in specs:
         check_threshold(spec.name, spec.threshold, COMPAT_GATES, spec.source)
 
-    judgments = None
+    judgments = judged = None
     if qrels is not None:
         from .qrels import read_qrels
 
         judgments = read_qrels(qrels)
+    sources = (old, new, *later)
+    al = _align(sources, id_col, label_col, embedding_col, split_col, metric, allow_unmatched,
+                judgments is not None)
+    if judgments is not None:
+        from .qrels import match_qrels
+
+        judged = match_qrels(judgments, al.ids[al.q_idx], al.ids[al.g_idx],
+                             allow_unmatched=allow_unmatched)
+    run = _Run(al, metric, criterion, top, confidence, block_size, progress, judgments, judged)
+    if len(sources) == 2:
+        cases: dict[str, CaseMetrics] = {}
+        raw: dict[str, Any] = {}
+        for name in CASES:
+            q, g = (0 if m == "old" else 1 for m in name.split("/"))
+            cases[name], raw[name] = run.case(name, q, g)
+        result = run.pair(1, 0, cases, raw)
+    else:
+        from .versions import audit_versions
+
+        result = audit_versions(run)
+    return result.with_gates(evaluate_gates(result, specs, COMPAT_GATES))
+
+
+@dataclass(frozen=True)
+class _Aligned:
+    """Every version's embeddings joined by id: one row per item present in all files."""
+
+    roles: tuple[str, ...]  # OLD, NEW; or V1 .. Vn
+    displays: tuple[str, ...]
+    rows: tuple[int, ...]
+    matched: int
+    unmatched: tuple[int, ...]  # per file: its ids missing from another file
+    ids: np.ndarray
+    labels: np.ndarray
+    codes: np.ndarray
+    emb: tuple[np.ndarray, ...]
+    mode: str
+    q_idx: np.ndarray
+    g_idx: np.ndarray
+    exclude: np.ndarray | None
+
+
+def _roles(n: int) -> tuple[str, ...]:
+    return ("OLD", "NEW") if n == 2 else tuple(f"V{k + 1}" for k in range(n))
+
+
+def _align(sources: Sequence[Any], id_col: str | None, label_col: str | None,
+           embedding_col: str | None, split_col: str | None, metric: str,
+           allow_unmatched: bool, judged: bool = False) -> _Aligned:
+    """read -> join by id -> labels, split and embedding matrices, for any number of files.
+
+    ``judged``: relevance judgments replace the identity labels (``--qrels``), so the split
+    column is required and labels are not read."""
+    roles = _roles(len(sources))
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
     engine = DuckDBEngine()
     try:
-        old_t = engine.open(old, "OLD", text_columns=id_names)
-        new_t = engine.open(new, "NEW", text_columns=id_names)
-        sides = [_resolve(t, id_col, label_col, embedding_col, split_col) for t in (old_t, new_t)]
+        tables = [engine.open(src, role, text_columns=id_names)
+                  for src, role in zip(sources, roles, strict=True)]
+        sides = [_resolve(t, id_col, label_col, embedding_col, split_col) for t in tables]
         for s in sides:
             check_ids(engine, s.table, s.id)
-        if judgments is not None:
+        where = (f"OLD file {tables[0].display} or NEW file {tables[1].display}"
+                 if len(tables) == 2 else
+                 "any of the files (" + ", ".join(t.label for t in tables) + ")")
+        if judged:
             sides = [dataclasses.replace(s, label=None) for s in sides]
-            if sides[0].split is None and sides[1].split is None:
+            if all(s.split is None for s in sides):
                 raise InputError(
                     f"--qrels needs a split column {split_col or 'split'!r} ('query' / "
-                    f"'gallery', in OLD file {old_t.display} or NEW file {new_t.display}) to "
-                    "tell queries from corpus items. Add it, or name it with --split-col.")
-        elif sides[0].label is None and sides[1].label is None:
-            raise InputError(
-                f"no identity label column {label_col or 'label'!r} in OLD file "
-                f"{old_t.display} or NEW file {new_t.display}. Name it with --label-col."
-            )
-        with engine.errors(f"while joining {old_t.display} and {new_t.display}"):
-            data, matched, un_old, un_new = _join(engine.con, sides, allow_unmatched)
+                    f"'gallery', in {where}) to tell queries from corpus items. Add it, or "
+                    "name it with --split-col.")
+        elif all(s.label is None for s in sides):
+            raise InputError(f"no identity label column {label_col or 'label'!r} in {where}. "
+                             "Name it with --label-col.")
+        joined = (f"{tables[0].display} and {tables[1].display}" if len(tables) == 2 else
+                  f"the {len(tables)} files")
+        with engine.errors(f"while joining {joined}"):
+            data, matched, unmatched = _join(engine.con, sides, allow_unmatched)
     finally:
         engine.close()
 
     ids = _texts(data.column("id").to_pylist())
-    labels = (np.zeros(len(ids), dtype=object) if judgments is not None
-              else _labels(data, ids, sides))
+    labels = np.zeros(len(ids), dtype=object) if judged else _labels(data, ids, sides)
     is_query, mode = _split(data, ids, sides)
-    e_old = _matrix(data, "e_o", ids, f"OLD file {old_t.display}", metric)
-    e_new = _matrix(data, "e_n", ids, f"NEW file {new_t.display}", metric)
-
+    emb = tuple(_matrix(data, f"e_{k}", ids, t.label, metric) for k, t in enumerate(tables))
     codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    exclude = None
     if mode == "split":
         q_idx, g_idx = np.flatnonzero(is_query), np.flatnonzero(~is_query)
-        exclude = None
         if q_idx.size == 0 or g_idx.size == 0:
             raise InputError(
                 f"the split column has {q_idx.size} query and {g_idx.size} gallery items; "
@@ -812,94 +911,124 @@ def audit_compat(
     else:
         q_idx = g_idx = np.arange(len(ids))
         exclude = np.arange(len(ids), dtype=np.int64)
-    judged = None
-    if judgments is not None:
-        from .qrels import match_qrels
+    return _Aligned(roles, tuple(_display(s) for s in sources), tuple(t.rows for t in tables),
+                    matched, tuple(unmatched), ids, labels, codes, emb, mode, q_idx, g_idx,
+                    exclude)
 
-        judged = match_qrels(judgments, ids[q_idx], ids[g_idx], allow_unmatched=allow_unmatched)
-    emb = {"old": e_old, "new": e_new}
-    cases: dict[str, CaseMetrics] = {}
-    raw = {}
-    per_query: dict[str, dict[str, np.ndarray]] = {}
-    for name in CASES:
-        qm, gm = name.split("/")
-        if emb[qm].shape[1] != emb[gm].shape[1]:
-            cases[name] = CaseMetrics(
-                name, False,
-                reason=f"dimension {emb[qm].shape[1]} vs {emb[gm].shape[1]}: cannot compare",
-                relevance={} if judged is None else dict.fromkeys(RELEVANCE_KEYS))
-            continue
-        cb = None if progress is None else (lambda done, _n=name: progress(_n, done, q_idx.size))
+
+@dataclass(frozen=True)
+class _Run:
+    """The aligned data and the options: computes one case, or one pair's audit."""
+
+    al: _Aligned
+    metric: str
+    criterion: str
+    top: int
+    confidence: float
+    block_size: int | None
+    progress: Callable[[str, int, int], None] | None
+    #: ``--qrels``: the judgments as read, and matched to the audited queries / gallery.
+    judgments: Any = None
+    judged: Any = None
+    #: ``(q, g) -> {metric: per-query values}`` of the relevance metrics, filled by case().
+    per_query: dict[tuple[int, int], dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def case(self, name: str, q: int, g: int) -> tuple[CaseMetrics, Any]:
+        """Version ``q``'s queries searching version ``g``'s gallery: the case's metrics and
+        its per-query :class:`~graceful_audit.retrieval.CaseResult` (None when the
+        dimensions differ)."""
+        from .retrieval import evaluate_case
+
+        al = self.al
+        eq, eg = al.emb[q], al.emb[g]
+        from .qrels import RELEVANCE_KEYS, per_query_metrics, summary
+
+        al, judged = self.al, self.judged
+        eq, eg = al.emb[q], al.emb[g]
+        if eq.shape[1] != eg.shape[1]:
+            return CaseMetrics(name, False, reason=f"dimension {eq.shape[1]} vs {eg.shape[1]}: "
+                               "cannot compare",
+                               relevance={} if judged is None else
+                               dict.fromkeys(RELEVANCE_KEYS)), None
+        progress, total = self.progress, al.q_idx.size
+        cb = None if progress is None else (lambda done: progress(name, done, total))
         if judged is None:
-            r = evaluate_case(emb[qm][q_idx], codes[q_idx], emb[gm][g_idx], codes[g_idx],
-                              metric=metric, ks=KS, exclude_self=exclude,
-                              block_size=block_size, progress=cb)
+            r = evaluate_case(eq[al.q_idx], al.codes[al.q_idx], eg[al.g_idx],
+                              al.codes[al.g_idx], metric=self.metric, ks=KS,
+                              exclude_self=al.exclude, block_size=self.block_size, progress=cb)
         else:
-            r = evaluate_case(emb[qm][q_idx], None, emb[gm][g_idx], None,
-                              positives=(judged.indptr, judged.indices), metric=metric, ks=KS,
-                              block_size=block_size, progress=cb)
-        raw[name] = r
+            r = evaluate_case(eq[al.q_idx], None, eg[al.g_idx], None,
+                              positives=(judged.indptr, judged.indices), metric=self.metric,
+                              ks=KS, block_size=self.block_size, progress=cb)
         evaluated = r.first_positive_rank > 0
         intervals = {k: wilson_interval(int(np.count_nonzero(evaluated & (r.first_positive_rank
                                                                           <= k))),
-                                        r.n_evaluated, confidence=confidence) for k in KS}
+                                        r.n_evaluated, confidence=self.confidence) for k in KS}
         relevance: dict[str, float | None] = {}
         if judged is not None:
-            from .qrels import per_query_metrics, summary
-
             assert r.positive_rank is not None
-            per_query[name] = per_query_metrics(r.positive_rank, judged.indptr, judged.grades,
-                                                r.average_precision)
-            means = summary(per_query[name], evaluated)
+            values = per_query_metrics(r.positive_rank, judged.indptr, judged.grades,
+                                       r.average_precision)
+            self.per_query[(q, g)] = values
+            means = summary(values, evaluated)
             relevance = {k: means[k] for k in RELEVANCE_KEYS}
-        cases[name] = CaseMetrics(name, True, dict(r.topk), r.mean_average_precision,
-                                  r.n_evaluated, intervals=intervals, relevance=relevance)
+        return CaseMetrics(name, True, dict(r.topk), r.mean_average_precision, r.n_evaluated,
+                           intervals=intervals, relevance=relevance), r
 
-    without_positive = raw["old/old"].n_without_positive
-    cross, base, own = (cases[n].metric(criterion) for n in ("new/old", "old/old", "new/new"))
-    compatible = bool(cases["new/old"].available and cross is not None and base is not None
-                      and cross > base)
-    gain = None
-    if cross is not None and base is not None and own is not None and own != base:
-        gain = (cross - base) / (own - base)
-    flips: int | None = None
-    breaking: tuple[BreakingQuery, ...] = ()
-    test: CriterionTest | None = None
-    if "new/old" in raw:
-        oo, no = raw["old/old"], raw["new/old"]
-        pair = None
-        if judged is not None and criterion != "top1":
-            pair = (per_query["old/old"][criterion], per_query["new/old"][criterion])
-        test = criterion_test(oo, no, criterion, confidence=confidence, per_query=pair)
-        broke = np.flatnonzero(oo.top1_correct & ~no.top1_correct)
-        flips = int(broke.size)
-        q_ids, q_labels = ids[q_idx], labels[q_idx]
-        g_ids, g_labels = ids[g_idx], labels[g_idx]
-        if judgments is not None:
-            q_labels = np.full(q_idx.size, "", dtype=object)
-            g_labels = _grades_of_top1(judgments, q_ids, g_ids, no.top1_index)
-        order = sorted(broke, key=lambda i: (-_rank_key(no.first_positive_rank[i]),
-                                             natural_key(q_ids[i])))
-        breaking = tuple(
-            BreakingQuery(
-                id=str(q_ids[i]), label=str(q_labels[i]),
-                new_old_rank=int(no.first_positive_rank[i]),
-                new_old_top1_id=str(g_ids[no.top1_index[i]]),
-                new_old_top1_label=str(g_labels[i] if judgments is not None
-                                       else g_labels[no.top1_index[i]]),
+    def pair(self, new: int, old: int, cases: dict[str, CaseMetrics],
+             raw: Mapping[str, Any]) -> CompatResult:
+        """Version ``new`` against version ``old`` as a two-version audit, from its four
+        cases (``old/old``, ``new/new``, ``new/old``, ``old/new``); no gates."""
+        al, criterion = self.al, self.criterion
+        without_positive = raw["old/old"].n_without_positive
+        cross, base, own = (cases[n].metric(criterion) for n in ("new/old", "old/old", "new/new"))
+        compatible = bool(cases["new/old"].available and cross is not None and base is not None
+                          and cross > base)
+        gain = None
+        if cross is not None and base is not None and own is not None and own != base:
+            gain = (cross - base) / (own - base)
+        flips: int | None = None
+        breaking: tuple[BreakingQuery, ...] = ()
+        test: CriterionTest | None = None
+        if raw.get("new/old") is not None:
+            oo, no = raw["old/old"], raw["new/old"]
+            per_query = None
+            if self.judged is not None and criterion != "top1":
+                per_query = (self.per_query[(old, old)][criterion],
+                             self.per_query[(new, old)][criterion])
+            test = criterion_test(oo, no, criterion, confidence=self.confidence,
+                                  per_query=per_query)
+            broke = np.flatnonzero(oo.top1_correct & ~no.top1_correct)
+            flips = int(broke.size)
+            q_ids, q_labels = al.ids[al.q_idx], al.labels[al.q_idx]
+            g_ids, g_labels = al.ids[al.g_idx], al.labels[al.g_idx]
+            if self.judgments is not None:
+                q_labels = np.full(al.q_idx.size, "", dtype=object)
+                top1_labels = _grades_of_top1(self.judgments, q_ids, g_ids, no.top1_index)
+            else:
+                top1_labels = g_labels[no.top1_index]
+            order = sorted(broke, key=lambda i: (-_rank_key(no.first_positive_rank[i]),
+                                                 natural_key(q_ids[i])))
+            breaking = tuple(
+                BreakingQuery(
+                    id=str(q_ids[i]), label=str(q_labels[i]),
+                    new_old_rank=int(no.first_positive_rank[i]),
+                    new_old_top1_id=str(g_ids[no.top1_index[i]]),
+                    new_old_top1_label=str(top1_labels[i]),
+                )
+                for i in order[:self.top]
             )
-            for i in order[:top]
+        inputs = CompatInputs(
+            al.displays[old], al.displays[new], al.rows[old], al.rows[new], al.matched,
+            al.unmatched[old], al.unmatched[new], al.emb[old].shape[1], al.emb[new].shape[1],
+            al.mode, int(al.q_idx.size), int(al.g_idx.size),
+            None if self.judged is None else QrelsInfo(
+                self.judgments.path, self.judgments.format, self.judged.judgments,
+                self.judged.relevant, self.judged.unmatched, self.judged.wrong_side),
         )
-    inputs = CompatInputs(
-        _display(old), _display(new), old_t.rows, new_t.rows, matched, un_old, un_new,
-        e_old.shape[1], e_new.shape[1], mode, int(q_idx.size), int(g_idx.size),
-        None if judged is None or judgments is None else QrelsInfo(
-            judgments.path, judgments.format, judged.judgments, judged.relevant,
-            judged.unmatched, judged.wrong_side),
-    )
-    result = CompatResult(inputs, metric, criterion, cases, compatible, gain, flips,
-                          int(q_idx.size), without_positive, breaking, confidence, test)
-    return result.with_gates(evaluate_gates(result, specs, COMPAT_GATES))
+        return CompatResult(inputs, self.metric, criterion, cases, compatible, gain, flips,
+                            int(al.q_idx.size), without_positive, breaking, self.confidence,
+                            test)
 
 
 def _grades_of_top1(judgments: Any, q_ids: np.ndarray, g_ids: np.ndarray,
@@ -925,8 +1054,10 @@ def _display(source: Any) -> str:
 
 def _join(
     con: Any, sides: list[_EmbeddingSide], allow_unmatched: bool
-) -> tuple[Any, int, int, int]:
-    o, n = sides
+) -> tuple[Any, int, list[int]]:
+    """Join every file's items by id: the Arrow table of the items in all files (columns
+    ``id``, ``y_k``, ``sp_k``, ``e_k`` for file k), the count of those items and, per file,
+    how many of its ids some other file lacks (with two files: ids only in OLD, only in NEW)."""
     integer = all(is_integer_type(s.table.type_of(s.id)) for s in sides)
 
     def sub(s: _EmbeddingSide) -> str:
@@ -936,55 +1067,86 @@ def _join(
         return (f"SELECT {idx} AS id, {lab} AS y, {spl} AS sp, {s.embedding_sql} AS e "
                 f"FROM {quote(s.table.view)}")
 
-    with_sql = f"WITH o AS ({sub(o)}), n AS ({sub(n)})"
-    matched, un_old, un_new = con.execute(
-        f"{with_sql} SELECT count(*) FILTER (WHERE o.id IS NOT NULL AND n.id IS NOT NULL), "
-        "count(*) FILTER (WHERE n.id IS NULL), count(*) FILTER (WHERE o.id IS NULL) "
-        "FROM o FULL OUTER JOIN n ON o.id = n.id").fetchall()[0]
+    n = len(sides)
+    with_sql = "WITH " + ", ".join(f"s{k} AS ({sub(s)})" for k, s in enumerate(sides))
+    if n == 2:
+        matched, *unmatched = con.execute(
+            f"{with_sql} SELECT count(*) FILTER (WHERE s0.id IS NOT NULL AND s1.id IS NOT NULL), "
+            "count(*) FILTER (WHERE s1.id IS NULL), count(*) FILTER (WHERE s0.id IS NULL) "
+            "FROM s0 FULL OUTER JOIN s1 ON s0.id = s1.id").fetchall()[0]
+    else:
+        with_sql += (", common AS (SELECT s0.id FROM s0 "
+                     + " ".join(f"JOIN s{k} ON s0.id = s{k}.id" for k in range(1, n)) + ")")
+        counts = ", ".join(f"(SELECT count(*) FROM s{k} ANTI JOIN common ON s{k}.id = "
+                           "common.id)" for k in range(n))
+        matched, *unmatched = con.execute(
+            f"{with_sql} SELECT (SELECT count(*) FROM common), {counts}").fetchall()[0]
+    tables = [s.table for s in sides]
     if matched == 0:
-        raise InputError(
-            f"OLD file {o.table.display} and NEW file {n.table.display} share no ids. "
-            "Check --id-col and that both files embed the same items."
-        )
-    if (un_old or un_new) and not allow_unmatched:
-        ex_o = [r[0] for r in con.execute(
-            f"{with_sql} SELECT o.id FROM o ANTI JOIN n ON o.id = n.id ORDER BY 1 LIMIT 5"
-        ).fetchall()]
-        ex_n = [r[0] for r in con.execute(
-            f"{with_sql} SELECT n.id FROM n ANTI JOIN o ON o.id = n.id ORDER BY 1 LIMIT 5"
-        ).fetchall()]
+        if n == 2:
+            what = f"OLD file {tables[0].display} and NEW file {tables[1].display} share no ids"
+        else:
+            what = (f"no id is in all {n} files ("
+                    + ", ".join(t.label for t in tables) + ")")
+        raise InputError(f"{what}. Check --id-col and that {'both' if n == 2 else 'all'} "
+                         "files embed the same items.")
+    if any(unmatched) and not allow_unmatched:
         parts = []
-        if un_old:
-            parts.append(f"{un_old} id(s) only in OLD file {o.table.display} "
-                         f"(e.g. {examples(ex_o)})")
-        if un_new:
-            parts.append(f"{un_new} id(s) only in NEW file {n.table.display} "
-                         f"(e.g. {examples(ex_n)})")
+        if n == 2:
+            for k, (t, count) in enumerate(zip(tables, unmatched, strict=True)):
+                if count:
+                    ex = [r[0] for r in con.execute(
+                        f"{with_sql} SELECT s{k}.id FROM s{k} ANTI JOIN s{1 - k} "
+                        f"ON s{k}.id = s{1 - k}.id ORDER BY 1 LIMIT 5").fetchall()]
+                    parts.append(f"{count} id(s) only in {t.label} (e.g. {examples(ex)})")
+        else:  # name the files that lack ids, and which
+            every = " UNION ".join(f"SELECT id FROM s{k}" for k in range(n))
+            for k, t in enumerate(tables):
+                lacking = (f"{with_sql}, every AS ({every}) SELECT every.id FROM every "
+                           f"ANTI JOIN s{k} ON every.id = s{k}.id")
+                count = con.execute(f"SELECT count(*) FROM ({lacking}) AS t").fetchall()[0][0]
+                if count:
+                    ex = [r[0] for r in con.execute(f"{lacking} ORDER BY 1 LIMIT 5").fetchall()]
+                    parts.append(f"{t.label} lacks {count} id(s) another version has (e.g. "
+                                 f"{examples(ex)})")
+        present = "both" if n == 2 else f"all {n} files"
         raise InputError(
             f"unmatched ids: {'; '.join(parts)}; {matched} matched. Pass --allow-unmatched "
-            "to audit only the items present in both (the counts stay in the report)."
+            f"to audit only the items present in {present} (the counts stay in the report)."
         )
-    data = con.sql(
-        f"{with_sql} SELECT o.id AS id, o.y AS y_o, n.y AS y_n, o.sp AS sp_o, n.sp AS sp_n, "
-        "o.e AS e_o, n.e AS e_n FROM o JOIN n ON o.id = n.id ORDER BY o.id"
-    ).to_arrow_table()
-    return data, int(matched), int(un_old), int(un_new)
+    cols = ", ".join(f"s{k}.y AS y_{k}, s{k}.sp AS sp_{k}, s{k}.e AS e_{k}" for k in range(n))
+    joins = " ".join(f"JOIN s{k} ON s0.id = s{k}.id" for k in range(1, n))
+    data = con.sql(f"{with_sql} SELECT s0.id AS id, {cols} FROM s0 {joins} ORDER BY s0.id"
+                   ).to_arrow_table()
+    return data, int(matched), [int(u) for u in unmatched]
 
 
 def _labels(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> np.ndarray:
-    y_o = _texts(data.column("y_o").to_pylist(), booleans=True) if sides[0].label else None
-    y_n = _texts(data.column("y_n").to_pylist(), booleans=True) if sides[1].label else None
-    if y_o is not None and y_n is not None:
-        both = np.array([a is not None and b is not None for a, b in zip(y_o, y_n, strict=True)])
-        bad = np.flatnonzero(both & (y_o != y_n))
+    """One identity label per item: the first file's that has one; labels given by two
+    files must agree."""
+    y: np.ndarray | None = None
+    source: np.ndarray | None = None  # which file each label came from
+    for k, s in enumerate(sides):
+        if not s.label:
+            continue
+        y_k = _texts(data.column(f"y_{k}").to_pylist(), booleans=True)
+        if y is None or source is None:
+            y, source = y_k, np.full(len(y_k), k)
+            continue
+        has_k = np.array([v is not None for v in y_k], dtype=bool)
+        has = np.array([v is not None for v in y], dtype=bool)
+        bad = np.flatnonzero(has & has_k & (y != y_k))
         if bad.size:
+            first = sides[int(source[bad[0]])].table.role
+            both = "Both files" if len(sides) == 2 else "All files"
             raise InputError(
-                f"the identity labels disagree between OLD and NEW for {bad.size} item(s) "
-                f"(ids {examples(ids[bad])}). Both files must label the same identities."
+                f"the identity labels disagree between {first} and {s.table.role} for "
+                f"{bad.size} item(s) (ids {examples(ids[bad])}). {both} must label the same "
+                "identities."
             )
-        y = np.where(np.array([a is None for a in y_o]), y_n, y_o)
-    else:
-        y = y_o if y_o is not None else y_n
+        take = ~has & has_k
+        y = np.where(take, y_k, y)
+        source = np.where(take, k, source)
     assert y is not None
     missing = np.flatnonzero(np.array([v is None for v in y]))
     if missing.size:
@@ -994,17 +1156,20 @@ def _labels(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> np.ndarr
 
 
 def _split(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> tuple[np.ndarray, str]:
-    cols = [c for c, s in (("sp_o", sides[0]), ("sp_n", sides[1])) if s.split]
-    if not cols:
+    given = [k for k, s in enumerate(sides) if s.split]
+    if not given:
         return np.zeros(len(ids), dtype=bool), "leave-one-out"
     values = [np.array([None if v is None else str(v).strip().lower()
-                        for v in data.column(c).to_pylist()], dtype=object) for c in cols]
-    if len(values) == 2:
-        differ = np.flatnonzero(values[0] != values[1])
+                        for v in data.column(f"sp_{k}").to_pylist()], dtype=object)
+              for k in given]
+    for k, other in zip(given[1:], values[1:], strict=True):
+        differ = np.flatnonzero(values[0] != other)
         if differ.size:
+            models = "both models" if len(sides) == 2 else "all models"
             raise InputError(
-                f"the split column disagrees between OLD and NEW for {differ.size} item(s) "
-                f"(ids {examples(ids[differ])}). Keep one split for both models."
+                f"the split column disagrees between {sides[given[0]].table.role} and "
+                f"{sides[k].table.role} for {differ.size} item(s) (ids "
+                f"{examples(ids[differ])}). Keep one split for {models}."
             )
     split = values[0]
     bad = np.flatnonzero(~np.isin(split, np.array(SPLIT_VALUES, dtype=object)))

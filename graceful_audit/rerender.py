@@ -124,6 +124,17 @@ _CRITERION_TEST = {"p_value?": PROB_OR_NULL, "method": frozenset({"exact", "chi2
                    "b?": COUNT_OR_NULL, "c?": COUNT_OR_NULL, "statistic?": NUM_OR_NULL,
                    "queries?": COUNT}
 
+_CRITERION_INTERVALS = {"criterion_delta?": PAIR_OR_NULL,
+                        "criterion_delta_method?": (frozenset({"newcombe", "paired t"}), None)}
+#: One later-vs-earlier pair of a result over three or more versions.
+_PAIR = {"query_index": COUNT, "gallery_index": COUNT, "compatible": BOOL, "reason?": TEXT,
+         "criterion_values?": {"cross?": NUM_OR_NULL, "base?": NUM_OR_NULL,
+                               "backfilled?": NUM_OR_NULL},
+         "criterion_delta?": NUM_OR_NULL, "criterion_significant?": (BOOL, None),
+         "intervals?": _CRITERION_INTERVALS, "tests?": {"criterion?": (_CRITERION_TEST, None)},
+         "update_gain?": NUM_OR_NULL, "retrieval_negative_flips?": COUNT_OR_NULL,
+         "retrieval_negative_flip_rate?": PROB_OR_NULL}
+
 #: What :meth:`CompatResult.from_dict` reads.
 COMPAT: dict[str, Any] = {
     "tool?": {"version?": TEXT},
@@ -132,7 +143,12 @@ COMPAT: dict[str, Any] = {
                "gallery": COUNT,
                "qrels?": ({"path": TEXT, "format": frozenset({"beir", "trec"}),
                            "judgments": COUNT, "relevant": COUNT, "unmatched": COUNT,
-                           "wrong_side": COUNT}, None)},
+                           "wrong_side": COUNT}, None),
+               "versions?": [{"path": TEXT, "rows": COUNT, "dim": COUNT, "unmatched": COUNT}]},
+    "versions?": [TEXT],
+    "matrix?": {"top1": [[PROB_OR_NULL]], "map": [[PROB_OR_NULL]]},
+    "pairs?": [_PAIR],
+    "summary_pair?": {"query_index": COUNT, "gallery_index": COUNT, "fields?": [TEXT]},
     "metric": frozenset({"cosine", "ip", "l2"}),
     "criterion": frozenset({"top1", "map", "ndcg10", "recall10", "recall100", "mrr10"}),
     "cases": {"old/old": _CASE, "new/old": _CASE, "*": _CASE},
@@ -263,6 +279,10 @@ def _consistent(doc: dict[str, Any], kind: str) -> str | None:
             return problem
     if kind == "compat":
         from .compat import COMPAT_GATES as registry
+
+        problem = _versions_consistent(doc)
+        if problem:
+            return problem
     else:
         registry = GATES
         counts, metrics = doc.get("counts") or {}, doc.get("metrics") or {}
@@ -296,6 +316,43 @@ def _what_if_consistent(what_if: dict[str, Any]) -> str | None:
     for i, (p, a) in enumerate(zip(points, alphas(steps), strict=True)):
         if p["alpha"] != a:
             return f"what_if.points[{i}].alpha must be {a!r}, got {_shown(p['alpha'])}"
+
+
+_VERSIONS_FIELDS = ("matrix", "pairs", "summary_pair")
+
+
+def _versions_consistent(doc: dict[str, Any]) -> str | None:
+    """A result over three or more versions: the matrix is n x n, every later-vs-earlier
+    pair is there once, ``compatible`` is true only when every pair is."""
+    if "versions" not in doc:
+        extra = [k for k in _VERSIONS_FIELDS if k in doc]
+        extra += ["inputs.versions"] if "versions" in (doc.get("inputs") or {}) else []
+        return f"{extra[0]} is present but versions is missing" if extra else None
+    missing = [k for k in _VERSIONS_FIELDS if k not in doc]
+    if missing or "versions" not in doc["inputs"]:
+        return f"versions is present but {(missing or ['inputs.versions'])[0]} is missing"
+    n = len(doc["versions"])
+    if n < 3:
+        return f"versions lists {n} files; a versions result has 3 or more"
+    if len(doc["inputs"]["versions"]) != n:
+        return (f"inputs.versions has {len(doc['inputs']['versions'])} entries but versions "
+                f"lists {n} files")
+    for key in ("top1", "map"):
+        rows = doc["matrix"][key]
+        if len(rows) != n or any(len(r) != n for r in rows):
+            return f"matrix.{key} must be {n} x {n} (one row and column per version)"
+    wanted = {(j, i) for j in range(n) for i in range(j)}
+    seen = [(p["query_index"], p["gallery_index"]) for p in doc["pairs"]]
+    if sorted(seen) != sorted(wanted):
+        return (f"pairs must hold each later-vs-earlier pair once (query_index > "
+                f"gallery_index, both below {n}); got {_shown([list(p) for p in seen])}")
+    s = doc["summary_pair"]
+    if (s["query_index"], s["gallery_index"]) != (n - 1, 0):
+        return f"summary_pair must be the newest queries on the oldest gallery ({n - 1}, 0)"
+    every = all(p["compatible"] for p in doc["pairs"])
+    if doc["compatible"] != every:
+        return (f"compatible is {_shown(doc['compatible'])} but the pairs say "
+                f"{_shown(every)}")
     return None
 
 

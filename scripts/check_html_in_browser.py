@@ -113,8 +113,23 @@ def render_compat_sample() -> str:
                                gates={"require-compatible": 1, "max-retrieval-nfr": 0.05}))
 
 
+def render_versions_sample() -> str:
+    """``gaudit compat`` on three versions (old, compatible, incompatible): the matrix
+    heatmaps, two failing pairs and a breached gate naming the worst pair."""
+    sys.path.insert(0, str(ROOT))
+    from graceful_audit import audit_compat
+    from graceful_audit.report.html import render
+
+    data = ROOT / "sample_data"
+    return render(audit_compat(str(data / "emb_old.parquet"),
+                               str(data / "emb_new_compatible.parquet"),
+                               str(data / "emb_new_incompatible.parquet"),
+                               gates={"require-compatible": 1, "min-cross-top1": 0.5}))
+
+
 #: What can be rendered: name -> page builder.
-SAMPLES = {"flips": render_sample, "compat": render_compat_sample}
+SAMPLES = {"flips": render_sample, "compat": render_compat_sample,
+           "versions": render_versions_sample}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -496,6 +496,43 @@ def dimension_mismatch() -> list[str]:
     return [*compat_pair(embeddings(d=8), embeddings(d=12, seed=2)), "--require-compatible"]
 
 
+def compat_versions(*frames: pd.DataFrame) -> list[str]:
+    """Write ``v1.parquet`` .. ``vN.parquet`` and return the ``compat`` arguments."""
+    names = []
+    for k, df in enumerate(frames):
+        df.to_parquet(f"v{k + 1}.parquet", index=False)
+        names.append(f"v{k + 1}.parquet")
+    return ["compat", *names]
+
+
+def versions_one_file() -> list[str]:
+    return compat_versions(embeddings())[:2]
+
+
+def versions_unmatched_ids() -> list[str]:
+    return compat_versions(embeddings(), embeddings(seed=1).iloc[2:], embeddings(seed=2))
+
+
+def versions_dimension_middle() -> list[str]:
+    return [*compat_versions(embeddings(d=8), embeddings(d=12, seed=1), embeddings(seed=2)),
+            "--require-compatible"]
+
+
+def versions_labels_disagree() -> list[str]:
+    v3 = embeddings(seed=2)
+    v3.at[5, "label"] = 9
+    return compat_versions(embeddings(), embeddings(seed=1), v3)
+
+
+def check_versions_dimension(result: Result) -> None:
+    r = invoke("compat", "v1.parquet", "v2.parquet", "v3.parquet", "-f", "json")
+    assert r.exit_code == 0  # no gate
+    doc = json.loads(r.stdout)
+    assert [p["compatible"] for p in doc["pairs"]][::2] == [False, False]  # V2/V1, V3/V2
+    assert doc["matrix"]["top1"][1][0] is None and doc["matrix"]["top1"][2][0] is not None
+    assert [v["dim"] for v in doc["inputs"]["versions"]] == [8, 12, 8]
+
+
 def no_embeddings() -> list[str]:
     return compat_pair(embeddings().drop(columns="embedding"), embeddings(seed=1))
 
@@ -1563,6 +1600,16 @@ CASES: list[Case] = [
     Case("dimension_mismatch_require_compatible", dimension_mismatch, 1,
          ["dimension 8 vs 12", "require-compatible"],
          check=check_dimension_json),
+    Case("versions_one_file", versions_one_file, 2, ["Missing argument 'NEW'"]),
+    Case("versions_unmatched_ids", versions_unmatched_ids, 2,
+         ["V2 file v2.parquet lacks 2 id(s) another version has (e.g. 'e0', 'e1')",
+          "10 matched", "present in all 3 files", "--allow-unmatched"],
+         absent=["V1 file", "V3 file"]),
+    Case("versions_dimension_middle", versions_dimension_middle, 1,
+         ["dimension 12 vs 8: cannot compare", "3 of 3 pairs fail",
+          "require-compatible"], check=check_versions_dimension),
+    Case("versions_labels_disagree", versions_labels_disagree, 2,
+         ["identity labels disagree between V1 and V3", "'e5'", "All files must label"]),
     Case("no_embeddings", no_embeddings, 2,
          ["OLD file old.parquet", "no embeddings", "Columns present: id, label",
           "--embedding-col"]),

@@ -257,3 +257,27 @@ def test_per_query_metrics_match_the_formulas(data):
         assert got["mrr10"][i] == (1 / min(r) if min(r) <= 10 else 0.0)
         assert got["map"][i] == ap[i]
         assert all(0 <= got[k][i] <= 1 for k in got)
+
+
+def test_versions_with_qrels_judge_every_pair_by_the_relevance_criterion():
+    """Three versions with --qrels: every pair is the two-file --qrels audit of that pair
+    (nDCG@10 values, paired t test, breaking queries with grades), and the verdict names
+    nDCG@10, not mAP."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    v1, v2 = str(root / "beir_old.parquet"), str(root / "beir_new.parquet")
+    qrels = str(root / "beir_qrels.tsv")
+    chain = audit_compat(v1, v2, v1, qrels=qrels)
+    assert chain.criterion == "ndcg10" and chain.compatible is False
+    reason = chain.to_dict()["reason"]
+    assert "nDCG@10 V2/V1" in reason and "mAP" not in reason
+    two = {(1, 0): audit_compat(v1, v2, qrels=qrels), (2, 1): audit_compat(v2, v1, qrels=qrels)}
+    for pair in chain.versions.pairs:
+        key = (pair.query_index, pair.gallery_index)
+        if key not in two:
+            continue
+        a, b = pair.audit.to_dict(), two[key].to_dict()
+        for k in ("cases", "criterion_delta", "tests", "update_gain", "breaking_queries"):
+            assert a[k] == b[k], (key, k)
+        assert a["inputs"]["qrels"] == b["inputs"]["qrels"]

@@ -299,12 +299,11 @@ def without_match(result: Any) -> str:
             "without a match in the gallery")
 
 
-def breaking_headings(result: Any) -> tuple[str, ...]:
-    """Column headings of the table of queries that break."""
+def breaking_headings(result: Any, case: str = "new/old") -> tuple[str, ...]:
+    """Column headings of the table of queries that break in the cross ``case``."""
     if judged(result):  # no identity labels: the query's label column goes
-        return ("query id", "new/old rank of first relevant", "new/old top-1 id",
-                "its grade")
-    return ("query id", "label", "new/old rank of first match", "new/old top-1 id",
+        return ("query id", f"{case} rank of first relevant", f"{case} top-1 id", "its grade")
+    return ("query id", "label", f"{case} rank of first match", f"{case} top-1 id",
             "its label")
 
 

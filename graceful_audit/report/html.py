@@ -636,6 +636,9 @@ def _header(result: Any) -> str:
     else:
         what = f"{count(i.audited)} examples audited · {esc(result.task)}"
     sub = f"{esc(i.old_path, MAX_CELL)} → {esc(i.new_path, MAX_CELL)} · {what}"
+    if getattr(result, "versions", None) is not None:
+        sub = (" → ".join(esc(v.path, MAX_CELL // 2) for v in result.versions.inputs)
+               + f" · {result.versions.n} versions · {what}")
     return (f'<header class="verdict {state}"><div class="wrap">'
             f"<h1>gaudit {esc(result.kind)} · model update audit</h1>"
             f'<p class="line">{VERDICT_MARKS[state]}{esc(verdict(result, TYPESET))}</p>'
@@ -1188,27 +1191,32 @@ def _compatibility(result: Any) -> str:
     return _section("Update gain and negative flips", body)
 
 
-def _breaking(result: Any) -> str:
+def _breaking(result: Any, where: str | None = None, case: str = KEY_CASE) -> str:
+    """The queries that break; ``where`` names the pair of versions (``case`` its cross
+    case, ``V3/V1``) when the result covers more than two."""
     flips = result.retrieval_negative_flips
     rows = result.breaking_queries
     title = "Queries that break"
+    old_case = "old/old" if case == KEY_CASE else f"{case.split('/')[1]}/{case.split('/')[1]}"
     if flips is None:
         reason = result.cases[KEY_CASE].reason or "unavailable"
-        return _section(title, f"<p>Cannot be counted: the new/old case is unavailable "
-                               f"({esc(reason)}).</p>")
+        return _section(title, f"<p>Cannot be counted: the {esc(case)} case is unavailable "
+                               f"({esc(reason)}).</p>", where or "")
     if not rows:
         said = (f"{flips} queries break (none listed: <code>--top 0</code>)." if flips else
-                "No query breaks: every query right at top-1 in old/old is still right in "
-                "new/old.")
-        return _section(title, f"<p>{said}</p>")
+                f"No query breaks: every query right at top-1 in {esc(old_case)} is still "
+                f"right in {esc(case)}.")
+        return _section(title, f"<p>{said}</p>", where or "")
     labels = not judged(result)  # no identity labels with --qrels
     body = [f"<tr>{_cell(b.id, 'id')}{_cell(b.label) if labels else ''}"
             f"{_num(count(b.new_old_rank) if b.new_old_rank else 'none')}"
             f"{_cell(b.new_old_top1_id, 'id')}{_cell(b.new_old_top1_label)}</tr>"
             for b in rows[:MAX_LISTED]]
-    head = [(h, "rank" in h) for h in breaking_headings(result)]
+    head = [(h, "rank" in h) for h in breaking_headings(result, case)]
+    note = (f"right at top-1 in {old_case}, wrong in {case}; deepest first match first"
+            if where is None else f"{where}; deepest first match first")
     return _section(f"{title} (worst {count(len(rows))} of {count(flips)})", _table(head, body),
-                    "right at top-1 in old/old, wrong in new/old; deepest first match first")
+                    note)
 
 
 def _compat_inputs(result: Any) -> str:
@@ -1231,8 +1239,178 @@ def _compat_inputs(result: Any) -> str:
     return _section("Inputs", f'<dl class="inputs">{body}</dl>')
 
 
+# --------------------------------------------------------------------------- versions
+
+
+def _heatmap(p: _Plotter, result: Any, key: str, title: str) -> str | None:
+    """The n x n matrix as a heatmap: query version rows, gallery version columns, each
+    cell labelled; the cells of failing pairs outlined in red."""
+    import numpy as np
+
+    v = result.versions
+    m = v.top1 if key == "top1" else v.map
+    grid = np.array([[np.nan if x is None else x for x in row] for row in m], dtype=float)
+    if np.isnan(grid).all():
+        return None
+    n = v.n
+    side = 0.62
+    fig = p.figure(max(3.4, 1.5 + side * n), max(2.8, 1.2 + side * n))
+    ax = fig.add_subplot()
+    # Vector cells (pcolormesh), not a raster image; a case that could not be computed
+    # (dimensions differ) stays blank and reads "n/a".
+    ax.pcolormesh(np.ma.masked_invalid(grid), cmap="Blues", vmin=0, vmax=1.15,
+                  edgecolors="#ffffff", linewidth=1.5)
+    names = [f"V{k + 1}" for k in range(n)]
+    ax.set_xticks(np.arange(n) + 0.5, names)
+    ax.set_yticks(np.arange(n) + 0.5, names)
+    ax.tick_params(which="both", length=0)
+    ax.set_xlim(0, n)
+    ax.set_ylim(n, 0)
+    for name in ("top", "right", "left", "bottom"):
+        ax.spines[name].set_visible(False)
+    ax.set_xlabel("gallery version")
+    ax.set_ylabel("query version")
+    from matplotlib.patches import Rectangle
+
+    failing = {(pr.query_index, pr.gallery_index) for pr in v.failing}
+    for (q, g), x in np.ndenumerate(grid):
+        text = "n/a" if np.isnan(x) else pct(float(x), 1)
+        dark = not np.isnan(x) and x > 0.6
+        ax.text(g + 0.5, q + 0.5, text, ha="center", va="center", fontsize=8,
+                color="#ffffff" if dark else "#101828")
+        if (q, g) in failing:
+            ax.add_patch(Rectangle((g + 0.05, q + 0.05), 0.9, 0.9, fill=False,
+                                   edgecolor=COLORS["nfr"], linewidth=2.2))
+    return p.svg(fig, f"{title} heatmap, query version x gallery version")
+
+
+def _versions_plots(result: Any) -> dict[str, Any]:
+    from .common_versions import MATRICES
+
+    try:
+        plotter = _Plotter()
+    except ImportError:
+        return {"missing": "Plots need matplotlib (pip install matplotlib)."}
+    return plotter.render(lambda: {key: _heatmap(plotter, result, key, title)
+                                   for key, title in MATRICES})
+
+
+def _versions_cards(result: Any) -> str:
+    v = result.versions
+    held = len(v.pairs) - len(v.failing)
+    s = v.summary_pair
+    worst = min(v.pairs, key=lambda pr: (pr.audit.criterion_delta is not None,
+                                         pr.audit.criterion_delta or 0.0))
+    cards = [
+        _card("compatible", "yes" if result.compatible else "no",
+              f"{held} of {len(v.pairs)} pairs hold", _gate_state(result, "compatible")),
+        _card("worst pair", f"{worst.query}/{worst.gallery}", worst.reason()),
+        _card(f"update gain {s.query}/{s.gallery}", gain(result.update_gain),
+              "newest queries, oldest gallery", _gate_state(result, "update_gain")),
+        _card(f"queries that break {s.query}/{s.gallery}",
+              count(result.retrieval_negative_flips),
+              f"{pct(result.retrieval_negative_flip_rate)} of "
+              f"{count(result.queries - result.queries_without_positive)} queries",
+              _gate_state(result, "retrieval_negative_flip_rate")),
+        _gates_card(result),
+    ]
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def _versions_matrix(result: Any, plots: dict[str, Any]) -> str:
+    from .common_versions import MATRICES, matrix_note, matrix_rows
+
+    v = result.versions
+    failing = {(pr.query_index, pr.gallery_index) for pr in v.failing}
+    parts = []
+    for key, title in MATRICES:
+        rows = []
+        for q, row in enumerate(matrix_rows(v, key)):
+            cells = "".join(
+                f'<td class="num"><strong>{esc(c)}</strong></td>' if q == g else
+                f'<td class="num">{esc(c)}{" ✗" if (q, g) in failing else ""}</td>'
+                for g, c in enumerate(row))
+            rows.append(f"<tr><td>V{q + 1} queries</td>{cells}</tr>")
+        head = [(f"{title}: query \\ gallery", False),
+                *((f"V{k + 1}", True) for k in range(v.n))]
+        figure = ""
+        if plots.get(key):
+            figure = (f"<figure><figcaption>{esc(title)}: rows are query versions, columns "
+                      "gallery versions; outlined in red: a pair that fails the criterion."
+                      f"</figcaption>{plots[key]}</figure>")
+        parts.append(f'<div class="split"><div>{_table(head, rows)}</div>'
+                     f"<div>{figure}</div></div>")
+    body = "".join(parts) + f'<p class="note">{esc(matrix_note())}; ✗: the pair fails.</p>'
+    return _section(f"Versions: {v.n} x {v.n} matrix", body,
+                    f"{result.metric} similarity · {v.n * v.n} searches")
+
+
+def _versions_pairs(result: Any) -> str:
+    from .common_versions import criterion_sentence, pair_rows
+
+    rows = []
+    for r in pair_rows(result):
+        pill = ('<span class="pill pass">yes</span>' if r.compatible else
+                '<span class="pill fail">no</span>')
+        # The reason adds to the numbers only when there are none: dimensions differ.
+        why = (f'<br><span class="note">{esc(r.reason)}</span>' if r.reason.startswith("dim")
+               else "")
+        p = esc(r.p_value) + ('<br><span class="note">not significant</span>'
+                              if r.significant is False else "")
+        ci = f'<br><span class="note">{esc(TYPESET.number(r.interval))}</span>' if r.interval \
+            else ""
+        klass = "" if r.compatible else ' class="fail"'
+        rows.append(f"<tr{klass}><td>{esc(r.pair)}</td><td>{pill}{why}</td>"
+                    f"{_num(r.cross)}{_num(r.base)}"
+                    f'<td class="num">{esc(TYPESET.number(r.delta))}{ci}</td>'
+                    f'<td class="num">{p}</td>{_num(r.gain)}'
+                    f"{_num(r.flips)}</tr>")
+    head = [("pair", False), ("compatible", False), ("Vj/Vi", True), ("Vi/Vi", True),
+            ("difference", True), ("p", True), ("gain", True), ("breaks", True)]
+    body = _table(head, rows) + (
+        f'<p class="note">{esc(criterion_label(result))} of version j\'s queries on version '
+        f"i's gallery (Vj/Vi) and of version i on its own (Vi/Vi); under each difference its "
+        f"{result.confidence:.0%} interval; p: the paired test of the criterion; breaks: "
+        "queries right at top-1 in Vi/Vi, wrong in Vj/Vi. "
+        f"{esc(criterion_sentence(result))}</p>")
+    return _section("Pairs: every later version against every earlier gallery", body)
+
+
+def _versions_inputs(result: Any) -> str:
+    from .common_versions import inputs_lines
+
+    *files, items = inputs_lines(result)
+    entries = [(f"V{k + 1}", esc(line.split(" ", 1)[1])) for k, line in enumerate(files)]
+    entries += [("items", esc(items)),
+                ("similarity", f"{esc(result.metric)}; criterion "
+                               f"{esc(criterion_label(result))}")]
+    body = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in entries)
+    return _section("Inputs", f'<dl class="inputs">{body}</dl>')
+
+
+def _versions_sections(result: Any) -> list[str | None]:
+    """The page body of a compat report over three or more versions."""
+    from .common_versions import summary_title
+
+    plots = _versions_plots(result)
+    s = result.versions.summary_pair
+    sections: list[str | None] = [
+        _versions_cards(result),
+        _gates(result),
+        _versions_matrix(result, plots),
+        _versions_pairs(result),
+        _breaking(result, summary_title(result), f"{s.query}/{s.gallery}"),
+        _versions_inputs(result),
+    ]
+    if "missing" in plots:
+        sections.insert(1, f'<p class="note">{esc(plots["missing"])}</p>')
+    return sections
+
+
 def _compat_sections(result: Any) -> list[str | None]:
     """The page body of a compat report, in reading order."""
+    if getattr(result, "versions", None) is not None:
+        return _versions_sections(result)
     plots = _compat_plots(result)
     sections: list[str | None] = [
         _compat_cards(result),

@@ -185,13 +185,47 @@ def _compat_suite(root: ET.Element, result: Any) -> ET.Element:
         for key in case.relevance:  # --qrels: ndcg10, recall10, recall100, mrr10
             _el(props, "property", name=f"{case_name}.{key}",
                 value=_fmt(case.relevance[key] if case.available else None))
+    versions = getattr(result, "versions", None)
+    if versions is not None:
+        _versions_properties(props, result)
     _el(props, "property", name="passed", value=_fmt(result.passed))
     _el(props, "property", name="tool_version", value=_fmt(result.tool_version))
     _gate_cases(suite, result, "add --require-compatible, --min-update-gain X, ... to gate "
                                "the release.")
+    if versions is not None:
+        lines = [f"{p.label}: {'compatible' if p.compatible else 'NOT compatible'} "
+                 f"({p.reason()})" for p in versions.pairs]
+        _el(suite, "system-out", "\n".join([verdict(result), *lines]))
+        return suite
     test_sentence = result.significance()
     _el(suite, "system-out", verdict(result) + (f"\n{test_sentence}" if test_sentence else ""))
     return suite
+
+
+def _versions_properties(props: ET.Element, result: Any) -> None:
+    """Three or more versions: ``versions``, ``V1`` .. ``Vn`` (paths), ``summary_pair`` (the
+    pair the two-version properties describe: ``old`` = V1, ``new`` = Vn), every matrix
+    cell (``V3/V1.top1``, ``V3/V1.map``) and per pair ``V3/V1.compatible``,
+    ``.update_gain``, ``.criterion_delta``, ``.criterion_p_value`` and
+    ``.retrieval_negative_flips``."""
+    v = result.versions
+    s = v.summary_pair
+    _el(props, "property", name="versions", value=_fmt(v.n))
+    for k, x in enumerate(v.inputs):
+        _el(props, "property", name=f"V{k + 1}", value=_fmt(shown(x.path)))
+    _el(props, "property", name="summary_pair", value=f"{s.query}/{s.gallery}")
+    for key, matrix in (("top1", v.top1), ("map", v.map)):
+        for q, row in enumerate(matrix):
+            for g, value in enumerate(row):
+                _el(props, "property", name=f"V{q + 1}/V{g + 1}.{key}", value=_fmt(value))
+    for p in v.pairs:
+        a, name = p.audit, f"{p.query}/{p.gallery}"
+        t = a.criterion_test
+        for key, value in (("compatible", a.compatible), ("update_gain", a.update_gain),
+                           ("criterion_delta", a.criterion_delta),
+                           ("criterion_p_value", None if t is None else t.p_value),
+                           ("retrieval_negative_flips", a.retrieval_negative_flips)):
+            _el(props, "property", name=f"{name}.{key}", value=_fmt(value))
 
 
 #: Test-suite builders by result kind.

@@ -416,34 +416,103 @@ def _compatibility(result: Any) -> str:
             + f"\n\nUpdate gain: {note}.")
 
 
-def _breaking(result: Any) -> str | _Rows:
+def _breaking(result: Any, where: str | None = None, case: str = KEY_CASE) -> str | _Rows:
+    """The queries that break; ``where`` names the pair of versions (``case`` its cross
+    case, ``V3/V1``) when the result covers more than two."""
     flips = result.retrieval_negative_flips
     rows = result.breaking_queries
+    heading = "#### Queries that break" + (f" ({md_escape(where, limit=None)})" if where
+                                            else "")
+    said_where = f"{md_escape(where, limit=None)}; " if where else ""
+    old_case = "old/old" if case == KEY_CASE else f"{case.split('/')[1]}/{case.split('/')[1]}"
     if flips is None:
         reason = result.cases[KEY_CASE].reason or "unavailable"
-        return ("#### Queries that break\n\nCannot be counted: the new/old case is "
+        return (f"{heading}\n\nCannot be counted: the {case} case is "
                 f"unavailable ({md_escape(reason, limit=None)}).")
     if not rows:
         said = (f"{flips} queries break (none listed: `--top 0`)." if flips else
-                "No query breaks: every query right at top-1 in old/old is still right in "
-                "new/old.")
-        return f"#### Queries that break\n\n{said}"
+                f"No query breaks: every query right at top-1 in {old_case} is still right in "
+                f"{case}.")
+        return f"{heading}\n\n{said}"
     body = [[md_escape(b.id), md_escape(b.label),
              count(b.new_old_rank) if b.new_old_rank else "none",
              md_escape(b.new_old_top1_id), md_escape(b.new_old_top1_label)]
             for b in rows[:_MOST_ROWS]]
-    head = list(breaking_headings(result))
+    head = list(breaking_headings(result, case))
     align = "llrll"
     if judged(result):  # no identity labels
         body = [r[:1] + r[2:] for r in body]
         align = "lrll"
-    title = (f"#### Queries that break (worst {count(len(rows))} of {count(flips)}: deepest "
-             "first match in new/old first)")
+    title = (f"#### Queries that break ({said_where}worst {count(len(rows))} of "
+             f"{count(flips)}: deepest first match in {case} first)")
     return _Rows(title, head, align, body, len(rows), "breaking queries")
+
+
+def _versions_inputs(result: Any) -> str:
+    from .common_versions import inputs_lines
+
+    *files, items = inputs_lines(result)
+    return ("**Inputs:** " + "  \n".join(md_escape(f, limit=200) for f in files)
+            + f"  \n**Items:** {md_escape(items, limit=None)}  \n**Similarity:** "
+            f"{md_escape(result.metric)}; criterion {criterion_label(result)}")
+
+
+def _versions_matrix(result: Any) -> str:
+    from .common_versions import MATRICES, matrix_note, matrix_rows
+
+    v = result.versions
+    head = ["query \\ gallery", *(f"V{k + 1}" for k in range(v.n))]
+    parts = []
+    for key, title in MATRICES:
+        rows = [[f"**V{q + 1}**", *(f"**{c}**" if q == g else c for g, c in enumerate(row))]
+                for q, row in enumerate(matrix_rows(v, key))]
+        parts.append(f"#### {title}: query version x gallery version\n\n"
+                     + _table(head, rows, "l" + "r" * v.n))
+    return "\n\n".join(parts) + f"\n\n{md_escape(matrix_note(), limit=None)}."
+
+
+def _versions_pairs(result: Any) -> _Rows:
+    """Every pair with its verdict; failing pairs first when the table must be cut (many
+    versions), each group in pair order."""
+    from .common_versions import pair_head, pair_rows
+
+    rows = []
+    for r in pair_rows(result):
+        said = "✅ yes" if r.compatible else f"❌ **no**: {md_escape(r.reason, limit=None)}"
+        p = r.p_value + (" (not significant)" if r.significant is False else "")
+        rows.append([f"**{r.pair}**", said, r.cross, r.base, r.delta, r.interval, p, r.gain,
+                     f"{r.flips} ({r.flip_rate})"])
+    ordered = [rows[k] for k in sorted(range(len(rows)), key=lambda k: "✅" in rows[k][1])]
+    if len(ordered) * 200 < MAX_CHARS // 2:  # it fits: keep the pair order
+        ordered = rows
+    return _Rows("#### Pairs: every later version against every earlier gallery",
+                 [md_escape(h) for h in pair_head(result)], "llrrrrrrr", ordered[:_MOST_ROWS],
+                 len(rows), "pairs")
+
+
+def _versions_sections(result: Any) -> list[str | _Rows | None]:
+    """The sections of a compat report over three or more versions, in reading order."""
+    from .common_versions import criterion_sentence, summary_title
+
+    s = result.versions.summary_pair
+    breaking = _breaking(result, where=summary_title(result), case=f"{s.query}/{s.gallery}")
+    return [
+        "### gaudit compat",
+        _verdict(result),
+        _versions_inputs(result),
+        _versions_matrix(result),
+        _versions_pairs(result),
+        md_escape(criterion_sentence(result), limit=None),
+        _gates(result),
+        breaking,
+        _footer(result),
+    ]
 
 
 def _compat_sections(result: Any) -> list[str | _Rows | None]:
     """The sections of a compat report, in reading order."""
+    if getattr(result, "versions", None) is not None:
+        return _versions_sections(result)
     return [
         "### gaudit compat",
         _verdict(result),

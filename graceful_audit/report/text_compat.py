@@ -65,18 +65,19 @@ def _relevance(result: Any) -> Table | None:
     return t
 
 
-def _breaking(result: Any) -> Table | None:
+def _breaking(result: Any, where: str = "right at top-1 in old/old, wrong in new/old",
+              case: str = "new/old") -> Table | None:
     rows = result.breaking_queries
     if not rows:
         return None
     more = len(rows) - MAX_LISTED
-    what = ("top-1 relevant in old/old, not in new/old" if judged(result) else
-            "right at top-1 in old/old, wrong in new/old")
-    t = Table(title=f"Queries that break ({what}; "
-              f"worst {count(len(rows))} of {count(result.retrieval_negative_flips)})",
+    if judged(result):
+        where = where.replace("right at top-1", "top-1 relevant").replace("wrong in", "not in")
+    t = Table(title=Text(f"Queries that break ({where}; "
+                         f"worst {count(len(rows))} of {count(result.retrieval_negative_flips)})"),
               title_justify="left", show_edge=False, caption_justify="left",
               caption=f"... {count(more)} more in the JSON" if more > 0 else None)
-    for col in breaking_headings(result):
+    for col in breaking_headings(result, case):
         t.add_column(col, overflow="fold")
     for b in rows[:MAX_LISTED]:
         cells = [Text(shown(b.id)), Text(shown(b.label)), count(b.new_old_rank or 0)
@@ -88,9 +89,65 @@ def _breaking(result: Any) -> Table | None:
     return t
 
 
+def _matrix(result: Any, key: str, title: str) -> Table:
+    from .common_versions import matrix_rows
+
+    v = result.versions
+    t = Table(title=Text(f"{title} (rows: query version, columns: gallery version)"),
+              title_justify="left", show_edge=False)
+    t.add_column("query \\ gallery")
+    for k in range(v.n):
+        t.add_column(f"V{k + 1}", justify="right")
+    for k, row in enumerate(matrix_rows(v, key)):
+        t.add_row(f"V{k + 1}", *row)
+    return t
+
+
+def _pairs(result: Any) -> Table:
+    from .common import criterion_label
+    from .common_versions import pair_rows
+
+    crit = criterion_label(result)
+    t = Table(title=Text(f"Pairs: version j's queries on earlier version i's gallery ({crit}; "
+                         f"{result.confidence:.0%} interval of the difference below it)"),
+              title_justify="left", show_edge=False)
+    for col, justify in (("pair", "left"), ("holds", "left"), ("Vj/Vi", "right"),
+                         ("Vi/Vi", "right"), ("difference", "right"), ("p", "right"),
+                         ("gain", "right"), ("breaks", "right")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in pair_rows(result):
+        delta = Text(r.delta)
+        if r.interval:
+            delta.append(f"\n{r.interval}", style="dim")
+        said = Text("yes" if r.compatible else "NO", style="green" if r.compatible
+                    else "bold red")
+        p = Text(r.p_value)
+        if r.significant is False:
+            p.append("\nnot sig.", style="dim")
+        t.add_row(r.pair, said, r.cross, r.base, delta, p, r.gain, r.flips)
+    return t
+
+
+def _versions(result: Any) -> list[Any]:
+    from .common_versions import MATRICES, criterion_sentence, inputs_lines, summary_title
+    from .text import gates_table
+
+    style = "bold red" if result.breached else "bold green" if result.gates else "bold"
+    summary = "Inputs: " + "\n".join(inputs_lines(result))
+    s = result.versions.summary_pair
+    breaking = _breaking(result, summary_title(result), f"{s.query}/{s.gallery}")
+    parts: list[Any] = [Text(verdict(result), style=style), Text(summary, style="dim"),
+                        Text(""), *(_matrix(result, k, t) for k, t in MATRICES),
+                        Text(""), _pairs(result), Text(criterion_sentence(result)), Text(""),
+                        breaking, gates_table(result)]
+    return [p for p in parts if p is not None]
+
+
 def renderables(result: Any) -> list[Any]:
     from .text import gates_table
 
+    if getattr(result, "versions", None) is not None:
+        return _versions(result)
     i = result.inputs
     style = "bold red" if result.breached else "bold green" if result.gates else "bold"
     summary = (

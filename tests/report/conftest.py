@@ -136,6 +136,20 @@ def hostile_compat_tables() -> tuple[pa.Table, pa.Table]:
     return pa.table({**base, "embedding": old}), pa.table({**base, "embedding": new})
 
 
+def versions_tables() -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Three versions of :func:`compat_tables`' items: V1 its old model, V3 its new one, and
+    V2 between them, rotated by 3 degrees and tighter: V2 queries beat V1's gallery (top-1
+    95% > 85%), V3 queries fail on both earlier galleries (70% on V1's, 75% on V2's)."""
+    old, new = compat_tables()
+    mid = []
+    for k in range(len(IDENTITIES)):
+        for m in range(4):
+            i = 4 * k + m
+            mid.append(_unit(36 * k + 3 + 0.6 * JITTER[(i * 5 + 1) % len(JITTER)]))
+    v2 = old.set_column(old.schema.get_field_index("embedding"), "embedding", pa.array(mid))
+    return old, v2, new
+
+
 def mismatch_tables() -> tuple[pa.Table, pa.Table]:
     """Old embeddings of dimension 4, new of dimension 6: the cross cases cannot run."""
     ids, labels = ["a", "b", "c", "d"], ["x", "x", "y", "y"]
@@ -150,6 +164,15 @@ def compat_result() -> Any:
     """One breached gate (require-compatible) and one held (max-retrieval-nfr 0.5)."""
     return audit_compat(*compat_tables(),
                         gates={"require-compatible": 1, "max-retrieval-nfr": 0.5})
+
+
+@pytest.fixture(scope="session")
+def versions_result() -> Any:
+    """Three versions: two failing pairs; require-compatible and min-cross-top1 breached
+    (the worst pair, V3 on V1's gallery, named), max-retrieval-nfr 0.5 held."""
+    return audit_compat(*versions_tables(),
+                        gates={"require-compatible": 1, "min-cross-top1": 0.72,
+                               "max-retrieval-nfr": 0.5})
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,8 @@
 """The HTML reports in a real browser: headless Chromium, offline, at 1280 and 390 px.
 
+Reports: flips, compat (two versions) and compat over three versions (the matrix heatmaps),
+in every view; hostile values and the regression report in the views where they can break.
+
 Each report is opened in every view of ``scripts/check_html_in_browser.py`` (light and dark
 colour scheme, print, and served by a 127.0.0.1 server with Jenkins' default
 Content-Security-Policy, which drops the inline stylesheet) and checked there: no page
@@ -70,6 +73,7 @@ def _what_if() -> str:
 def reports(sample_result, hostile_result, hostile_compat_result):
     return {"flips": lambda: render(sample_result),
             "compat": chk.render_compat_sample,
+            "versions": chk.render_versions_sample,
             "flips-hostile": lambda: render(hostile_result),
             "compat-hostile": lambda: render(hostile_compat_result),
             "regression": _regression,
@@ -85,7 +89,7 @@ def _page(reports, name: str) -> str:
     return _pages[name]
 
 
-CASES = [(r, v) for r in ("flips", "compat") for v in VIEWS] + \
+CASES = [(r, v) for r in ("flips", "compat", "versions") for v in VIEWS] + \
     [(r, v) for r in ("flips-hostile", "compat-hostile", "regression", "what-if")
      for v in HOSTILE_VIEWS]
 

@@ -127,7 +127,7 @@ def test_hostile_values_only_escaped(hostile_result):
 
 
 @pytest.mark.parametrize("fixture", ["golden_result", "hostile_result", "compat_result",
-                                     "mismatch_result"])
+                                     "versions_result", "mismatch_result"])
 def test_no_css_a_strict_csp_would_drop_from_the_plots(fixture, request):
     """Jenkins' default CSP (``style-src 'self'``) drops ``style=`` attributes and inline
     ``<style>``: the page has neither but its one stylesheet in the head, and the plots are
@@ -218,6 +218,33 @@ def test_other_kinds_are_not_implemented():
 
 def test_compat_golden(compat_result, check_golden):
     check_golden("compat.html", render(compat_result))
+
+
+def test_versions_golden(versions_result, check_golden):
+    check_golden("versions.html", render(versions_result))
+
+
+def test_versions_heatmaps_and_sections(versions_result):
+    text = render(versions_result)
+    assert_self_contained(text)
+    page = Page(text)
+    assert [a.get("aria-label") for a in page.plots()] == [
+        "Top-1 accuracy heatmap, query version x gallery version",
+        "mAP heatmap, query version x gallery version",
+    ]
+    svg_text = " ".join(page.svg_text)
+    for cell in ("85.0%", "95.0%", "70.0%", "75.0%", "V1", "V2", "V3"):
+        assert cell in svg_text
+    ids = re.findall(r'\bid="([^"]+)"', text)
+    assert len(ids) == len(set(ids))
+    titles = ["Gates", "Versions: 3 x 3 matrix", "Pairs: every later version",
+              "Queries that break (worst 6 of 6)", "Inputs"]
+    positions = [text.index(f"<h2>{t}") for t in titles]
+    assert positions == sorted(positions)
+    assert '<tr class="fail"><td>V3/V1</td>' in text and "<tr><td>V2/V1</td>" in text
+    assert "V3 queries on V1 gallery: right at top-1 in V1/V1, wrong in V3/V1" in text
+    assert "&lt;Arrow table&gt; → &lt;Arrow table&gt; → &lt;Arrow table&gt; · 3 versions" \
+        in text
 
 
 def test_compat_deterministic(compat_result):
@@ -332,3 +359,22 @@ def test_error_plot_has_no_tick_above_100_percent():
     svg = plotter.render(lambda: _error_plot(plotter, result))
     ticks = [int(t) for t in re.findall(r">(\d+)%</text>", svg)]
     assert ticks and max(ticks) == 100
+
+
+def test_versions_hostile_values_only_escaped(tmp_path):
+    """Three versions of hostile ids and labels, one saved under a hostile file name."""
+    import pyarrow.parquet as pq
+
+    from graceful_audit import audit_compat
+
+    from .conftest import hostile_compat_tables
+
+    old, new = hostile_compat_tables()
+    path = tmp_path / "<img src=x onerror=alert(1)>.parquet"
+    pq.write_table(new, path)
+    result = audit_compat(old, new, str(path), top=20)
+    text = render(result)
+    assert_self_contained(text, urls_in_data=True)
+    assert "<img src" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert len(re.findall(r'<tr><td class="id"', text)) == len(result.breaking_queries) == 7

@@ -20,8 +20,12 @@ def test_compat_golden(compat_result, check_golden):
     check_golden("compat.json", render(compat_result))
 
 
-def test_document_round_trips(golden_result, compat_result, hostile_result):
-    for result in (golden_result, compat_result, hostile_result):
+def test_versions_golden(versions_result, check_golden):
+    check_golden("versions.json", render(versions_result))
+
+
+def test_document_round_trips(golden_result, compat_result, hostile_result, versions_result):
+    for result in (golden_result, compat_result, hostile_result, versions_result):
         text = render(result)
         assert json.loads(text) == json.loads(json.dumps(result.to_dict()))
         assert text.endswith("}\n")

@@ -173,8 +173,31 @@ def test_compat_sections_in_order(compat_result):
     assert "| ada\\-0" not in text and "| ada-0 | ada | 2 | bo-2 | bo |" in text
 
 
-def test_compat_tables_are_well_formed(compat_result, hostile_compat_result, mismatch_result):
-    for result in (compat_result, hostile_compat_result, mismatch_result):
+def test_versions_golden(versions_result, check_golden):
+    check_golden("versions.md", render(versions_result))
+
+
+def test_versions_sections(versions_result):
+    text = render(versions_result)
+    order = ["### gaudit compat", "**❌ REGRESSION: NOT backward compatible across 3 versions",
+             "**Inputs:** V1 &lt;Arrow table&gt;", "#### Top-1 accuracy: query version x gallery",
+             "#### mAP: query version x gallery", "#### Pairs", "#### Gates",
+             "#### Queries that break (V3 queries on V1 gallery: right at top-1 in V1/V1, wrong "
+             "in V3/V1; worst 6 of 6"]
+    positions = [text.index(heading) for heading in order]
+    assert positions == sorted(positions)
+    # the matrix: row = query version, the diagonal in bold
+    assert "| **V1** | **85.00%** | 100.00% | 85.00% |" in text
+    assert "| **V2** | 95.00% | **100.00%** |" in text
+    assert "| **V3** | 70.00% | 75.00% | **100.00%** |" in text
+    assert "| **V2/V1** | ✅ yes | 95.00% | 85.00% | +10.00 pp |" in text
+    assert "| **V3/V2** | ❌ **no**: top-1 V3/V2 75.00% &lt;= V2/V2 100.00% |" in text
+    assert "0.7 (70.00%) at V3 queries on V1 gallery" in text
+
+
+def test_compat_tables_are_well_formed(compat_result, hostile_compat_result, mismatch_result,
+                                       versions_result):
+    for result in (compat_result, hostile_compat_result, mismatch_result, versions_result):
         for table in tables(render(result)):
             width = cells(table[0])
             assert all(cells(row) == width for row in table), table
@@ -215,3 +238,21 @@ def test_compat_no_gates_and_no_breaking_queries():
     assert text.splitlines()[2].startswith("**NO GATES SET: NOT backward compatible")
     assert "`--require-compatible`" in text and "`[tool.gaudit.compat]`" in text
     assert "No query breaks" in text
+
+
+def test_versions_hostile_values_escaped(tmp_path):
+    import pyarrow.parquet as pq
+
+    from graceful_audit import audit_compat
+
+    from .conftest import hostile_compat_tables
+
+    old, new = hostile_compat_tables()
+    path = tmp_path / "a|b `x` <b>.parquet"
+    pq.write_table(new, path)
+    text = render(audit_compat(old, new, str(path), top=20))
+    assert "<script" not in text.lower() and "<b>" not in text
+    assert "a\\|b \\`x\\` &lt;b&gt;.parquet" in text
+    for table in tables(text):
+        width = cells(table[0])
+        assert all(cells(row) == width for row in table), table
