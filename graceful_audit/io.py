@@ -536,8 +536,9 @@ def _csv_options(file: str, display: str) -> str:
     kind = ("JSON" if json_like else
             "HTML or XML (an error page saved instead of the data?)" if markup else None)
     if kind:
-        raise InputError(f"{display}: is {kind}, not CSV with a header row. Convert it to CSV "
-                         "or Parquet.")
+        fix = ("Name a JSON Lines file (one object per line) .jsonl, which gaudit reads, or "
+               "convert it to CSV or Parquet." if json_like else "Convert it to CSV or Parquet.")
+        raise InputError(f"{display}: is {kind}, not CSV with a header row. {fix}")
     if head.startswith(b"\x1f\x8b"):  # gzip without a .gz name
         return ", compression = 'gzip'"
     if head.startswith(b"\xff\xfe"):

@@ -1406,6 +1406,13 @@ def json_lines_input() -> list[str]:
     return ["flips", "old.jsonl", "new.csv", "-f", "json"]
 
 
+def jsonl_named_csv() -> list[str]:
+    old, new = frames()
+    old.to_json("old.csv", orient="records", lines=True)
+    new.to_csv("new.csv", index=False)
+    return ["flips", "old.csv", "new.csv"]
+
+
 def html_named_csv() -> list[str]:
     """What a failed download often leaves behind."""
     Path("old.csv").write_text("<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n")
@@ -1743,6 +1750,8 @@ CASES: list[Case] = [
          ["--config: the path is empty"]),
     Case("excel_named_csv", excel_named_csv, 2, ["old.csv", "zip archive", "Excel", "Save it"]),
     Case("json_lines_input", json_lines_input, 0, check=check_clean_pair),  # issue 16: read
+    Case("jsonl_named_csv", jsonl_named_csv, 2,
+         ["old.csv: is JSON, not CSV", "Name a JSON Lines file", ".jsonl"]),
     Case("html_named_csv", html_named_csv, 2, ["old.csv", "HTML", "error page"]),
     Case("utf16_csv", utf16_csv, 0, check=check_clean_pair),
     Case("parquet_named_csv", parquet_named_csv, 0, check=check_clean_pair),
