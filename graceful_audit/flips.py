@@ -45,11 +45,15 @@ from .gates import (
 )
 from .io import check_column_names
 from .metrics import PROPORTIONS, FlipMetrics
+from .quality import Quality, classification_quality
+from .quality_count import add_scores, regression_sums
 from .result import FlipsResult, GroupRow, Inputs, group_row
 from .stats import mcnemar, wilson_interval
 
 #: Gates that only a regression audit has: giving one makes ``--task auto`` a regression.
 REGRESSION_GATES = ("max-mae-delta", "max-rmse-delta")
+#: Gates on metrics that need the models' scores.
+SCORE_GATES = ("max-auc-drop",)
 
 
 def natural_key(value: str | None) -> tuple[int, float, str]:
@@ -76,8 +80,14 @@ def build_result(
     task: str = "classification",
     task_reason: str = "",
     engine: str = "duckdb",
+    quality: Quality | None = None,
 ) -> FlipsResult:
-    """Turn engine counts into the frozen result (pure: no I/O)."""
+    """Turn engine counts into the frozen result (pure: no I/O).
+
+    ``quality`` holds the usual quality metrics when they need the engine (scores,
+    regression); else they follow from the confusion counts in ``tables``."""
+    if quality is None and task == "classification" and tables.confusion:
+        quality = classification_quality(tables.confusion, natural_key)
     c = tables.overall
     per_class = tuple(
         group_row(cls, tables.per_class[cls], confidence)
@@ -124,7 +134,20 @@ def build_result(
         task_reason=task_reason,
         regression=tables.regression,
         engine=engine,
+        quality=quality,
     )
+
+
+def check_scores_given(specs: Sequence[GateSpec], score_cols: str | None) -> None:
+    """A gate on a score metric (``--max-auc-drop``) without ``--score-cols``: a usage error,
+    as it could never be breached."""
+    for spec in specs:
+        if spec.name in SCORE_GATES and not score_cols:
+            raise UsageError(
+                f"{where_given(spec)}: ROC-AUC needs the models' scores, and no --score-cols "
+                "is given, so the gate could never be breached. Give the score columns with "
+                "--score-cols 'prob_*' (or one list column), or drop the gate."
+            )
 
 
 def gate_specs(gates: Mapping[str, float] | Sequence[GateSpec] | None) -> list[GateSpec]:
@@ -234,6 +257,7 @@ def audit_flips(
     for spec in specs:
         check_threshold(spec.name, spec.threshold, source=spec.source)
     check_applies(specs, None, sliced=bool(slice_by))
+    check_scores_given(specs, score_cols)
     cols = Columns(id_col, label_col, pred_col, score_cols, tuple(slice_by), cut)
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
 
@@ -259,12 +283,14 @@ def audit_flips(
             aligner = Aligner(eng)
             plan = aligner.plan(old_side, new_side, lab_t, cols, task=chosen)
             warnings: list[str] = []
+            quality: Quality | None = None
             if chosen == "regression":
                 tol = {"atol": atol or 0.0, "rtol": rtol or 0.0}
                 first = count_regression(eng, plan, **tol)
                 acc = aligner.account(plan, first.checks, allow_unmatched)
                 tables = finish_regression(eng, plan, first, top=top, confidence=confidence,
                                            **tol)
+                quality = regression_sums(eng, plan)[0]
             else:
                 first = count_flips(eng, plan, top=top)
                 acc = aligner.account(plan, first.checks, allow_unmatched)
@@ -273,6 +299,10 @@ def audit_flips(
                     {cls: c.n for cls, c in first.tables.per_class.items()})
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
+                quality = classification_quality(tables.confusion, natural_key)
+                if old_side.scores and new_side.scores:
+                    quality = add_scores(eng, plan, old_side, new_side, quality,
+                                         order=natural_key, confidence=confidence)
         engine_name = eng.name
 
     inputs = Inputs(
@@ -285,7 +315,7 @@ def audit_flips(
     options = {"top": top, "threshold": cut, "allow_unmatched": allow_unmatched,
                "slice_by": list(slice_by)}
     result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
-                          task_reason=reason, engine=engine_name)
+                          task_reason=reason, engine=engine_name, quality=quality)
     warnings += never_right(result)
     result = dataclasses.replace(result, warnings=tuple(warnings))
     return result.with_gates(evaluate_gates(result, specs))

@@ -15,6 +15,7 @@ from .align import Accounting
 from .count import FlipExample
 from .gates import Gated, GateResult
 from .metrics import PROPORTIONS, FlipCounts, FlipMetrics, rate
+from .quality import DeLongResult, Quality
 from .regression import RegressionSummary
 from .stats import McNemarResult, wilson_interval
 
@@ -139,6 +140,8 @@ class FlipsResult(Gated):
     #: what makes the numbers doubtful without making them wrong (e.g. predicted classes
     #: that never occur among the labels); every report shows them
     warnings: tuple[str, ...] = ()
+    #: the usual quality metrics of both models (accuracy, macro F1, ROC-AUC, R², ...)
+    quality: Quality | None = None
 
     kind = "flips"
 
@@ -167,6 +170,15 @@ class FlipsResult(Gated):
             tests["wilcoxon"] = reg.wilcoxon.to_dict()
             extra = {"tolerance": {"atol": reg.atol, "rtol": reg.rtol},
                      "regression": reg.to_dict()}
+        per_class = [r.to_dict("class", "support") for r in self.per_class]
+        q = self.quality
+        if q is not None:
+            for row in per_class:
+                found = q.class_row(row["class"])
+                if found is not None:
+                    row.update(found.to_dict())
+            tests["roc_auc_delong"] = q.delong.to_dict() if q.delong else None
+            intervals["roc_auc_delta"] = list(q.delong.interval) if q.delong else None
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": self.kind,
@@ -181,7 +193,7 @@ class FlipsResult(Gated):
             "counts": dataclasses.asdict(self.counts),
             "intervals": intervals,
             "tests": tests,
-            "per_class": [r.to_dict("class", "support") for r in self.per_class],
+            "per_class": per_class,
             "slices": {
                 col: [r.to_dict("value", "n") for r in rows] for col, rows in self.slices.items()
             },
@@ -189,6 +201,7 @@ class FlipsResult(Gated):
                 {"old_pred": o, "new_pred": n, "count": c} for o, n, c in self.flip_matrix
             ],
             "top_negative_flips": [e.to_dict() for e in self.top_negative_flips],
+            **({"quality": q.to_dict()} if q is not None else {}),
             "options": dict(self.options),
             "gates": [g.to_dict() for g in self.gates],
             "passed": self.passed,
@@ -225,4 +238,22 @@ class FlipsResult(Gated):
             else None,
             task_reason=d.get("task_reason", ""),
             warnings=tuple(str(w) for w in d.get("warnings", [])),
+            quality=_quality_from_dict(d),
         )
+
+
+def _quality_from_dict(d: dict[str, Any]) -> Quality | None:
+    """The saved ``quality`` block, with DeLong's test from ``tests`` and ``intervals``."""
+    q = d.get("quality")
+    if q is None:
+        return None
+    quality = Quality.from_dict(q, d.get("task", "classification"), d.get("per_class", []))
+    test, ci = d.get("tests", {}).get("roc_auc_delong"), d.get("intervals", {}).get(
+        "roc_auc_delta")
+    if test and ci:
+        delta = quality.delta.get("roc_auc")
+        conf = d.get("intervals", {}).get("confidence", 0.95)
+        quality = dataclasses.replace(quality, delong=DeLongResult(
+            delta if delta is not None else (ci[0] + ci[1]) / 2, test.get("z"),
+            test.get("p_value"), (ci[0], ci[1]), conf))
+    return quality

@@ -1,0 +1,298 @@
+"""Counting the quality metrics in the engine: only sums, rank sums and bins come back.
+
+* the confusion counts come with the flips' one pass (:func:`graceful_audit.count.count_flips`);
+* with score columns, one aggregation over the audited rows joined with both files' scores
+  gives the log-loss and Brier sums; ROC-AUC comes from Mann-Whitney rank sums over the
+  distinct scores (a window over ``GROUP BY score`` counts), and for two classes DeLong's
+  placements, counted the same way and joined back to the rows, give the moments of his
+  paired test; the reliability bins are one ``GROUP BY`` of the confidences;
+* regression: one aggregation for R², MAPE and the max error.
+
+The formulas are in :mod:`graceful_audit.quality`; everything here is SQL and bookkeeping.
+The SQL is the same text on every engine but for :class:`~graceful_audit.engine.Dialect`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .align import Plan, Side, id_sql
+from .io import quote
+from .quality import (
+    EPS,
+    SUM_TOLERANCE,
+    Placements,
+    Quality,
+    RankSums,
+    RegressionSums,
+    ReliabilityBin,
+    ScoreSums,
+    delong,
+    regression_quality,
+    roc_auc,
+    score_quality,
+)
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+#: Edges of the reliability bins (ten bins of width 0.1 over [0, 1]).
+RELIABILITY_EDGES = tuple(i / 10 for i in range(11))
+
+
+def _double(x: float) -> str:
+    """A double literal, exact and the same on every engine."""
+    return f"CAST('{x!r}' AS DOUBLE)"
+
+
+def score_columns(engine: Engine, side: Side) -> list[tuple[str, str]]:
+    """``(class, SQL over the side's input view)`` for each of a side's scores.
+
+    One binary score column ``s`` is the probability of class ``1``: ``[1 - s, s]``.
+    """
+    d, col = engine.dialect, quote(side.scores[0]) if side.scores else ""
+    if side.score_kind == "binary":
+        return [("0", f"(1 - CAST({col} AS DOUBLE))"), ("1", f"CAST({col} AS DOUBLE)")]
+    if side.score_kind == "columns":
+        return [(name, f"CAST({quote(c)} AS DOUBLE)")
+                for name, c in zip(side.score_classes, side.scores, strict=True)]
+    if side.score_kind == "list":
+        k = engine.first(f"SELECT max({d.array_length(col)}) FROM {quote(side.table.view)}")[0]
+        return [(str(i), f"CAST({d.element_at(col, str(i + 1))} AS DOUBLE)")
+                for i in range(int(k or 0))]
+    return []
+
+
+def _base_sql(engine: Engine, plan: Plan, sides: Sequence[tuple[Side, list[tuple[str, str]]]]
+              ) -> str:
+    """``WITH`` ... ``r``: the audited rows' label (as text), predictions, confidences and
+    both models' scores ``o0..``, ``n0..``, joined by id."""
+    d = engine.dialect
+    ctes, cols, joins = [], [], []
+    for (side, scores), m in zip(sides, ("o", "n"), strict=True):
+        sid = id_sql(side.table, side.id, plan.integer_ids, d)
+        parts = [f"{sid} AS id"] + [f"{expr} AS {m}{i}" for i, (_c, expr) in enumerate(scores)]
+        ctes.append(f"q{m} AS (SELECT {', '.join(parts)} FROM {quote(side.table.view)})")
+        cols += [f"q{m}.{m}{i} AS {m}{i}" for i in range(len(scores))]
+        joins.append(f"JOIN q{m} ON q{m}.id = aud.id")
+    return (f"{plan.audited_sql}, {', '.join(ctes)}, r AS (SELECT CAST(aud.y AS STRING) AS y, "
+            f"{', '.join(cols)} FROM aud {' '.join(joins)})")
+
+
+def _valid(engine: Engine, m: str, k: int) -> str:
+    return " AND ".join(engine.dialect.is_value(f"{m}{i}") for i in range(k)) or "TRUE"
+
+
+def _sums_sql(engine: Engine, m: str, classes: Sequence[str], pos: str | None) -> list[str]:
+    """Aggregates of one model ``m`` over ``r``: rows, missing scores, rows whose scores do
+    not sum to 1, labels outside the classes, log-loss and Brier sums."""
+    d, k = engine.dialect, len(classes)
+    lits = [d.literal(c) for c in classes]
+    inside = f"y IN ({', '.join(lits)})"
+    ok = _valid(engine, m, k)
+    p_y = "CASE " + " ".join(f"WHEN y = {lit} THEN {m}{i}" for i, lit in enumerate(lits)) + " END"
+    clipped = f"least(greatest({p_y}, {_double(EPS)}), {_double(1 - EPS)})"
+    if pos is not None:  # binary: the positive class's squared error
+        i = list(classes).index(pos)
+        brier = f"({m}{i} - CASE WHEN y = {d.literal(pos)} THEN 1 ELSE 0 END)"
+        brier = f"{brier} * {brier}"
+    else:
+        brier = " + ".join(f"({m}{i} - CASE WHEN y = {lit} THEN 1 ELSE 0 END) * "
+                           f"({m}{i} - CASE WHEN y = {lit} THEN 1 ELSE 0 END)"
+                           for i, lit in enumerate(lits))
+    total = " + ".join(f"{m}{i}" for i in range(k))
+    fsum = d.exact_sum
+    return [
+        "count(*)",
+        f"count(*) FILTER (WHERE NOT ({ok}))",
+        f"count(*) FILTER (WHERE {ok} AND abs(({total}) - 1) > {_double(SUM_TOLERANCE)})",
+        f"count(*) FILTER (WHERE NOT ({inside}))",
+        f"coalesce({fsum(f'-ln({clipped})')} FILTER (WHERE {ok} AND {inside}), 0)",
+        f"coalesce({fsum(brier)} FILTER (WHERE {ok} AND {inside}), 0)",
+    ]
+
+
+def _rank_sums_sql(engine: Engine, base: str, m: str, classes: Sequence[str]) -> str:
+    """Per class ``i`` (one-vs-rest): positives, negatives and twice the Mann-Whitney ``U``,
+    an exact integer: ``sum over positives of 2 * #(negatives below) + #(negatives tied)``,
+    from the counts per distinct score and a running sum of the negatives."""
+    d, k = engine.dialect, len(classes)
+    values = ", ".join(f"({i})" for i in range(k))
+    score = "CASE k.i " + " ".join(f"WHEN {i} THEN {m}{i}" for i in range(k)) + " END"
+    label = "CASE k.i " + " ".join(f"WHEN {i} THEN {d.literal(c)}"
+                                   for i, c in enumerate(classes)) + " END"
+    return (
+        f"{base}, x AS (SELECT k.i AS i, {score} AS s, y = {label} AS pos FROM r "
+        f"CROSS JOIN (VALUES {values}) AS k(i) WHERE {_valid(engine, m, k)}), "
+        "g AS (SELECT i, s, count(*) FILTER (WHERE pos) AS p, count(*) FILTER (WHERE NOT pos) "
+        "AS q FROM x GROUP BY i, s), "
+        "w AS (SELECT i, p, q, sum(q) OVER (PARTITION BY i ORDER BY s ROWS BETWEEN UNBOUNDED "
+        "PRECEDING AND CURRENT ROW) - q AS below FROM g) "
+        "SELECT i, sum(p), sum(q), sum(p * (2 * below + q)) FROM w GROUP BY i"
+    )
+
+
+def _delong_sql(engine: Engine, base: str, io: int, inn: int, ko: int, kn: int, pos: str
+                ) -> str:
+    """Both models' placements, twice over as exact integers, per positive (``2 *
+    #(negatives below) + #(negatives tied)``) and per negative (the positives above), joined
+    back to the rows: their counts, sums, sample variances and covariance per side."""
+    lit = engine.dialect.literal(pos)
+
+    def place(m: str) -> str:
+        return (f"g{m} AS (SELECT s{m} AS s, count(*) FILTER (WHERE pos) AS p, count(*) "
+                f"FILTER (WHERE NOT pos) AS q FROM x GROUP BY s{m}), "
+                f"p{m} AS (SELECT s, 2 * (sum(q) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED "
+                "PRECEDING AND CURRENT ROW) - q) + q AS v, 2 * (sum(p) OVER (ORDER BY s DESC "
+                f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - p) + p AS w FROM g{m})")
+
+    return (
+        f"{base}, x AS (SELECT y = {lit} AS pos, o{io} AS so, n{inn} AS sn FROM r WHERE "
+        f"{_valid(engine, 'o', ko)} AND {_valid(engine, 'n', kn)}), {place('o')}, {place('n')}, "
+        "z AS (SELECT x.pos, CASE WHEN x.pos THEN po.v ELSE po.w END AS a, "
+        "CASE WHEN x.pos THEN pn.v ELSE pn.w END AS b FROM x JOIN po ON po.s = x.so "
+        "JOIN pn ON pn.s = x.sn) "
+        "SELECT pos, count(*), sum(a), sum(b), var_samp(a), var_samp(b), covar_samp(a, b) "
+        "FROM z GROUP BY pos"
+    )
+
+
+def _placements(row: tuple | None) -> Placements:
+    if row is None:
+        return Placements(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    _pos, n, sa, sb, va, vb, cab = row
+    # the engine counted twice the placements: halve the means, quarter the (co)variances
+    return Placements(int(n), float(sa) / 2 / n, float(sb) / 2 / n, float(va or 0) / 4,
+                      float(vb or 0) / 4, float(cab or 0) / 4)
+
+
+def _reliability(engine: Engine, plan: Plan) -> dict[str, tuple[ReliabilityBin, ...]]:
+    """Per model, the rows per bin of its confidence (its score of its own prediction), their
+    summed confidence and how many were right; confidences outside [0, 1] are in no bin."""
+    from .count import _bin_sql
+
+    edges = RELIABILITY_EDGES
+
+    def binned(c: str) -> str:
+        return f"CASE WHEN {c} >= 0 AND {c} <= 1 THEN {_bin_sql(c, edges)} END"
+
+    fsum = engine.dialect.exact_sum
+    rows = engine.rows(
+        f"{plan.audited_sql}, b AS (SELECT {binned('oc')} AS bo, {binned('nc')} AS bn, oc, nc, "
+        "o = y AS ok, n = y AS nk FROM aud) "
+        f"SELECT grouping(bo), bo, bn, count(*), {fsum('oc')}, {fsum('nc')}, "
+        "count(*) FILTER (WHERE ok), count(*) FILTER (WHERE nk) FROM b "
+        "GROUP BY GROUPING SETS ((bo), (bn))"
+    )
+    found: dict[str, dict[int, ReliabilityBin]] = {"old": {}, "new": {}}
+    for g_old, bo, bn, count, so, sn, ok, nk in rows:
+        side, b = ("old", bo) if g_old == 0 else ("new", bn)
+        if b is None:
+            continue
+        found[side][int(b)] = ReliabilityBin(
+            edges[int(b)], edges[int(b) + 1], int(count),
+            float((so if side == "old" else sn) or 0.0), int(ok if side == "old" else nk))
+    return {side: tuple(bins.get(i, ReliabilityBin(edges[i], edges[i + 1], 0, 0.0, 0))
+                        for i in range(len(edges) - 1)) for side, bins in found.items()}
+
+
+def add_scores(engine: Engine, plan: Plan, old: Side, new: Side, quality: Quality, *,
+               order: Callable[[Any], Any], confidence: float) -> Quality:
+    """Log-loss, Brier, ROC-AUC (DeLong's paired test for two classes) and the reliability
+    bins of both models, counted in the engine, added to ``quality``."""
+    sides = [(old, score_columns(engine, old)), (new, score_columns(engine, new))]
+    base = _base_sql(engine, plan, sides)
+    classes = {m: [c for c, _e in s] for m, (_side, s) in zip(("o", "n"), sides, strict=True)}
+    positive = {m: sorted(cs, key=order)[1] if len(cs) == 2 else None
+                for m, cs in classes.items()}
+    aggs = _sums_sql(engine, "o", classes["o"], positive["o"]) + _sums_sql(
+        engine, "n", classes["n"], positive["n"])
+    row = engine.first(f"{base} SELECT {', '.join(aggs)} FROM r")
+    values: dict[str, dict[str, float | None]] = {"old": dict(quality.old),
+                                                  "new": dict(quality.new)}
+    reasons = {k: v for k, v in quality.reasons.items()
+               if k not in ("log_loss", "brier", "roc_auc")}
+    missing: dict[str, int] = {}
+    for j, (side, m) in enumerate((("old", "o"), ("new", "n"))):
+        rows, nonfinite, bad_sum, outside, ll, brier = row[6 * j : 6 * j + 6]
+        missing[side] = int(nonfinite)
+        sums = ScoreSums(int(rows), int(bad_sum), int(outside), float(ll), float(brier))
+        got, why = score_quality(sums, positive[m] is not None)
+        if nonfinite:
+            got = {"log_loss": None, "brier": None}
+            why = {k: f"{int(nonfinite):,} audited row(s) have a missing, NaN or infinite "
+                   "score" for k in got}
+        values[side].update(got)
+        reasons.update({f"{side}_{k}": v for k, v in why.items()})
+        values[side]["roc_auc"] = None
+        if nonfinite or outside:
+            reasons[f"{side}_roc_auc"] = why.get("brier", "")
+
+    result = dataclasses.replace(quality, old=values["old"], new=values["new"],
+                                 reliability=_reliability(engine, plan))
+    binary = (positive["o"] is not None and positive["o"] == positive["n"]
+              and classes["o"] == classes["n"])
+    usable = {m: not missing[side] and f"{side}_roc_auc" not in reasons
+              for side, m in (("old", "o"), ("new", "n"))}
+    delong_result = None
+    if binary and all(usable.values()):
+        pos = positive["o"]
+        assert pos is not None
+        i = classes["o"].index(pos)
+        by_side = {bool(r[0]): r for r in engine.rows(
+            _delong_sql(engine, base, i, i, len(classes["o"]), len(classes["n"]), pos))}
+        p, q = _placements(by_side.get(True)), _placements(by_side.get(False))
+        for side, auc_mean in (("old", p.mean_old), ("new", p.mean_new)):
+            if p.n and q.n:
+                values[side]["roc_auc"] = auc_mean / q.n
+            else:
+                reasons[f"{side}_roc_auc"] = (f"class {pos!r} is "
+                                              f"{'never' if not p.n else 'always'} the label")
+        if p.n and q.n:
+            delong_result = delong(p, q, n_pos=p.n, n_neg=q.n, confidence=confidence)
+    else:
+        for side, m in (("old", "o"), ("new", "n")):
+            if not usable[m]:
+                continue
+            splits = {}
+            for r in engine.rows(_rank_sums_sql(engine, base, m, classes[m])):
+                splits[classes[m][int(r[0])]] = RankSums(int(r[1]), int(r[2]), int(r[3]) / 2)
+            if positive[m] is not None:  # two classes: the positive class's split
+                splits = {positive[m]: splits.get(positive[m], RankSums(0, 0, 0))}
+            for c in classes[m]:
+                splits.setdefault(c, RankSums(0, 0, 0))
+            auc, why_auc = roc_auc(splits)
+            values[side]["roc_auc"] = auc
+            if why_auc:
+                reasons[f"{side}_roc_auc"] = why_auc
+    return dataclasses.replace(result, old=values["old"], new=values["new"], reasons=reasons,
+                               delong=delong_result,
+                               positive_class=positive["o"] if binary else None)
+
+
+def regression_sums(engine: Engine, plan: Plan) -> tuple[Quality, int]:
+    """R², MAPE and max error of both models in one aggregation over the audited rows."""
+    fsum = engine.dialect.exact_sum
+    ape = f"abs({{m}} - y) / greatest(abs(y), {_double(EPS)})"
+    row = engine.first(
+        f"{plan.audited_sql} SELECT count(*), var_pop(y), {fsum('(o - y) * (o - y)')}, "
+        f"{fsum('(n - y) * (n - y)')}, count(*) FILTER (WHERE y = 0), "
+        f"{fsum(ape.format(m='o'))} FILTER (WHERE y <> 0), "
+        f"{fsum(ape.format(m='n'))} FILTER (WHERE y <> 0), max(abs(o - y)), max(abs(n - y)) "
+        "FROM aud")
+    n, var, sse_o, sse_n, zeros, ape_o, ape_n, max_o, max_n = row
+    n, zeros = int(n), int(zeros)
+    sst = float(var or 0.0) * n
+    out = {}
+    for side, sse, ape_sum, mx in (("old", sse_o, ape_o, max_o), ("new", sse_n, ape_n, max_n)):
+        out[side] = regression_quality(RegressionSums(
+            n, float(sse or 0.0), sst, float(ape_sum or 0.0), n - zeros,
+            None if mx is None else float(mx)))
+    reasons = {}
+    if n and sst == 0:
+        reasons["r2"] = "the labels are constant (no variance to explain)"
+    if n and zeros == n:
+        reasons["mape"] = "every label is 0"
+    return Quality("regression", out["old"], out["new"], reasons, mape_excluded=zeros), zeros
