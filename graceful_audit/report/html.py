@@ -36,6 +36,7 @@ from .common import (
     NO_FLIPS,
     TYPESET,
     by_negative_flips,
+    class_f1,
     count,
     criterion_label,
     gain,
@@ -788,12 +789,15 @@ def _error_deltas(result: Any, plots: dict[str, Any]) -> str | None:
                     "absolute errors |pred − y| of the old and the new model")
 
 
-def _group_rows(rows: Sequence[Any], mae: bool, threshold: float | None) -> list[str]:
+def _group_rows(rows: Sequence[Any], mae: bool, threshold: float | None,
+                f1: Any = None) -> list[str]:
+    """Table rows of classes or slice values; ``f1(value)`` gives a class's old and new F1."""
     return [f"<tr>{_cell(r.value)}{_num(count(r.n))}{_num(count(r.counts.negative_flips))}"
             f"{_num(rate_text(r.negative_flip_rate, threshold))}"
             f"{_num(interval(r.negative_flip_rate_interval))}"
             f"{_num(count(r.counts.positive_flips))}"
-            f"{_num(signed(r.mae_delta)) if mae else ''}</tr>" for r in rows]
+            f"{_num(signed(r.mae_delta)) if mae else ''}"
+            f"{''.join(_num(x) for x in f1(r.value)) if f1 else ''}</tr>" for r in rows]
 
 
 def _group_table(result: Any, head: str, size: str, rows: Sequence[Any],
@@ -807,9 +811,13 @@ def _group_table(result: Any, head: str, size: str, rows: Sequence[Any],
             f"{beyond}, at most {count(MAX_LISTED)}), every row in the JSON"
             if with_flips > len(shown_rows) else "")
     mae = any(getattr(r, "mae_delta", None) is not None for r in shown_rows)
-    cols = [(head, False), (size, True), ("neg. flips", True), ("NFR", True),
-            ("interval", True), ("pos. flips", True)] + [("MAE delta", True)] * mae
-    return _table(cols, _group_rows(shown_rows, mae, threshold)), note
+    f1 = gate == "max-class-nfr" and class_f1(result, None) is not None
+    cols = ([(head, False), (size, True), ("neg. flips", True), ("NFR", True),
+             ("interval", True), ("pos. flips", True)] + [("MAE delta", True)] * mae
+            + [("old F1", True), ("new F1", True)] * f1)
+    rows = _group_rows(shown_rows, mae, threshold,
+                       (lambda v: class_f1(result, v) or ()) if f1 else None)
+    return _table(cols, rows), note
 
 
 def _classes(result: Any, plot: tuple[str, str] | None) -> str | None:
@@ -899,6 +907,12 @@ def _regression_plots(p: _Plotter, result: Any) -> dict[str, str | None]:
     return {"error_scatter": _error_scatter_plot(p, reg), "d_hist": _d_plot(p, reg)}
 
 
+def _quality(result: Any) -> str | None:
+    from .html_quality import quality_section  # it builds on this module's helpers
+
+    return quality_section(result)
+
+
 def _flips_sections(result: Any) -> list[str | None]:
     """The page body of a flips report, in reading order (``None``: nothing to show)."""
     plots = _flips_plots(result)
@@ -907,6 +921,7 @@ def _flips_sections(result: Any) -> list[str | None]:
         _gates(result),
         _metrics(result, plots.get("error")),
         _error_deltas(result, plots),
+        _quality(result),
         _classes(result, plots.get("classes")),
         _matrix(result, plots.get("matrix")),
         *_slices(result, plots.get("slices", {})),
