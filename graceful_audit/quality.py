@@ -256,24 +256,24 @@ class ClassRow:
 
 @dataclass(frozen=True)
 class ReliabilityBin:
-    """Rows whose top-class confidence falls in ``[low, high)`` (the last bin closed)."""
+    """Rows whose top-class confidence falls in ``[low, high)`` (the last bin closed): how
+    many, their mean confidence, and how many the model got right."""
 
     low: float
     high: float
     count: int
-    confidence_sum: float
+    mean_confidence: float | None
     right: int
 
     def to_dict(self) -> dict[str, Any]:
         return {"low": self.low, "high": self.high, "count": self.count,
-                "mean_confidence": _div(self.confidence_sum, self.count),
+                "mean_confidence": self.mean_confidence,
                 "accuracy": _div(self.right, self.count)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReliabilityBin:
         count = int(d["count"])
-        return cls(float(d["low"]), float(d["high"]), count,
-                   (d.get("mean_confidence") or 0.0) * count,
+        return cls(float(d["low"]), float(d["high"]), count, d.get("mean_confidence"),
                    round((d.get("accuracy") or 0.0) * count))
 
 
@@ -342,11 +342,14 @@ class Quality:
                   ) -> Quality:
         """Read back :meth:`to_dict` (with the top-level ``per_class`` rows)."""
         keys = ("precision", "recall", "f1")
+        from .flips import natural_key
+
         rows = [ClassRow(str(r["class"]), int(r.get("support", 0)),
                          tuple(r.get(f"old_{k}") for k in keys),  # type: ignore[arg-type]
                          tuple(r.get(f"new_{k}") for k in keys))  # type: ignore[arg-type]
                 for r in [*per_class, *d.get("predicted_only_classes", [])]
                 if "old_f1" in r]
+        rows.sort(key=lambda r: natural_key(r.cls))
         return cls(
             task=task, old=dict(d["old"]), new=dict(d["new"]),
             reasons=dict(d.get("reasons", {})), per_class=tuple(rows),

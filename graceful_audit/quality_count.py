@@ -85,33 +85,69 @@ def _valid(engine: Engine, m: str, k: int) -> str:
     return " AND ".join(engine.dialect.is_value(f"{m}{i}") for i in range(k)) or "TRUE"
 
 
-def _sums_sql(engine: Engine, m: str, classes: Sequence[str], pos: str | None) -> list[str]:
-    """Aggregates of one model ``m`` over ``r``: rows, missing scores, rows whose scores do
-    not sum to 1, labels outside the classes, log-loss and Brier sums."""
+#: :func:`_exact_sum` splits each value into this many integer parts of ``_BITS`` bits.
+_PARTS, _BITS = 3, 30
+
+
+def _exact_sum(x: str, where: str = "TRUE") -> list[str]:
+    """Aggregates whose exact total (:func:`_total`) is the sum of ``x >= 0`` over the rows
+    where ``where`` holds, to within 2**-90 per row, in any order: the same on every engine.
+
+    ``x`` is split into integer parts of 30 bits below the binary point (each step, a
+    multiplication by a power of two, a ``floor`` and a subtraction, is exact in IEEE
+    arithmetic) and the parts are summed as decimals. A double sum (Spark has no compensated
+    one) would depend on the order the rows arrive in, and so differ between engines.
+    """
+    scale = f"CAST('{float(2 ** _BITS)!r}' AS DOUBLE)"
+    parts, rest = [], f"({x})"
+    for _ in range(_PARTS):
+        rest = f"({rest} * {scale})"
+        parts.append(f"floor({rest})")
+        rest = f"({rest} - floor({rest}))"
+    return [f"coalesce(sum(CAST({p} AS DECIMAL(38, 0))) FILTER (WHERE {where}), 0)"
+            for p in parts]
+
+
+def _total(parts: Sequence[Any]) -> float:
+    """The float nearest to the exact total of :func:`_exact_sum`'s aggregates."""
+    from fractions import Fraction
+
+    return float(sum(Fraction(int(p), 2 ** (_BITS * (i + 1))) for i, p in enumerate(parts)))
+
+
+def _row_sql(engine: Engine, m: str, classes: Sequence[str], pos: str | None) -> list[str]:
+    """Per row of ``r``, for model ``m``: whether its scores are all numbers (``{m}_ok``),
+    whether they sum to 1, whether its label is one of the classes, its log-loss term and
+    its Brier term."""
     d, k = engine.dialect, len(classes)
     lits = [d.literal(c) for c in classes]
-    inside = f"y IN ({', '.join(lits)})"
-    ok = _valid(engine, m, k)
     p_y = "CASE " + " ".join(f"WHEN y = {lit} THEN {m}{i}" for i, lit in enumerate(lits)) + " END"
     clipped = f"least(greatest({p_y}, {_double(EPS)}), {_double(1 - EPS)})"
     if pos is not None:  # binary: the positive class's squared error
         i = list(classes).index(pos)
-        brier = f"({m}{i} - CASE WHEN y = {d.literal(pos)} THEN 1 ELSE 0 END)"
-        brier = f"{brier} * {brier}"
+        diff = f"({m}{i} - CASE WHEN y = {d.literal(pos)} THEN 1 ELSE 0 END)"
+        brier = f"{diff} * {diff}"
     else:
         brier = " + ".join(f"({m}{i} - CASE WHEN y = {lit} THEN 1 ELSE 0 END) * "
                            f"({m}{i} - CASE WHEN y = {lit} THEN 1 ELSE 0 END)"
                            for i, lit in enumerate(lits))
     total = " + ".join(f"{m}{i}" for i in range(k))
-    fsum = d.exact_sum
-    return [
-        "count(*)",
-        f"count(*) FILTER (WHERE NOT ({ok}))",
-        f"count(*) FILTER (WHERE {ok} AND abs(({total}) - 1) > {_double(SUM_TOLERANCE)})",
-        f"count(*) FILTER (WHERE NOT ({inside}))",
-        f"coalesce({fsum(f'-ln({clipped})')} FILTER (WHERE {ok} AND {inside}), 0)",
-        f"coalesce({fsum(brier)} FILTER (WHERE {ok} AND {inside}), 0)",
-    ]
+    ok = _valid(engine, m, k)
+    inside = f"y IN ({', '.join(lits)})"
+    return [f"{ok} AS {m}_ok", f"abs(({total}) - 1) > {_double(SUM_TOLERANCE)} AS {m}_bad",
+            f"{inside} AS {m}_in",
+            f"CASE WHEN {ok} AND {inside} THEN -ln({clipped}) END AS {m}_ll",
+            f"CASE WHEN {ok} AND {inside} THEN {brier} END AS {m}_br"]
+
+
+def _sums_sql(m: str) -> list[str]:
+    """Aggregates of one model ``m`` over :func:`_row_sql`'s columns: rows, missing scores,
+    rows whose scores do not sum to 1, labels outside the classes, log-loss and Brier sums
+    (:func:`_exact_sum` parts)."""
+    return ["count(*)", f"count(*) FILTER (WHERE NOT {m}_ok)",
+            f"count(*) FILTER (WHERE {m}_ok AND {m}_bad)", f"count(*) FILTER (WHERE NOT {m}_in)",
+            *_exact_sum(f"{m}_ll", f"{m}_ll IS NOT NULL"),
+            *_exact_sum(f"{m}_br", f"{m}_br IS NOT NULL")]
 
 
 def _rank_sums_sql(engine: Engine, base: str, m: str, classes: Sequence[str]) -> str:
@@ -154,18 +190,27 @@ def _delong_sql(engine: Engine, base: str, io: int, inn: int, ko: int, kn: int, 
         "z AS (SELECT x.pos, CASE WHEN x.pos THEN po.v ELSE po.w END AS a, "
         "CASE WHEN x.pos THEN pn.v ELSE pn.w END AS b FROM x JOIN po ON po.s = x.so "
         "JOIN pn ON pn.s = x.sn) "
-        "SELECT pos, count(*), sum(a), sum(b), var_samp(a), var_samp(b), covar_samp(a, b) "
+        "SELECT pos, count(*), sum(a), sum(b), sum(CAST(a * a AS DECIMAL(38, 0))), "
+        "sum(CAST(b * b AS DECIMAL(38, 0))), sum(CAST(a * b AS DECIMAL(38, 0))) "
         "FROM z GROUP BY pos"
     )
 
 
 def _placements(row: tuple | None) -> Placements:
+    """Means and sample (co)variances from the exact integer sums of (twice) the
+    placements: the same numbers on every engine, whatever order the rows came in."""
+    from fractions import Fraction
+
     if row is None:
         return Placements(0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    _pos, n, sa, sb, va, vb, cab = row
-    # the engine counted twice the placements: halve the means, quarter the (co)variances
-    return Placements(int(n), float(sa) / 2 / n, float(sb) / 2 / n, float(va or 0) / 4,
-                      float(vb or 0) / 4, float(cab or 0) / 4)
+    n, sa, sb, saa, sbb, sab = (int(v) for v in row[1:])
+
+    def cov(sxy: int, sx: int, sy: int) -> float:
+        # twice the placements: a quarter of the (co)variance
+        return float(Fraction(n * sxy - sx * sy, 4 * n * (n - 1))) if n > 1 else 0.0
+
+    return Placements(n, float(Fraction(sa, 2 * n)), float(Fraction(sb, 2 * n)),
+                      cov(saa, sa, sa), cov(sbb, sb, sb), cov(sab, sa, sb))
 
 
 def _reliability(engine: Engine, plan: Plan) -> dict[str, tuple[ReliabilityBin, ...]]:
@@ -178,23 +223,24 @@ def _reliability(engine: Engine, plan: Plan) -> dict[str, tuple[ReliabilityBin, 
     def binned(c: str) -> str:
         return f"CASE WHEN {c} >= 0 AND {c} <= 1 THEN {_bin_sql(c, edges)} END"
 
-    fsum = engine.dialect.exact_sum
+    sums = _exact_sum("oc", "oc IS NOT NULL") + _exact_sum("nc", "nc IS NOT NULL")
     rows = engine.rows(
         f"{plan.audited_sql}, b AS (SELECT {binned('oc')} AS bo, {binned('nc')} AS bn, oc, nc, "
         "o = y AS ok, n = y AS nk FROM aud) "
-        f"SELECT grouping(bo), bo, bn, count(*), {fsum('oc')}, {fsum('nc')}, "
-        "count(*) FILTER (WHERE ok), count(*) FILTER (WHERE nk) FROM b "
+        f"SELECT grouping(bo), bo, bn, count(*), count(*) FILTER (WHERE ok), "
+        f"count(*) FILTER (WHERE nk), {', '.join(sums)} FROM b "
         "GROUP BY GROUPING SETS ((bo), (bn))"
     )
     found: dict[str, dict[int, ReliabilityBin]] = {"old": {}, "new": {}}
-    for g_old, bo, bn, count, so, sn, ok, nk in rows:
+    for g_old, bo, bn, count, ok, nk, *parts in rows:
         side, b = ("old", bo) if g_old == 0 else ("new", bn)
         if b is None:
             continue
+        conf = parts[:_PARTS] if side == "old" else parts[_PARTS:]
         found[side][int(b)] = ReliabilityBin(
             edges[int(b)], edges[int(b) + 1], int(count),
-            float((so if side == "old" else sn) or 0.0), int(ok if side == "old" else nk))
-    return {side: tuple(bins.get(i, ReliabilityBin(edges[i], edges[i + 1], 0, 0.0, 0))
+            _total(conf) / int(count) if count else None, int(ok if side == "old" else nk))
+    return {side: tuple(bins.get(i, ReliabilityBin(edges[i], edges[i + 1], 0, None, 0))
                         for i in range(len(edges) - 1)) for side, bins in found.items()}
 
 
@@ -207,18 +253,23 @@ def add_scores(engine: Engine, plan: Plan, old: Side, new: Side, quality: Qualit
     classes = {m: [c for c, _e in s] for m, (_side, s) in zip(("o", "n"), sides, strict=True)}
     positive = {m: sorted(cs, key=order)[1] if len(cs) == 2 else None
                 for m, cs in classes.items()}
-    aggs = _sums_sql(engine, "o", classes["o"], positive["o"]) + _sums_sql(
-        engine, "n", classes["n"], positive["n"])
-    row = engine.first(f"{base} SELECT {', '.join(aggs)} FROM r")
+    cols = (_row_sql(engine, "o", classes["o"], positive["o"])
+            + _row_sql(engine, "n", classes["n"], positive["n"]))
+    aggs = _sums_sql("o") + _sums_sql("n")
+    row = engine.first(f"{base}, t AS (SELECT {', '.join(cols)} FROM r) "
+                       f"SELECT {', '.join(aggs)} FROM t")
     values: dict[str, dict[str, float | None]] = {"old": dict(quality.old),
                                                   "new": dict(quality.new)}
     reasons = {k: v for k, v in quality.reasons.items()
                if k not in ("log_loss", "brier", "roc_auc")}
     missing: dict[str, int] = {}
+    width = 4 + 2 * _PARTS
     for j, (side, m) in enumerate((("old", "o"), ("new", "n"))):
-        rows, nonfinite, bad_sum, outside, ll, brier = row[6 * j : 6 * j + 6]
+        rows, nonfinite, bad_sum, outside = row[width * j : width * j + 4]
+        parts = row[width * j + 4 : width * (j + 1)]
         missing[side] = int(nonfinite)
-        sums = ScoreSums(int(rows), int(bad_sum), int(outside), float(ll), float(brier))
+        sums = ScoreSums(int(rows), int(bad_sum), int(outside), _total(parts[:_PARTS]),
+                         _total(parts[_PARTS:]))
         got, why = score_quality(sums, positive[m] is not None)
         if nonfinite:
             got = {"log_loss": None, "brier": None}

@@ -45,9 +45,32 @@ _GATE = {"name": TEXT, "metric": TEXT, "threshold": NUM, "value?": NUM_OR_NULL,
 _SIDE = {"path": TEXT, "rows": COUNT, "prediction?": TEXT}
 
 
+_PRF = {f"{side}_{k}?": PROB_OR_NULL for side in ("old", "new")
+        for k in ("precision", "recall", "f1")}
+
+
 def _group(key: str, size: str) -> dict[str, Any]:
     return {key: LABEL, f"{size}?": COUNT, "counts": _COUNTS,
-            "negative_flip_rate_interval?": PAIR_OR_NULL, "mae_delta?": NUM_OR_NULL}
+            "negative_flip_rate_interval?": PAIR_OR_NULL, "mae_delta?": NUM_OR_NULL, **_PRF}
+
+
+_QUALITY_SIDE = {"=": True, "accuracy?": PROB_OR_NULL, "macro_precision?": PROB_OR_NULL,
+                 "macro_recall?": PROB_OR_NULL, "macro_f1?": PROB_OR_NULL,
+                 "log_loss?": NUM_OR_NULL, "brier?": NUM_OR_NULL, "roc_auc?": PROB_OR_NULL,
+                 "r2?": NUM_OR_NULL, "mape?": NUM_OR_NULL, "max_error?": NUM_OR_NULL}
+_QUALITY_DELTA = {"=": True, **{k: NUM_OR_NULL for k in _QUALITY_SIDE if k != "="}}
+_BIN = {"low": NUM, "high": NUM, "count": COUNT, "mean_confidence?": NUM_OR_NULL,
+        "accuracy?": PROB_OR_NULL}
+_QUALITY = {
+    "old": _QUALITY_SIDE, "new": _QUALITY_SIDE,
+    "delta": _QUALITY_DELTA,
+    "reasons?": {"*": TEXT},
+    "positive_class?": TEXT_OR_NULL,
+    "predicted_only_classes?": [{"class": TEXT, **_PRF}],
+    "confusion?": {"*": [{"label": TEXT, "pred": TEXT, "count": COUNT}]},
+    "reliability?": {"*": [_BIN]},
+    "mape_excluded_zero_labels?": COUNT_OR_NULL,
+}
 
 
 _HISTOGRAM = {"edges": [NUM], "counts": LIST}
@@ -81,7 +104,9 @@ FLIPS: dict[str, Any] = {
     "intervals?": {"confidence?": LEVEL, "method?": TEXT, "mae_delta_method?": TEXT,
                    "*": PAIR_OR_NULL},
     "tests": {"mcnemar": {"negative_flips": COUNT, "positive_flips": COUNT,
-                          "statistic?": NUM_OR_NULL, "p_value": PROB, "method": TEXT}},
+                          "statistic?": NUM_OR_NULL, "p_value": PROB, "method": TEXT},
+              "roc_auc_delong?": ({"z?": NUM_OR_NULL, "p_value?": PROB_OR_NULL,
+                                   "method?": TEXT}, None)},
     "per_class?": [_group("class", "support")],
     "slices?": {"*": [_group("value", "n")]},
     "flip_matrix?": [{"old_pred": TEXT, "new_pred": TEXT, "count": COUNT}],
@@ -91,6 +116,7 @@ FLIPS: dict[str, Any] = {
         "slices?": {"*": LABEL}, "old_error?": NUM_OR_NULL, "new_error?": NUM_OR_NULL}],
     "options?": OBJECT,
     "regression?": (_REGRESSION, None),
+    "quality?": (_QUALITY, None),
     "gates?": [_GATE],
 }
 

@@ -375,3 +375,46 @@ def test_reports_show_quality(fmt, tmp_path):
     if fmt == "html":
         assert text.count('class="confusion"') == 2
         assert "Reliability" in text
+
+
+def _saved(tmp_path, result):
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(result.to_dict()))
+    return path
+
+
+@pytest.mark.parametrize("case", ["multiclass", "binary", "regression"])
+def test_render_reads_quality_back_unchanged(case, tmp_path):
+    if case == "regression":
+        r = audit_flips(SAMPLE / "diabetes_old.csv", SAMPLE / "diabetes_new.parquet", atol=10)
+    elif case == "binary":
+        old, new, *_ = binary_frames()
+        r = audit_flips(old, new, score_cols="score")
+    else:
+        old, new, *_ = multiclass_frames(text=True)
+        r = audit_flips(old, new, score_cols="prob_*")
+    doc = r.to_dict()
+    assert FlipsResult.from_dict(json.loads(json.dumps(doc))).to_dict() == doc
+    path = _saved(tmp_path, r)
+    for fmt in ("json", "html", "markdown", "text"):
+        res = runner.invoke(app, ["render", str(path), "--format", fmt])
+        assert res.exit_code == 0, res.output
+        if fmt == "json":
+            assert json.loads(res.stdout) == doc
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda q: q["old"].update(accuracy="high"), "quality.old.accuracy must be a number"),
+    (lambda q: q["new"].update(roc_auc=1.5), "quality.new.roc_auc must be a number from 0"),
+    (lambda q: q["delta"].update(extra=1), "quality.delta.extra"),
+    (lambda q: q["confusion"]["old"][0].update(count=-1), "count must be a whole number"),
+    (lambda q: q.pop("new"), "quality.new is missing"),
+])
+def test_render_refuses_a_damaged_quality_block(edit, needle, tmp_path):
+    old, new, *_ = multiclass_frames()
+    doc = audit_flips(old, new, score_cols="prob_*").to_dict()
+    edit(doc["quality"])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    res = runner.invoke(app, ["render", str(path)])
+    assert res.exit_code == 2 and needle in res.output, res.output

@@ -60,7 +60,7 @@ def _reliability_plot(p: _Plotter, reliability: dict[str, Any]) -> str | None:
         if not bins:
             continue
         drawn = True
-        ax.plot([b.confidence_sum / b.count for b in bins], [b.right / b.count for b in bins],
+        ax.plot([b.mean_confidence for b in bins], [b.right / b.count for b in bins],
                 marker="o", markersize=4, color=COLORS[side], label=f"{side} model")
     if not drawn:
         return None
