@@ -897,6 +897,7 @@ def _flips_plots(result: Any) -> dict[str, Any]:
         "slices": {col: _slice_plot(plotter, result, rows)
                    for col, rows in result.slices.items()},
         **_regression_plots(plotter, result),
+        "quality": _quality_plots(plotter, result),
     })
 
 
@@ -907,10 +908,16 @@ def _regression_plots(p: _Plotter, result: Any) -> dict[str, str | None]:
     return {"error_scatter": _error_scatter_plot(p, reg), "d_hist": _d_plot(p, reg)}
 
 
-def _quality(result: Any) -> str | None:
+def _quality(result: Any, plots: dict[str, Any]) -> str | None:
     from .html_quality import quality_section  # it builds on this module's helpers
 
-    return quality_section(result)
+    return quality_section(result, plots)
+
+
+def _quality_plots(p: _Plotter, result: Any) -> dict[str, Any]:
+    from .html_quality import quality_plots
+
+    return quality_plots(p, result)
 
 
 def _flips_sections(result: Any) -> list[str | None]:
@@ -921,7 +928,7 @@ def _flips_sections(result: Any) -> list[str | None]:
         _gates(result),
         _metrics(result, plots.get("error")),
         _error_deltas(result, plots),
-        _quality(result),
+        _quality(result, plots.get("quality", {})),
         _classes(result, plots.get("classes")),
         _matrix(result, plots.get("matrix")),
         *_slices(result, plots.get("slices", {})),

@@ -44,7 +44,7 @@ def _confusion_plot(p: _Plotter, cells: Sequence[tuple[str, str, int]], labels: 
     if len(labels) <= 15:
         for (i, j), c in np.ndenumerate(grid):
             if c:
-                ax.text(j + 0.5, i + 0.5, f"{int(c)}", ha="center", va="center", fontsize=7,
+                ax.text(j + 0.5, i + 0.5, f"{int(c)}", ha="center", va="center", fontsize=8,
                         color="#fff" if c > 0.55 * peak else "#101828")
     return p.svg(fig, f"{title}: confusion matrix")
 
@@ -89,7 +89,23 @@ def _labels(result: Any, cells: dict[str, Sequence[tuple[str, str, int]]]) -> tu
             f" ({MAX_MATRIX} of {count(len(labels))} classes, the most frequent labels)")
 
 
-def quality_section(result: Any) -> str | None:
+def quality_plots(p: _Plotter, result: Any) -> dict[str, Any]:
+    """The quality section's plots, drawn by the page's plotter (its ids stay unique)."""
+    q = getattr(result, "quality", None)
+    if q is None:
+        return {}
+    out: dict[str, Any] = {}
+    if q.task == "classification" and any(q.confusion.values()):
+        labels, note = _labels(result, q.confusion)
+        out["note"] = note
+        for side in ("old", "new"):
+            out[side] = _confusion_plot(p, q.confusion.get(side, ()), labels, f"{side} model")
+    if q.reliability:
+        out["reliability"] = _reliability_plot(p, q.reliability)
+    return out
+
+
+def quality_section(result: Any, plots: dict[str, Any]) -> str | None:
     """The section, or None when the result has no quality metrics."""
     rows = quality_rows(result)
     if not rows:
@@ -98,27 +114,14 @@ def quality_section(result: Any) -> str | None:
            for _key, label, old, new, delta in rows]
     body = _table([("metric", False), ("old", True), ("new", True), ("delta", True)], trs)
     body += "".join(f"<p>{esc(n)}</p>" for n in quality_notes(result))
-    q = result.quality
-    figures = []
-    try:
-        plotter = _Plotter()
-    except ImportError:
-        plotter = None
-        body += '<p class="note">Plots need matplotlib (pip install matplotlib).</p>'
-    if plotter is not None and q.task == "classification" and any(q.confusion.values()):
-        labels, note = _labels(result, q.confusion)
-        for side in ("old", "new"):
-            svg = plotter.render(lambda side=side: _confusion_plot(
-                plotter, q.confusion.get(side, ()), labels, f"{side} model"))
-            figures.append(f'<figure class="confusion"><figcaption>{side.upper()} model: '
-                           f"audited rows per label (row) and prediction (column)"
-                           f"{esc(note)}</figcaption>{svg}</figure>")
-    if plotter is not None and q.reliability:
-        svg = plotter.render(lambda: _reliability_plot(plotter, q.reliability))
-        if svg:
-            figures.append("<figure><figcaption>Reliability: accuracy against mean confidence "
-                           "per bin of width 0.1 (on the dashed diagonal a model's scores are "
-                           f"calibrated)</figcaption>{svg}</figure>")
+    figures = [f'<figure class="confusion"><figcaption>{side.upper()} model: audited rows '
+               f"per label (row) and prediction (column){esc(plots.get('note', ''))}"
+               f"</figcaption>{plots[side]}</figure>"
+               for side in ("old", "new") if plots.get(side)]
+    if plots.get("reliability"):
+        figures.append("<figure><figcaption>Reliability: accuracy against mean confidence "
+                       "per bin of width 0.1 (on the dashed diagonal a model's scores are "
+                       f"calibrated)</figcaption>{plots['reliability']}</figure>")
     if figures:
         body += f'<div class="plots">{"".join(figures)}</div>'
     return _section("Quality, old beside new", body, "the same audited rows")
