@@ -29,6 +29,8 @@ SUM_TOLERANCE = 1e-6
 #: float64's machine epsilon: scikit-learn clips probabilities to [eps, 1 - eps] for the
 #: log-loss and divides by ``max(|y|, eps)`` for MAPE.
 EPS = 2.220446049250313e-16
+#: The reason of the score metrics' ``None`` when no scores are given.
+NO_SCORES = "no --score-cols given"
 
 
 def _div(a: float, b: float) -> float | None:
@@ -300,6 +302,11 @@ class Quality:
     mape_excluded: int | None = None
 
     @property
+    def scored(self) -> bool:
+        """Whether the models' scores were given (the score metrics were computed)."""
+        return self.task == "classification" and self.reasons.get("roc_auc") != NO_SCORES
+
+    @property
     def keys(self) -> tuple[str, ...]:
         return REGRESSION_KEYS if self.task == "regression" else CLASSIFICATION_KEYS
 
@@ -389,6 +396,6 @@ def classification_quality(
         confusion.get(side, {}).items(), key=lambda kv: (order(kv[0][0]), order(kv[0][1]))
         if order else kv[0])) for side in ("old", "new")}
     base = {k: None for k in CLASSIFICATION_KEYS}
-    reasons = {k: "no --score-cols given" for k in ("log_loss", "brier", "roc_auc")}
+    reasons = {k: NO_SCORES for k in ("log_loss", "brier", "roc_auc")}
     return Quality("classification", base | class_quality(sides["old"]),
                    base | class_quality(sides["new"]), reasons, rows, cells)

@@ -318,4 +318,9 @@ def regate(result: Any, specs: list[GateSpec]) -> Any:
     if wrong:
         raise UsageError(f"--{wrong[0]} does not apply to a {result.kind} result; gates for it: "
                          f"{', '.join('--' + g for g in registry)}.")
+    if result.kind == "flips" and result.task == "classification":
+        from .flips import check_scores_given
+
+        scored = result.quality is not None and result.quality.scored
+        check_scores_given(specs, "saved" if scored else None)
     return result.with_gates(evaluate_gates(result, specs, registry))

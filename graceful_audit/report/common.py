@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from ..gates import threshold_text
+from ..quality import NO_SCORES
 from ..textsafe import ci_safe, shown
 
 __all__ = ["ci_safe", "shown", "threshold_text"]  # re-exported for the report modules
@@ -411,7 +412,6 @@ def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str,
 
 # --------------------------------------------------------------------------- quality
 
-NO_SCORES = "no --score-cols given"
 
 #: The quality metrics' labels in every format, and whether higher is better.
 QUALITY_LABELS = {
