@@ -78,7 +78,7 @@ def class_quality(c: ClassCounts) -> dict[str, float | None]:
             for k in classes]
 
     def macro(i: int) -> float | None:
-        return _div(sum(r[i] or 0.0 for r in rows), len(rows))
+        return _div(math.fsum(r[i] or 0.0 for r in rows), len(rows))
 
     return {"accuracy": _div(sum(c.right.values()), n), "macro_precision": macro(0),
             "macro_recall": macro(1), "macro_f1": macro(2)}
@@ -107,7 +107,7 @@ def roc_auc(splits: Mapping[str, RankSums]) -> tuple[float | None, str | None]:
             what = "never" if s.positives == 0 else "always"
             return None, f"class {cls!r} is {what} the label, so its ROC curve is undefined"
         aucs.append(s.u / (s.positives * s.negatives))
-    return (sum(aucs) / len(aucs), None) if aucs else (None, "no scores")
+    return (math.fsum(aucs) / len(aucs), None) if aucs else (None, "no scores")
 
 
 @dataclass(frozen=True)

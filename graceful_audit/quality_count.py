@@ -307,13 +307,11 @@ def add_scores(engine: Engine, plan: Plan, old: Side, new: Side, quality: Qualit
         for side, m in (("old", "o"), ("new", "n")):
             if not usable[m]:
                 continue
-            splits = {}
-            for r in engine.rows(_rank_sums_sql(engine, base, m, classes[m])):
-                splits[classes[m][int(r[0])]] = RankSums(int(r[1]), int(r[2]), int(r[3]) / 2)
-            if positive[m] is not None:  # two classes: the positive class's split
-                splits = {positive[m]: splits.get(positive[m], RankSums(0, 0, 0))}
-            for c in classes[m]:
-                splits.setdefault(c, RankSums(0, 0, 0))
+            found = {classes[m][int(r[0])]: RankSums(int(r[1]), int(r[2]), int(r[3]) / 2)
+                     for r in engine.rows(_rank_sums_sql(engine, base, m, classes[m]))}
+            # in class order, whatever order the engine's groups came in
+            wanted = [positive[m]] if positive[m] is not None else classes[m]
+            splits = {c: found.get(c, RankSums(0, 0, 0)) for c in wanted}
             auc, why_auc = roc_auc(splits)
             values[side]["roc_auc"] = auc
             if why_auc:

@@ -418,3 +418,16 @@ def test_render_refuses_a_damaged_quality_block(edit, needle, tmp_path):
     path.write_text(json.dumps(doc))
     res = runner.invoke(app, ["render", str(path)])
     assert res.exit_code == 2 and needle in res.output, res.output
+
+
+def test_a_class_never_the_label_gives_no_auc_with_the_reason():
+    old, new, y, names = multiclass_frames(seed=8)
+    keep = y != 2  # class 2 has a score column but never is the label
+    q = audit_flips(old[keep], new[keep], score_cols="prob_*").to_dict()["quality"]
+    assert q["old"]["roc_auc"] is None
+    assert q["reasons"]["old_roc_auc"] == "class '2' is never the label, so its ROC curve is " \
+        "undefined"
+    with pytest.raises(ValueError, match="Number of classes"):  # scikit-learn refuses it
+        skm.roc_auc_score(y[keep], old[keep][[f"prob_{c}" for c in names]].to_numpy(),
+                          multi_class="ovr")
+    assert q["old"]["brier"] is not None
