@@ -138,15 +138,19 @@ def build_result(
     )
 
 
-def check_scores_given(specs: Sequence[GateSpec], score_cols: str | None) -> None:
+def check_scores_given(specs: Sequence[GateSpec], score_cols: str | None, *,
+                       saved: bool = False) -> None:
     """A gate on a score metric (``--max-auc-drop``) without ``--score-cols``: a usage error,
-    as it could never be breached."""
+    as it could never be breached. ``saved``: the result was saved without scores."""
     for spec in specs:
         if spec.name in SCORE_GATES and not score_cols:
+            what = ("the saved result was audited without --score-cols" if saved
+                    else "no --score-cols is given")
+            todo = ("Audit again with --score-cols 'prob_*'" if saved else
+                    "Give the score columns with --score-cols 'prob_*' (or one list column)")
             raise UsageError(
-                f"{where_given(spec)}: ROC-AUC needs the models' scores, and no --score-cols "
-                "is given, so the gate could never be breached. Give the score columns with "
-                "--score-cols 'prob_*' (or one list column), or drop the gate."
+                f"{where_given(spec)}: ROC-AUC needs the models' scores, and {what}, so the "
+                f"gate could never be breached. {todo}, or drop the gate."
             )
 
 

@@ -322,5 +322,5 @@ def regate(result: Any, specs: list[GateSpec]) -> Any:
         from .flips import check_scores_given
 
         scored = result.quality is not None and result.quality.scored
-        check_scores_given(specs, "saved" if scored else None)
+        check_scores_given(specs, "saved" if scored else None, saved=True)
     return result.with_gates(evaluate_gates(result, specs, registry))
