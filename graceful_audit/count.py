@@ -90,8 +90,6 @@ class CountTables:
     slice_errors: dict[str, dict[str | None, ErrorSums]] = field(default_factory=dict)
     #: audited rows per predicted class, of the ``old`` and the ``new`` model (classification)
     predicted: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: audited rows per (label, predicted class), of the ``old`` and the ``new`` model
-    confusion: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
 
 
 def id_order(engine: Engine, col: str = "id") -> str:
@@ -141,10 +139,9 @@ class FirstPass:
 
 
 def _pass_sql(plan: Plan, outcome: str, keys: str, slice_keys: str, measures: str,
-              singles: tuple[str, ...] = (), single_with: str = "") -> str:
+              singles: tuple[str, ...] = ()) -> str:
     """The one aggregation over ``j``: grouped by the check mask and ``keys``, per slice, and
-    per value of each of the ``singles`` (``o AS po``: the old model's predicted classes),
-    together with ``single_with`` if given (``y``: the confusion counts of each model).
+    per value of each of the ``singles`` (``o AS po``: the old model's predicted classes).
 
     ``outcome`` defines the key columns from ``j``'s ``y, o, n``. It is computed for every
     row, audited or not; rows that are not audited are told apart by their check mask.
@@ -155,8 +152,7 @@ def _pass_sql(plan: Plan, outcome: str, keys: str, slice_keys: str, measures: st
     slice_cols = [f"s{i}" for i in range(k)]
     f_sql = (f"SELECT {plan.checks_sql()} AS checks, {outcome}, oid, oc, nc"
              + "".join(f", {s}" for s in (*singles, *slice_cols)) + " FROM j")
-    with_ = f"{single_with}, " if single_with else ""
-    sets = ([f"(checks, {keys})"] + [f"(checks, {with_}{c})" for c in names]
+    sets = ([f"(checks, {keys})"] + [f"(checks, {c})" for c in names]
             + [f"(checks, {s}, {slice_keys})" for s in slice_cols])
     groupings = "".join(f"grouping({s}), " for s in (*names, *slice_cols))
     select_keys = ", ".join(["checks", *names, *slice_cols, keys])
@@ -197,7 +193,7 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
     if top_n:
         measures += ", " + ", ".join(top_n)
     rows = engine.rows(_pass_sql(plan, outcome, "y, nf, ook, nok, dis", "ook, nok, dis",
-                                 measures, ("o AS po", "n AS pn"), "y"))
+                                 measures, ("o AS po", "n AS pn")))
 
     per_mask: dict[int | None, int] = defaultdict(int)
     per_class: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -205,8 +201,6 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
         defaultdict(lambda: defaultdict(int)) for _ in range(k)
     ]
     predicted: dict[str, dict[str, int]] = {"old": defaultdict(int), "new": defaultdict(int)}
-    confusion: dict[str, dict[tuple[str, str], int]] = {"old": defaultdict(int),
-                                                         "new": defaultdict(int)}
     matrix: dict[tuple[str, str], int] = defaultdict(int)
     groups: list[tuple[list, list, Any, Any]] = []  # per flip group: keys, ids, y, new
     audited = {mask: plan.audited(mask) for mask in {row[k + 2] for row in rows}}
@@ -214,13 +208,10 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
         (g_old, g_new), gs = row[:2], row[2 : k + 2]
         mask, po, pn, svals = row[k + 2], row[k + 3], row[k + 4], row[k + 5 : 2 * k + 5]
         y, nf, ook, nok, dis, c, *best = row[2 * k + 5 :]
-        if not (g_old and g_new):  # the predicted classes of one model, per label
+        if not (g_old and g_new):  # the predicted classes of one model
             value = po if g_old == 0 else pn
             if audited[mask] and value is not None:
-                side = "old" if g_old == 0 else "new"
-                predicted[side][_text(value)] += c
-                if y is not None:
-                    confusion[side][(_text(y), _text(value))] += c
+                predicted["old" if g_old == 0 else "new"][_text(value)] += c
             continue
         if 0 not in gs:  # the main grouping set
             per_mask[mask] += c
@@ -245,7 +236,6 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
         flip_matrix=dict(matrix),
         worst=(),
         predicted={side: dict(counts) for side, counts in predicted.items()},
-        confusion={side: dict(counts) for side, counts in confusion.items()},
     )
     return FirstPass(_checks(plan, per_mask), tables,
                      _smallest(groups, top + 1) if top_n else None)

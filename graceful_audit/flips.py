@@ -86,8 +86,8 @@ def build_result(
 
     ``quality`` holds the usual quality metrics when they need the engine (scores,
     regression); else they follow from the confusion counts in ``tables``."""
-    if quality is None and task == "classification" and tables.confusion:
-        quality = classification_quality(tables.confusion, natural_key)
+    if quality is None and task == "classification" and tables.per_class:
+        quality = classification_quality(tables.per_class, tables.predicted, natural_key)
     c = tables.overall
     per_class = tuple(
         group_row(cls, tables.per_class[cls], confidence)
@@ -303,7 +303,8 @@ def audit_flips(
                     {cls: c.n for cls, c in first.tables.per_class.items()})
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
-                quality = classification_quality(tables.confusion, natural_key)
+                quality = classification_quality(tables.per_class, tables.predicted,
+                                                 natural_key)
                 if old_side.scores and new_side.scores:
                     quality = add_scores(eng, plan, old_side, new_side, quality,
                                          order=natural_key, confidence=confidence)

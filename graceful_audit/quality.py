@@ -2,7 +2,7 @@
 
 Every formula lives here, as scikit-learn defines it (so anyone can recompute it), and is
 a pure function of small counts and sums that the engine returns
-(:mod:`graceful_audit.quality_count`): confusion counts per model, sums of log-losses and
+(:mod:`graceful_audit.quality_count`): counts per class and model, sums of log-losses and
 squared errors, Mann-Whitney rank sums and DeLong's placement moments. A quantity whose
 denominator is zero is ``None`` (``null`` in JSON, ``n/a`` on screen), never ``NaN``.
 
@@ -337,8 +337,9 @@ class Quality:
         d["positive_class"] = self.positive_class
         d["predicted_only_classes"] = [r.to_dict() | {"class": r.cls} for r in self.per_class
                                        if r.support == 0]
-        d["confusion"] = {side: [{"label": y, "pred": p, "count": c} for y, p, c in cells]
-                          for side, cells in self.confusion.items()}
+        if self.confusion:
+            d["confusion"] = {side: [{"label": y, "pred": p, "count": c} for y, p, c in cells]
+                              for side, cells in self.confusion.items()}
         if self.reliability:
             d["reliability"] = {side: [b.to_dict() for b in bins]
                                 for side, bins in self.reliability.items()}
@@ -370,32 +371,27 @@ class Quality:
 
 
 def classification_quality(
-    confusion: Mapping[str, Mapping[tuple[str, str], int]], order: Any = None
+    per_class: Mapping[str, Any], predicted: Mapping[str, Mapping[str, int]], order: Any = None
 ) -> Quality:
-    """The label-only part of a classification :class:`Quality` (no scores) from the
-    confusion counts ``{"old": {(label, pred): count}, "new": ...}``."""
-    sides: dict[str, ClassCounts] = {}
-    for side in ("old", "new"):
-        support: dict[str, int] = {}
-        predicted: dict[str, int] = {}
-        right: dict[str, int] = {}
-        for (y, p), c in confusion.get(side, {}).items():
-            support[y] = support.get(y, 0) + c
-            predicted[p] = predicted.get(p, 0) + c
-            if y == p:
-                right[y] = right.get(y, 0) + c
-        sides[side] = ClassCounts(support, predicted, right)
+    """The label-only part of a classification :class:`Quality` (no scores), from the counts
+    the flips pass already has: per true class its flip counts (``per_class``, with
+    ``n``, ``old_right`` and ``new_errors``) and per model the rows per predicted class
+    (``predicted``). No confusion matrix is needed for these numbers."""
+    support = {k: c.n for k, c in per_class.items()}
+    sides = {
+        "old": ClassCounts(support, dict(predicted.get("old", {})),
+                           {k: c.old_right for k, c in per_class.items()}),
+        "new": ClassCounts(support, dict(predicted.get("new", {})),
+                           {k: c.n - c.new_errors for k, c in per_class.items()}),
+    }
     classes = sorted(set(sides["old"].classes) | set(sides["new"].classes), key=order)
     rows = tuple(
-        ClassRow(k, sides["old"].support.get(k, 0),
+        ClassRow(k, support.get(k, 0),
                  *(precision_recall_f1(s.right.get(k, 0), s.predicted.get(k, 0),
                                        s.support.get(k, 0)) for s in sides.values()))
         for k in classes
     )
-    cells = {side: tuple((y, p, c) for (y, p), c in sorted(
-        confusion.get(side, {}).items(), key=lambda kv: (order(kv[0][0]), order(kv[0][1]))
-        if order else kv[0])) for side in ("old", "new")}
     base = {k: None for k in CLASSIFICATION_KEYS}
     reasons = {k: NO_SCORES for k in ("log_loss", "brier", "roc_auc")}
     return Quality("classification", base | class_quality(sides["old"]),
-                   base | class_quality(sides["new"]), reasons, rows, cells)
+                   base | class_quality(sides["new"]), reasons, rows)

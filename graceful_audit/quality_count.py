@@ -1,11 +1,12 @@
 """Counting the quality metrics in the engine: only sums, rank sums and bins come back.
 
-* the confusion counts come with the flips' one pass (:func:`graceful_audit.count.count_flips`);
+* accuracy and precision / recall / F1 need only the counts of the flips' one pass (right
+  answers per class, rows per predicted class: :func:`graceful_audit.count.count_flips`);
 * with score columns, one aggregation over the audited rows joined with both files' scores
   gives the log-loss and Brier sums; ROC-AUC comes from Mann-Whitney rank sums over the
   distinct scores (a window over ``GROUP BY score`` counts), and for two classes DeLong's
   placements, counted the same way and joined back to the rows, give the moments of his
-  paired test; the reliability bins are one ``GROUP BY`` of the confidences;
+  paired test; the reliability bins and the confusion matrices are one ``GROUP BY``;
 * regression: one aggregation for R², MAPE and the max error.
 
 The formulas are in :mod:`graceful_audit.quality`; everything here is SQL and bookkeeping.
@@ -213,10 +214,17 @@ def _placements(row: tuple | None) -> Placements:
                       cov(saa, sa, sa), cov(sbb, sb, sb), cov(sab, sa, sb))
 
 
-def _reliability(engine: Engine, plan: Plan) -> dict[str, tuple[ReliabilityBin, ...]]:
-    """Per model, the rows per bin of its confidence (its score of its own prediction), their
-    summed confidence and how many were right; confidences outside [0, 1] are in no bin."""
-    from .count import _bin_sql
+def _reliability_and_confusion(
+    engine: Engine, plan: Plan, order: Callable[[Any], Any]
+) -> tuple[dict[str, tuple[ReliabilityBin, ...]], dict[str, tuple[tuple[str, str, int], ...]]]:
+    """One ``GROUP BY`` over the audited rows: per model, the rows per bin of its confidence
+    (its score of its own prediction; outside [0, 1] in no bin), their summed confidence and
+    how many were right; and per model the confusion counts per (label, prediction).
+
+    (The confusion matrices are counted here, in the pass that scores take anyway: grouping
+    the flips' one pass by label and prediction made it a quarter slower with 100 classes.)
+    """
+    from .count import _bin_sql, _text
 
     edges = RELIABILITY_EDGES
 
@@ -226,22 +234,33 @@ def _reliability(engine: Engine, plan: Plan) -> dict[str, tuple[ReliabilityBin, 
     sums = _exact_sum("oc", "oc IS NOT NULL") + _exact_sum("nc", "nc IS NOT NULL")
     rows = engine.rows(
         f"{plan.audited_sql}, b AS (SELECT {binned('oc')} AS bo, {binned('nc')} AS bn, oc, nc, "
-        "o = y AS ok, n = y AS nk FROM aud) "
-        f"SELECT grouping(bo), bo, bn, count(*), count(*) FILTER (WHERE ok), "
-        f"count(*) FILTER (WHERE nk), {', '.join(sums)} FROM b "
-        "GROUP BY GROUPING SETS ((bo), (bn))"
+        "y, o, n, o = y AS ok, n = y AS nk FROM aud) "
+        f"SELECT grouping(bo), grouping(bn), grouping(o), bo, bn, y, o, n, count(*), "
+        f"count(*) FILTER (WHERE ok), count(*) FILTER (WHERE nk), {', '.join(sums)} FROM b "
+        "GROUP BY GROUPING SETS ((bo), (bn), (y, o), (y, n))"
     )
     found: dict[str, dict[int, ReliabilityBin]] = {"old": {}, "new": {}}
-    for g_old, bo, bn, count, ok, nk, *parts in rows:
-        side, b = ("old", bo) if g_old == 0 else ("new", bn)
+    cells: dict[str, dict[tuple[str, str], int]] = {"old": {}, "new": {}}
+    for g_bo, g_bn, g_o, bo, bn, y, o, n, count, ok, nk, *parts in rows:
+        if g_bo and g_bn:  # a confusion cell of one model
+            side, pred = ("old", o) if g_o == 0 else ("new", n)
+            if y is not None and pred is not None:
+                key = (_text(y), _text(pred))
+                cells[side][key] = cells[side].get(key, 0) + int(count)
+            continue
+        side, b = ("old", bo) if g_bo == 0 else ("new", bn)
         if b is None:
             continue
         conf = parts[:_PARTS] if side == "old" else parts[_PARTS:]
         found[side][int(b)] = ReliabilityBin(
             edges[int(b)], edges[int(b) + 1], int(count),
             _total(conf) / int(count) if count else None, int(ok if side == "old" else nk))
-    return {side: tuple(bins.get(i, ReliabilityBin(edges[i], edges[i + 1], 0, None, 0))
-                        for i in range(len(edges) - 1)) for side, bins in found.items()}
+    bins = {side: tuple(got.get(i, ReliabilityBin(edges[i], edges[i + 1], 0, None, 0))
+                        for i in range(len(edges) - 1)) for side, got in found.items()}
+    confusion = {side: tuple((y, p, c) for (y, p), c in sorted(
+        got.items(), key=lambda kv: (order(kv[0][0]), order(kv[0][1]))))
+        for side, got in cells.items()}
+    return bins, confusion
 
 
 def add_scores(engine: Engine, plan: Plan, old: Side, new: Side, quality: Quality, *,
@@ -281,8 +300,9 @@ def add_scores(engine: Engine, plan: Plan, old: Side, new: Side, quality: Qualit
         if nonfinite or outside:
             reasons[f"{side}_roc_auc"] = why.get("brier", "")
 
+    reliability, confusion = _reliability_and_confusion(engine, plan, order)
     result = dataclasses.replace(quality, old=values["old"], new=values["new"],
-                                 reliability=_reliability(engine, plan))
+                                 reliability=reliability, confusion=confusion)
     binary = (positive["o"] is not None and positive["o"] == positive["n"]
               and classes["o"] == classes["n"])
     usable = {m: not missing[side] and f"{side}_roc_auc" not in reasons
