@@ -15,6 +15,7 @@ denominator is zero is ``None`` (``null`` in JSON, ``n/a`` on screen), never ``N
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -320,8 +321,13 @@ class Quality:
         d = self.delta.get(key)
         return None if d is None else -d
 
+    @functools.cached_property
+    def _by_class(self) -> dict[str, ClassRow]:
+        return {r.cls: r for r in self.per_class}
+
     def class_row(self, cls: str | None) -> ClassRow | None:
-        return next((r for r in self.per_class if r.cls == cls), None)
+        """A class's row (a dict lookup: an audit may have 50,000 classes)."""
+        return None if cls is None else self._by_class.get(cls)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
