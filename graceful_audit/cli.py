@@ -542,6 +542,10 @@ MaxMaeDelta = Annotated[
 MaxRmseDelta = Annotated[
     float | None, _gate("max-rmse-delta", "Regression: max new - old RMSE (may be negative).")
 ]
+MaxAucDrop = Annotated[
+    float | None, _gate("max-auc-drop", "Max old - new ROC-AUC (-1..1; needs --score-cols).")
+]
+MaxF1Drop = Annotated[float | None, _gate("max-f1-drop", "Max old - new macro F1 (-1..1).")]
 RequireCompatible = Annotated[
     bool, typer.Option("--require-compatible", help="Fail unless new/old beats old/old.",
                        rich_help_panel="Gates")
@@ -621,6 +625,8 @@ def flips(
                                    "when score >= T; adds the paired score delta.",
                                    rich_help_panel="Evaluation outcomes")
     ] = None,
+    max_auc_drop: MaxAucDrop = None,
+    max_f1_drop: MaxF1Drop = None,
     task: Annotated[
         Task, typer.Option("--task", help="auto: regression when a prediction column holds "
                            "non-integral floats.", rich_help_panel="Regression")
@@ -836,6 +842,8 @@ def render(
     max_slice_nfr: MaxSliceNfr = None,
     max_mae_delta: MaxMaeDelta = None,
     max_rmse_delta: MaxRmseDelta = None,
+    max_auc_drop: MaxAucDrop = None,
+    max_f1_drop: MaxF1Drop = None,
     require_compatible: RequireCompatible = False,
     min_update_gain: MinUpdateGain = None,
     max_retrieval_nfr: MaxRetrievalNfr = None,

@@ -24,7 +24,7 @@ from .io import check_column_names, read_bytes
 
 GATE_KEYS_FLIPS = ("max-nfr", "max-nfi", "max-error-delta", "min-btc", "max-churn",
                    "max-class-nfr", "max-slice-nfr", "max-mae-delta", "max-rmse-delta",
-                   "min-score-delta")
+                   "min-score-delta", "max-auc-drop", "max-f1-drop")
 GATE_KEYS_COMPAT = ("require-compatible", "min-update-gain", "max-retrieval-nfr",
                     "min-cross-top1", "max-cross-drop")
 

@@ -46,6 +46,8 @@ from .gates import (
 from .io import check_column_names
 from .metrics import PROPORTIONS, FlipMetrics
 from .outcomes import composite_name, split_id, with_composite_id, with_paths
+from .quality import Quality, classification_quality
+from .quality_count import add_scores, regression_sums
 from .result import FlipsResult, GroupRow, Inputs, group_row
 from .stats import mcnemar, wilson_interval
 from .whatif import blend_of, check_what_if
@@ -53,6 +55,8 @@ from .whatif import what_if as blend_what_if
 
 #: Gates that only a regression audit has: giving one makes ``--task auto`` a regression.
 REGRESSION_GATES = ("max-mae-delta", "max-rmse-delta")
+#: Gates on metrics that need the models' scores.
+SCORE_GATES = ("max-auc-drop",)
 
 
 def natural_key(value: str | None) -> tuple[int, float, str]:
@@ -80,8 +84,14 @@ def build_result(
     task_reason: str = "",
     engine: str = "duckdb",
     scores: Any = None,
+    quality: Quality | None = None,
 ) -> FlipsResult:
-    """Turn engine counts into the frozen result (pure: no I/O)."""
+    """Turn engine counts into the frozen result (pure: no I/O).
+
+    ``quality`` holds the usual quality metrics when they need the engine (scores,
+    regression); else they follow from the confusion counts in ``tables``."""
+    if quality is None and task == "classification" and tables.per_class:
+        quality = classification_quality(tables.per_class, tables.predicted, natural_key)
     c = tables.overall
     per_class = tuple(
         group_row(cls, tables.per_class[cls], confidence)
@@ -131,7 +141,24 @@ def build_result(
         regression=tables.regression,
         engine=engine,
         scores=scores,
+        quality=quality,
     )
+
+
+def check_scores_given(specs: Sequence[GateSpec], score_cols: str | None, *,
+                       saved: bool = False) -> None:
+    """A gate on a score metric (``--max-auc-drop``) without ``--score-cols``: a usage error,
+    as it could never be breached. ``saved``: the result was saved without scores."""
+    for spec in specs:
+        if spec.name in SCORE_GATES and not score_cols:
+            what = ("the saved result was audited without --score-cols" if saved
+                    else "no --score-cols is given")
+            todo = ("Audit again with --score-cols 'prob_*'" if saved else
+                    "Give the score columns with --score-cols 'prob_*' (or one list column)")
+            raise UsageError(
+                f"{where_given(spec)}: ROC-AUC needs the models' scores, and {what}, so the "
+                f"gate could never be breached. {todo}, or drop the gate."
+            )
 
 
 def gate_specs(gates: Mapping[str, float] | Sequence[GateSpec] | None) -> list[GateSpec]:
@@ -276,6 +303,7 @@ def audit_flips(
     check_applies(specs, None, sliced=bool(slice_by))
     if len(id_parts) > 1:
         id_col = composite_name(id_parts)
+    check_scores_given(specs, score_cols)
     cols = Columns(id_col, label_col, pred_col, score_cols, tuple(slice_by), cut)
     id_names = id_parts or ["id", *ID_SYNONYMS]
     paths = _paths(id_parts, slice_by, {"--label-col": label_col, "--pred-col": pred_col})
@@ -305,12 +333,14 @@ def audit_flips(
             aligner = Aligner(eng)
             plan = aligner.plan(old_side, new_side, lab_t, cols, task=chosen)
             warnings: list[str] = []
+            quality: Quality | None = None
             if chosen == "regression":
                 tol = {"atol": atol or 0.0, "rtol": rtol or 0.0}
                 first = count_regression(eng, plan, **tol)
                 acc = aligner.account(plan, first.checks, allow_unmatched)
                 tables = finish_regression(eng, plan, first, top=top, confidence=confidence,
                                            **tol)
+                quality = regression_sums(eng, plan)[0]
             else:
                 first = count_flips(eng, plan, top=top)
                 acc = aligner.account(plan, first.checks, allow_unmatched)
@@ -319,6 +349,11 @@ def audit_flips(
                     {cls: c.n for cls, c in first.tables.per_class.items()})
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
+                quality = classification_quality(tables.per_class, tables.predicted,
+                                                 natural_key)
+                if old_side.scores and new_side.scores:
+                    quality = add_scores(eng, plan, old_side, new_side, quality,
+                                         order=natural_key, confidence=confidence)
             curve = (blend_what_if(eng, aligner, blend, lab_t, cols, steps)
                      if blend is not None and steps is not None else None)
         engine_name = eng.name
@@ -337,7 +372,7 @@ def audit_flips(
     if len(id_parts) > 1:
         options["id_cols"] = list(id_parts)
     result = build_result(tables, inputs, confidence=confidence, options=options, task=chosen,
-                          task_reason=reason, engine=engine_name)
+                          task_reason=reason, engine=engine_name, quality=quality)
     warnings += never_right(result)
     result = dataclasses.replace(result, warnings=tuple(warnings), what_if=curve)
     return result.with_gates(evaluate_gates(result, specs))

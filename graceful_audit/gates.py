@@ -117,6 +117,15 @@ def _metric(name: str) -> Callable[[Any], Value]:
     return lambda result: (result.metric_value(name), None)
 
 
+def _drop(key: str) -> Callable[[Any], Value]:
+    """``old - new`` of a quality metric where higher is better (``quality.delta`` negated)."""
+    def value(result: Any) -> Value:
+        quality = getattr(result, "quality", None)
+        return (None, None) if quality is None else (quality.drop(key), None)
+
+    return value
+
+
 def _worst_group(kind: str) -> Callable[[Any], Value]:
     def value(result: Any) -> Value:
         rows = result.per_class if kind == "class" else [
@@ -168,6 +177,12 @@ GATES: dict[str, GateDef] = {
                 _metric("scores.mean_delta"), tasks=("outcome",),
                 help="Graded outcomes: fail when mean(new score - old score) falls below X "
                      "(may be negative)."),
+        GateDef("max-auc-drop", "roc_auc_drop", "max", -1, 1, _drop("roc_auc"),
+                tasks=("classification",),
+                help="Fail when old ROC-AUC - new ROC-AUC exceeds X (needs --score-cols)."),
+        GateDef("max-f1-drop", "macro_f1_drop", "max", -1, 1, _drop("macro_f1"),
+                tasks=("classification",),
+                help="Fail when old macro F1 - new macro F1 exceeds X (-1..1)."),
     )
 }
 

@@ -45,9 +45,32 @@ _GATE = {"name": TEXT, "metric": TEXT, "threshold": NUM, "value?": NUM_OR_NULL,
 _SIDE = {"path": TEXT, "rows": COUNT, "prediction?": TEXT}
 
 
+_PRF = {f"{side}_{k}?": PROB_OR_NULL for side in ("old", "new")
+        for k in ("precision", "recall", "f1")}
+
+
 def _group(key: str, size: str) -> dict[str, Any]:
     return {key: LABEL, f"{size}?": COUNT, "counts": _COUNTS,
-            "negative_flip_rate_interval?": PAIR_OR_NULL, "mae_delta?": NUM_OR_NULL}
+            "negative_flip_rate_interval?": PAIR_OR_NULL, "mae_delta?": NUM_OR_NULL, **_PRF}
+
+
+_QUALITY_SIDE = {"=": True, "accuracy?": PROB_OR_NULL, "macro_precision?": PROB_OR_NULL,
+                 "macro_recall?": PROB_OR_NULL, "macro_f1?": PROB_OR_NULL,
+                 "log_loss?": NUM_OR_NULL, "brier?": NUM_OR_NULL, "roc_auc?": PROB_OR_NULL,
+                 "r2?": NUM_OR_NULL, "mape?": NUM_OR_NULL, "max_error?": NUM_OR_NULL}
+_QUALITY_DELTA = {"=": True, **{k: NUM_OR_NULL for k in _QUALITY_SIDE if k != "="}}
+_BIN = {"low": NUM, "high": NUM, "count": COUNT, "mean_confidence?": NUM_OR_NULL,
+        "accuracy?": PROB_OR_NULL}
+_QUALITY = {
+    "old": _QUALITY_SIDE, "new": _QUALITY_SIDE,
+    "delta": _QUALITY_DELTA,
+    "reasons?": {"*": TEXT},
+    "positive_class?": TEXT_OR_NULL,
+    "predicted_only_classes?": [{"class": TEXT, **_PRF}],
+    "confusion?": {"*": [{"label": TEXT, "pred": TEXT, "count": COUNT}]},
+    "reliability?": {"*": [_BIN]},
+    "mape_excluded_zero_labels?": COUNT_OR_NULL,
+}
 
 
 _HISTOGRAM = {"edges": [NUM], "counts": LIST}
@@ -97,7 +120,9 @@ FLIPS: dict[str, Any] = {
                    "mean_delta_method?": TEXT, "*": PAIR_OR_NULL},
     "tests": {"mcnemar": {"negative_flips": COUNT, "positive_flips": COUNT,
                           "statistic?": NUM_OR_NULL, "p_value": PROB, "method": TEXT},
-              "wilcoxon?": (_WILCOXON, None)},
+              "wilcoxon?": (_WILCOXON, None),
+              "roc_auc_delong?": ({"z?": NUM_OR_NULL, "p_value?": PROB_OR_NULL,
+                                   "method?": TEXT}, None)},
     "scores?": ({"n": COUNT, "old_mean?": NUM_OR_NULL, "new_mean?": NUM_OR_NULL,
                  "mean_delta?": NUM_OR_NULL, "var_delta?": NUM_OR_NULL,
                  "pass_threshold?": NUM}, None),
@@ -112,6 +137,7 @@ FLIPS: dict[str, Any] = {
     "options?": OBJECT,
     "regression?": (_REGRESSION, None),
     "what_if?": (_WHAT_IF, None),
+    "quality?": (_QUALITY, None),
     "gates?": [_GATE],
 }
 
@@ -408,4 +434,9 @@ def regate(result: Any, specs: list[GateSpec]) -> Any:
     if wrong:
         raise UsageError(f"--{wrong[0]} does not apply to a {result.kind} result; gates for it: "
                          f"{', '.join('--' + g for g in registry)}.")
+    if result.kind == "flips" and result.task == "classification":
+        from .flips import check_scores_given
+
+        scored = result.quality is not None and result.quality.scored
+        check_scores_given(specs, "saved" if scored else None, saved=True)
     return result.with_gates(evaluate_gates(result, specs, registry))

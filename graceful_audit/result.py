@@ -16,6 +16,7 @@ from .count import FlipExample
 from .gates import Gated, GateResult
 from .metrics import PROPORTIONS, FlipCounts, FlipMetrics, rate
 from .outcomes import ScoreSummary
+from .quality import DeLongResult, Quality
 from .regression import RegressionSummary
 from .stats import McNemarResult, wilson_interval
 from .whatif import WhatIf
@@ -145,6 +146,8 @@ class FlipsResult(Gated):
     scores: ScoreSummary | None = None
     #: ``--what-if``: the flips of the blended scores per alpha (:mod:`.whatif`), or None
     what_if: WhatIf | None = None
+    #: the usual quality metrics of both models (accuracy, macro F1, ROC-AUC, R², ...)
+    quality: Quality | None = None
 
     kind = "flips"
 
@@ -188,6 +191,15 @@ class FlipsResult(Gated):
             intervals["mean_delta_method"] = "paired t"
             tests["wilcoxon"] = sc.wilcoxon.to_dict()
             extra = {"scores": sc.to_dict()}
+        per_class = [r.to_dict("class", "support") for r in self.per_class]
+        q = self.quality
+        if q is not None:
+            for row in per_class:
+                found = q.class_row(row["class"])
+                if found is not None:
+                    row.update(found.to_dict())
+            tests["roc_auc_delong"] = q.delong.to_dict() if q.delong else None
+            intervals["roc_auc_delta"] = list(q.delong.interval) if q.delong else None
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": self.kind,
@@ -202,7 +214,7 @@ class FlipsResult(Gated):
             "counts": dataclasses.asdict(self.counts),
             "intervals": intervals,
             "tests": tests,
-            "per_class": [r.to_dict("class", "support") for r in self.per_class],
+            "per_class": per_class,
             "slices": {
                 col: [r.to_dict("value", "n") for r in rows] for col, rows in self.slices.items()
             },
@@ -211,6 +223,7 @@ class FlipsResult(Gated):
             ],
             "top_negative_flips": [e.to_dict() for e in self.top_negative_flips],
             **({"what_if": self.what_if.to_dict()} if self.what_if is not None else {}),
+            **({"quality": q.to_dict()} if q is not None else {}),
             "options": dict(self.options),
             "gates": [g.to_dict() for g in self.gates],
             "passed": self.passed,
@@ -251,4 +264,22 @@ class FlipsResult(Gated):
             scores=ScoreSummary.from_dict(d["scores"], iv.get("mean_delta"),
                                           d["tests"]["wilcoxon"]) if d.get("scores") else None,
             what_if=WhatIf.from_dict(d["what_if"], counts) if d.get("what_if") else None,
+            quality=_quality_from_dict(d),
         )
+
+
+def _quality_from_dict(d: dict[str, Any]) -> Quality | None:
+    """The saved ``quality`` block, with DeLong's test from ``tests`` and ``intervals``."""
+    q = d.get("quality")
+    if q is None:
+        return None
+    quality = Quality.from_dict(q, d.get("task", "classification"), d.get("per_class", []))
+    test, ci = d.get("tests", {}).get("roc_auc_delong"), d.get("intervals", {}).get(
+        "roc_auc_delta")
+    if test and ci:
+        delta = quality.delta.get("roc_auc")
+        conf = d.get("intervals", {}).get("confidence", 0.95)
+        quality = dataclasses.replace(quality, delong=DeLongResult(
+            delta if delta is not None else (ci[0] + ci[1]) / 2, test.get("z"),
+            test.get("p_value"), (ci[0], ci[1]), conf))
+    return quality

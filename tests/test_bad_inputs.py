@@ -1435,6 +1435,20 @@ def parquet_named_csv() -> list[str]:
     return ["flips", "old.csv", "new.csv", "--format", "json"]
 
 
+def auc_gate_without_scores() -> list[str]:
+    """``--max-auc-drop`` with no ``--score-cols``: no ROC-AUC, the gate could never fail."""
+    return [*clean_pair(), "--max-auc-drop", "0.01"]
+
+
+def render_auc_gate_without_scores() -> list[str]:
+    invoke(*clean_pair(), "--format", "json", "--output", "result.json")
+    return ["render", "result.json", "--max-auc-drop", "0.01"]
+
+
+def f1_gate_on_regression() -> list[str]:
+    return [*whole_number_regression()[:3], "--atol", "1", "--max-f1-drop", "0.01"]
+
+
 def check_clean_pair(result: Result) -> None:
     doc = json_doc(result)
     assert doc["metrics"]["n"] == 10 and doc["metrics"]["negative_flips"] == 3
@@ -1659,6 +1673,12 @@ CASES: list[Case] = [
          ["--max-churn", "churn_rate", "only for a classification audit", "regression audit"]),
     Case("render_regression_gate_on_classification", render_regression_gate_on_classification,
          2, ["--max-mae-delta", "only for a regression audit", "classification audit"]),
+    Case("auc_gate_without_scores", auc_gate_without_scores, 2,
+         ["--max-auc-drop", "ROC-AUC needs the models' scores", "--score-cols"]),
+    Case("render_auc_gate_without_scores", render_auc_gate_without_scores, 2,
+         ["--max-auc-drop", "ROC-AUC needs the models' scores"]),
+    Case("f1_gate_on_regression", f1_gate_on_regression, 2,
+         ["--max-f1-drop", "macro_f1_drop", "only for a classification audit"]),
     Case("ragged_score_lists", ragged_score_lists, 2,
          ["NEW file new.parquet", "ragged score lists", "'scores'", "lengths 3, 4",
           "'s04', 's09'"]),

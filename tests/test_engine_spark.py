@@ -164,6 +164,35 @@ def test_regression_matches(generated):
     assert_close(duck, spark)
 
 
+def test_quality_with_scores_is_byte_identical(tmp_path):
+    """Log-loss and Brier are exact sums (integer parts), AUCs and DeLong's moments exact
+    integer sums: the quality block is the same bytes on both engines, binary and
+    multiclass, with ties."""
+    rng = np.random.default_rng(3)
+    n = 1_500
+    y = rng.integers(0, 2, n)
+    s_old = np.clip(np.round(0.5 * y + rng.normal(0.25, 0.3, n), 2), 0, 1)
+    s_new = np.clip(np.round(0.6 * y + rng.normal(0.2, 0.3, n), 2), 0, 1)
+    pd.DataFrame({"id": np.arange(n), "label": y, "score": s_old}).to_csv(
+        tmp_path / "bo.csv", index=False)
+    pd.DataFrame({"id": np.arange(n), "score": s_new}).sample(frac=1, random_state=4).to_parquet(
+        tmp_path / "bn.parquet", index=False)
+    duck, spark = both(tmp_path / "bo.csv", tmp_path / "bn.parquet", score_cols="score",
+                       gates={"max-auc-drop": 0.0, "max-f1-drop": 0.0})
+    assert duck["tests"]["roc_auc_delong"]["z"] is not None
+    assert json.dumps(duck) == json.dumps(spark)
+    p = rng.dirichlet(np.ones(3), n)
+    frame = pd.DataFrame({"id": np.arange(n), "label": rng.integers(0, 3, n)})
+    for k in range(3):
+        frame[f"prob_{k}"] = p[:, k]
+    frame.to_parquet(tmp_path / "mo.parquet", index=False)
+    frame.assign(**{f"prob_{k}": np.roll(p[:, k], 7) for k in range(3)}).drop(
+        columns="label").to_parquet(tmp_path / "mn.parquet", index=False)
+    duck, spark = both(tmp_path / "mo.parquet", tmp_path / "mn.parquet", score_cols="prob_*")
+    assert duck["quality"]["old"]["log_loss"] is not None
+    assert json.dumps(duck) == json.dumps(spark)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "kwargs", "needle"),
     [

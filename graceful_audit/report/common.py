@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from ..gates import threshold_text
+from ..quality import NO_SCORES
 from ..textsafe import ci_safe, shown
 
 __all__ = ["ci_safe", "shown", "threshold_text"]  # re-exported for the report modules
@@ -508,3 +509,73 @@ def metric_rows(result: Any, minus: str = "-") -> list[tuple[str, str, str, str,
              "" if ci is None else f"[{signed(ci[0])}, {signed(ci[1])}] (paired t)"),
         ]
     return rows
+
+
+# --------------------------------------------------------------------------- quality
+
+
+#: The quality metrics' labels in every format, and whether higher is better.
+QUALITY_LABELS = {
+    "accuracy": ("accuracy", True), "macro_precision": ("macro precision", True),
+    "macro_recall": ("macro recall", True), "macro_f1": ("macro F1", True),
+    "log_loss": ("log-loss", False), "brier": ("Brier score", False),
+    "roc_auc": ("ROC-AUC (macro one-vs-rest)", True), "r2": ("R²", True),
+    "mape": ("MAPE (rows with y = 0 excluded)", False), "max_error": ("max error", False),
+}
+
+
+def quality_rows(result: Any) -> list[tuple[str, str, str, str, str]]:
+    """The old | new | delta table of every format: ``(key, label, old, new, delta)``.
+
+    Metrics with no value for either model (no scores given) are left out; the reasons
+    for the others' ``n/a`` are in :func:`quality_notes`."""
+    q = getattr(result, "quality", None)
+    if q is None:
+        return []
+    rows = []
+    delta = q.delta
+    for key in q.keys:
+        old, new = q.old.get(key), q.new.get(key)
+        if old is None and new is None:
+            continue
+        label = QUALITY_LABELS[key][0]
+        if key == "roc_auc" and q.positive_class is not None:
+            label = f"ROC-AUC (positive class {shown(repr(q.positive_class))})"
+        rows.append((key, label, num(old), num(new), signed(delta.get(key))))
+    return rows
+
+
+def quality_notes(result: Any) -> list[str]:
+    """Sentences under the quality table: DeLong's test, MAPE's excluded rows, and why a
+    metric is n/a."""
+    q = getattr(result, "quality", None)
+    if q is None:
+        return []
+    notes = []
+    if q.delong is not None:
+        t = q.delong
+        lo, hi = t.interval
+        test = ("z n/a (no variance)" if t.z is None else
+                f"z = {t.z:.3f}, p = {t.p_value:.3g}")
+        notes.append(f"ROC-AUC delta {t.delta:+.4f}, {t.confidence:.0%} interval "
+                     f"[{lo:+.4f}, {hi:+.4f}] (DeLong's paired test: {test}).")
+    if q.mape_excluded:
+        notes.append(f"MAPE leaves out {count(q.mape_excluded)} row(s) whose label is 0.")
+    shown_keys = {k for k, *_ in quality_rows(result)}
+    for key, why in sorted(q.reasons.items(), key=lambda kv: (kv[0].startswith("new_"), kv[0])):
+        side, _, metric = key.partition("_") if key.startswith(("old_", "new_")) else (
+            "", "", key)
+        if metric not in shown_keys and why == NO_SCORES:
+            continue  # a metric left out of the table altogether
+        who = f"{side.upper()} " if side else ""
+        notes.append(f"{who}{QUALITY_LABELS[metric][0]} n/a: {shown(why)}.")
+    return notes
+
+
+def class_f1(result: Any, value: Any) -> tuple[str, str] | None:
+    """Old and new F1 of a class (per-class tables), or None without quality rows."""
+    q = getattr(result, "quality", None)
+    if q is None or not q.per_class:
+        return None
+    row = q.class_row(value)
+    return ("n/a", "n/a") if row is None else (num(row.old[2]), num(row.new[2]))

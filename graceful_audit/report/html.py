@@ -38,6 +38,7 @@ from .common import (
     TYPESET,
     breaking_headings,
     by_negative_flips,
+    class_f1,
     count,
     criterion_label,
     gain,
@@ -817,12 +818,15 @@ def _error_deltas(result: Any, plots: dict[str, Any]) -> str | None:
                     "absolute errors |pred − y| of the old and the new model")
 
 
-def _group_rows(rows: Sequence[Any], mae: bool, threshold: float | None) -> list[str]:
+def _group_rows(rows: Sequence[Any], mae: bool, threshold: float | None,
+                f1: Any = None) -> list[str]:
+    """Table rows of classes or slice values; ``f1(value)`` gives a class's old and new F1."""
     return [f"<tr>{_cell(r.value)}{_num(count(r.n))}{_num(count(r.counts.negative_flips))}"
             f"{_num(rate_text(r.negative_flip_rate, threshold))}"
             f"{_num(interval(r.negative_flip_rate_interval))}"
             f"{_num(count(r.counts.positive_flips))}"
-            f"{_num(signed(r.mae_delta)) if mae else ''}</tr>" for r in rows]
+            f"{_num(signed(r.mae_delta)) if mae else ''}"
+            f"{''.join(_num(x) for x in f1(r.value)) if f1 else ''}</tr>" for r in rows]
 
 
 def _group_table(result: Any, head: str, size: str, rows: Sequence[Any],
@@ -836,9 +840,13 @@ def _group_table(result: Any, head: str, size: str, rows: Sequence[Any],
             f"{beyond}, at most {count(MAX_LISTED)}), every row in the JSON"
             if with_flips > len(shown_rows) else "")
     mae = any(getattr(r, "mae_delta", None) is not None for r in shown_rows)
-    cols = [(head, False), (size, True), ("neg. flips", True), ("NFR", True),
-            ("interval", True), ("pos. flips", True)] + [("MAE delta", True)] * mae
-    return _table(cols, _group_rows(shown_rows, mae, threshold)), note
+    f1 = gate == "max-class-nfr" and class_f1(result, None) is not None
+    cols = ([(head, False), (size, True), ("neg. flips", True), ("NFR", True),
+             ("interval", True), ("pos. flips", True)] + [("MAE delta", True)] * mae
+            + [("old F1", True), ("new F1", True)] * f1)
+    rows = _group_rows(shown_rows, mae, threshold,
+                       (lambda v: class_f1(result, v) or ()) if f1 else None)
+    return _table(cols, rows), note
 
 
 def _classes(result: Any, plot: tuple[str, str] | None) -> str | None:
@@ -951,6 +959,7 @@ def _flips_plots(result: Any) -> dict[str, Any]:
                    for col, rows in result.slices.items()},
         "what_if": _what_if_plot(plotter, result),
         **_regression_plots(plotter, result),
+        "quality": _quality_plots(plotter, result),
     })
 
 
@@ -959,6 +968,18 @@ def _regression_plots(p: _Plotter, result: Any) -> dict[str, str | None]:
     if result.task != "regression" or reg is None:
         return {}
     return {"error_scatter": _error_scatter_plot(p, reg), "d_hist": _d_plot(p, reg)}
+
+
+def _quality(result: Any, plots: dict[str, Any]) -> str | None:
+    from .html_quality import quality_section  # it builds on this module's helpers
+
+    return quality_section(result, plots)
+
+
+def _quality_plots(p: _Plotter, result: Any) -> dict[str, Any]:
+    from .html_quality import quality_plots
+
+    return quality_plots(p, result)
 
 
 def _flips_sections(result: Any) -> list[str | None]:
@@ -970,6 +991,7 @@ def _flips_sections(result: Any) -> list[str | None]:
         _metrics(result, plots.get("error")),
         _what_if(result, plots.get("what_if")),
         _error_deltas(result, plots),
+        _quality(result, plots.get("quality", {})),
         _classes(result, plots.get("classes")),
         _matrix(result, plots.get("matrix")),
         *_slices(result, plots.get("slices", {})),

@@ -32,6 +32,7 @@ from .common import (
     RELEVANCE_COLUMNS,
     breaking_headings,
     ci_safe,
+    class_f1,
     count,
     criterion_label,
     gain,
@@ -48,6 +49,8 @@ from .common import (
     outcome_text,
     pct,
     qrels_summary,
+    quality_notes,
+    quality_rows,
     rate_text,
     rows_text,
     shown,
@@ -253,12 +256,26 @@ def _groups(result: Any, title: str, head: str, size: str, rows: Sequence[Any],
         nfr = rate_text(r.negative_flip_rate, threshold)
         if threshold is not None and (r.negative_flip_rate or 0) > threshold:
             nfr = f"**{nfr}**"
+        f1 = class_f1(result, r.value) if gate == "max-class-nfr" else None
         body.append([_group_value(r.value), count(r.n), count(r.counts.negative_flips), nfr,
                      interval(r.negative_flip_rate_interval), count(r.counts.positive_flips),
-                     *([signed(r.mae_delta)] if mae else [])])
-    cols = [head, size, "neg. flips", "NFR", "interval", "pos. flips"] + ["MAE delta"] * mae
-    return _Rows(f"#### {title}{note}", cols, "lrrrrr" + "r" * mae, body, with_flips,
-                 "with negative flips")
+                     *([signed(r.mae_delta)] if mae else []), *(f1 or ())])
+    f1s = gate == "max-class-nfr" and class_f1(result, None) is not None
+    cols = ([head, size, "neg. flips", "NFR", "interval", "pos. flips"] + ["MAE delta"] * mae
+            + ["old F1", "new F1"] * f1s)
+    return _Rows(f"#### {title}{note}", cols, "lrrrrr" + "r" * mae + "rr" * f1s, body,
+                 with_flips, "with negative flips")
+
+
+def _quality(result: Any) -> str | None:
+    """The usual quality metrics, old | new | delta, with the notes (DeLong's test)."""
+    rows = [[md_escape(label), old, new, delta]
+            for _key, label, old, new, delta in quality_rows(result)]
+    if not rows:
+        return None
+    notes = "".join(f"\n\n{md_escape(n, limit=None)}" for n in quality_notes(result))
+    return ("#### Quality (same audited rows)\n\n"
+            + _table(["metric", "old", "new", "delta"], rows, "lrrr") + notes)
 
 
 def _worst(result: Any) -> _Rows | None:
@@ -318,6 +335,7 @@ def _flips_sections(result: Any) -> list[str | _Rows | None]:
         _metrics(result),
         md_escape(mcnemar_sentence(result), limit=None),
         md_escape(wilcoxon_sentence(result), limit=None) if has_wilcoxon(result) else None,
+        _quality(result),
         _gates(result),
         *_what_if(result),
         _groups(result, "Classes with the most negative flips", "class", "support",

@@ -12,6 +12,7 @@ from rich.text import Text
 from .common import (
     MAX_LISTED,
     ci_safe,
+    class_f1,
     count,
     gate_tally,
     gate_threshold,
@@ -24,6 +25,8 @@ from .common import (
     mcnemar_sentence,
     metric_rows,
     outcome_text,
+    quality_notes,
+    quality_rows,
     rate_text,
     rows_text,
     shown,
@@ -103,12 +106,29 @@ def _groups(result: Any, title: str, head: str, rows: Any, size: str,
         t.add_column(data(col), justify=justify)  # type: ignore[arg-type]
     if mae:
         t.add_column("MAE delta", justify="right")
+    f1 = gate == "max-class-nfr" and class_f1(result, None) is not None
+    if f1:
+        t.add_column("old F1", justify="right")
+        t.add_column("new F1", justify="right")
     for r in ranked:
         cells = [Text("(missing)") if r.value is None else data(r.value), count(r.n),
                  count(r.counts.negative_flips), rate_text(r.negative_flip_rate, threshold),
                  interval(r.negative_flip_rate_interval), count(r.counts.positive_flips)]
-        t.add_row(*cells, *([signed(r.mae_delta)] if mae else []))
+        t.add_row(*cells, *([signed(r.mae_delta)] if mae else []),
+                  *(class_f1(result, r.value) or () if f1 else ()))
     return t
+
+
+def _quality(result: Any) -> list[Any]:
+    rows = quality_rows(result)
+    if not rows:
+        return []
+    t = Table(title="Quality (same audited rows)", title_justify="left", show_edge=False)
+    for col in ("metric", "old", "new", "delta"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for _key, label, old, new, delta in rows:
+        t.add_row(data(label), old, new, delta)
+    return [t, *(Text(shown(n)) for n in quality_notes(result))]
 
 
 def _matrix(result: Any) -> Table | None:
@@ -182,6 +202,9 @@ def renderables(result: Any) -> list[Any]:
         parts.append(Text(wilcoxon_sentence(result)))
     parts.append(Text(""))
     parts += what_if_renderables(result)
+    quality = _quality(result)
+    if quality:
+        parts += [*quality, Text("")]
     parts += [_groups(result, "Classes with the most negative flips", "class",
                       result.per_class, "support", "max-class-nfr")]
     for col, rows in result.slices.items():

@@ -86,7 +86,8 @@ def test_self_contained_with_plots(golden_result):
     assert text.startswith("<!DOCTYPE html>")
     assert_self_contained(text)
     page = Page(text)
-    assert len(page.plots()) == 4  # error, classes, matrix, slice
+    # error, classes, matrix, slice; the two confusion matrices and the reliability curves
+    assert len(page.plots()) == 7
     assert "<?xml" not in text and "<!DOCTYPE svg" not in text
     ids = re.findall(r'\bid="([^"]+)"', text)
     assert len(ids) == len(set(ids))  # the plots' ids do not collide
@@ -169,7 +170,7 @@ def test_layout_for_phones_dark_mode_and_print(golden_result):
     # a wide plot scrolls in its figure below 3/4 of its size, instead of shrinking
     assert "figure { margin: 0; min-width: 0; overflow-x: auto; }" in css
     floors = re.findall(r'<svg class="plot min(\d+)"', text)
-    assert len(floors) == 4 and all(f"svg.min{w} {{ min-width: {w}px; }}" in css
+    assert len(floors) == 7 and all(f"svg.min{w} {{ min-width: {w}px; }}" in css
                                     for w in floors)
     assert "@media screen and (prefers-color-scheme: dark)" in css
     printed = css[css.index("@media print"):]
