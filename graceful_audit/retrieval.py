@@ -71,13 +71,14 @@ every item ranked before some positive.  Per block:
    become ``int64`` keys ``(row << 32) + order-preserving-int32(-score)``, one ``np.argsort``
    puts every row in ranking order, runs of equal keys are re-sorted by gallery index, and a
    positive's rank is its position minus its row's start; the top-1 is the row's first;
-4. queries with more candidates are ranked row by row: ``np.partition`` selects the
-   candidates, ``np.sort`` orders them and one ``searchsorted`` gives, for every positive,
-   the number of strictly better items and whether another item has the same score; a row
-   with such a tie is redone exactly (one pass per tied score to count equal scores at lower
-   indices, or a stable argsort of its candidates when many scores are tied); the top-1 is
-   the best positive if it ranks first, else ``argmax`` of the row (numpy returns the first
-   maximum: the lowest index among tied best scores).
+4. queries with more candidates are ranked row by row without sorting them
+   (:func:`rank_positives`): the candidates go into about ``count / 4`` score buckets
+   linear in score (a monotone float32 map, so equal scores share a bucket), a histogram
+   gives each positive the number of candidates in higher buckets, and only the buckets
+   that hold a positive are sorted exactly (score descending, gallery index ascending) for
+   the rest, ties included; the top-1 is the best positive if it ranks first, else
+   ``argmax`` of the row (numpy returns the first maximum: the lowest index among tied
+   best scores).
 
 With ``n_threads > 1`` the rows of a block are split among worker threads, each running its
 own single-threaded ``sgemm`` (BLAS is limited to one thread with ``threadpoolctl`` for the
@@ -92,11 +93,11 @@ differently in the last bit for another shape (or another CPU); this can only sw
 whose scores are within about one float32 ulp.  Exactly representable scores (the integer
 vectors of the tests) give identical results for every setting.
 
-Cost: one ``sgemm`` plus a few cheap passes over :math:`S` when the model is good; a poor
-model (e.g. an incompatible old/new pair) adds an ``O(ng log ng)`` sort per query, about as
-much again as the ``sgemm`` at ``d = 128``.  faiss is not used: top-k accuracy follows exactly
-from the first positive's rank, numpy's ``sgemm`` runs at the rate of faiss's exact search,
-and faiss's order among equal scores is unspecified.
+Cost: one ``sgemm`` plus a few cheap passes over :math:`S` when the model is good; when the
+worst positive ranks deep (a poor model, or many positives per query) step 4 adds a few
+linear passes over the query's candidates, no sort of them.  faiss is not used: top-k
+accuracy follows exactly from the first positive's rank, numpy's ``sgemm`` runs at the rate
+of faiss's exact search, and faiss's order among equal scores is unspecified.
 
 Inputs must be finite (checked: ``ValueError``) and the caller should reject zero vectors for
 ``cosine`` (here they score 0 against everything).  Scores must not overflow float32.
@@ -137,8 +138,9 @@ DEFAULT_BLOCK_BYTES = 128 * 1024 * 1024
 _CANDIDATE_CHUNK = 8_000_000
 """Candidates (or positives) handled at once, about 40 bytes each; one row may exceed it."""
 
-_MANY_TIES = 8
-"""A dense row with more tied positive scores than this is ranked by one stable argsort."""
+_BUCKET_ITEMS = 4
+"""Candidates per score bucket (on average) when a row with many candidates is ranked by
+:func:`rank_positives`; only affects speed."""
 
 _DENSE_ROW_MIN = 500
 _DENSE_ROW_DIVISOR = 64
@@ -560,126 +562,82 @@ def _finish_rows(
 def _rank_dense_rows(
     work: _Work, s: np.ndarray, b0: int, rows: np.ndarray, counts: np.ndarray
 ) -> None:
-    """Rank block rows with many candidates each (module docstring, step 4).
+    """Rank block rows with many candidates each (module docstring, step 4), row by row
+    with :func:`rank_positives`."""
+    for r in rows.tolist():
+        q = b0 + r
+        pcols = work.positives(q)
+        ranks = rank_positives(s[r], pcols)
+        work.top1[q], work.first_rank[q], work.ap[q] = _summarise(s[r], pcols, ranks)
 
-    Row by row, the ``counts[i]`` candidates are selected (``np.partition``) and sorted
-    (``np.sort``), and one ``searchsorted`` gives each positive's number of strictly better
-    items and whether another item has the same score.  Gathering the positives, AP and
-    top-1 are vectorised over the rows.  Rows where a positive's score is tied with another
-    item are redone exactly by :func:`_rank_dense_row`.
+
+def _summarise(v: np.ndarray, pcols: np.ndarray, ranks: np.ndarray) -> tuple[int, int, float]:
+    """``(top1, r_1, AP)`` of one query from its positives' ranks (aligned with ``pcols``).
+
+    AP is summed left to right in rank order, like the bincount of the vectorised path, so
+    both give identical bits.  Top-1: the best positive if it is first, else the row's first
+    maximum (the lowest index among tied best scores).
     """
-    if rows.size == 0:
-        return
-    for c0, c1 in _split_by_weight(work.n_same[b0 + rows], _CANDIDATE_CHUNK):
-        _rank_dense_chunk(work, s, b0, rows[c0:c1], counts[c0:c1])
+    o = np.argsort(ranks, kind="stable")
+    r = ranks[o]
+    ap = float(np.cumsum(np.arange(1, r.size + 1) / r)[-1]) / r.size
+    top1 = int(pcols[o[0]]) if r[0] == 1 else int(v.argmax())
+    return top1, int(r[0]), ap
 
 
-def _rank_dense_chunk(
-    work: _Work, s: np.ndarray, b0: int, rows: np.ndarray, counts: np.ndarray
-) -> None:
-    """:func:`_rank_dense_rows` for a chunk of rows."""
-    nr, ng = rows.size, s.shape[1]
-    # The positives of each row, row after row (the excluded item removed).
-    g = b0 + rows
-    n_same = work.n_same[g]
-    prow = np.repeat(np.arange(nr), n_same)
-    within = np.arange(prow.size) - np.repeat(np.cumsum(n_same) - n_same, n_same)
-    pcol = work.order[np.repeat(work.lo[g], n_same) + within]
-    keep = pcol != work.excl[g][prow]
-    prow, pcol = prow[keep], pcol[keep]
-    pv = s[rows[prow], pcol]
-    n_pos = np.bincount(prow, minlength=nr)
-    pstart = np.cumsum(n_pos) - n_pos
+def rank_positives(v: np.ndarray, pcols: np.ndarray) -> np.ndarray:
+    r"""Exact 1-based ranks of the items ``pcols`` (ascending, non-empty) in the score row ``v``.
 
-    # One searchsorted per row answers, for each positive, #{candidates <= its score} and
-    # #{candidates < its score} (= #{<= the next float down}): needles [scores | next down].
-    k = np.arange(pv.size) - pstart[prow]
-    at_score = 2 * pstart[prow] + k
-    at_below = at_score + n_pos[prow]
-    needles = np.empty(2 * pv.size, dtype=s.dtype)
-    needles[at_score] = pv
-    needles[at_below] = np.nextafter(pv, s.dtype.type(-np.inf))
-    found = np.empty(needles.size, dtype=np.int64)
-    buf = np.empty(ng, dtype=s.dtype)  # reused: a fresh 4*ng bytes per row costs page faults
-    for i, (r, c) in enumerate(zip(rows.tolist(), counts.tolist(), strict=True)):
-        buf[...] = s[r]
-        top = buf[ng - c :]
-        if 4 * c > 3 * ng:  # sorting the whole row is as fast as selecting first
-            buf.sort()
-        else:
-            buf.partition(ng - c)
-            top.sort()
-        seg = slice(2 * pstart[i], 2 * (pstart[i] + n_pos[i]))
-        found[seg] = top.searchsorted(needles[seg], side="right")
-    right = found[at_score]
-    tied = right - found[at_below] > 1
-    rank = 1 + (counts[prow] - right)
-
-    # AP: each row's positives in rank order; the i-th (1-based) contributes i / r_i.
-    o = np.argsort(prow * np.int64(ng + 1) + rank)
-    oprank = rank[o]
-    i = np.arange(1, o.size + 1) - pstart[prow[o]]
-    sums = np.bincount(prow[o], weights=i / oprank, minlength=nr)
-    first = oprank[pstart]
-    work.ap[g] = sums / n_pos
-    work.first_rank[g] = first
-    top1 = pcol[o[pstart]]
-    for k in np.flatnonzero(first != 1).tolist():
-        top1[k] = s[rows[k]].argmax()  # the first maximum: lowest index among tied best
-    work.top1[g] = top1
-    for k in np.unique(prow[tied]).tolist():
-        work.top1[g[k]], work.first_rank[g[k]], work.ap[g[k]] = _rank_dense_row(
-            s[rows[k]], int(counts[k]), work.positives(int(g[k]))
-        )
-
-
-def _rank_dense_row(v: np.ndarray, n_cand: int, pcols: np.ndarray) -> tuple[int, int, float]:
-    """Rank one query's positives when many gallery items beat its worst positive.
-
-    ``v`` is the query's score row, ``n_cand = #{v >= t}`` and ``pcols`` its positives.  The
-    ``n_cand`` best scores are selected (``np.partition``) and sorted; a positive's rank is then
-    ``1 + #{greater} + #{equal with lower index}``, the last term by one pass over ``v`` per
-    tied score, or by a stable argsort of the candidates when many scores are tied.
-    Returns ``(top1, r_1, AP)``.
+    :math:`r(p) = 1 + \#\{g: v_g > v_p\} + \#\{g: v_g = v_p,\ g < p\}`, counted without
+    sorting the row: the *candidates* (``v >= min(v[pcols])``) are put into ``B`` buckets
+    linear in score, ``b(x) = \lfloor (x - t) \cdot (B - 1) / (\max v - t) \rfloor`` in
+    float32, which is monotone in ``x`` (each float operation rounds monotonically), so
+    equal scores share a bucket and a higher bucket only holds higher scores.  A histogram
+    gives the number of candidates in higher buckets; only the buckets holding a positive
+    are sorted exactly (score descending, index ascending), which gives the rest.  About
+    ``_BUCKET_ITEMS`` candidates per bucket: linear time, a few cheap passes over the
+    candidates.  Returns ``int64[len(pcols)]`` aligned with ``pcols``.
     """
-    ng = v.size
-    if 2 * n_cand > ng:
-        top = np.sort(v)[ng - n_cand :]
-    else:
-        top = np.partition(v, ng - n_cand)[ng - n_cand :]
-        top.sort()
     pv = v[pcols]
-    right = np.searchsorted(top, pv, side="right")
-    rank = 1 + (n_cand - right)
-    tied = np.flatnonzero(right - np.searchsorted(top, pv, side="left") > 1)
-    if tied.size:
-        tied_values = np.unique(pv[tied])
-        if tied_values.size > _MANY_TIES:
-            rank = _stable_ranks(v, top[0], pcols)
-        else:
-            for val in tied_values:
-                sel = tied[pv[tied] == val]
-                rank[sel] += np.searchsorted(np.flatnonzero(v == val), pcols[sel])
-    o = np.argsort(rank)
-    ranks = rank[o]
-    # Summed left to right like the bincount of the vectorised path: identical bits.
-    ap = float(np.cumsum(np.arange(1, ranks.size + 1) / ranks)[-1]) / ranks.size
-    # Top-1: the best positive if it is first, else the first maximum (lowest tied index).
-    top1 = int(pcols[o[0]]) if ranks[0] == 1 else int(v.argmax())
-    return top1, int(ranks[0]), ap
-
-
-def _stable_ranks(v: np.ndarray, t: float, pcols: np.ndarray) -> np.ndarray:
-    """Exact ranks of ``pcols`` among the items of ``v`` scoring ``>= t``, by stable argsort.
-
-    Candidates are taken in gallery order, so a stable sort by descending score puts equal
-    scores in index order; ``-v`` keeps ``-0.0 == +0.0`` equal.
-    """
+    t = pv.min()
     cols = np.flatnonzero(v >= t)
-    order = np.argsort(-v[cols], kind="stable")
-    rank_of = np.empty(cols.size, dtype=np.int64)
-    rank_of[order] = np.arange(1, cols.size + 1)
-    return rank_of[np.searchsorted(cols, pcols)]
+    x = v[cols]
+    nb = max(1, cols.size // _BUCKET_ITEMS)
+    span = float(x.max()) - float(t)
+    scale = np.float32((nb - 1) / span) if span > 0 else np.float32(0)
+    if nb > 1 and np.isfinite(scale) and scale > 0:
+        y = np.subtract(x, t)
+        y *= scale
+        b = y.astype(np.int32)
+        np.minimum(b, nb - 1, out=b)
+    else:
+        nb = 1
+        b = np.zeros(cols.size, dtype=np.int32)
+    hist = np.bincount(b, minlength=nb)
+    # higher[k]: candidates in buckets above k.
+    higher = np.cumsum(hist[::-1])[::-1] - hist
+    marked = np.zeros(nb, dtype=bool)
+    bp = b[np.searchsorted(cols, pcols)]
+    marked[bp] = True
+    sel = np.flatnonzero(marked[b])
+    mcol, mb = cols[sel], b[sel]
+    # 0 - score: descending order, and -0.0 becomes +0.0 so equal scores share a key.
+    key = _ordered_int32(np.subtract(np.float32(0.0), x[sel]))
+    o = np.lexsort((mcol, key))
+    sb = mb[o]
+    idx = np.arange(o.size)
+    starts = np.r_[True, sb[1:] != sb[:-1]]
+    within = idx - np.maximum.accumulate(np.where(starts, idx, 0))
+    rank_sorted = 1 + higher[sb] + within
+    scol = mcol[o]
+    at = np.searchsorted(pcols, scol)
+    is_pos = at < pcols.size
+    is_pos[is_pos] = pcols[at[is_pos]] == scol[is_pos]
+    ranks = np.zeros(pcols.size, dtype=np.int64)
+    ranks[at[is_pos]] = rank_sorted[is_pos]
+    if int(np.count_nonzero(is_pos)) != pcols.size:  # pragma: no cover - invariant
+        raise AssertionError("retrieval: positives missing from their buckets")
+    return ranks
 
 
 def _rank_sparse_rows(

@@ -95,21 +95,20 @@ def assert_same(a: CaseResult, b: CaseResult) -> None:
     np.testing.assert_array_equal(a.top1_correct, b.top1_correct)
 
 
-@pytest.fixture(params=["default", "all_dense", "dense_stable_ties", "tiny_chunks"])
+@pytest.fixture(params=["default", "all_dense", "dense_one_bucket", "tiny_chunks"])
 def code_path(request, monkeypatch) -> Iterator[str]:
     """Run a test through each internal ranking path.
 
-    ``all_dense`` sends every query through the partition+sort path, one row per chunk (ties
-    resolved per tied score), ``dense_stable_ties`` too but in chunks of many rows and
-    resolving ties by a stable argsort;
+    ``all_dense`` sends every query through the bucket-counting path (``rank_positives``),
+    ``dense_one_bucket`` too but with every candidate in one bucket (so all are sorted);
     ``tiny_chunks`` keeps the vectorised path but splits candidates and positives into chunks
     of a few rows.
     """
-    if request.param in ("all_dense", "dense_stable_ties"):
+    if request.param in ("all_dense", "dense_one_bucket"):
         monkeypatch.setattr(retrieval, "_DENSE_ROW_MIN", 0)
         monkeypatch.setattr(retrieval, "_DENSE_ROW_DIVISOR", 10**9)
-        if request.param == "dense_stable_ties":
-            monkeypatch.setattr(retrieval, "_MANY_TIES", 0)
+        if request.param == "dense_one_bucket":
+            monkeypatch.setattr(retrieval, "_BUCKET_ITEMS", 10**9)
         else:  # chunks of a single row
             monkeypatch.setattr(retrieval, "_CANDIDATE_CHUNK", 1)
     elif request.param == "tiny_chunks":
@@ -401,14 +400,14 @@ def integer_cases(draw):
 
 @settings(max_examples=50, deadline=None)
 @given(case=integer_cases(), bs=st.integers(1, 15), dense=st.booleans(),
-       many_ties=st.sampled_from([0, 8]), chunk=st.sampled_from([1, 30, 10**6]))
+       many_ties=st.sampled_from([1, 4, 10**9]), chunk=st.sampled_from([1, 30, 10**6]))
 def test_property_matches_brute_force_and_block_size(case, bs, dense, many_ties, chunk):
     q, ql, g, gl, excl, metric = case
     limit = (0, 10**9) if dense else (10**9, 1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(retrieval, "_DENSE_ROW_MIN", limit[0])
         mp.setattr(retrieval, "_DENSE_ROW_DIVISOR", limit[1])
-        mp.setattr(retrieval, "_MANY_TIES", many_ties)
+        mp.setattr(retrieval, "_BUCKET_ITEMS", many_ties)
         mp.setattr(retrieval, "_CANDIDATE_CHUNK", chunk)
         res = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl,
                             block_size=bs)
