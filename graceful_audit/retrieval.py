@@ -115,10 +115,10 @@ References
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -127,7 +127,8 @@ try:  # a dependency of scikit-learn
 except ImportError:  # pragma: no cover
     threadpool_limits = None
 
-__all__ = ["CaseResult", "evaluate_case", "normalize", "METRICS", "DEFAULT_BLOCK_BYTES"]
+__all__ = ["CaseResult", "evaluate_case", "evaluate_streamed", "normalize", "METRICS",
+           "DEFAULT_BLOCK_BYTES"]
 
 METRICS = ("cosine", "ip", "l2")
 """Accepted values of ``metric``."""
@@ -288,6 +289,10 @@ def evaluate_case(
     work = _Work.create(ql, gl, excl)
     if nq and ng:
         qs, gt = _prepare(q, g, metric)
+        work.pair_ptr, work.pair_col = positive_pairs(work)
+        work.pair_score = np.empty(work.pair_col.size, dtype=np.float32)
+        pair_rows = np.repeat(np.arange(nq, dtype=np.int64), np.diff(work.pair_ptr))
+        pair_scores(qs, gt.T, pair_rows, work.pair_col, work.pair_score)
         nb = int(min(block_size or max(1, DEFAULT_BLOCK_BYTES // (4 * ng)), nq))
         threads = int(n_threads or _available_cpus())
         s = np.empty((nb, ng), dtype=np.float32)
@@ -307,14 +312,95 @@ def evaluate_case(
     elif progress is not None:
         progress(nq)
 
-    evaluated = work.n_pos > 0
+    return _case_result(nq, ks, work.first_rank, work.top1, work.ap)
+
+
+def evaluate_streamed(
+    queries: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_labels: np.ndarray,
+    shards: Callable[[], Iterable[np.ndarray]],
+    *,
+    metric: str = "cosine",
+    ks: tuple[int, ...] = (1, 5, 10),
+    exclude_self: np.ndarray | None = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: Callable[[int], None] | None = None,
+) -> CaseResult:
+    r""":func:`evaluate_case` with the gallery read in shards: the same ranks, ties and
+    metrics, with only the queries and one shard (plus its score block) in memory.
+
+    ``shards()`` yields the gallery's rows in gallery order, in consecutive blocks of any
+    sizes (each ``(n_i, d)``); it is called twice.  Pass 1 computes every positive's score
+    (:func:`pair_scores`, as :func:`evaluate_case` does); pass 2 computes each shard's
+    scores block by block and :func:`count_shard` adds, for every positive, the shard items
+    ranking before it; ranks add up, the top-1 is the first maximum over the shards.
+    ``progress(i)`` is called after the ``i``-th shard of pass 2.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if q.ndim != 2 or not np.isfinite(q).all():
+        raise ValueError("queries must be a finite 2-D (n, d) array")
+    gl = np.asarray(gallery_labels)
+    ql = _integers(query_labels, q.shape[0], "query_labels", "queries")
+    gl = _integers(gl, gl.shape[0] if gl.ndim == 1 else -1, "gallery_labels", "gallery rows")
+    ng, nq = gl.size, q.shape[0]
+    if exclude_self is None:
+        excl = np.full(nq, -1, dtype=np.int64)
+    else:
+        excl = _integers(exclude_self, nq, "exclude_self", "queries")
+        if excl.size and (excl.min() < -1 or excl.max() >= ng):
+            raise ValueError(f"exclude_self must hold gallery indices in [0, {ng}) or -1")
+    ks = tuple(ks)
+    work = _Work.create(ql, gl, excl)
+    indptr, indices = positive_pairs(work)
+    qs = prepare_queries(q, metric)
+    row = np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr))
+    score = np.zeros(indices.size, dtype=np.float32)
+    perm = np.argsort(indices, kind="stable")
+    by_col = indices[perm]
+
+    def each_shard() -> Iterator[tuple[int, np.ndarray]]:
+        g0 = 0
+        for block in shards():
+            g = np.ascontiguousarray(block, dtype=np.float32)
+            if g.ndim != 2 or g.shape[1] != q.shape[1] or not np.isfinite(g).all():
+                raise ValueError(f"gallery shard at row {g0}: expected a finite (n, "
+                                 f"{q.shape[1]}) array, got shape {g.shape}")
+            yield g0, prepare_gallery(g, metric)
+            g0 += g.shape[0]
+        if g0 != ng:
+            raise ValueError(f"the shards hold {g0} gallery rows, the labels {ng}")
+
+    for g0, gs in each_shard():  # pass 1: the positives' scores
+        a, b = np.searchsorted(by_col, [g0, g0 + gs.shape[0]])
+        sel = perm[a:b]
+        part = np.empty(sel.size, dtype=np.float32)
+        pair_scores(qs, gs, row[sel], indices[sel] - g0, part)
+        score[sel] = part
+    state = StreamState.create(indptr, indices, score)
+    for i, (g0, gs) in enumerate(each_shard(), start=1):  # pass 2: counts
+        if gs.shape[0] and nq:
+            nb = int(max(1, min(nq, block_bytes // (4 * gs.shape[0]))))
+            for r0 in range(0, nq, nb):
+                s = qs[r0 : r0 + nb] @ gs.T
+                count_shard(state, s, r0, g0, excl)
+        if progress is not None:
+            progress(i)
+    return finish_stream(state, ks)
+
+
+def _case_result(nq: int, ks: tuple[int, ...], first_rank: np.ndarray, top1: np.ndarray,
+                 ap: np.ndarray) -> CaseResult:
+    """Top-k accuracies and mAP from the per-query first ranks and APs (0: no positive)."""
+    evaluated = first_rank > 0
     n_eval = int(evaluated.sum())
-    first_rank = work.first_rank
     topk: dict[int, float | None] = {}
     for k in ks:
         hits = int(np.count_nonzero(evaluated & (first_rank <= k)))
         topk[int(k)] = hits / n_eval if n_eval else None
-    mean_ap = float(work.ap[evaluated].mean()) if n_eval else None
+    mean_ap = float(ap[evaluated].mean()) if n_eval else None
     return CaseResult(
         topk=topk,
         mean_average_precision=mean_ap,
@@ -322,8 +408,8 @@ def evaluate_case(
         n_without_positive=nq - n_eval,
         top1_correct=first_rank == 1,
         first_positive_rank=first_rank,
-        top1_index=work.top1,
-        average_precision=work.ap,
+        top1_index=top1,
+        average_precision=ap,
     )
 
 
@@ -401,6 +487,10 @@ class _Work:
     top1: np.ndarray
     first_rank: np.ndarray
     ap: np.ndarray
+    # The positives in CSR form and their scores (pair_scores), set before the blocks.
+    pair_ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    pair_col: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pair_score: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     @classmethod
     def create(cls, ql: np.ndarray, gl: np.ndarray, excl: np.ndarray) -> _Work:
@@ -520,6 +610,10 @@ def _finish_rows(
     excl = work.excl[g0:g1]
     rows = np.flatnonzero(excl >= 0)
     s[rows, excl[rows]] = -np.inf
+    # A positive's score is its pair score wherever it is compared (see pair_scores).
+    p0, p1 = work.pair_ptr[g0], work.pair_ptr[g1]
+    prow = np.repeat(np.arange(nr, dtype=np.int64), np.diff(work.pair_ptr[g0 : g1 + 1]))
+    s[prow, work.pair_col[p0:p1]] = work.pair_score[p0:p1]
     thresh = _worst_positive(work, s, g0)
     top1, first_rank, ap = work.top1[g0:g1], work.first_rank[g0:g1], work.ap[g0:g1]
     dense = np.zeros(0, dtype=np.int64)
@@ -638,6 +732,147 @@ def rank_positives(v: np.ndarray, pcols: np.ndarray) -> np.ndarray:
     if int(np.count_nonzero(is_pos)) != pcols.size:  # pragma: no cover - invariant
         raise AssertionError("retrieval: positives missing from their buckets")
     return ranks
+
+
+def positive_pairs(work: _Work) -> tuple[np.ndarray, np.ndarray]:
+    """The positives of every query in CSR form: ``(indptr int64[nq + 1], indices)``, each
+    row's gallery indices ascending, the excluded item removed (read through ``_Work``)."""
+    n_same = work.n_same
+    total = int(n_same.sum())
+    row = np.repeat(np.arange(n_same.size, dtype=np.int64), n_same)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n_same) - n_same, n_same)
+    col = work.order[np.repeat(work.lo, n_same) + within] if total else np.zeros(0, np.int64)
+    keep = col != work.excl[row]
+    row, col = row[keep], col[keep]
+    indptr = np.zeros(n_same.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n_same.size), out=indptr[1:])
+    return indptr, col.astype(np.int64, copy=False)
+
+
+def pair_scores(qs: np.ndarray, gs: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                out: np.ndarray) -> None:
+    """``out[i] = qs[rows[i]] . gs[cols[i]]`` in float32, in chunks.
+
+    This is *the* score of a query's positive wherever it is compared (every engine, every
+    shard size): one float32 dot product per pair, so a positive's score never depends on
+    the shape of the matrix product it would otherwise come from.
+    """
+    step = max(1, (1 << 24) // max(1, qs.shape[1]))
+    for a in range(0, rows.size, step):
+        b = min(a + step, rows.size)
+        out[a:b] = np.einsum("ij,ij->i", qs[rows[a:b]], gs[cols[a:b]])
+
+
+def prepare_gallery(g: np.ndarray, metric: str) -> np.ndarray:
+    """Gallery rows as they enter the product (row-wise, so a shard gives the same rows)."""
+    return _prepare(np.zeros((0, g.shape[1]), dtype=np.float32), g, metric)[1].T
+
+
+def prepare_queries(q: np.ndarray, metric: str) -> np.ndarray:
+    """Query rows as they enter the product (row-wise)."""
+    return _prepare(q, np.zeros((0, q.shape[1]), dtype=np.float32), metric)[0]
+
+
+@dataclass
+class StreamState:
+    """Per-query partial results of a gallery streamed in shards (merged exactly).
+
+    ``indptr``/``indices``: the positives (CSR, global gallery indices ascending per query);
+    ``score``: their scores (:func:`pair_scores`); ``above``: per positive, the number of
+    items of the shards seen so far that rank before it (score greater, or equal at a lower
+    gallery index), other positives excluded; ``best``/``best_index``: the running top-1.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    score: np.ndarray
+    above: np.ndarray
+    best: np.ndarray
+    best_index: np.ndarray
+    row: np.ndarray  # query row of every positive
+    thresh: np.ndarray  # worst positive's score per query (+inf without positive)
+
+    @classmethod
+    def create(cls, indptr: np.ndarray, indices: np.ndarray, score: np.ndarray) -> StreamState:
+        nq = indptr.size - 1
+        row = np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr))
+        thresh = np.full(nq, np.inf, dtype=np.float32)
+        if row.size:
+            starts = indptr[:-1][np.diff(indptr) > 0]
+            thresh[row[starts]] = np.minimum.reduceat(score, starts)
+        return cls(indptr, indices, score, np.zeros(indices.size, dtype=np.int64),
+                   np.full(nq, -np.inf, dtype=np.float32), np.full(nq, -1, dtype=np.int64),
+                   row, thresh)
+
+
+def count_shard(state: StreamState, s: np.ndarray, r0: int, g0: int,
+                excl: np.ndarray) -> None:
+    """Add one shard's counts to ``state``: ``s`` holds the scores of queries ``r0 ..`` against
+    gallery items ``g0 .. g0 + s.shape[1]`` (it is modified: exclusions, positives' scores).
+
+    Per query, the shard's candidates (items scoring at least its worst positive) and *all*
+    its positives, placed by gallery index (those before the shard first, then the shard's
+    candidates in index order, then those after it), are ranked by :func:`rank_positives`;
+    a positive's rank there, minus one, minus the positives ranked before it, is the number
+    of shard items ranking before it.  Ranks add up across shards; the top-1 keeps the first
+    maximum (strictly greater replaces), so shards must come in gallery order.
+    """
+    nr, n = s.shape
+    g1 = g0 + n
+    ex = excl[r0 : r0 + nr]
+    rows = np.flatnonzero((ex >= g0) & (ex < g1))
+    s[rows, ex[rows] - g0] = -np.inf
+    p0, p1 = state.indptr[r0], state.indptr[r0 + nr]
+    cols = state.indices[p0:p1]
+    inside = (cols >= g0) & (cols < g1)
+    prow = state.row[p0:p1][inside] - r0
+    s[prow, cols[inside] - g0] = state.score[p0:p1][inside]
+    if n:
+        best = s.argmax(axis=1)
+        val = s[np.arange(nr), best]
+        better = val > state.best[r0 : r0 + nr]
+        state.best[r0 : r0 + nr][better] = val[better]
+        state.best_index[r0 : r0 + nr][better] = best[better] + g0
+    thresh = state.thresh[r0 : r0 + nr]
+    counts = np.count_nonzero(s >= thresh[:, None], axis=1)
+    for r in np.flatnonzero(counts).tolist():
+        a, b = state.indptr[r0 + r], state.indptr[r0 + r + 1]
+        pc, pv = state.indices[a:b], state.score[a:b]
+        i0, i1 = np.searchsorted(pc, [g0, g1])
+        cand = np.flatnonzero(s[r] >= thresh[r])
+        v = np.concatenate([pv[:i0], s[r, cand], pv[i1:]])
+        pos = np.concatenate([np.arange(i0), i0 + np.searchsorted(cand, pc[i0:i1] - g0),
+                              i0 + cand.size + np.arange(b - a - i1)])
+        ranks = rank_positives(v, pos)
+        # Positives ranked before each positive: its rank among the positives alone, - 1.
+        o = np.lexsort((pc, _ordered_int32(np.subtract(np.float32(0.0), pv))))
+        among = np.empty(pc.size, dtype=np.int64)
+        among[o] = np.arange(pc.size)
+        state.above[a:b] += ranks - 1 - among
+
+
+def finish_stream(state: StreamState, ks: tuple[int, ...]) -> CaseResult:
+    """The :class:`CaseResult` of a streamed case once every shard was counted."""
+    nq = state.indptr.size - 1
+    n_pos = np.diff(state.indptr)
+    row = state.row
+    among = np.zeros(state.indices.size, dtype=np.int64)
+    if row.size:
+        o = np.lexsort((state.indices, _ordered_int32(np.subtract(np.float32(0.0),
+                                                                  state.score)), row))
+        among[o] = np.arange(o.size) - state.indptr[row[o]]
+    rank = 1 + among + state.above
+    first_rank = np.zeros(nq, dtype=np.int64)
+    ap = np.zeros(nq, dtype=np.float64)
+    if row.size:
+        o = np.lexsort((rank, row))
+        srow, srank = row[o], rank[o]
+        i = np.arange(1, o.size + 1) - state.indptr[srow]
+        sums = np.bincount(srow, weights=i / srank, minlength=nq)
+        has = n_pos > 0
+        ap[has] = sums[has] / n_pos[has]
+        first_rank[has] = srank[state.indptr[:-1][has]]
+    return _case_result(nq, ks, first_rank, state.best_index.copy(), ap)
 
 
 def _rank_sparse_rows(

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
 import graceful_audit.retrieval as retrieval
-from graceful_audit.retrieval import CaseResult, evaluate_case, normalize
+from graceful_audit.retrieval import CaseResult, evaluate_case, evaluate_streamed, normalize
 
 KS = (1, 2, 5, 10)
 
@@ -490,3 +490,75 @@ def test_row_counts_matches_count_nonzero(width):
     mask[0] = True  # the worst case for carries between byte lanes
     mask[1] = False
     np.testing.assert_array_equal(retrieval._row_counts(mask), np.count_nonzero(mask, axis=1))
+
+
+# ---------------------------------------------------------------- streamed gallery (shards)
+
+
+def shards_of(g: np.ndarray, sizes: list[int]):
+    """A ``shards`` callable cutting ``g`` into consecutive blocks of ``sizes`` (the last
+    block takes the rest)."""
+    def gen():
+        start = 0
+        for n in sizes:
+            yield g[start : start + n]
+            start += n
+        if start < g.shape[0]:
+            yield g[start:]
+    return gen
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=integer_cases(), cuts=st.lists(st.integers(0, 9), min_size=0, max_size=6),
+       block_bytes=st.sampled_from([1, 64, 10**9]), dense=st.booleans())
+def test_property_streamed_matches_brute_force_and_in_memory(case, cuts, block_bytes, dense):
+    """Shards of uneven sizes (empty ones too), any query block: the same ranks, top-1 and
+    metrics as brute force and, to the bit, as the in-memory kernel."""
+    q, ql, g, gl, excl, metric = case
+    with pytest.MonkeyPatch.context() as mp:
+        if dense:
+            mp.setattr(retrieval, "_BUCKET_ITEMS", 1)
+        res = evaluate_streamed(q, ql, gl, shards_of(g, cuts), metric=metric, ks=KS,
+                                exclude_self=excl, block_bytes=block_bytes)
+    assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))
+    mem = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl)
+    assert_same(res, mem)
+    np.testing.assert_array_equal(res.average_precision, mem.average_precision)
+
+
+def test_streamed_ties_across_shard_borders():
+    """Every gallery item scores the same: ranks follow the gallery index across borders,
+    and a shard holding no positive still counts the items before them."""
+    g = np.ones((9, 2), dtype=np.float32)
+    gl = np.array([0, 0, 0, 1, 1, 1, 0, 0, 0])  # shard [3, 6) holds no positive of label 0
+    q = np.ones((2, 2), dtype=np.float32)
+    ql = np.array([0, 1])
+    res = evaluate_streamed(q, ql, gl, shards_of(g, [3, 3, 3]), metric="ip", ks=(1, 5))
+    np.testing.assert_array_equal(res.first_positive_rank, [1, 4])
+    np.testing.assert_array_equal(res.top1_index, [0, 0])
+    # label 0: positives at ranks 1, 2, 3, 7, 8, 9; label 1: 4, 5, 6.
+    ap0 = np.mean(np.arange(1, 7) / np.array([1, 2, 3, 7, 8, 9]))
+    ap1 = np.mean(np.arange(1, 4) / np.array([4, 5, 6]))
+    np.testing.assert_allclose(res.average_precision, [ap0, ap1], rtol=1e-15)
+    assert_matches(res, brute_force(q, ql, g, gl, "ip", (1, 5)))
+
+
+def test_streamed_leave_one_out_float_data_equals_in_memory():
+    """Float (not exactly representable) scores, leave-one-out, shards not dividing the
+    gallery: the streamed kernel equals the in-memory one to the bit."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    y = rng.integers(0, 20, 300)
+    excl = np.arange(300)
+    for metric in ("cosine", "ip", "l2"):
+        mem = evaluate_case(x, y, x, y, metric=metric, exclude_self=excl)
+        res = evaluate_streamed(x, y, y, shards_of(x, [7, 100, 1, 55]), metric=metric,
+                                exclude_self=excl, block_bytes=4 * 7 * 50)
+        assert_same(res, mem)
+        np.testing.assert_array_equal(res.average_precision, mem.average_precision)
+
+
+def test_streamed_rejects_a_wrong_total():
+    g = np.ones((4, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="shards hold 3 gallery rows, the labels 4"):
+        evaluate_streamed(g, [0, 0, 0, 0], [0, 0, 0, 0], lambda: iter([g[:3]]))
