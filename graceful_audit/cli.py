@@ -468,6 +468,12 @@ FormatOpt = Annotated[
 OutputOpt = Annotated[
     str | None, typer.Option("--output", "-o", help="Write the report to PATH ('-': stdout).")
 ]
+MemoryLimitOpt = Annotated[
+    str | None, typer.Option("--memory-limit", help="Engine memory limit, e.g. '4GB' "
+                             "(DuckDB spills to disk beyond it; compat streams the gallery "
+                             "in shards when the embeddings would not fit) [default: 80% of "
+                             "RAM].", rich_help_panel="Engine")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary lines.")]
 ReportOpt = Annotated[
     list[str] | None,
@@ -584,11 +590,7 @@ def flips(
     output: OutputOpt = None,
     report: ReportOpt = None,
     config: ConfigOpt = None,
-    memory_limit: Annotated[
-        str | None, typer.Option("--memory-limit", help="Engine memory limit, e.g. '4GB' "
-                                 "(DuckDB spills to disk beyond it) [default: 80% of RAM].",
-                                 rich_help_panel="Engine")
-    ] = None,
+    memory_limit: MemoryLimitOpt = None,
     engine: Annotated[
         EngineName, typer.Option("--engine", help="Where reading, joining and counting run.",
                                  rich_help_panel="Engine")
@@ -651,7 +653,9 @@ def progress_bar(quiet: bool) -> Iterator[Any]:
 
         def update(case: str, done: int, total: int) -> None:
             if case not in tasks:
-                tasks[case] = bar.add_task(f"searching {case}", total=total)
+                label = ("streaming the gallery in shards (all cases)"
+                         if case == "gallery shards" else f"searching {case}")
+                tasks[case] = bar.add_task(label, total=total)
             bar.update(tasks[case], completed=done)
 
         yield update
@@ -699,6 +703,7 @@ def compat(
     output: OutputOpt = None,
     report: ReportOpt = None,
     config: ConfigOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -720,6 +725,7 @@ def compat(
                 criterion=str(getattr(p["criterion"], "value", p["criterion"])), top=p["top"],
                 confidence=p["confidence"], allow_unmatched=p["allow_unmatched"],
                 gates=specs_from(p, GATE_KEYS_COMPAT, sources), progress=update,
+                memory_limit=p["memory_limit"],
             )
         publish(result, fmt, output, reports, quiet, summary)
     _exit_for(result)

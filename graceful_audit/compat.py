@@ -33,8 +33,9 @@ cases cannot be computed: they are reported as unavailable and the update is not
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -640,6 +641,7 @@ def audit_compat(
     gates: Mapping[str, float] | Sequence[GateSpec] | None = None,
     block_size: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    memory_limit: str | None = None,
 ) -> CompatResult:
     """Audit an embedding-model update for backward compatibility of retrieval.
 
@@ -659,13 +661,18 @@ def audit_compat(
         Level of the Wilson intervals of every top-k, of the interval of the criterion's
         margin, and of its significance (``p < 1 - confidence``).
     progress : callable, optional
-        ``progress(case, done, total)`` after each block of queries.
+        ``progress(case, done, total)`` after each block of queries (in memory) or
+        ``progress("gallery shards", rows, total)`` after each shard (streamed).
+    memory_limit : str, optional
+        Memory for the whole audit (``--memory-limit``, as for ``flips``; default 80% of
+        the RAM). When the embeddings would not fit, the gallery is streamed in shards
+        (:func:`_streamed_cases`), with the same results.
 
     Returns
     -------
     CompatResult
     """
-    from .retrieval import METRICS, evaluate_case
+    from .retrieval import METRICS
 
     if metric not in METRICS:
         raise UsageError(f"--metric: {metric!r} is not one of {', '.join(METRICS)}.")
@@ -681,7 +688,8 @@ def audit_compat(
         check_threshold(spec.name, spec.threshold, COMPAT_GATES, spec.source)
 
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
-    engine = DuckDBEngine()
+    engine = DuckDBEngine(memory_limit)
+    shard_rows: int | None = None
     try:
         old_t = engine.open(old, "OLD", text_columns=id_names)
         new_t = engine.open(new, "NEW", text_columns=id_names)
@@ -694,43 +702,37 @@ def audit_compat(
                 f"{old_t.display} or NEW file {new_t.display}. Name it with --label-col."
             )
         with engine.errors(f"while joining {old_t.display} and {new_t.display}"):
-            data, matched, un_old, un_new = _join(engine.con, sides, allow_unmatched)
+            matched, un_old, un_new = _join_counts(engine.con, sides, allow_unmatched)
+            shard_rows = _plan_shards(engine.con, sides, matched, memory_limit)
+            data = _join(engine.con, sides, embeddings=shard_rows is None)
+        ids, labels, mode, codes, q_idx, g_idx, exclude = _items(data, sides)
+    except BaseException:
+        shard_rows = None
+        raise
     finally:
-        engine.close()
+        if shard_rows is None:
+            engine.close()
 
-    ids = _texts(data.column("id").to_pylist())
-    labels = _labels(data, ids, sides)
-    is_query, mode = _split(data, ids, sides)
-    e_old = _matrix(data, "e_o", ids, f"OLD file {old_t.display}", metric)
-    e_new = _matrix(data, "e_n", ids, f"NEW file {new_t.display}", metric)
-
-    codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)
-    if mode == "split":
-        q_idx, g_idx = np.flatnonzero(is_query), np.flatnonzero(~is_query)
-        exclude = None
-        if q_idx.size == 0 or g_idx.size == 0:
-            raise InputError(
-                f"the split column has {q_idx.size} query and {g_idx.size} gallery items; "
-                "both are needed (or drop the column for leave-one-out)."
-            )
+    where = {"old": f"OLD file {old_t.display}", "new": f"NEW file {new_t.display}"}
+    if shard_rows is None:
+        raw, dims = _in_memory_cases(data, ids, where, metric, q_idx, g_idx, codes, exclude,
+                                     block_size, progress)
     else:
-        q_idx = g_idx = np.arange(len(ids))
-        exclude = np.arange(len(ids), dtype=np.int64)
-    emb = {"old": e_old, "new": e_new}
+        try:
+            with engine.errors(f"while reading {old_t.display} and {new_t.display}"):
+                raw, dims = _streamed_cases(engine.con, sides, ids, where, metric, q_idx,
+                                            g_idx, codes, exclude, shard_rows, memory_limit,
+                                            progress)
+        finally:
+            engine.close()
     cases: dict[str, CaseMetrics] = {}
-    raw = {}
     for name in CASES:
         qm, gm = name.split("/")
-        if emb[qm].shape[1] != emb[gm].shape[1]:
+        if name not in raw:
             cases[name] = CaseMetrics(
-                name, False,
-                reason=f"dimension {emb[qm].shape[1]} vs {emb[gm].shape[1]}: cannot compare")
+                name, False, reason=f"dimension {dims[qm]} vs {dims[gm]}: cannot compare")
             continue
-        cb = None if progress is None else (lambda done, _n=name: progress(_n, done, q_idx.size))
-        r = evaluate_case(emb[qm][q_idx], codes[q_idx], emb[gm][g_idx], codes[g_idx],
-                          metric=metric, ks=KS, exclude_self=exclude, block_size=block_size,
-                          progress=cb)
-        raw[name] = r
+        r = raw[name]
         evaluated = r.first_positive_rank > 0
         intervals = {k: wilson_interval(int(np.count_nonzero(evaluated & (r.first_positive_rank
                                                                           <= k))),
@@ -768,11 +770,177 @@ def audit_compat(
         )
     inputs = CompatInputs(
         _display(old), _display(new), old_t.rows, new_t.rows, matched, un_old, un_new,
-        e_old.shape[1], e_new.shape[1], mode, int(q_idx.size), int(g_idx.size),
+        dims["old"], dims["new"], mode, int(q_idx.size), int(g_idx.size),
     )
     result = CompatResult(inputs, metric, criterion, cases, compatible, gain, flips,
                           int(q_idx.size), without_positive, breaking, confidence, test)
     return result.with_gates(evaluate_gates(result, specs, COMPAT_GATES))
+
+
+#: Test knob: gallery rows per shard, forcing the streamed path (None: decided by memory).
+_SHARD_ROWS: int | None = None
+#: The in-memory path peaks at about this many times the raw float32 embeddings.
+_IN_MEMORY_FACTOR = 3.5
+#: Shares of the memory budget when streaming: DuckDB's join and sort, one shard (Arrow,
+#: float32 and prepared copies of both models), one block of scores.
+_DUCKDB_SHARE, _SHARD_SHARE, _BLOCK_SHARE = 0.6, 0.1, 0.05
+
+
+def memory_budget(memory_limit: str | None) -> int:
+    """Bytes of ``--memory-limit`` (checked as for ``flips``); default 80% of the RAM."""
+    from .engine import _UNITS, MEMORY_SIZE, check_memory_limit
+
+    total = _physical_memory()
+    if memory_limit is None:
+        return int(0.8 * total)
+    check_memory_limit(memory_limit)
+    m = MEMORY_SIZE.fullmatch(memory_limit)
+    assert m is not None
+    number, unit = float(m.group(1)), m.group(2).upper()
+    if unit == "%":
+        return int(total * number / 100)
+    return int(number * _UNITS[unit])
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 8 * 2**30
+
+
+def _embedding_dims(con: Any, sides: list[_EmbeddingSide]) -> int:
+    """Sum of both models' embedding dimensions, from the first row of each file."""
+    total = 0
+    for s in sides:
+        rows = con.sql(f"SELECT len({s.embedding_sql}) FROM {quote(s.table.view)} "
+                       f"WHERE {s.embedding_sql} IS NOT NULL LIMIT 1").fetchall()
+        total += int(rows[0][0] or 0) if rows else 0
+    return total
+
+
+def _plan_shards(con: Any, sides: list[_EmbeddingSide], matched: int,
+                 memory_limit: str | None) -> int | None:
+    """Rows per shard when the embeddings would not fit in ``memory_limit``, else None
+    (everything in memory, as before); sets DuckDB's share of the budget when streaming."""
+    budget = memory_budget(memory_limit)
+    if _SHARD_ROWS is None:
+        row_bytes = 4 * max(1, _embedding_dims(con, sides))
+        if matched * row_bytes * _IN_MEMORY_FACTOR <= budget:
+            return None
+        rows = max(1024, int(_SHARD_SHARE * budget) // (4 * row_bytes))
+    else:
+        rows = _SHARD_ROWS
+    con.execute(f"SET memory_limit = '{max(64, int(_DUCKDB_SHARE * budget / 1e6))}MB'")
+    return rows
+
+
+def _in_memory_cases(
+    data: Any, ids: np.ndarray, where: dict[str, str], metric: str, q_idx: np.ndarray,
+    g_idx: np.ndarray, codes: np.ndarray, exclude: np.ndarray | None,
+    block_size: int | None, progress: Callable[[str, int, int], None] | None,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The cases with every embedding in memory: ``({case: CaseResult}, {model: dim})``;
+    a case whose models' dimensions differ is left out."""
+    from .retrieval import evaluate_case
+
+    emb = {"old": _matrix(data, "e_o", ids, where["old"], metric),
+           "new": _matrix(data, "e_n", ids, where["new"], metric)}
+    dims = {m: int(e.shape[1]) for m, e in emb.items()}
+    raw = {}
+    for name in CASES:
+        qm, gm = name.split("/")
+        if dims[qm] != dims[gm]:
+            continue
+        cb = None if progress is None else (lambda done, _n=name: progress(_n, done, q_idx.size))
+        raw[name] = evaluate_case(emb[qm][q_idx], codes[q_idx], emb[gm][g_idx], codes[g_idx],
+                                  metric=metric, ks=KS, exclude_self=exclude,
+                                  block_size=block_size, progress=cb)
+    return raw, dims
+
+
+def _streamed_cases(
+    con: Any, sides: list[_EmbeddingSide], ids: np.ndarray, where: dict[str, str],
+    metric: str, q_idx: np.ndarray, g_idx: np.ndarray, codes: np.ndarray,
+    exclude: np.ndarray | None, shard_rows: int, memory_limit: str | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """:func:`_in_memory_cases` with the gallery streamed from DuckDB in shards of about
+    ``shard_rows`` joined rows (id order, as in memory): one pass collects the queries'
+    embeddings, then :func:`~graceful_audit.retrieval.evaluate_streamed_cases` makes two
+    passes for all cases at once.  Embeddings are validated shard by shard (a message names
+    the bad items of the first bad shard)."""
+    import pyarrow as pa
+
+    from .retrieval import StreamCase, evaluate_streamed_cases
+
+    n = len(ids)
+    is_q = np.zeros(n, dtype=bool)
+    is_q[q_idx] = True
+    is_g = np.zeros(n, dtype=bool)
+    is_g[g_idx] = True
+    sql = (f"{_with_sql(sides)} SELECT o.e AS e_o, n.e AS e_n FROM o JOIN n ON o.id = n.id "
+           "ORDER BY o.id")
+    dims: dict[str, int] = {}
+
+    def batches(mask: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+        r0 = 0
+        for batch in con.sql(sql).to_arrow_reader(shard_rows):
+            t = pa.Table.from_batches([batch])
+            rows = np.flatnonzero(mask[r0 : r0 + t.num_rows])
+            if rows.size:
+                sub = t if rows.size == t.num_rows else t.take(rows)
+                out = {}
+                for model, col in (("old", "e_o"), ("new", "e_n")):
+                    x = _matrix(sub, col, ids[r0 + rows], where[model], metric)
+                    if dims.setdefault(model, x.shape[1]) != x.shape[1]:
+                        raise InputError(
+                            f"{where[model]}: ragged embeddings: dimension {x.shape[1]} for "
+                            f"ids {examples(ids[r0 + rows])} but {dims[model]} for earlier "
+                            "ids. All embeddings of a model must have the same dimension.")
+                    out[model] = x
+                yield out
+            r0 += t.num_rows
+
+    parts: dict[str, list[np.ndarray]] = {"old": [], "new": []}
+    for block in batches(is_q):
+        for model, x in block.items():
+            parts[model].append(x)
+    queries = {m: np.concatenate(p) for m, p in parts.items()}
+    del parts
+    names = [c for c in CASES if dims[c.split("/")[0]] == dims[c.split("/")[1]]]
+    specs = [StreamCase(queries[c.split("/")[0]], codes[q_idx], exclude, c.split("/")[1])
+             for c in names]
+    cb = None if progress is None else (
+        lambda done: progress("gallery shards", done, int(g_idx.size)))
+    results = evaluate_streamed_cases(
+        specs, codes[g_idx], lambda: batches(is_g), metric=metric, ks=KS,
+        block_bytes=max(1 << 20, int(_BLOCK_SHARE * memory_budget(memory_limit))),
+        progress=cb)
+    return dict(zip(names, results, strict=True)), dims
+
+
+def _items(data: Any, sides: list[_EmbeddingSide]) -> tuple[
+        np.ndarray, np.ndarray, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Ids, labels, mode, label codes, query and gallery positions and the excluded item of
+    each query (leave-one-out) of the joined items."""
+    ids = _texts(data.column("id").to_pylist())
+    labels = _labels(data, ids, sides)
+    is_query, mode = _split(data, ids, sides)
+
+    codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    if mode == "split":
+        q_idx, g_idx = np.flatnonzero(is_query), np.flatnonzero(~is_query)
+        exclude = None
+        if q_idx.size == 0 or g_idx.size == 0:
+            raise InputError(
+                f"the split column has {q_idx.size} query and {g_idx.size} gallery items; "
+                "both are needed (or drop the column for leave-one-out)."
+            )
+    else:
+        q_idx = g_idx = np.arange(len(ids))
+        exclude = np.arange(len(ids), dtype=np.int64)
+    return ids, labels, mode, codes, q_idx, g_idx, exclude
 
 
 def _rank_key(rank: int) -> int:
@@ -786,10 +954,9 @@ def _display(source: Any) -> str:
     return display(source)
 
 
-def _join(
-    con: Any, sides: list[_EmbeddingSide], allow_unmatched: bool
-) -> tuple[Any, int, int, int]:
-    o, n = sides
+def _with_sql(sides: list[_EmbeddingSide]) -> str:
+    """``WITH o AS (...), n AS (...)``: id (as text unless both are integers), label, split
+    and embedding of each side."""
     integer = all(is_integer_type(s.table.type_of(s.id)) for s in sides)
 
     def sub(s: _EmbeddingSide) -> str:
@@ -799,7 +966,15 @@ def _join(
         return (f"SELECT {idx} AS id, {lab} AS y, {spl} AS sp, {s.embedding_sql} AS e "
                 f"FROM {quote(s.table.view)}")
 
-    with_sql = f"WITH o AS ({sub(o)}), n AS ({sub(n)})"
+    return f"WITH o AS ({sub(sides[0])}), n AS ({sub(sides[1])})"
+
+
+def _join_counts(
+    con: Any, sides: list[_EmbeddingSide], allow_unmatched: bool
+) -> tuple[int, int, int]:
+    """``(matched, only in OLD, only in NEW)``; unmatched ids are an error unless allowed."""
+    o, n = sides
+    with_sql = _with_sql(sides)
     matched, un_old, un_new = con.execute(
         f"{with_sql} SELECT count(*) FILTER (WHERE o.id IS NOT NULL AND n.id IS NOT NULL), "
         "count(*) FILTER (WHERE n.id IS NULL), count(*) FILTER (WHERE o.id IS NULL) "
@@ -827,11 +1002,17 @@ def _join(
             f"unmatched ids: {'; '.join(parts)}; {matched} matched. Pass --allow-unmatched "
             "to audit only the items present in both (the counts stay in the report)."
         )
-    data = con.sql(
-        f"{with_sql} SELECT o.id AS id, o.y AS y_o, n.y AS y_n, o.sp AS sp_o, n.sp AS sp_n, "
-        "o.e AS e_o, n.e AS e_n FROM o JOIN n ON o.id = n.id ORDER BY o.id"
+    return int(matched), int(un_old), int(un_new)
+
+
+def _join(con: Any, sides: list[_EmbeddingSide], embeddings: bool = True) -> Any:
+    """The matched items ordered by id (Arrow): id, labels, splits and, with
+    ``embeddings``, both embeddings (``e_o``, ``e_n``)."""
+    emb = ", o.e AS e_o, n.e AS e_n" if embeddings else ""
+    return con.sql(
+        f"{_with_sql(sides)} SELECT o.id AS id, o.y AS y_o, n.y AS y_n, o.sp AS sp_o, "
+        f"n.sp AS sp_n{emb} FROM o JOIN n ON o.id = n.id ORDER BY o.id"
     ).to_arrow_table()
-    return data, int(matched), int(un_old), int(un_new)
 
 
 def _labels(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> np.ndarray:

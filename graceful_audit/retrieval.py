@@ -331,64 +331,121 @@ def evaluate_streamed(
     metrics, with only the queries and one shard (plus its score block) in memory.
 
     ``shards()`` yields the gallery's rows in gallery order, in consecutive blocks of any
-    sizes (each ``(n_i, d)``); it is called twice.  Pass 1 computes every positive's score
-    (:func:`pair_scores`, as :func:`evaluate_case` does); pass 2 computes each shard's
-    scores block by block and :func:`count_shard` adds, for every positive, the shard items
-    ranking before it; ranks add up, the top-1 is the first maximum over the shards.
-    ``progress(i)`` is called after the ``i``-th shard of pass 2.
+    sizes (each ``(n_i, d)``); it is called twice.  See :func:`evaluate_streamed_cases`
+    (``progress(rows)``: gallery rows done, after each shard).
+    """
+    case = StreamCase(queries, query_labels, exclude_self, "g")
+    return evaluate_streamed_cases(
+        [case], gallery_labels, lambda: ({"g": g} for g in shards()), metric=metric, ks=ks,
+        block_bytes=block_bytes, progress=progress)[0]
+
+
+@dataclass(frozen=True)
+class StreamCase:
+    """One case of :func:`evaluate_streamed_cases`: its queries (in memory) and which
+    gallery model (``key`` of the shard mappings) they search."""
+
+    queries: np.ndarray
+    query_labels: np.ndarray
+    exclude_self: np.ndarray | None
+    key: str
+
+
+def evaluate_streamed_cases(
+    cases: list[StreamCase],
+    gallery_labels: np.ndarray,
+    shards: Callable[[], Iterable[dict[str, np.ndarray]]],
+    *,
+    metric: str = "cosine",
+    ks: tuple[int, ...] = (1, 5, 10),
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: Callable[[int], None] | None = None,
+) -> list[CaseResult]:
+    r"""Several cases over one gallery read in shards, two passes over the shards in all.
+
+    ``shards()`` yields, in gallery order, consecutive blocks of the gallery as mappings
+    ``key -> (n_i, d_key)`` array (one per gallery model; blocks of any sizes); it is called
+    twice.  Pass 1 computes every positive's score (:func:`pair_scores`, as
+    :func:`evaluate_case` does); pass 2 computes each shard's scores, ``block_bytes`` of
+    them at a time, and :func:`count_shard` adds, for every positive, the shard items
+    ranking before it; ranks add up, the top-1 is the first maximum over the shards.  The
+    results equal :func:`evaluate_case`'s to the bit (given the scores: the matrix product
+    of a shard rounds like that of the whole gallery in every BLAS we know of, but BLAS does
+    not promise it).  ``progress(rows)`` is called after each shard of pass 2 with the
+    gallery rows done.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    if q.ndim != 2 or not np.isfinite(q).all():
-        raise ValueError("queries must be a finite 2-D (n, d) array")
     gl = np.asarray(gallery_labels)
-    ql = _integers(query_labels, q.shape[0], "query_labels", "queries")
-    gl = _integers(gl, gl.shape[0] if gl.ndim == 1 else -1, "gallery_labels", "gallery rows")
-    ng, nq = gl.size, q.shape[0]
-    if exclude_self is None:
-        excl = np.full(nq, -1, dtype=np.int64)
-    else:
-        excl = _integers(exclude_self, nq, "exclude_self", "queries")
-        if excl.size and (excl.min() < -1 or excl.max() >= ng):
-            raise ValueError(f"exclude_self must hold gallery indices in [0, {ng}) or -1")
+    if gl.ndim != 1:
+        raise ValueError(f"gallery_labels must be 1-D, got shape {gl.shape}")
+    gl = _integers(gl, gl.size, "gallery_labels", "gallery rows")
+    ng = gl.size
     ks = tuple(ks)
-    work = _Work.create(ql, gl, excl)
-    indptr, indices = positive_pairs(work)
-    qs = prepare_queries(q, metric)
-    row = np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr))
-    score = np.zeros(indices.size, dtype=np.float32)
-    perm = np.argsort(indices, kind="stable")
-    by_col = indices[perm]
+    plans = []
+    for case in cases:
+        q = np.ascontiguousarray(case.queries, dtype=np.float32)
+        if q.ndim != 2 or not np.isfinite(q).all():
+            raise ValueError("queries must be a finite 2-D (n, d) array")
+        nq = q.shape[0]
+        ql = _integers(case.query_labels, nq, "query_labels", "queries")
+        if case.exclude_self is None:
+            excl = np.full(nq, -1, dtype=np.int64)
+        else:
+            excl = _integers(case.exclude_self, nq, "exclude_self", "queries")
+            if excl.size and (excl.min() < -1 or excl.max() >= ng):
+                raise ValueError(f"exclude_self must hold gallery indices in [0, {ng}) or -1")
+        indptr, indices = positive_pairs(_Work.create(ql, gl, excl))
+        perm = np.argsort(indices, kind="stable")
+        plans.append({
+            "key": case.key, "qs": prepare_queries(q, metric), "excl": excl,
+            "indptr": indptr, "indices": indices, "perm": perm, "by_col": indices[perm],
+            "row": np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr)),
+            "score": np.zeros(indices.size, dtype=np.float32),
+        })
 
-    def each_shard() -> Iterator[tuple[int, np.ndarray]]:
+    def each_shard() -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
         g0 = 0
         for block in shards():
-            g = np.ascontiguousarray(block, dtype=np.float32)
-            if g.ndim != 2 or g.shape[1] != q.shape[1] or not np.isfinite(g).all():
-                raise ValueError(f"gallery shard at row {g0}: expected a finite (n, "
-                                 f"{q.shape[1]}) array, got shape {g.shape}")
-            yield g0, prepare_gallery(g, metric)
-            g0 += g.shape[0]
+            prepared, n = {}, None
+            for key, arr in block.items():
+                g = np.ascontiguousarray(arr, dtype=np.float32)
+                if g.ndim != 2 or (n is not None and g.shape[0] != n) or not np.isfinite(
+                        g).all():
+                    raise ValueError(f"gallery shard at row {g0}: expected finite 2-D arrays "
+                                     f"of equal length, got shape {g.shape} for {key!r}")
+                n = g.shape[0]
+                prepared[key] = prepare_gallery(g, metric)
+            n = n or 0
+            yield g0, n, prepared
+            g0 += n
         if g0 != ng:
             raise ValueError(f"the shards hold {g0} gallery rows, the labels {ng}")
 
-    for g0, gs in each_shard():  # pass 1: the positives' scores
-        a, b = np.searchsorted(by_col, [g0, g0 + gs.shape[0]])
-        sel = perm[a:b]
-        part = np.empty(sel.size, dtype=np.float32)
-        pair_scores(qs, gs, row[sel], indices[sel] - g0, part)
-        score[sel] = part
-    state = StreamState.create(indptr, indices, score)
-    for i, (g0, gs) in enumerate(each_shard(), start=1):  # pass 2: counts
-        if gs.shape[0] and nq:
-            nb = int(max(1, min(nq, block_bytes // (4 * gs.shape[0]))))
+    for g0, n, gal in each_shard():  # pass 1: the positives' scores
+        for p in plans:
+            gs = gal[p["key"]]
+            if gs.shape[1] != p["qs"].shape[1]:
+                raise ValueError(f"queries have dimension {p['qs'].shape[1]} but the gallery "
+                                 f"{p['key']!r} has {gs.shape[1]}")
+            a, b = np.searchsorted(p["by_col"], [g0, g0 + n])
+            sel = p["perm"][a:b]
+            part = np.empty(sel.size, dtype=np.float32)
+            pair_scores(p["qs"], gs, p["row"][sel], p["indices"][sel] - g0, part)
+            p["score"][sel] = part
+    states = [StreamState.create(p["indptr"], p["indices"], p["score"]) for p in plans]
+    for g0, n, gal in each_shard():  # pass 2: counts
+        for p, state in zip(plans, states, strict=True):
+            gs, qs = gal[p["key"]], p["qs"]
+            nq = qs.shape[0]
+            if not (n and nq):
+                continue
+            nb = int(max(1, min(nq, block_bytes // (4 * n))))
             for r0 in range(0, nq, nb):
-                s = qs[r0 : r0 + nb] @ gs.T
-                count_shard(state, s, r0, g0, excl)
+                count_shard(state, qs[r0 : r0 + nb] @ gs.T, r0, g0, p["excl"])
         if progress is not None:
-            progress(i)
-    return finish_stream(state, ks)
+            progress(g0 + n)
+    return [finish_stream(state, ks) for state in states]
 
 
 def _case_result(nq: int, ks: tuple[int, ...], first_rank: np.ndarray, top1: np.ndarray,
