@@ -704,6 +704,13 @@ def compat(
     report: ReportOpt = None,
     config: ConfigOpt = None,
     memory_limit: MemoryLimitOpt = None,
+    sample_queries: Annotated[
+        int | None, typer.Option("--sample-queries", metavar="N", help="Audit a uniform "
+                                 "sample of N queries (all when there are no more).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of --sample-queries [default: 0].")
+    ] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -725,7 +732,8 @@ def compat(
                 criterion=str(getattr(p["criterion"], "value", p["criterion"])), top=p["top"],
                 confidence=p["confidence"], allow_unmatched=p["allow_unmatched"],
                 gates=specs_from(p, GATE_KEYS_COMPAT, sources), progress=update,
-                memory_limit=p["memory_limit"],
+                memory_limit=p["memory_limit"], sample_queries=p["sample_queries"],
+                seed=p["seed"],
             )
         publish(result, fmt, output, reports, quiet, summary)
     _exit_for(result)

@@ -202,21 +202,46 @@ class CompatInputs:
     mode: str  # "split" or "leave-one-out"
     queries: int
     gallery: int
+    #: ``--sample-queries``: the audited queries are a uniform sample of ``of`` queries
+    #: drawn with ``seed`` (None: every query).
+    sample: QuerySample | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "old": {"path": self.old_path, "rows": self.old_rows, "dim": self.old_dim},
             "new": {"path": self.new_path, "rows": self.new_rows, "dim": self.new_dim},
             "matched": self.matched, "unmatched_old": self.unmatched_old,
             "unmatched_new": self.unmatched_new, "mode": self.mode,
             "gallery": self.gallery,
         }
+        if self.sample is not None:
+            d["sample"] = self.sample.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], queries: int) -> CompatInputs:
+        s = d.get("sample")
         return cls(d["old"]["path"], d["new"]["path"], d["old"]["rows"], d["new"]["rows"],
                    d["matched"], d["unmatched_old"], d["unmatched_new"], d["old"]["dim"],
-                   d["new"]["dim"], d["mode"], queries, d["gallery"])
+                   d["new"]["dim"], d["mode"], queries, d["gallery"],
+                   QuerySample(s["queries"], s["of"], s["seed"]) if s else None)
+
+
+@dataclass(frozen=True)
+class QuerySample:
+    """A uniform sample (without replacement) of ``queries`` of the ``of`` queries, drawn
+    by ``numpy.random.default_rng(seed).choice``; the same seed gives the same sample."""
+
+    queries: int
+    of: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queries": self.queries, "of": self.of, "seed": self.seed}
+
+    def sentence(self) -> str:
+        return (f"a uniform sample of {self.queries:,} of {self.of:,} queries "
+                f"(seed {self.seed})")
 
 
 @dataclass(frozen=True)
@@ -324,12 +349,14 @@ class CompatResult(Gated):
         return (f"{crit} new/old {_pct(cross, digits)} {op} old/old {_pct(base, digits)}")
 
     def headline(self) -> str:
+        sample = self.inputs.sample
+        on = "" if sample is None else f"; on {sample.sentence()}"
         if self.dimension_mismatch:
-            return self.reason()
+            return self.reason() + on
         word = "backward compatible" if self.compatible else "NOT backward compatible"
         flips = ("" if self.retrieval_negative_flips is None else
                  f"; {self.retrieval_negative_flips:,} of {self.queries:,} queries break")
-        return f"{word} ({self.reason()}){self._not_significant()}{flips}"
+        return f"{word} ({self.reason()}){self._not_significant()}{flips}{on}"
 
     def _not_significant(self) -> str:
         """``, but the margin is not significant (...)`` when the paired test says so."""
@@ -642,6 +669,8 @@ def audit_compat(
     block_size: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     memory_limit: str | None = None,
+    sample_queries: int | None = None,
+    seed: int | None = None,
 ) -> CompatResult:
     """Audit an embedding-model update for backward compatibility of retrieval.
 
@@ -667,6 +696,9 @@ def audit_compat(
         Memory for the whole audit (``--memory-limit``, as for ``flips``; default 80% of
         the RAM). When the embeddings would not fit, the gallery is streamed in shards
         (:func:`_streamed_cases`), with the same results.
+    sample_queries, seed : int, optional
+        Audit a uniform sample of ``sample_queries`` queries (all of them when there are no
+        more), drawn with ``seed`` (default 0); the report says so.
 
     Returns
     -------
@@ -679,6 +711,7 @@ def audit_compat(
     if criterion not in CRITERIA:
         raise UsageError(f"--criterion: {criterion!r} is not one of top1, map.")
     check_top(top)
+    _check_sample(sample_queries, seed)
     if isinstance(confidence, bool) or not 0.0 < confidence < 1.0:
         raise UsageError(f"--confidence: {confidence!r} must be strictly between 0 and 1.")
     check_column_names({"--id-col": id_col, "--label-col": label_col,
@@ -706,6 +739,7 @@ def audit_compat(
             shard_rows = _plan_shards(engine.con, sides, matched, memory_limit)
             data = _join(engine.con, sides, embeddings=shard_rows is None)
         ids, labels, mode, codes, q_idx, g_idx, exclude = _items(data, sides)
+        q_idx, exclude, sample = _sample(q_idx, exclude, sample_queries, seed)
     except BaseException:
         shard_rows = None
         raise
@@ -770,7 +804,7 @@ def audit_compat(
         )
     inputs = CompatInputs(
         _display(old), _display(new), old_t.rows, new_t.rows, matched, un_old, un_new,
-        dims["old"], dims["new"], mode, int(q_idx.size), int(g_idx.size),
+        dims["old"], dims["new"], mode, int(q_idx.size), int(g_idx.size), sample,
     )
     result = CompatResult(inputs, metric, criterion, cases, compatible, gain, flips,
                           int(q_idx.size), without_positive, breaking, confidence, test)
@@ -941,6 +975,36 @@ def _items(data: Any, sides: list[_EmbeddingSide]) -> tuple[
         q_idx = g_idx = np.arange(len(ids))
         exclude = np.arange(len(ids), dtype=np.int64)
     return ids, labels, mode, codes, q_idx, g_idx, exclude
+
+
+def _check_sample(n: Any, seed: Any) -> None:
+    """``--sample-queries`` must be a whole number >= 1 and ``--seed`` one >= 0, given only
+    with ``--sample-queries`` (it would be ignored otherwise)."""
+    def whole(x: Any) -> bool:
+        return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+    if n is not None and not (whole(n) and n >= 1):
+        raise UsageError(f"--sample-queries: {n!r} is not a number of queries; give a whole "
+                         "number of 1 or more.")
+    if seed is not None:
+        if n is None:
+            raise UsageError("--seed: only used with --sample-queries; add --sample-queries N "
+                             "or drop --seed.")
+        if not (whole(seed) and 0 <= seed < 2**63):
+            raise UsageError(f"--seed: {seed!r} is not a seed; give a whole number from 0 to "
+                             "2**63 - 1.")
+
+
+def _sample(q_idx: np.ndarray, exclude: np.ndarray | None, n: int | None,
+            seed: int | None) -> tuple[np.ndarray, np.ndarray | None, QuerySample | None]:
+    """Keep a uniform sample of ``n`` queries (in their order), or all when ``n`` is None
+    or not smaller than their number."""
+    if n is None or n >= q_idx.size:
+        return q_idx, exclude, None
+    seed = 0 if seed is None else int(seed)
+    pick = np.sort(np.random.default_rng(seed).choice(q_idx.size, int(n), replace=False))
+    return (q_idx[pick], None if exclude is None else exclude[pick],
+            QuerySample(int(n), int(q_idx.size), seed))
 
 
 def _rank_key(rank: int) -> int:

@@ -45,7 +45,7 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "require-compatible": bool,
         "id-col": str, "label-col": str, "embedding-col": str, "split-col": str,
         "metric": str, "criterion": str, "top": int, "confidence": float,
-        "allow-unmatched": bool, "memory-limit": str,
+        "allow-unmatched": bool, "memory-limit": str, "sample-queries": int, "seed": int,
     },
 }
 

@@ -106,7 +106,7 @@ COMPAT: dict[str, Any] = {
     "tool?": {"version?": TEXT},
     "inputs": {"old": {**_SIDE, "dim": COUNT}, "new": {**_SIDE, "dim": COUNT},
                "matched": COUNT, "unmatched_old": COUNT, "unmatched_new": COUNT, "mode": TEXT,
-               "gallery": COUNT},
+               "gallery": COUNT, "sample?": {"queries": COUNT, "of": COUNT, "seed": COUNT}},
     "metric": frozenset({"cosine", "ip", "l2"}), "criterion": frozenset({"top1", "map"}),
     "cases": {"old/old": _CASE, "new/old": _CASE, "*": _CASE},
     "compatible": BOOL, "update_gain?": NUM_OR_NULL, "retrieval_negative_flips?": COUNT_OR_NULL,
