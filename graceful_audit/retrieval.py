@@ -118,7 +118,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -289,10 +289,6 @@ def evaluate_case(
     work = _Work.create(ql, gl, excl)
     if nq and ng:
         qs, gt = _prepare(q, g, metric)
-        work.pair_ptr, work.pair_col = positive_pairs(work)
-        work.pair_score = np.empty(work.pair_col.size, dtype=np.float32)
-        pair_rows = np.repeat(np.arange(nq, dtype=np.int64), np.diff(work.pair_ptr))
-        pair_scores(qs, gt.T, pair_rows, work.pair_col, work.pair_score)
         nb = int(min(block_size or max(1, DEFAULT_BLOCK_BYTES // (4 * ng)), nq))
         threads = int(n_threads or _available_cpus())
         s = np.empty((nb, ng), dtype=np.float32)
@@ -544,10 +540,6 @@ class _Work:
     top1: np.ndarray
     first_rank: np.ndarray
     ap: np.ndarray
-    # The positives in CSR form and their scores (pair_scores), set before the blocks.
-    pair_ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
-    pair_col: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    pair_score: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     @classmethod
     def create(cls, ql: np.ndarray, gl: np.ndarray, excl: np.ndarray) -> _Work:
@@ -617,6 +609,26 @@ def _evaluate_block(
             future.result()
 
 
+def _set_pair_scores(work: _Work, qb: np.ndarray, gs: np.ndarray, s: np.ndarray,
+                     b0: int) -> None:
+    """Overwrite the positives' entries of the score rows ``s`` (queries ``b0 ..``) with
+    their :func:`pair_scores`, ``_CANDIDATE_CHUNK`` positives at a time."""
+    n_same = work.n_same[b0 : b0 + s.shape[0]]
+    for r0, r1 in _split_by_weight(n_same, _CANDIDATE_CHUNK):
+        cnt = n_same[r0:r1]
+        total = int(cnt.sum())
+        if total == 0:
+            continue
+        row = np.repeat(np.arange(r0, r1), cnt)
+        within = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        col = work.order[np.repeat(work.lo[b0 + r0 : b0 + r1], cnt) + within]
+        keep = col != work.excl[b0 + row]
+        row, col = row[keep], col[keep]
+        vals = np.empty(row.size, dtype=np.float32)
+        pair_scores(qb, gs, row, col, vals)
+        s[row, col] = vals
+
+
 def _worst_positive(work: _Work, s: np.ndarray, b0: int) -> np.ndarray:
     """Per block row: the minimum score over the query's positives (+inf if it has none)."""
     nb, ng = s.shape
@@ -668,9 +680,7 @@ def _finish_rows(
     rows = np.flatnonzero(excl >= 0)
     s[rows, excl[rows]] = -np.inf
     # A positive's score is its pair score wherever it is compared (see pair_scores).
-    p0, p1 = work.pair_ptr[g0], work.pair_ptr[g1]
-    prow = np.repeat(np.arange(nr, dtype=np.int64), np.diff(work.pair_ptr[g0 : g1 + 1]))
-    s[prow, work.pair_col[p0:p1]] = work.pair_score[p0:p1]
+    _set_pair_scores(work, qb[r0:r1], gt.T, s, g0)
     thresh = _worst_positive(work, s, g0)
     top1, first_rank, ap = work.top1[g0:g1], work.first_rank[g0:g1], work.ap[g0:g1]
     dense = np.zeros(0, dtype=np.int64)
