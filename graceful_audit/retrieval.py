@@ -1,7 +1,8 @@
 r"""Exact retrieval metrics for one query-model / gallery-model case.
 
 ``gaudit compat OLD NEW`` runs :func:`evaluate_case` four times (old/old, new/new, new/old,
-old/new).  This module is the pure compute core: no I/O, no printing, no pandas.
+old/new), or :func:`evaluate_streamed_cases` once for the four when the gallery is read in
+shards.  This module is the pure compute core: no I/O, no printing, no pandas.
 
 Similarity
 ----------
@@ -16,8 +17,11 @@ Every metric is turned into a score where *higher is closer*:
   :math:`[q, 1]\cdot[g, -\tfrac12\lVert g\rVert^2]` (the same expansion faiss uses), so distances
   that differ by less than float32 rounding may be ordered by rounding, not by their exact value.
 
-All scores are float32 values of one BLAS ``sgemm`` per block of queries; scores that are equal
-in exact arithmetic but not in float32 are *not* ties.
+All scores are float32 values of one BLAS ``sgemm`` per block of queries, except that a
+query's *positives* take their :func:`pair_scores` (one float32 dot product per pair), so
+that a positive's score never depends on the shape of a matrix product: the in-memory and
+the streamed kernels then compare the very same values.  Scores that are equal in exact
+arithmetic but not in float32 are *not* ties.
 
 Ranking and ties
 ----------------
@@ -85,9 +89,17 @@ own single-threaded ``sgemm`` (BLAS is limited to one thread with ``threadpoolct
 duration of the call, so no idle BLAS thread spins on a core) and steps 1-3; the rows of
 step 4 are then dealt round-robin.  numpy releases the GIL in all of these.
 
-Determinism: given the scores, the ranking and every metric do not depend on ``block_size``
-or ``n_threads`` (each query's AP is summed left to right in rank order whichever step ranked
-it, so even the float bits agree).  The scores themselves come from ``sgemm`` calls whose
+Streamed gallery (:func:`evaluate_streamed_cases`): the queries stay in memory, the gallery
+comes in shards (two passes).  Pass 1 computes every positive's pair score; then, per shard,
+:func:`count_shard` counts for every positive the shard items ranking before it (score
+greater, or equal at a lower gallery index, across shard borders too) with
+:func:`rank_positives` on the shard's candidates and all the query's positives placed by
+gallery index; ranks add up over the shards and the top-1 keeps the first maximum.  Memory:
+the queries, the positives (about 20 bytes each), one shard and one block of its scores.
+
+Determinism: given the scores, the ranking and every metric do not depend on ``block_size``,
+``n_threads`` or the shards (each query's AP is summed left to right in rank order whichever
+step ranked it, so even the float bits agree).  The scores themselves come from ``sgemm`` calls whose
 shape follows the block size and the thread split, and BLAS may round a dot product
 differently in the last bit for another shape (or another CPU); this can only swap items
 whose scores are within about one float32 ulp.  Exactly representable scores (the integer
