@@ -99,11 +99,15 @@ the queries, the positives (about 20 bytes each), one shard and one block of its
 
 Determinism: given the scores, the ranking and every metric do not depend on ``block_size``,
 ``n_threads`` or the shards (each query's AP is summed left to right in rank order whichever
-step ranked it, so even the float bits agree).  The scores themselves come from ``sgemm`` calls whose
-shape follows the block size and the thread split, and BLAS may round a dot product
-differently in the last bit for another shape (or another CPU); this can only swap items
-whose scores are within about one float32 ulp.  Exactly representable scores (the integer
-vectors of the tests) give identical results for every setting.
+step ranked it, so even the float bits agree).  The non-positive scores come from ``sgemm``
+calls whose shape follows the block size, the thread split and the shards; the BLAS
+libraries we know compute each entry the same way whatever the shape, but none promises it,
+and another shape (or CPU) could round an entry differently in the last bit, which can only
+swap items whose scores are within about one float32 ulp.  Exactly representable scores
+(the integer vectors of the tests) give identical results for every setting.  Compared
+with gaudit before the pair scores, a positive's score may differ in the last bit from the
+``sgemm`` value it had (mAP of the benchmark data moved by about 1e-9; the ranks and top-k
+of the 256 queries compared did not change).
 
 Cost: one ``sgemm`` plus a few cheap passes over :math:`S` when the model is good; when the
 worst positive ranks deep (a poor model, or many positives per query) step 4 adds a few
