@@ -172,3 +172,152 @@ def test_sample_queries_from_a_config_file(tmp_path):
     assert json.loads(res.stdout)["inputs"]["sample"] == {"queries": 5, "of": 60 - json.loads(
         res.stdout)["inputs"]["gallery"], "seed": 2}
 
+
+# ------------------------------------------- with --qrels and with versions (V1 V2 ... Vn)
+
+
+def _judged(seed=0, nq=40, ng=150, d=5, integer=False, n_versions=2):
+    """Versions with a split column and a BEIR qrels text: queries q*, corpus items d*
+    (named out of order), some queries unjudged or judged only not relevant."""
+    rng = np.random.default_rng(seed)
+    q_ids = [f"q{i:03d}" for i in range(nq)]
+    g_ids = [f"d{(7 * i) % ng:03d}x{i}" for i in range(ng)]
+    ids = q_ids + g_ids
+    split = ["query"] * nq + ["gallery"] * ng
+    base = rng.normal(size=(nq + ng, d))
+    tables = []
+    for _ in range(n_versions):
+        e = base + 0.7 * rng.normal(size=base.shape)
+        if integer:
+            e = np.round(2 * e)
+        tables.append(pa.table({"id": ids, "split": split,
+                                "embedding": list(np.asarray(e, dtype=np.float32))}))
+    lines = ["query-id\tcorpus-id\tscore"]
+    for i, q in enumerate(q_ids):
+        if i % 9 == 8:
+            continue
+        for j in rng.choice(ng, size=int(rng.integers(1, 12)), replace=False):
+            lines.append(f"{q}\t{g_ids[j]}\t{int(rng.integers(0, 4))}")
+    return tables, q_ids, "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("integer", [True, False], ids=["integer", "float"])
+@pytest.mark.parametrize("rows", [4, 64])
+@pytest.mark.parametrize("sample", [None, 13])
+def test_qrels_streamed_equals_in_memory(tmp_path, monkeypatch, integer, rows, sample):
+    """--qrels with the gallery streamed in shards (with and without --sample-queries): the
+    same JSON as in memory, relevance metrics, paired test and breaking queries included."""
+    (old, new), _, text = _judged(seed=11, integer=integer)
+    path = tmp_path / "q.tsv"
+    path.write_text(text)
+    kw = {"metric": "ip" if integer else "cosine", "qrels": str(path),
+          "sample_queries": sample, "seed": None if sample is None else 5}
+    expected = _doc(audit_compat(old, new, **kw))
+    assert expected["cases"]["new/old"]["ndcg10"] is not None
+    monkeypatch.setattr(compat_mod, "_SHARD_ROWS", rows)
+    assert _doc(audit_compat(old, new, **kw)) == expected
+
+
+def test_qrels_with_sample_queries_is_the_audit_of_the_sampled_queries(tmp_path):
+    """--qrels --sample-queries N --seed S audits exactly numpy's sample of the queries (in
+    id order): the same cases, test, flips and breaking queries as an audit of files and
+    judgments cut down to those queries by hand; judgments of the queries left out are not
+    'unmatched'."""
+    (old, new), q_ids, text = _judged(seed=12, nq=60)
+    path = tmp_path / "q.tsv"
+    path.write_text(text)
+    got = audit_compat(old, new, qrels=str(path), sample_queries=17, seed=9).to_dict()
+    pick = np.sort(np.random.default_rng(9).choice(len(q_ids), 17, replace=False))
+    kept = {q_ids[i] for i in pick}
+    cut_text = "".join(line + "\n" for k, line in enumerate(text.splitlines())
+                       if k == 0 or line.split("\t")[0] in kept)
+    (tmp_path / "cut.tsv").write_text(cut_text)
+
+    def cut(t):
+        ids = t.column("id").to_pylist()
+        keep = [k for k, i in enumerate(ids) if not i.startswith("q") or i in kept]
+        return t.take(keep)
+
+    want = audit_compat(cut(old), cut(new), qrels=str(tmp_path / "cut.tsv")).to_dict()
+    for key in ("cases", "compatible", "reason", "criterion_delta", "tests", "intervals",
+                "update_gain", "retrieval_negative_flips", "breaking_queries", "queries",
+                "queries_without_positive"):
+        assert got[key] == want[key], key
+    assert got["inputs"]["sample"] == {"queries": 17, "of": 60, "seed": 9}
+    assert got["inputs"]["qrels"]["relevant"] == want["inputs"]["qrels"]["relevant"]
+    assert got["inputs"]["qrels"]["unmatched"] == 0
+    assert got["inputs"]["qrels"]["judgments"] == len(text.splitlines()) - 1
+
+
+def test_cli_qrels_sample_and_memory_limit_stream_with_the_same_json(tmp_path, monkeypatch):
+    """The CLI with --qrels --sample-queries: a --memory-limit too small for the embeddings
+    streams the gallery (seen by the shard plan) and writes the same JSON; gaudit render
+    reads it back byte for byte, in every format."""
+    (old, new), _, text = _judged(seed=13)
+    pq.write_table(old, tmp_path / "o.parquet")
+    pq.write_table(new, tmp_path / "n.parquet")
+    (tmp_path / "q.tsv").write_text(text)
+    args = ["compat", str(tmp_path / "o.parquet"), str(tmp_path / "n.parquet"), "--qrels",
+            str(tmp_path / "q.tsv"), "--sample-queries", "25", "--seed", "3", "-f", "json",
+            "--quiet"]
+    plain = runner.invoke(app, args)
+    assert plain.exit_code in (0, 1), plain.output
+    calls = []
+    original = compat_mod._stream
+    monkeypatch.setattr(compat_mod, "_stream",
+                        lambda *a, **k: calls.append(a[6]) or original(*a, **k))
+    monkeypatch.setattr(compat_mod, "_IN_MEMORY_FACTOR", 1e6)
+    streamed = runner.invoke(app, [*args, "--memory-limit", "64MB"])
+    assert streamed.exit_code == plain.exit_code, streamed.output
+    assert calls, "the gallery was not streamed"
+    assert streamed.stdout == plain.stdout
+    doc = json.loads(plain.stdout)
+    assert doc["inputs"]["sample"] == {"queries": 25, "of": 40, "seed": 3}
+    assert doc["inputs"]["qrels"]["format"] == "beir"
+    out = tmp_path / "r.json"
+    out.write_text(plain.stdout)
+    again = runner.invoke(app, ["render", str(out), "-f", "json"])
+    assert again.exit_code == plain.exit_code and again.stdout == plain.stdout
+    for fmt in ("text", "markdown", "html", "junit"):
+        r = runner.invoke(app, ["render", str(out), "-f", fmt])
+        assert r.exit_code == plain.exit_code, (fmt, r.output)
+        assert "uniform sample of 25 of 40 queries" in r.stdout, fmt
+
+
+@pytest.mark.parametrize("judged", [False, True], ids=["labels", "qrels"])
+@pytest.mark.parametrize("sample", [None, 11])
+def test_versions_streamed_equal_in_memory(tmp_path, monkeypatch, judged, sample):
+    """Three versions (n^2 cases in one streamed pass pair): the same JSON as in memory,
+    with identity labels or --qrels, with or without --sample-queries; the sample is stated
+    in the verdict of the chain."""
+    kw = {"sample_queries": sample, "seed": None if sample is None else 2}
+    if judged:
+        versions, _, text = _judged(seed=14, n_versions=3)
+        (tmp_path / "q.tsv").write_text(text)
+        kw["qrels"] = str(tmp_path / "q.tsv")
+    else:
+        rng = np.random.default_rng(14)
+        old, new = _data(seed=14)
+        third = new.set_column(2, "embedding", pa.array(
+            list(np.asarray(new.column("embedding").to_pylist(), dtype=np.float32)
+                 + rng.normal(size=(new.num_rows, 6)).astype(np.float32))))
+        versions = [old, new, third]
+    expected = audit_compat(*versions, **kw)
+    assert expected.versions is not None
+    if sample:
+        assert "; on a uniform sample of 11 of" in expected.headline()
+    monkeypatch.setattr(compat_mod, "_SHARD_ROWS", 7)
+    seen = []
+    got = audit_compat(*versions, progress=lambda *a: seen.append(a), **kw)
+    assert _doc(got) == _doc(expected)
+    assert {a[0] for a in seen} == {"gallery shards"}
+
+
+def test_versions_streamed_with_a_dimension_mismatch(monkeypatch):
+    """V2 has another dimension: its cells with V1 and V3 are unavailable, streamed too."""
+    old, new = _data(seed=15, d_new=9)
+    versions = [old, new, old]
+    expected = _doc(audit_compat(*versions))
+    assert expected["matrix"]["top1"][1][0] is None
+    monkeypatch.setattr(compat_mod, "_SHARD_ROWS", 5)
+    assert _doc(audit_compat(*versions)) == expected
