@@ -1151,7 +1151,7 @@ def breakdown_compat(ctx: Context, old: Path, new: Path) -> None:
     for name, label in (("_finish_rows", "_finish_rows: candidate mask, sparse rows, top-1"),
                         ("_rank_sparse_rows", "_rank_sparse_rows: sort candidate keys"),
                         ("_rank_dense_rows", "_rank_dense_rows: rows with many candidates"),
-                        ("_rank_dense_row", "_rank_dense_row: one row, partition + sort")):
+                        ("rank_positives", "rank_positives: one row, bucket counts")):
         if hasattr(retrieval_mod, name):
             timers.wrap_worker(retrieval_mod, name, label)
         else:

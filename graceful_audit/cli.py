@@ -491,6 +491,12 @@ FormatOpt = Annotated[
 OutputOpt = Annotated[
     str | None, typer.Option("--output", "-o", help="Write the report to PATH ('-': stdout).")
 ]
+MemoryLimitOpt = Annotated[
+    str | None, typer.Option("--memory-limit", help="Engine memory limit, e.g. '4GB' "
+                             "(DuckDB spills to disk beyond it; compat streams the gallery "
+                             "in shards when the embeddings would not fit) [default: 80% of "
+                             "RAM].", rich_help_panel="Engine")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary lines.")]
 ReportOpt = Annotated[
     list[str] | None,
@@ -653,11 +659,7 @@ def flips(
     output: OutputOpt = None,
     report: ReportOpt = None,
     config: ConfigOpt = None,
-    memory_limit: Annotated[
-        str | None, typer.Option("--memory-limit", help="Engine memory limit, e.g. '4GB' "
-                                 "(DuckDB spills to disk beyond it) [default: 80% of RAM].",
-                                 rich_help_panel="Engine")
-    ] = None,
+    memory_limit: MemoryLimitOpt = None,
     engine: Annotated[
         EngineName, typer.Option("--engine", help="Where reading, joining and counting run.",
                                  rich_help_panel="Engine")
@@ -728,7 +730,9 @@ def progress_bar(quiet: bool) -> Iterator[Any]:
 
         def update(case: str, done: int, total: int) -> None:
             if case not in tasks:
-                tasks[case] = bar.add_task(f"searching {case}", total=total)
+                label = ("streaming the gallery in shards (all cases)"
+                         if case == "gallery shards" else f"searching {case}")
+                tasks[case] = bar.add_task(label, total=total)
             bar.update(tasks[case], completed=done)
 
         yield update
@@ -790,6 +794,14 @@ def compat(
     config: ConfigOpt = None,
     log_to: LogToOpt = None,
     mlflow_experiment: MlflowExperimentOpt = None,
+    memory_limit: MemoryLimitOpt = None,
+    sample_queries: Annotated[
+        int | None, typer.Option("--sample-queries", metavar="N", help="Audit a uniform "
+                                 "sample of N queries (all when there are no more).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of --sample-queries [default: 0].")
+    ] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -819,6 +831,8 @@ def compat(
                 top=p["top"], confidence=p["confidence"],
                 allow_unmatched=p["allow_unmatched"], qrels=p["qrels"],
                 gates=specs_from(p, GATE_KEYS_COMPAT, sources), progress=update,
+                memory_limit=p["memory_limit"], sample_queries=p["sample_queries"],
+                seed=p["seed"],
             )
         publish(result, fmt, output, reports, quiet, summary)
         track(result, tracking, quiet, debug)

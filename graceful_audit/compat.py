@@ -46,8 +46,9 @@ unavailable and the update is not compatible.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -240,6 +241,9 @@ class CompatInputs:
     queries: int
     gallery: int
     qrels: QrelsInfo | None = None
+    #: ``--sample-queries``: the audited queries are a uniform sample of ``of`` queries
+    #: drawn with ``seed`` (None: every query).
+    sample: QuerySample | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -251,15 +255,18 @@ class CompatInputs:
         }
         if self.qrels is not None:
             d["qrels"] = dataclasses.asdict(self.qrels)
+        if self.sample is not None:
+            d["sample"] = self.sample.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], queries: int) -> CompatInputs:
-        q = d.get("qrels")
+        q, s = d.get("qrels"), d.get("sample")
         return cls(d["old"]["path"], d["new"]["path"], d["old"]["rows"], d["new"]["rows"],
                    d["matched"], d["unmatched_old"], d["unmatched_new"], d["old"]["dim"],
                    d["new"]["dim"], d["mode"], queries, d["gallery"],
-                   None if q is None else QrelsInfo(**q))
+                   None if q is None else QrelsInfo(**q),
+                   QuerySample(s["queries"], s["of"], s["seed"]) if s else None)
 
 
 @dataclass(frozen=True)
@@ -278,6 +285,23 @@ class QrelsInfo:
     relevant: int
     unmatched: int
     wrong_side: int
+
+
+@dataclass(frozen=True)
+class QuerySample:
+    """A uniform sample (without replacement) of ``queries`` of the ``of`` queries, drawn
+    by ``numpy.random.default_rng(seed).choice``; the same seed gives the same sample."""
+
+    queries: int
+    of: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queries": self.queries, "of": self.of, "seed": self.seed}
+
+    def sentence(self) -> str:
+        return (f"a uniform sample of {self.queries:,} of {self.of:,} queries "
+                f"(seed {self.seed})")
 
 
 @dataclass(frozen=True)
@@ -394,14 +418,16 @@ class CompatResult(Gated):
         return (f"{crit} new/old {_pct(cross, digits)} {op} old/old {_pct(base, digits)}")
 
     def headline(self) -> str:
+        sample = self.inputs.sample
+        on = "" if sample is None else f"; on {sample.sentence()}"
         if self.versions is not None:
-            return self.versions.headline(self.criterion, self.confidence)
+            return self.versions.headline(self.criterion, self.confidence) + on
         if self.dimension_mismatch:
-            return self.reason()
+            return self.reason() + on
         word = "backward compatible" if self.compatible else "NOT backward compatible"
         flips = ("" if self.retrieval_negative_flips is None else
                  f"; {self.retrieval_negative_flips:,} of {self.queries:,} queries break")
-        return f"{word} ({self.reason()}){self._not_significant()}{flips}"
+        return f"{word} ({self.reason()}){self._not_significant()}{flips}{on}"
 
     def _not_significant(self) -> str:
         """``, but the margin is not significant (...)`` when the paired test says so."""
@@ -738,6 +764,9 @@ def audit_compat(
     gates: Mapping[str, float] | Sequence[GateSpec] | None = None,
     block_size: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    memory_limit: str | None = None,
+    sample_queries: int | None = None,
+    seed: int | None = None,
 ) -> CompatResult:
     """Audit an embedding-model update for backward compatibility of retrieval.
 
@@ -770,7 +799,15 @@ def audit_compat(
         Relevance judgments (BEIR TSV or TREC, :mod:`graceful_audit.qrels`) instead of
         identity labels; needs the split column, and no ``label_col``.
     progress : callable, optional
-        ``progress(case, done, total)`` after each block of queries.
+        ``progress(case, done, total)`` after each block of queries (in memory) or
+        ``progress("gallery shards", rows, total)`` after each shard (streamed).
+    memory_limit : str, optional
+        Memory for the whole audit (``--memory-limit``, as for ``flips``; default 80% of
+        the RAM). When the embeddings would not fit, the gallery is streamed in shards
+        (:func:`_streamed_cases`), with the same results.
+    sample_queries, seed : int, optional
+        Audit a uniform sample of ``sample_queries`` queries (all of them when there are no
+        more), drawn with ``seed`` (default 0); the report says so.
 
     Returns
     -------
@@ -800,6 +837,7 @@ def audit_compat(
                      if criterion in QRELS_CRITERIA else "")
             raise UsageError(f"--criterion: {criterion!r} is not one of top1, map{extra}.")
     check_top(top)
+    _check_sample(sample_queries, seed)
     if isinstance(confidence, bool) or not 0.0 < confidence < 1.0:
         raise UsageError(f"--confidence: {confidence!r} must be strictly between 0 and 1.")
     check_column_names({"--id-col": id_col, "--label-col": label_col,
@@ -815,25 +853,104 @@ def audit_compat(
         judgments = read_qrels(qrels)
     sources = (old, new, *later)
     al = _align(sources, id_col, label_col, embedding_col, split_col, metric, allow_unmatched,
-                judgments is not None)
-    if judgments is not None:
-        from .qrels import match_qrels
+                judgments is not None, memory_limit, sample_queries, seed)
+    try:
+        if judgments is not None:
+            from .qrels import match_qrels
 
-        judged = match_qrels(judgments, al.ids[al.q_idx], al.ids[al.g_idx],
-                             allow_unmatched=allow_unmatched)
-    run = _Run(al, metric, criterion, top, confidence, block_size, progress, judgments, judged)
-    if len(sources) == 2:
-        cases: dict[str, CaseMetrics] = {}
-        raw: dict[str, Any] = {}
-        for name in CASES:
-            q, g = (0 if m == "old" else 1 for m in name.split("/"))
-            cases[name], raw[name] = run.case(name, q, g)
-        result = run.pair(1, 0, cases, raw)
-    else:
-        from .versions import audit_versions
+            # Matched against every query (a judgment of a query left out of the sample is
+            # not "unmatched"), then only the sampled queries' judgments are kept.
+            judged = match_qrels(judgments, al.ids[al.all_queries], al.ids[al.g_idx],
+                                 allow_unmatched=allow_unmatched)
+            if al.pick is not None:
+                judged = judged.take(al.pick)
+        run = _Run(al, metric, criterion, top, confidence, block_size, progress, judgments,
+                   judged)
+        n = len(sources)
+        if n == 2:
+            pairs = {name: tuple(0 if m == "old" else 1 for m in name.split("/"))
+                     for name in CASES}
+            run.prepare(list(pairs.values()))
+            cases: dict[str, CaseMetrics] = {}
+            raw: dict[str, Any] = {}
+            for name, (q, g) in pairs.items():
+                cases[name], raw[name] = run.case(name, q, g)
+            result = run.pair(1, 0, cases, raw)
+        else:
+            from .versions import audit_versions
 
-        result = audit_versions(run)
+            run.prepare([(q, g) for q in range(n) for g in range(n)])
+            result = audit_versions(run)
+    finally:
+        al.close()
     return result.with_gates(evaluate_gates(result, specs, COMPAT_GATES))
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """A gallery read in shards (``--memory-limit`` too small for every embedding): the
+    open engine, the query of the joined embeddings ``e_0 .. e_{n-1}`` in id order (the
+    order of the aligned items), and the queries' embeddings, read once."""
+
+    engine: Any
+    sql: str
+    shard_rows: int
+    block_bytes: int
+    joined: str  # the files, for messages
+    where: tuple[str, ...]  # each version's file, for messages
+    ids: np.ndarray
+    metric: str
+    #: Each version's dimension, from the first rows read; later rows must agree.
+    dims: dict[int, int] = field(default_factory=dict)
+    #: The (sampled) queries' embeddings of each version, filled by :meth:`read_queries`.
+    queries: list[np.ndarray] = field(default_factory=list)
+
+    def batches(self, mask: np.ndarray) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Per shard, the aligned positions of its rows in ``mask`` and their validated
+        float32 embeddings, keyed by version number as text (shards without such rows are
+        skipped)."""
+        import pyarrow as pa
+
+        r0 = 0
+        for batch in self.engine.con.sql(self.sql).to_arrow_reader(self.shard_rows):
+            t = pa.Table.from_batches([batch])
+            rows = np.flatnonzero(mask[r0 : r0 + t.num_rows])
+            if rows.size:
+                sub = t if rows.size == t.num_rows else t.take(rows)
+                ids = self.ids[r0 + rows]
+                out = {}
+                for k, where in enumerate(self.where):
+                    x = _matrix(sub, f"e_{k}", ids, where, self.metric)
+                    if self.dims.setdefault(k, x.shape[1]) != x.shape[1]:
+                        raise InputError(
+                            f"{where}: ragged embeddings: dimension {x.shape[1]} for ids "
+                            f"{examples(ids)} but {self.dims[k]} for earlier ids. All "
+                            "embeddings of a model must have the same dimension.")
+                    out[str(k)] = x
+                yield r0 + rows, out
+            r0 += t.num_rows
+
+    def read_queries(self, all_queries: np.ndarray, q_idx: np.ndarray) -> None:
+        """One pass: validate every query's embeddings (sampled or not, as in memory) and
+        keep those of ``q_idx`` (ascending positions, a subset of ``all_queries``)."""
+        n = len(self.ids)
+        is_q = np.zeros(n, dtype=bool)
+        is_q[all_queries] = True
+        keep = np.zeros(n, dtype=bool)
+        keep[q_idx] = True
+        parts: list[list[np.ndarray]] = [[] for _ in self.where]
+        for rows, block in self.batches(is_q):
+            sel = keep[rows]
+            for k in range(len(self.where)):
+                parts[k].append(block[str(k)][sel])
+        self.queries.extend(np.concatenate(p) for p in parts)
+
+    def gallery(self, g_idx: np.ndarray) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+        """The ``shards`` callable of :func:`~graceful_audit.retrieval.evaluate_streamed_cases`
+        over the gallery items ``g_idx``."""
+        is_g = np.zeros(len(self.ids), dtype=bool)
+        is_g[g_idx] = True
+        return lambda: (block for _, block in self.batches(is_g))
 
 
 @dataclass(frozen=True)
@@ -848,11 +965,23 @@ class _Aligned:
     ids: np.ndarray
     labels: np.ndarray
     codes: np.ndarray
-    emb: tuple[np.ndarray, ...]
+    dims: tuple[int, ...]  # each version's embedding dimension
+    #: Every item's embeddings per version; None when the gallery is streamed (``stream``).
+    emb: tuple[np.ndarray, ...] | None
     mode: str
-    q_idx: np.ndarray
+    q_idx: np.ndarray  # the audited queries (a sample with --sample-queries)
     g_idx: np.ndarray
     exclude: np.ndarray | None
+    #: Every query before ``--sample-queries``; ``pick``: the positions in it of ``q_idx``.
+    all_queries: np.ndarray
+    pick: np.ndarray | None = None
+    sample: QuerySample | None = None
+    stream: _Stream | None = None
+
+    def close(self) -> None:
+        """Close the engine a streamed gallery reads from (nothing in memory mode)."""
+        if self.stream is not None:
+            self.stream.engine.close()
 
 
 def _roles(n: int) -> tuple[str, ...]:
@@ -861,14 +990,19 @@ def _roles(n: int) -> tuple[str, ...]:
 
 def _align(sources: Sequence[Any], id_col: str | None, label_col: str | None,
            embedding_col: str | None, split_col: str | None, metric: str,
-           allow_unmatched: bool, judged: bool = False) -> _Aligned:
+           allow_unmatched: bool, judged: bool = False, memory_limit: str | None = None,
+           sample_queries: int | None = None, seed: int | None = None) -> _Aligned:
     """read -> join by id -> labels, split and embedding matrices, for any number of files.
 
     ``judged``: relevance judgments replace the identity labels (``--qrels``), so the split
-    column is required and labels are not read."""
+    column is required and labels are not read.  ``sample_queries``/``seed``: keep a uniform
+    sample of the queries (:func:`_sample`).  When the embeddings would not fit in
+    ``memory_limit`` (:func:`_plan_shards`) only the queries' embeddings are read here and
+    the engine stays open for the gallery's shards (``stream``; :meth:`_Aligned.close`)."""
     roles = _roles(len(sources))
     id_names = [id_col] if id_col else ["id", *ID_SYNONYMS]
-    engine = DuckDBEngine()
+    engine = DuckDBEngine(memory_limit)
+    shard_rows: int | None = None
     try:
         tables = [engine.open(src, role, text_columns=id_names)
                   for src, role in zip(sources, roles, strict=True)]
@@ -891,29 +1025,54 @@ def _align(sources: Sequence[Any], id_col: str | None, label_col: str | None,
         joined = (f"{tables[0].display} and {tables[1].display}" if len(tables) == 2 else
                   f"the {len(tables)} files")
         with engine.errors(f"while joining {joined}"):
-            data, matched, unmatched = _join(engine.con, sides, allow_unmatched)
+            matched, unmatched = _join_counts(engine.con, sides, allow_unmatched)
+            shard_rows = _plan_shards(engine.con, sides, matched, memory_limit)
+            data = _join(engine.con, sides, embeddings=shard_rows is None)
+        ids, labels, mode, codes, all_queries, g_idx, exclude = _items(data, sides, judged)
+    except BaseException:
+        shard_rows = None
+        raise
     finally:
-        engine.close()
+        if shard_rows is None:
+            engine.close()
 
-    ids = _texts(data.column("id").to_pylist())
-    labels = np.zeros(len(ids), dtype=object) if judged else _labels(data, ids, sides)
-    is_query, mode = _split(data, ids, sides)
-    emb = tuple(_matrix(data, f"e_{k}", ids, t.label, metric) for k, t in enumerate(tables))
-    codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)
-    exclude = None
-    if mode == "split":
-        q_idx, g_idx = np.flatnonzero(is_query), np.flatnonzero(~is_query)
-        if q_idx.size == 0 or g_idx.size == 0:
-            raise InputError(
-                f"the split column has {q_idx.size} query and {g_idx.size} gallery items; "
-                "both are needed (or drop the column for leave-one-out)."
-            )
+    pick, sample = _sample(all_queries.size, sample_queries, seed)
+    q_idx = all_queries
+    if pick is not None:
+        q_idx = all_queries[pick]
+        exclude = None if exclude is None else exclude[pick]
+    emb: tuple[np.ndarray, ...] | None = None
+    stream = None
+    if shard_rows is None:
+        emb = tuple(_matrix(data, f"e_{k}", ids, t.label, metric) for k, t in enumerate(tables))
+        dims = tuple(int(e.shape[1]) for e in emb)
     else:
-        q_idx = g_idx = np.arange(len(ids))
-        exclude = np.arange(len(ids), dtype=np.int64)
+        try:
+            stream = _stream(engine, sides, tables, joined, ids, metric, shard_rows,
+                             memory_limit)
+            with engine.errors(f"while reading {joined}"):
+                stream.read_queries(all_queries, q_idx)
+        except BaseException:
+            engine.close()
+            raise
+        dims = tuple(stream.dims[k] for k in range(len(tables)))
     return _Aligned(roles, tuple(_display(s) for s in sources), tuple(t.rows for t in tables),
-                    matched, tuple(unmatched), ids, labels, codes, emb, mode, q_idx, g_idx,
-                    exclude)
+                    matched, tuple(unmatched), ids, labels, codes, dims, emb, mode, q_idx,
+                    g_idx, exclude, all_queries, pick, sample, stream)
+
+
+def _stream(engine: Any, sides: list[_EmbeddingSide], tables: list[Any], joined: str,
+            ids: np.ndarray, metric: str, shard_rows: int,
+            memory_limit: str | None) -> _Stream:
+    """The :class:`_Stream` reading the joined embeddings in shards of about ``shard_rows``
+    rows (one block of scores gets ``_BLOCK_SHARE`` of the memory budget)."""
+    n = len(sides)
+    cols = ", ".join(f"s{k}.e AS e_{k}" for k in range(n))
+    joins = " ".join(f"JOIN s{k} ON s0.id = s{k}.id" for k in range(1, n))
+    sql = f"{_with_sql(sides)} SELECT {cols} FROM s0 {joins} ORDER BY s0.id"
+    block_bytes = max(1 << 20, int(_BLOCK_SHARE * memory_budget(memory_limit)))
+    return _Stream(engine, sql, shard_rows, block_bytes, joined,
+                   tuple(t.label for t in tables), ids, metric)
 
 
 @dataclass(frozen=True)
@@ -932,34 +1091,68 @@ class _Run:
     judged: Any = None
     #: ``(q, g) -> {metric: per-query values}`` of the relevance metrics, filled by case().
     per_query: dict[tuple[int, int], dict[str, np.ndarray]] = field(default_factory=dict)
+    #: ``(q, g) -> CaseResult`` computed by :meth:`prepare` (streamed gallery only).
+    streamed: dict[tuple[int, int], Any] = field(default_factory=dict)
+
+    def prepare(self, cells: Sequence[tuple[int, int]]) -> None:
+        """With a streamed gallery, compute every case ``(query version, gallery version)``
+        of ``cells`` at once (two passes over the shards in all), then close the engine; in
+        memory, nothing (:meth:`case` computes each case when asked)."""
+        al, st, judged = self.al, self.al.stream, self.judged
+        if st is None:
+            return
+        from .retrieval import StreamCase, evaluate_streamed_cases
+
+        todo = [(q, g) for q, g in dict.fromkeys(cells) if al.dims[q] == al.dims[g]]
+        if judged is None:
+            specs = [StreamCase(st.queries[q], al.codes[al.q_idx], al.exclude, str(g))
+                     for q, g in todo]
+        else:
+            positives = (judged.indptr, judged.indices)
+            specs = [StreamCase(st.queries[q], None, None, str(g), positives) for q, g in todo]
+        progress, total = self.progress, int(al.g_idx.size)
+        cb = None if progress is None else (lambda done: progress("gallery shards", done,
+                                                                  total))
+        try:
+            with st.engine.errors(f"while reading {st.joined}"):
+                results = evaluate_streamed_cases(
+                    specs, al.codes[al.g_idx] if judged is None else None,
+                    st.gallery(al.g_idx), n_gallery=total, metric=self.metric, ks=KS,
+                    block_bytes=st.block_bytes, progress=cb)
+        finally:
+            al.close()
+        self.streamed.update(zip(todo, results, strict=True))
 
     def case(self, name: str, q: int, g: int) -> tuple[CaseMetrics, Any]:
         """Version ``q``'s queries searching version ``g``'s gallery: the case's metrics and
         its per-query :class:`~graceful_audit.retrieval.CaseResult` (None when the
         dimensions differ)."""
+        from .qrels import RELEVANCE_KEYS, per_query_metrics, summary
         from .retrieval import evaluate_case
 
-        al = self.al
-        eq, eg = al.emb[q], al.emb[g]
-        from .qrels import RELEVANCE_KEYS, per_query_metrics, summary
-
         al, judged = self.al, self.judged
-        eq, eg = al.emb[q], al.emb[g]
-        if eq.shape[1] != eg.shape[1]:
-            return CaseMetrics(name, False, reason=f"dimension {eq.shape[1]} vs {eg.shape[1]}: "
-                               "cannot compare",
+        dq, dg = al.dims[q], al.dims[g]
+        if dq != dg:
+            return CaseMetrics(name, False, reason=f"dimension {dq} vs {dg}: cannot compare",
                                relevance={} if judged is None else
                                dict.fromkeys(RELEVANCE_KEYS)), None
-        progress, total = self.progress, al.q_idx.size
-        cb = None if progress is None else (lambda done: progress(name, done, total))
-        if judged is None:
-            r = evaluate_case(eq[al.q_idx], al.codes[al.q_idx], eg[al.g_idx],
-                              al.codes[al.g_idx], metric=self.metric, ks=KS,
-                              exclude_self=al.exclude, block_size=self.block_size, progress=cb)
-        else:
-            r = evaluate_case(eq[al.q_idx], None, eg[al.g_idx], None,
-                              positives=(judged.indptr, judged.indices), metric=self.metric,
-                              ks=KS, block_size=self.block_size, progress=cb)
+        r = self.streamed.get((q, g))
+        if r is None:
+            if al.emb is None:  # pragma: no cover - prepare() computed every streamed case
+                raise AssertionError(f"compat: case {name} was not computed")
+            eq, eg = al.emb[q], al.emb[g]
+            progress, total = self.progress, al.q_idx.size
+            cb = None if progress is None else (lambda done: progress(name, done, total))
+            if judged is None:
+                r = evaluate_case(eq[al.q_idx], al.codes[al.q_idx], eg[al.g_idx],
+                                  al.codes[al.g_idx], metric=self.metric, ks=KS,
+                                  exclude_self=al.exclude, block_size=self.block_size,
+                                  progress=cb)
+            else:
+                r = evaluate_case(eq[al.q_idx], None, eg[al.g_idx], None,
+                                  positives=(judged.indptr, judged.indices),
+                                  metric=self.metric, ks=KS, block_size=self.block_size,
+                                  progress=cb)
         evaluated = r.first_positive_rank > 0
         intervals = {k: wilson_interval(int(np.count_nonzero(evaluated & (r.first_positive_rank
                                                                           <= k))),
@@ -1020,11 +1213,12 @@ class _Run:
             )
         inputs = CompatInputs(
             al.displays[old], al.displays[new], al.rows[old], al.rows[new], al.matched,
-            al.unmatched[old], al.unmatched[new], al.emb[old].shape[1], al.emb[new].shape[1],
+            al.unmatched[old], al.unmatched[new], al.dims[old], al.dims[new],
             al.mode, int(al.q_idx.size), int(al.g_idx.size),
             None if self.judged is None else QrelsInfo(
                 self.judgments.path, self.judgments.format, self.judged.judgments,
                 self.judged.relevant, self.judged.unmatched, self.judged.wrong_side),
+            al.sample,
         )
         return CompatResult(inputs, self.metric, criterion, cases, compatible, gain, flips,
                             int(al.q_idx.size), without_positive, breaking, self.confidence,
@@ -1041,6 +1235,116 @@ def _grades_of_top1(judgments: Any, q_ids: np.ndarray, g_ids: np.ndarray,
         for q, t in zip(q_ids, top1.tolist(), strict=True)], dtype=object)
 
 
+#: Test knob: gallery rows per shard, forcing the streamed path (None: decided by memory).
+_SHARD_ROWS: int | None = None
+#: The in-memory path peaks at about this many times the raw float32 embeddings.
+_IN_MEMORY_FACTOR = 3.5
+#: Shares of the memory budget when streaming: DuckDB's join and sort, one shard (Arrow,
+#: float32 and prepared copies of every model), one block of scores.
+_DUCKDB_SHARE, _SHARD_SHARE, _BLOCK_SHARE = 0.6, 0.1, 0.05
+
+
+def memory_budget(memory_limit: str | None) -> int:
+    """Bytes of ``--memory-limit`` (checked as for ``flips``); default 80% of the RAM."""
+    from .engine import _UNITS, MEMORY_SIZE, check_memory_limit
+
+    total = _physical_memory()
+    if memory_limit is None:
+        return int(0.8 * total)
+    check_memory_limit(memory_limit)
+    m = MEMORY_SIZE.fullmatch(memory_limit)
+    assert m is not None
+    number, unit = float(m.group(1)), m.group(2).upper()
+    if unit == "%":
+        return int(total * number / 100)
+    return int(number * _UNITS[unit])
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 8 * 2**30
+
+
+def _embedding_dims(con: Any, sides: list[_EmbeddingSide]) -> int:
+    """Sum of every model's embedding dimension, from the first row of each file."""
+    total = 0
+    for s in sides:
+        rows = con.sql(f"SELECT len({s.embedding_sql}) FROM {quote(s.table.view)} "
+                       f"WHERE {s.embedding_sql} IS NOT NULL LIMIT 1").fetchall()
+        total += int(rows[0][0] or 0) if rows else 0
+    return total
+
+
+def _plan_shards(con: Any, sides: list[_EmbeddingSide], matched: int,
+                 memory_limit: str | None) -> int | None:
+    """Rows per shard when the embeddings would not fit in ``memory_limit``, else None
+    (everything in memory, as before); sets DuckDB's share of the budget when streaming."""
+    budget = memory_budget(memory_limit)
+    if _SHARD_ROWS is None:
+        row_bytes = 4 * max(1, _embedding_dims(con, sides))
+        if matched * row_bytes * _IN_MEMORY_FACTOR <= budget:
+            return None
+        rows = max(1024, int(_SHARD_SHARE * budget) // (4 * row_bytes))
+    else:
+        rows = _SHARD_ROWS
+    con.execute(f"SET memory_limit = '{max(64, int(_DUCKDB_SHARE * budget / 1e6))}MB'")
+    return rows
+
+
+def _items(data: Any, sides: list[_EmbeddingSide], judged: bool) -> tuple[
+        np.ndarray, np.ndarray, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Ids, labels, mode, label codes, query and gallery positions and the excluded item of
+    each query (leave-one-out) of the joined items; with ``judged`` (``--qrels``) no labels
+    are read."""
+    ids = _texts(data.column("id").to_pylist())
+    labels = np.zeros(len(ids), dtype=object) if judged else _labels(data, ids, sides)
+    is_query, mode = _split(data, ids, sides)
+    codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    exclude = None
+    if mode == "split":
+        q_idx, g_idx = np.flatnonzero(is_query), np.flatnonzero(~is_query)
+        if q_idx.size == 0 or g_idx.size == 0:
+            raise InputError(
+                f"the split column has {q_idx.size} query and {g_idx.size} gallery items; "
+                "both are needed (or drop the column for leave-one-out)."
+            )
+    else:
+        q_idx = g_idx = np.arange(len(ids))
+        exclude = np.arange(len(ids), dtype=np.int64)
+    return ids, labels, mode, codes, q_idx, g_idx, exclude
+
+
+def _check_sample(n: Any, seed: Any) -> None:
+    """``--sample-queries`` must be a whole number >= 1 and ``--seed`` one >= 0, given only
+    with ``--sample-queries`` (it would be ignored otherwise)."""
+    def whole(x: Any) -> bool:
+        return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+    if n is not None and not (whole(n) and n >= 1):
+        raise UsageError(f"--sample-queries: {n!r} is not a number of queries; give a whole "
+                         "number of 1 or more.")
+    if seed is not None:
+        if n is None:
+            raise UsageError("--seed: only used with --sample-queries; add --sample-queries N "
+                             "or drop --seed.")
+        if not (whole(seed) and 0 <= seed < 2**63):
+            raise UsageError(f"--seed: {seed!r} is not a seed; give a whole number from 0 to "
+                             "2**63 - 1.")
+
+
+def _sample(n_queries: int, n: int | None,
+            seed: int | None) -> tuple[np.ndarray | None, QuerySample | None]:
+    """A uniform sample of ``n`` of the ``n_queries`` queries: their positions, ascending
+    (queries keep their order), or None (all of them) when ``n`` is None or not smaller."""
+    if n is None or n >= n_queries:
+        return None, None
+    seed = 0 if seed is None else int(seed)
+    pick = np.sort(np.random.default_rng(seed).choice(n_queries, int(n), replace=False))
+    return pick, QuerySample(int(n), int(n_queries), seed)
+
+
 def _rank_key(rank: int) -> int:
     """Worst first: a query with no correct item at all (rank 0) is the worst."""
     return np.iinfo(np.int64).max if rank == 0 else int(rank)
@@ -1052,12 +1356,9 @@ def _display(source: Any) -> str:
     return display(source)
 
 
-def _join(
-    con: Any, sides: list[_EmbeddingSide], allow_unmatched: bool
-) -> tuple[Any, int, list[int]]:
-    """Join every file's items by id: the Arrow table of the items in all files (columns
-    ``id``, ``y_k``, ``sp_k``, ``e_k`` for file k), the count of those items and, per file,
-    how many of its ids some other file lacks (with two files: ids only in OLD, only in NEW)."""
+def _with_sql(sides: list[_EmbeddingSide]) -> str:
+    """``WITH s0 AS (...), s1 AS (...), ...``: id (as text unless all are integers), label,
+    split and embedding of each file."""
     integer = all(is_integer_type(s.table.type_of(s.id)) for s in sides)
 
     def sub(s: _EmbeddingSide) -> str:
@@ -1067,8 +1368,16 @@ def _join(
         return (f"SELECT {idx} AS id, {lab} AS y, {spl} AS sp, {s.embedding_sql} AS e "
                 f"FROM {quote(s.table.view)}")
 
+    return "WITH " + ", ".join(f"s{k} AS ({sub(s)})" for k, s in enumerate(sides))
+
+
+def _join_counts(con: Any, sides: list[_EmbeddingSide],
+                 allow_unmatched: bool) -> tuple[int, list[int]]:
+    """The count of the items in every file and, per file, how many of its ids some other
+    file lacks (with two files: ids only in OLD, only in NEW); unmatched ids are an error
+    unless allowed."""
     n = len(sides)
-    with_sql = "WITH " + ", ".join(f"s{k} AS ({sub(s)})" for k, s in enumerate(sides))
+    with_sql = _with_sql(sides)
     if n == 2:
         matched, *unmatched = con.execute(
             f"{with_sql} SELECT count(*) FILTER (WHERE s0.id IS NOT NULL AND s1.id IS NOT NULL), "
@@ -1114,11 +1423,19 @@ def _join(
             f"unmatched ids: {'; '.join(parts)}; {matched} matched. Pass --allow-unmatched "
             f"to audit only the items present in {present} (the counts stay in the report)."
         )
-    cols = ", ".join(f"s{k}.y AS y_{k}, s{k}.sp AS sp_{k}, s{k}.e AS e_{k}" for k in range(n))
+    return int(matched), [int(u) for u in unmatched]
+
+
+def _join(con: Any, sides: list[_EmbeddingSide], embeddings: bool = True) -> Any:
+    """The items in every file, ordered by id (Arrow): columns ``id``, ``y_k``, ``sp_k`` and,
+    with ``embeddings``, ``e_k`` for file k."""
+    n = len(sides)
+    cols = ", ".join(f"s{k}.y AS y_{k}, s{k}.sp AS sp_{k}" + (f", s{k}.e AS e_{k}"
+                                                              if embeddings else "")
+                     for k in range(n))
     joins = " ".join(f"JOIN s{k} ON s0.id = s{k}.id" for k in range(1, n))
-    data = con.sql(f"{with_sql} SELECT s0.id AS id, {cols} FROM s0 {joins} ORDER BY s0.id"
-                   ).to_arrow_table()
-    return data, int(matched), [int(u) for u in unmatched]
+    return con.sql(f"{_with_sql(sides)} SELECT s0.id AS id, {cols} FROM s0 {joins} "
+                   "ORDER BY s0.id").to_arrow_table()
 
 
 def _labels(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> np.ndarray:

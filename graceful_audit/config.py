@@ -50,6 +50,7 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "id-col": str, "label-col": str, "embedding-col": str, "split-col": str,
         "metric": str, "criterion": str, "top": int, "confidence": float,
         "allow-unmatched": bool, "qrels": str, "log-to": str, "mlflow-experiment": str,
+        "memory-limit": str, "sample-queries": int, "seed": int,
     },
 }
 

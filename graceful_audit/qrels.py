@@ -165,6 +165,19 @@ class Judged:
     unmatched: int
     wrong_side: int
 
+    def take(self, rows: np.ndarray) -> Judged:
+        """The judgments of the queries ``rows`` only (their positions, ascending; e.g. a
+        sample of the queries), as CSR over those queries.  ``relevant`` counts the kept
+        positives; ``judgments``, ``unmatched`` and ``wrong_side`` stay the file's counts."""
+        rows = np.asarray(rows, dtype=np.int64)
+        start, stop = self.indptr[rows], self.indptr[rows + 1]
+        n = stop - start
+        indptr = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(n, out=indptr[1:])
+        sel = np.repeat(start, n) + (np.arange(indptr[-1]) - np.repeat(indptr[:-1], n))
+        return Judged(indptr, self.indices[sel], self.grades[sel], self.judgments,
+                      int(indptr[-1]), self.unmatched, self.wrong_side)
+
 
 def match_qrels(qrels: Qrels, query_ids: np.ndarray, gallery_ids: np.ndarray, *,
                 allow_unmatched: bool) -> Judged:

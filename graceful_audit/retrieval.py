@@ -1,7 +1,8 @@
 r"""Exact retrieval metrics for one query-model / gallery-model case.
 
 ``gaudit compat OLD NEW`` runs :func:`evaluate_case` four times (old/old, new/new, new/old,
-old/new).  This module is the pure compute core: no I/O, no printing, no pandas.
+old/new), or :func:`evaluate_streamed_cases` once for the four when the gallery is read in
+shards.  This module is the pure compute core: no I/O, no printing, no pandas.
 
 Similarity
 ----------
@@ -16,8 +17,11 @@ Every metric is turned into a score where *higher is closer*:
   :math:`[q, 1]\cdot[g, -\tfrac12\lVert g\rVert^2]` (the same expansion faiss uses), so distances
   that differ by less than float32 rounding may be ordered by rounding, not by their exact value.
 
-All scores are float32 values of one BLAS ``sgemm`` per block of queries; scores that are equal
-in exact arithmetic but not in float32 are *not* ties.
+All scores are float32 values of one BLAS ``sgemm`` per block of queries, except that a
+query's *positives* take their :func:`pair_scores` (one float32 dot product per pair), so
+that a positive's score never depends on the shape of a matrix product: the in-memory and
+the streamed kernels then compare the very same values.  Scores that are equal in exact
+arithmetic but not in float32 are *not* ties.
 
 Ranking and ties
 ----------------
@@ -73,32 +77,47 @@ every item ranked before some positive.  Per block:
    become ``int64`` keys ``(row << 32) + order-preserving-int32(-score)``, one ``np.argsort``
    puts every row in ranking order, runs of equal keys are re-sorted by gallery index, and a
    positive's rank is its position minus its row's start; the top-1 is the row's first;
-4. queries with more candidates are ranked row by row: ``np.partition`` selects the
-   candidates, ``np.sort`` orders them and one ``searchsorted`` gives, for every positive,
-   the number of strictly better items and whether another item has the same score; a row
-   with such a tie is redone exactly (one pass per tied score to count equal scores at lower
-   indices, or a stable argsort of its candidates when many scores are tied); the top-1 is
-   the best positive if it ranks first, else ``argmax`` of the row (numpy returns the first
-   maximum: the lowest index among tied best scores).
+4. queries with more candidates are ranked row by row without sorting them
+   (:func:`rank_positives`): the candidates go into about ``count / 4`` score buckets
+   linear in score (a monotone float32 map, so equal scores share a bucket), a histogram
+   gives each positive the number of candidates in higher buckets, and only the buckets
+   that hold a positive are sorted exactly (score descending, gallery index ascending) for
+   the rest, ties included; the top-1 is the best positive if it ranks first, else
+   ``argmax`` of the row (numpy returns the first maximum: the lowest index among tied
+   best scores).
 
 With ``n_threads > 1`` the rows of a block are split among worker threads, each running its
 own single-threaded ``sgemm`` (BLAS is limited to one thread with ``threadpoolctl`` for the
 duration of the call, so no idle BLAS thread spins on a core) and steps 1-3; the rows of
 step 4 are then dealt round-robin.  numpy releases the GIL in all of these.
 
-Determinism: given the scores, the ranking and every metric do not depend on ``block_size``
-or ``n_threads`` (each query's AP is summed left to right in rank order whichever step ranked
-it, so even the float bits agree).  The scores themselves come from ``sgemm`` calls whose
-shape follows the block size and the thread split, and BLAS may round a dot product
-differently in the last bit for another shape (or another CPU); this can only swap items
-whose scores are within about one float32 ulp.  Exactly representable scores (the integer
-vectors of the tests) give identical results for every setting.
+Streamed gallery (:func:`evaluate_streamed_cases`): the queries stay in memory, the gallery
+comes in shards (two passes).  Pass 1 computes every positive's pair score; then, per shard,
+:func:`count_shard` counts for every positive the shard items ranking before it (score
+greater, or equal at a lower gallery index, across shard borders too) with
+:func:`rank_positives` on the shard's candidates and all the query's positives placed by
+gallery index; ranks add up over the shards and the top-1 keeps the first maximum.  Positives
+come from labels or explicitly (CSR, as in memory; then every positive's rank is returned,
+``positive_rank``).  Memory: the queries, the positives (about 20 bytes each), one shard and
+one block of its scores.
 
-Cost: one ``sgemm`` plus a few cheap passes over :math:`S` when the model is good; a poor
-model (e.g. an incompatible old/new pair) adds an ``O(ng log ng)`` sort per query, about as
-much again as the ``sgemm`` at ``d = 128``.  faiss is not used: top-k accuracy follows exactly
-from the first positive's rank, numpy's ``sgemm`` runs at the rate of faiss's exact search,
-and faiss's order among equal scores is unspecified.
+Determinism: given the scores, the ranking and every metric do not depend on ``block_size``,
+``n_threads`` or the shards (each query's AP is summed left to right in rank order whichever
+step ranked it, so even the float bits agree).  The non-positive scores come from ``sgemm``
+calls whose shape follows the block size, the thread split and the shards; the BLAS
+libraries we know compute each entry the same way whatever the shape, but none promises it,
+and another shape (or CPU) could round an entry differently in the last bit, which can only
+swap items whose scores are within about one float32 ulp.  Exactly representable scores
+(the integer vectors of the tests) give identical results for every setting.  Compared
+with gaudit before the pair scores, a positive's score may differ in the last bit from the
+``sgemm`` value it had (mAP of the benchmark data moved by about 1e-9; the ranks and top-k
+of the 256 queries compared did not change).
+
+Cost: one ``sgemm`` plus a few cheap passes over :math:`S` when the model is good; when the
+worst positive ranks deep (a poor model, or many positives per query) step 4 adds a few
+linear passes over the query's candidates, no sort of them.  faiss is not used: top-k
+accuracy follows exactly from the first positive's rank, numpy's ``sgemm`` runs at the rate
+of faiss's exact search, and faiss's order among equal scores is unspecified.
 
 Inputs must be finite (checked: ``ValueError``) and the caller should reject zero vectors for
 ``cosine`` (here they score 0 against everything).  Scores must not overflow float32.
@@ -116,7 +135,7 @@ References
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -128,7 +147,8 @@ try:  # a dependency of scikit-learn
 except ImportError:  # pragma: no cover
     threadpool_limits = None
 
-__all__ = ["CaseResult", "evaluate_case", "normalize", "METRICS", "DEFAULT_BLOCK_BYTES"]
+__all__ = ["CaseResult", "evaluate_case", "evaluate_streamed", "normalize", "METRICS",
+           "DEFAULT_BLOCK_BYTES"]
 
 METRICS = ("cosine", "ip", "l2")
 """Accepted values of ``metric``."""
@@ -139,8 +159,9 @@ DEFAULT_BLOCK_BYTES = 128 * 1024 * 1024
 _CANDIDATE_CHUNK = 8_000_000
 """Candidates (or positives) handled at once, about 40 bytes each; one row may exceed it."""
 
-_MANY_TIES = 8
-"""A dense row with more tied positive scores than this is ranked by one stable argsort."""
+_BUCKET_ITEMS = 4
+"""Candidates per score bucket (on average) when a row with many candidates is ranked by
+:func:`rank_positives`; only affects speed."""
 
 _DENSE_ROW_MIN = 500
 _DENSE_ROW_DIVISOR = 64
@@ -330,14 +351,184 @@ def evaluate_case(
     elif progress is not None:
         progress(nq)
 
-    evaluated = work.n_pos > 0
+    return _case_result(nq, ks, work.first_rank, work.top1, work.ap, work.prank)
+
+
+def evaluate_streamed(
+    queries: np.ndarray,
+    query_labels: np.ndarray | None,
+    gallery_labels: np.ndarray | None,
+    shards: Callable[[], Iterable[np.ndarray]],
+    *,
+    positives: tuple[np.ndarray, np.ndarray] | None = None,
+    n_gallery: int | None = None,
+    metric: str = "cosine",
+    ks: tuple[int, ...] = (1, 5, 10),
+    exclude_self: np.ndarray | None = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: Callable[[int], None] | None = None,
+) -> CaseResult:
+    r""":func:`evaluate_case` with the gallery read in shards: the same ranks, ties and
+    metrics, with only the queries and one shard (plus its score block) in memory.
+
+    ``shards()`` yields the gallery's rows in gallery order, in consecutive blocks of any
+    sizes (each ``(n_i, d)``); it is called twice.  See :func:`evaluate_streamed_cases`
+    (``progress(rows)``: gallery rows done, after each shard).  With explicit
+    ``positives=(indptr, indices)`` (as for :func:`evaluate_case`: both labels and
+    ``exclude_self`` ``None``) the gallery size ``n_gallery`` is needed, and the result holds
+    ``positive_rank``.
+    """
+    case = StreamCase(queries, query_labels, exclude_self, "g", positives)
+    return evaluate_streamed_cases(
+        [case], gallery_labels, lambda: ({"g": g} for g in shards()), n_gallery=n_gallery,
+        metric=metric, ks=ks, block_bytes=block_bytes, progress=progress)[0]
+
+
+@dataclass(frozen=True)
+class StreamCase:
+    """One case of :func:`evaluate_streamed_cases`: its queries (in memory), which gallery
+    model (``key`` of the shard mappings) they search, and their positives: by label
+    (``query_labels``, ``exclude_self``) or explicit (``positives=(indptr, indices)``, CSR as
+    for :func:`evaluate_case`; the labels and ``exclude_self`` are then ``None``)."""
+
+    queries: np.ndarray
+    query_labels: np.ndarray | None
+    exclude_self: np.ndarray | None
+    key: str
+    positives: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def evaluate_streamed_cases(
+    cases: list[StreamCase],
+    gallery_labels: np.ndarray | None,
+    shards: Callable[[], Iterable[dict[str, np.ndarray]]],
+    *,
+    n_gallery: int | None = None,
+    metric: str = "cosine",
+    ks: tuple[int, ...] = (1, 5, 10),
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: Callable[[int], None] | None = None,
+) -> list[CaseResult]:
+    r"""Several cases over one gallery read in shards, two passes over the shards in all.
+
+    ``shards()`` yields, in gallery order, consecutive blocks of the gallery as mappings
+    ``key -> (n_i, d_key)`` array (one per gallery model; blocks of any sizes); it is called
+    twice.  Pass 1 computes every positive's score (:func:`pair_scores`, as
+    :func:`evaluate_case` does); pass 2 computes each shard's scores, ``block_bytes`` of
+    them at a time, and :func:`count_shard` adds, for every positive, the shard items
+    ranking before it; ranks add up, the top-1 is the first maximum over the shards.  The
+    results equal :func:`evaluate_case`'s to the bit (given the scores: the matrix product
+    of a shard rounds like that of the whole gallery in every BLAS we know of, but BLAS does
+    not promise it).  ``progress(rows)`` is called after each shard of pass 2 with the
+    gallery rows done.  ``gallery_labels`` may be ``None`` when every case has explicit
+    positives; ``n_gallery`` (the gallery size) is then required.  Cases with explicit
+    positives return ``positive_rank``.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    if gallery_labels is None:
+        if n_gallery is None or not (_is_count(n_gallery) or n_gallery == 0):
+            raise ValueError("without gallery_labels, n_gallery (an integer >= 0) is needed")
+        gl = None
+        ng = int(n_gallery)
+    else:
+        gl = np.asarray(gallery_labels)
+        if gl.ndim != 1:
+            raise ValueError(f"gallery_labels must be 1-D, got shape {gl.shape}")
+        gl = _integers(gl, gl.size, "gallery_labels", "gallery rows")
+        ng = gl.size
+        if n_gallery is not None and n_gallery != ng:
+            raise ValueError(f"n_gallery is {n_gallery} but gallery_labels has {ng} rows")
+    ks = tuple(ks)
+    for k in ks:
+        if not _is_count(k):
+            raise ValueError(f"every k must be an integer >= 1, got {k!r}")
+    plans = []
+    for case in cases:
+        q = np.ascontiguousarray(case.queries, dtype=np.float32)
+        if q.ndim != 2 or not np.isfinite(q).all():
+            raise ValueError("queries must be a finite 2-D (n, d) array")
+        nq = q.shape[0]
+        excl = np.full(nq, -1, dtype=np.int64)
+        if case.positives is not None:
+            if case.query_labels is not None or case.exclude_self is not None:
+                raise ValueError("with positives, query_labels and exclude_self must be None")
+            indptr, indices = _csr(case.positives, nq, ng)
+        else:
+            if gl is None:
+                raise ValueError("a case with query_labels needs gallery_labels")
+            ql = _integers(case.query_labels, nq, "query_labels", "queries")
+            if case.exclude_self is not None:
+                excl = _integers(case.exclude_self, nq, "exclude_self", "queries")
+                if excl.size and (excl.min() < -1 or excl.max() >= ng):
+                    raise ValueError(
+                        f"exclude_self must hold gallery indices in [0, {ng}) or -1")
+            indptr, indices = positive_pairs(_Work.create(ql, gl, excl))
+        perm = np.argsort(indices, kind="stable")
+        plans.append({
+            "key": case.key, "qs": prepare_queries(q, metric), "excl": excl,
+            "indptr": indptr, "indices": indices, "perm": perm, "by_col": indices[perm],
+            "row": np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr)),
+            "score": np.zeros(indices.size, dtype=np.float32),
+            "explicit": case.positives is not None,
+        })
+
+    def each_shard() -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+        g0 = 0
+        for block in shards():
+            prepared, n = {}, None
+            for key, arr in block.items():
+                g = np.ascontiguousarray(arr, dtype=np.float32)
+                if g.ndim != 2 or (n is not None and g.shape[0] != n) or not np.isfinite(
+                        g).all():
+                    raise ValueError(f"gallery shard at row {g0}: expected finite 2-D arrays "
+                                     f"of equal length, got shape {g.shape} for {key!r}")
+                n = g.shape[0]
+                prepared[key] = prepare_gallery(g, metric)
+            n = n or 0
+            yield g0, n, prepared
+            g0 += n
+        if g0 != ng:
+            raise ValueError(f"the shards hold {g0} gallery rows, the labels {ng}")
+
+    for g0, n, gal in each_shard():  # pass 1: the positives' scores
+        for p in plans:
+            gs = gal[p["key"]]
+            if gs.shape[1] != p["qs"].shape[1]:
+                raise ValueError(f"queries have dimension {p['qs'].shape[1]} but the gallery "
+                                 f"{p['key']!r} has {gs.shape[1]}")
+            a, b = np.searchsorted(p["by_col"], [g0, g0 + n])
+            sel = p["perm"][a:b]
+            part = np.empty(sel.size, dtype=np.float32)
+            pair_scores(p["qs"], gs, p["row"][sel], p["indices"][sel] - g0, part)
+            p["score"][sel] = part
+    states = [StreamState.create(p["indptr"], p["indices"], p["score"]) for p in plans]
+    for g0, n, gal in each_shard():  # pass 2: counts
+        for p, state in zip(plans, states, strict=True):
+            gs, qs = gal[p["key"]], p["qs"]
+            nq = qs.shape[0]
+            if not (n and nq):
+                continue
+            nb = int(max(1, min(nq, block_bytes // (4 * n))))
+            for r0 in range(0, nq, nb):
+                count_shard(state, qs[r0 : r0 + nb] @ gs.T, r0, g0, p["excl"])
+        if progress is not None:
+            progress(g0 + n)
+    return [finish_stream(state, ks, p["explicit"])
+            for p, state in zip(plans, states, strict=True)]
+
+
+def _case_result(nq: int, ks: tuple[int, ...], first_rank: np.ndarray, top1: np.ndarray,
+                 ap: np.ndarray, positive_rank: np.ndarray | None = None) -> CaseResult:
+    """Top-k accuracies and mAP from the per-query first ranks and APs (0: no positive);
+    ``positive_rank``: every explicit positive's rank (None in label mode)."""
+    evaluated = first_rank > 0
     n_eval = int(evaluated.sum())
-    first_rank = work.first_rank
     topk: dict[int, float | None] = {}
     for k in ks:
         hits = int(np.count_nonzero(evaluated & (first_rank <= k)))
         topk[int(k)] = hits / n_eval if n_eval else None
-    mean_ap = float(work.ap[evaluated].mean()) if n_eval else None
+    mean_ap = float(ap[evaluated].mean()) if n_eval else None
     return CaseResult(
         topk=topk,
         mean_average_precision=mean_ap,
@@ -345,9 +536,9 @@ def evaluate_case(
         n_without_positive=nq - n_eval,
         top1_correct=first_rank == 1,
         first_positive_rank=first_rank,
-        top1_index=work.top1,
-        average_precision=work.ap,
-        positive_rank=work.prank,
+        top1_index=top1,
+        average_precision=ap,
+        positive_rank=positive_rank,
     )
 
 
@@ -559,6 +750,26 @@ def _evaluate_block(
             future.result()
 
 
+def _set_pair_scores(work: _Work, qb: np.ndarray, gs: np.ndarray, s: np.ndarray,
+                     b0: int) -> None:
+    """Overwrite the positives' entries of the score rows ``s`` (queries ``b0 ..``) with
+    their :func:`pair_scores`, ``_CANDIDATE_CHUNK`` positives at a time."""
+    n_same = work.n_same[b0 : b0 + s.shape[0]]
+    for r0, r1 in _split_by_weight(n_same, _CANDIDATE_CHUNK):
+        cnt = n_same[r0:r1]
+        total = int(cnt.sum())
+        if total == 0:
+            continue
+        row = np.repeat(np.arange(r0, r1), cnt)
+        within = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        col = work.order[np.repeat(work.lo[b0 + r0 : b0 + r1], cnt) + within]
+        keep = col != work.excl[b0 + row]
+        row, col = row[keep], col[keep]
+        vals = np.empty(row.size, dtype=np.float32)
+        pair_scores(qb, gs, row, col, vals)
+        s[row, col] = vals
+
+
 def _worst_positive(work: _Work, s: np.ndarray, b0: int) -> np.ndarray:
     """Per block row: the minimum score over the query's positives (+inf if it has none)."""
     nb, ng = s.shape
@@ -609,6 +820,8 @@ def _finish_rows(
     excl = work.excl[g0:g1]
     rows = np.flatnonzero(excl >= 0)
     s[rows, excl[rows]] = -np.inf
+    # A positive's score is its pair score wherever it is compared (see pair_scores).
+    _set_pair_scores(work, qb[r0:r1], gt.T, s, g0)
     thresh = _worst_positive(work, s, g0)
     top1, first_rank, ap = work.top1[g0:g1], work.first_rank[g0:g1], work.ap[g0:g1]
     dense = np.zeros(0, dtype=np.int64)
@@ -651,134 +864,229 @@ def _finish_rows(
 def _rank_dense_rows(
     work: _Work, s: np.ndarray, b0: int, rows: np.ndarray, counts: np.ndarray
 ) -> None:
-    """Rank block rows with many candidates each (module docstring, step 4).
+    """Rank block rows with many candidates each (module docstring, step 4), row by row
+    with :func:`rank_positives`."""
+    for r in rows.tolist():
+        q = b0 + r
+        pcols = work.positives(q)
+        ranks = rank_positives(s[r], pcols)
+        work.top1[q], work.first_rank[q], work.ap[q] = _summarise(s[r], pcols, ranks)
+        if work.prank is not None:  # explicit positives: nothing excluded, aligned with order
+            work.prank[work.lo[q] : work.lo[q] + work.n_same[q]] = ranks
 
-    Row by row, the ``counts[i]`` candidates are selected (``np.partition``) and sorted
-    (``np.sort``), and one ``searchsorted`` gives each positive's number of strictly better
-    items and whether another item has the same score.  Gathering the positives, AP and
-    top-1 are vectorised over the rows.  Rows where a positive's score is tied with another
-    item are redone exactly by :func:`_rank_dense_row`.
+
+def _summarise(v: np.ndarray, pcols: np.ndarray, ranks: np.ndarray) -> tuple[int, int, float]:
+    """``(top1, r_1, AP)`` of one query from its positives' ranks (aligned with ``pcols``).
+
+    AP is summed left to right in rank order, like the bincount of the vectorised path, so
+    both give identical bits.  Top-1: the best positive if it is first, else the row's first
+    maximum (the lowest index among tied best scores).
     """
-    if rows.size == 0:
-        return
-    for c0, c1 in _split_by_weight(work.n_same[b0 + rows], _CANDIDATE_CHUNK):
-        _rank_dense_chunk(work, s, b0, rows[c0:c1], counts[c0:c1])
+    o = np.argsort(ranks, kind="stable")
+    r = ranks[o]
+    ap = float(np.cumsum(np.arange(1, r.size + 1) / r)[-1]) / r.size
+    top1 = int(pcols[o[0]]) if r[0] == 1 else int(v.argmax())
+    return top1, int(r[0]), ap
 
 
-def _rank_dense_chunk(
-    work: _Work, s: np.ndarray, b0: int, rows: np.ndarray, counts: np.ndarray
-) -> None:
-    """:func:`_rank_dense_rows` for a chunk of rows."""
-    nr, ng = rows.size, s.shape[1]
-    # The positives of each row, row after row (the excluded item removed).
-    g = b0 + rows
-    n_same = work.n_same[g]
-    prow = np.repeat(np.arange(nr), n_same)
-    within = np.arange(prow.size) - np.repeat(np.cumsum(n_same) - n_same, n_same)
-    pat = np.repeat(work.lo[g], n_same) + within
-    pcol = work.order[pat]
-    keep = pcol != work.excl[g][prow]
-    prow, pcol = prow[keep], pcol[keep]
-    pv = s[rows[prow], pcol]
-    n_pos = np.bincount(prow, minlength=nr)
-    pstart = np.cumsum(n_pos) - n_pos
+def rank_positives(v: np.ndarray, pcols: np.ndarray) -> np.ndarray:
+    r"""Exact 1-based ranks of the items ``pcols`` (ascending, non-empty) in the score row ``v``.
 
-    # One searchsorted per row answers, for each positive, #{candidates <= its score} and
-    # #{candidates < its score} (= #{<= the next float down}): needles [scores | next down].
-    k = np.arange(pv.size) - pstart[prow]
-    at_score = 2 * pstart[prow] + k
-    at_below = at_score + n_pos[prow]
-    needles = np.empty(2 * pv.size, dtype=s.dtype)
-    needles[at_score] = pv
-    needles[at_below] = np.nextafter(pv, s.dtype.type(-np.inf))
-    found = np.empty(needles.size, dtype=np.int64)
-    buf = np.empty(ng, dtype=s.dtype)  # reused: a fresh 4*ng bytes per row costs page faults
-    for i, (r, c) in enumerate(zip(rows.tolist(), counts.tolist(), strict=True)):
-        buf[...] = s[r]
-        top = buf[ng - c :]
-        if 4 * c > 3 * ng:  # sorting the whole row is as fast as selecting first
-            buf.sort()
-        else:
-            buf.partition(ng - c)
-            top.sort()
-        seg = slice(2 * pstart[i], 2 * (pstart[i] + n_pos[i]))
-        found[seg] = top.searchsorted(needles[seg], side="right")
-    right = found[at_score]
-    tied = right - found[at_below] > 1
-    rank = 1 + (counts[prow] - right)
-    if work.prank is not None:  # explicit positives: nothing excluded, `pat` is aligned
-        work.prank[pat] = rank
-
-    # AP: each row's positives in rank order; the i-th (1-based) contributes i / r_i.
-    o = np.argsort(prow * np.int64(ng + 1) + rank)
-    oprank = rank[o]
-    i = np.arange(1, o.size + 1) - pstart[prow[o]]
-    sums = np.bincount(prow[o], weights=i / oprank, minlength=nr)
-    first = oprank[pstart]
-    work.ap[g] = sums / n_pos
-    work.first_rank[g] = first
-    top1 = pcol[o[pstart]]
-    for k in np.flatnonzero(first != 1).tolist():
-        top1[k] = s[rows[k]].argmax()  # the first maximum: lowest index among tied best
-    work.top1[g] = top1
-    for k in np.unique(prow[tied]).tolist():
-        r = int(g[k])
-        work.top1[r], work.first_rank[r], work.ap[r], ranks = _rank_dense_row(
-            s[rows[k]], int(counts[k]), work.positives(r)
-        )
-        if work.prank is not None:
-            work.prank[work.lo[r] : work.lo[r] + work.n_same[r]] = ranks
-
-
-def _rank_dense_row(
-    v: np.ndarray, n_cand: int, pcols: np.ndarray
-) -> tuple[int, int, float, np.ndarray]:
-    """Rank one query's positives when many gallery items beat its worst positive.
-
-    ``v`` is the query's score row, ``n_cand = #{v >= t}`` and ``pcols`` its positives.  The
-    ``n_cand`` best scores are selected (``np.partition``) and sorted; a positive's rank is then
-    ``1 + #{greater} + #{equal with lower index}``, the last term by one pass over ``v`` per
-    tied score, or by a stable argsort of the candidates when many scores are tied.
-    Returns ``(top1, r_1, AP, ranks)``, ``ranks`` aligned with ``pcols``.
+    :math:`r(p) = 1 + \#\{g: v_g > v_p\} + \#\{g: v_g = v_p,\ g < p\}`, counted without
+    sorting the row: the *candidates* (``v >= min(v[pcols])``) are put into ``B`` buckets
+    linear in score, ``b(x) = \lfloor (x - t) \cdot (B - 1) / (\max v - t) \rfloor`` in
+    float32, which is monotone in ``x`` (each float operation rounds monotonically), so
+    equal scores share a bucket and a higher bucket only holds higher scores.  A histogram
+    gives the number of candidates in higher buckets; only the buckets holding a positive
+    are sorted exactly (score descending, index ascending), which gives the rest.  About
+    ``_BUCKET_ITEMS`` candidates per bucket: linear time, a few cheap passes over the
+    candidates.  Returns ``int64[len(pcols)]`` aligned with ``pcols``.
     """
-    ng = v.size
-    if 2 * n_cand > ng:
-        top = np.sort(v)[ng - n_cand :]
-    else:
-        top = np.partition(v, ng - n_cand)[ng - n_cand :]
-        top.sort()
     pv = v[pcols]
-    right = np.searchsorted(top, pv, side="right")
-    rank = 1 + (n_cand - right)
-    tied = np.flatnonzero(right - np.searchsorted(top, pv, side="left") > 1)
-    if tied.size:
-        tied_values = np.unique(pv[tied])
-        if tied_values.size > _MANY_TIES:
-            rank = _stable_ranks(v, top[0], pcols)
-        else:
-            for val in tied_values:
-                sel = tied[pv[tied] == val]
-                rank[sel] += np.searchsorted(np.flatnonzero(v == val), pcols[sel])
-    o = np.argsort(rank)
-    ranks = rank[o]
-    # Summed left to right like the bincount of the vectorised path: identical bits.
-    ap = float(np.cumsum(np.arange(1, ranks.size + 1) / ranks)[-1]) / ranks.size
-    # Top-1: the best positive if it is first, else the first maximum (lowest tied index).
-    top1 = int(pcols[o[0]]) if ranks[0] == 1 else int(v.argmax())
-    return top1, int(ranks[0]), ap, rank
-
-
-def _stable_ranks(v: np.ndarray, t: float, pcols: np.ndarray) -> np.ndarray:
-    """Exact ranks of ``pcols`` among the items of ``v`` scoring ``>= t``, by stable argsort.
-
-    Candidates are taken in gallery order, so a stable sort by descending score puts equal
-    scores in index order; ``-v`` keeps ``-0.0 == +0.0`` equal.
-    """
+    t = pv.min()
     cols = np.flatnonzero(v >= t)
-    order = np.argsort(-v[cols], kind="stable")
-    rank_of = np.empty(cols.size, dtype=np.int64)
-    rank_of[order] = np.arange(1, cols.size + 1)
-    return rank_of[np.searchsorted(cols, pcols)]
+    x = v[cols]
+    nb = max(1, cols.size // _BUCKET_ITEMS)
+    span = float(x.max()) - float(t)
+    scale = np.float32((nb - 1) / span) if span > 0 else np.float32(0)
+    if nb > 1 and np.isfinite(scale) and scale > 0:
+        y = np.subtract(x, t)
+        y *= scale
+        b = y.astype(np.int32)
+        np.minimum(b, nb - 1, out=b)
+    else:
+        nb = 1
+        b = np.zeros(cols.size, dtype=np.int32)
+    hist = np.bincount(b, minlength=nb)
+    # higher[k]: candidates in buckets above k.
+    higher = np.cumsum(hist[::-1])[::-1] - hist
+    marked = np.zeros(nb, dtype=bool)
+    bp = b[np.searchsorted(cols, pcols)]
+    marked[bp] = True
+    sel = np.flatnonzero(marked[b])
+    mcol, mb = cols[sel], b[sel]
+    # 0 - score: descending order, and -0.0 becomes +0.0 so equal scores share a key.
+    key = _ordered_int32(np.subtract(np.float32(0.0), x[sel]))
+    o = np.lexsort((mcol, key))
+    sb = mb[o]
+    idx = np.arange(o.size)
+    starts = np.r_[True, sb[1:] != sb[:-1]]
+    within = idx - np.maximum.accumulate(np.where(starts, idx, 0))
+    rank_sorted = 1 + higher[sb] + within
+    scol = mcol[o]
+    at = np.searchsorted(pcols, scol)
+    is_pos = at < pcols.size
+    is_pos[is_pos] = pcols[at[is_pos]] == scol[is_pos]
+    ranks = np.zeros(pcols.size, dtype=np.int64)
+    ranks[at[is_pos]] = rank_sorted[is_pos]
+    if int(np.count_nonzero(is_pos)) != pcols.size:  # pragma: no cover - invariant
+        raise AssertionError("retrieval: positives missing from their buckets")
+    return ranks
+
+
+def positive_pairs(work: _Work) -> tuple[np.ndarray, np.ndarray]:
+    """The positives of every query in CSR form: ``(indptr int64[nq + 1], indices)``, each
+    row's gallery indices ascending, the excluded item removed (read through ``_Work``)."""
+    n_same = work.n_same
+    total = int(n_same.sum())
+    row = np.repeat(np.arange(n_same.size, dtype=np.int64), n_same)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n_same) - n_same, n_same)
+    col = work.order[np.repeat(work.lo, n_same) + within] if total else np.zeros(0, np.int64)
+    keep = col != work.excl[row]
+    row, col = row[keep], col[keep]
+    indptr = np.zeros(n_same.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n_same.size), out=indptr[1:])
+    return indptr, col.astype(np.int64, copy=False)
+
+
+def pair_scores(qs: np.ndarray, gs: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                out: np.ndarray) -> None:
+    """``out[i] = qs[rows[i]] . gs[cols[i]]`` in float32, in chunks.
+
+    This is *the* score of a query's positive wherever it is compared (every engine, every
+    shard size): one float32 dot product per pair, so a positive's score never depends on
+    the shape of the matrix product it would otherwise come from.
+    """
+    step = max(1, (1 << 24) // max(1, qs.shape[1]))
+    for a in range(0, rows.size, step):
+        b = min(a + step, rows.size)
+        out[a:b] = np.einsum("ij,ij->i", qs[rows[a:b]], gs[cols[a:b]])
+
+
+def prepare_gallery(g: np.ndarray, metric: str) -> np.ndarray:
+    """Gallery rows as they enter the product (row-wise, so a shard gives the same rows)."""
+    return _prepare(np.zeros((0, g.shape[1]), dtype=np.float32), g, metric)[1].T
+
+
+def prepare_queries(q: np.ndarray, metric: str) -> np.ndarray:
+    """Query rows as they enter the product (row-wise)."""
+    return _prepare(q, np.zeros((0, q.shape[1]), dtype=np.float32), metric)[0]
+
+
+@dataclass
+class StreamState:
+    """Per-query partial results of a gallery streamed in shards (merged exactly).
+
+    ``indptr``/``indices``: the positives (CSR, global gallery indices ascending per query);
+    ``score``: their scores (:func:`pair_scores`); ``above``: per positive, the number of
+    items of the shards seen so far that rank before it (score greater, or equal at a lower
+    gallery index), other positives excluded; ``best``/``best_index``: the running top-1.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    score: np.ndarray
+    above: np.ndarray
+    best: np.ndarray
+    best_index: np.ndarray
+    row: np.ndarray  # query row of every positive
+    thresh: np.ndarray  # worst positive's score per query (+inf without positive)
+
+    @classmethod
+    def create(cls, indptr: np.ndarray, indices: np.ndarray, score: np.ndarray) -> StreamState:
+        nq = indptr.size - 1
+        row = np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr))
+        thresh = np.full(nq, np.inf, dtype=np.float32)
+        if row.size:
+            starts = indptr[:-1][np.diff(indptr) > 0]
+            thresh[row[starts]] = np.minimum.reduceat(score, starts)
+        return cls(indptr, indices, score, np.zeros(indices.size, dtype=np.int64),
+                   np.full(nq, -np.inf, dtype=np.float32), np.full(nq, -1, dtype=np.int64),
+                   row, thresh)
+
+
+def count_shard(state: StreamState, s: np.ndarray, r0: int, g0: int,
+                excl: np.ndarray) -> None:
+    """Add one shard's counts to ``state``: ``s`` holds the scores of queries ``r0 ..`` against
+    gallery items ``g0 .. g0 + s.shape[1]`` (it is modified: exclusions, positives' scores).
+
+    Per query, the shard's candidates (items scoring at least its worst positive) and *all*
+    its positives, placed by gallery index (those before the shard first, then the shard's
+    candidates in index order, then those after it), are ranked by :func:`rank_positives`;
+    a positive's rank there, minus one, minus the positives ranked before it, is the number
+    of shard items ranking before it.  Ranks add up across shards; the top-1 keeps the first
+    maximum (strictly greater replaces), so shards must come in gallery order.
+    """
+    nr, n = s.shape
+    g1 = g0 + n
+    ex = excl[r0 : r0 + nr]
+    rows = np.flatnonzero((ex >= g0) & (ex < g1))
+    s[rows, ex[rows] - g0] = -np.inf
+    p0, p1 = state.indptr[r0], state.indptr[r0 + nr]
+    cols = state.indices[p0:p1]
+    inside = (cols >= g0) & (cols < g1)
+    prow = state.row[p0:p1][inside] - r0
+    s[prow, cols[inside] - g0] = state.score[p0:p1][inside]
+    if n:
+        best = s.argmax(axis=1)
+        val = s[np.arange(nr), best]
+        better = val > state.best[r0 : r0 + nr]
+        state.best[r0 : r0 + nr][better] = val[better]
+        state.best_index[r0 : r0 + nr][better] = best[better] + g0
+    thresh = state.thresh[r0 : r0 + nr]
+    counts = np.count_nonzero(s >= thresh[:, None], axis=1)
+    for r in np.flatnonzero(counts).tolist():
+        a, b = state.indptr[r0 + r], state.indptr[r0 + r + 1]
+        pc, pv = state.indices[a:b], state.score[a:b]
+        i0, i1 = np.searchsorted(pc, [g0, g1])
+        cand = np.flatnonzero(s[r] >= thresh[r])
+        v = np.concatenate([pv[:i0], s[r, cand], pv[i1:]])
+        pos = np.concatenate([np.arange(i0), i0 + np.searchsorted(cand, pc[i0:i1] - g0),
+                              i0 + cand.size + np.arange(b - a - i1)])
+        ranks = rank_positives(v, pos)
+        # Positives ranked before each positive: its rank among the positives alone, - 1.
+        o = np.lexsort((pc, _ordered_int32(np.subtract(np.float32(0.0), pv))))
+        among = np.empty(pc.size, dtype=np.int64)
+        among[o] = np.arange(pc.size)
+        state.above[a:b] += ranks - 1 - among
+
+
+def finish_stream(state: StreamState, ks: tuple[int, ...],
+                  positive_ranks: bool = False) -> CaseResult:
+    """The :class:`CaseResult` of a streamed case once every shard was counted; with
+    ``positive_ranks`` (explicit positives) it holds every positive's rank, aligned with
+    ``state.indices``."""
+    nq = state.indptr.size - 1
+    n_pos = np.diff(state.indptr)
+    row = state.row
+    among = np.zeros(state.indices.size, dtype=np.int64)
+    if row.size:
+        o = np.lexsort((state.indices, _ordered_int32(np.subtract(np.float32(0.0),
+                                                                  state.score)), row))
+        among[o] = np.arange(o.size) - state.indptr[row[o]]
+    rank = 1 + among + state.above
+    first_rank = np.zeros(nq, dtype=np.int64)
+    ap = np.zeros(nq, dtype=np.float64)
+    if row.size:
+        o = np.lexsort((rank, row))
+        srow, srank = row[o], rank[o]
+        i = np.arange(1, o.size + 1) - state.indptr[srow]
+        sums = np.bincount(srow, weights=i / srank, minlength=nq)
+        has = n_pos > 0
+        ap[has] = sums[has] / n_pos[has]
+        first_rank[has] = srank[state.indptr[:-1][has]]
+    return _case_result(nq, ks, first_rank, state.best_index.copy(), ap,
+                        rank if positive_ranks else None)
 
 
 def _rank_sparse_rows(

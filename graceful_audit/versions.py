@@ -266,7 +266,7 @@ def audit_versions(run: _Run) -> CompatResult:
     """Every query version against every gallery version (n^2 searches), every
     later-vs-earlier pair judged as a two-version audit; no gates."""
     al = run.al
-    n = len(al.emb)
+    n = len(al.dims)
     cells = {(q, g): run.case(f"{version_name(q)}/{version_name(g)}", q, g)
              for q in range(n) for g in range(n)}
 
@@ -287,8 +287,8 @@ def audit_versions(run: _Run) -> CompatResult:
                            for g in range(n)) for q in range(n))
 
     versions = Versions(
-        tuple(VersionInput(al.displays[k], al.rows[k], int(al.emb[k].shape[1]),
-                           al.unmatched[k]) for k in range(n)),
+        tuple(VersionInput(al.displays[k], al.rows[k], al.dims[k], al.unmatched[k])
+              for k in range(n)),
         matrix(lambda c: c.topk.get(1)), matrix(lambda c: c.map), tuple(pairs))
     return dataclasses.replace(versions.summary_pair.audit,
                                compatible=all(p.compatible for p in pairs), versions=versions)

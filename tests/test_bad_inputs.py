@@ -890,6 +890,23 @@ def compat_confidence_one() -> list[str]:
     return [*compat_pair(embeddings(), embeddings(seed=1)), "--confidence", "1"]
 
 
+def compat_sample_queries_zero() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--sample-queries", "0"]
+
+
+def compat_seed_without_sample() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--seed", "3"]
+
+
+def compat_negative_seed() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--sample-queries", "2",
+            "--seed", "-1"]
+
+
+def compat_memory_limit_too_small() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--memory-limit", "1MB"]
+
+
 def compat_key_both_spellings() -> list[str]:
     Path("gaudit.toml").write_text("[compat]\nrequire_compatible = false\n"
                                    "require-compatible = true\n")
@@ -1729,6 +1746,13 @@ CASES: list[Case] = [
          ["--max-cross-drop", "outside the valid range -1 to 1"]),
     Case("compat_confidence_one", compat_confidence_one, 2,
          ["--confidence", "strictly between 0 and 1"]),
+    Case("compat_sample_queries_zero", compat_sample_queries_zero, 2,
+         ["--sample-queries: 0 is not a number of queries"]),
+    Case("compat_seed_without_sample", compat_seed_without_sample, 2,
+         ["--seed: only used with --sample-queries"]),
+    Case("compat_negative_seed", compat_negative_seed, 2, ["--seed: -1 is not a seed"]),
+    Case("compat_memory_limit_too_small", compat_memory_limit_too_small, 2,
+         ["--memory-limit", "too small"]),
 
     Case("csv_booleans", csv_booleans, 0, check=check_booleans),
     Case("csv_booleans_spelled_differently", csv_booleans_spelled_differently, 0,

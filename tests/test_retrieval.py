@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
 import graceful_audit.retrieval as retrieval
-from graceful_audit.retrieval import CaseResult, evaluate_case, normalize
+from graceful_audit.retrieval import CaseResult, evaluate_case, evaluate_streamed, normalize
 
 KS = (1, 2, 5, 10)
 
@@ -95,21 +95,20 @@ def assert_same(a: CaseResult, b: CaseResult) -> None:
     np.testing.assert_array_equal(a.top1_correct, b.top1_correct)
 
 
-@pytest.fixture(params=["default", "all_dense", "dense_stable_ties", "tiny_chunks"])
+@pytest.fixture(params=["default", "all_dense", "dense_one_bucket", "tiny_chunks"])
 def code_path(request, monkeypatch) -> Iterator[str]:
     """Run a test through each internal ranking path.
 
-    ``all_dense`` sends every query through the partition+sort path, one row per chunk (ties
-    resolved per tied score), ``dense_stable_ties`` too but in chunks of many rows and
-    resolving ties by a stable argsort;
+    ``all_dense`` sends every query through the bucket-counting path (``rank_positives``),
+    ``dense_one_bucket`` too but with every candidate in one bucket (so all are sorted);
     ``tiny_chunks`` keeps the vectorised path but splits candidates and positives into chunks
     of a few rows.
     """
-    if request.param in ("all_dense", "dense_stable_ties"):
+    if request.param in ("all_dense", "dense_one_bucket"):
         monkeypatch.setattr(retrieval, "_DENSE_ROW_MIN", 0)
         monkeypatch.setattr(retrieval, "_DENSE_ROW_DIVISOR", 10**9)
-        if request.param == "dense_stable_ties":
-            monkeypatch.setattr(retrieval, "_MANY_TIES", 0)
+        if request.param == "dense_one_bucket":
+            monkeypatch.setattr(retrieval, "_BUCKET_ITEMS", 10**9)
         else:  # chunks of a single row
             monkeypatch.setattr(retrieval, "_CANDIDATE_CHUNK", 1)
     elif request.param == "tiny_chunks":
@@ -401,14 +400,14 @@ def integer_cases(draw):
 
 @settings(max_examples=50, deadline=None)
 @given(case=integer_cases(), bs=st.integers(1, 15), dense=st.booleans(),
-       many_ties=st.sampled_from([0, 8]), chunk=st.sampled_from([1, 30, 10**6]))
+       many_ties=st.sampled_from([1, 4, 10**9]), chunk=st.sampled_from([1, 30, 10**6]))
 def test_property_matches_brute_force_and_block_size(case, bs, dense, many_ties, chunk):
     q, ql, g, gl, excl, metric = case
     limit = (0, 10**9) if dense else (10**9, 1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(retrieval, "_DENSE_ROW_MIN", limit[0])
         mp.setattr(retrieval, "_DENSE_ROW_DIVISOR", limit[1])
-        mp.setattr(retrieval, "_MANY_TIES", many_ties)
+        mp.setattr(retrieval, "_BUCKET_ITEMS", many_ties)
         mp.setattr(retrieval, "_CANDIDATE_CHUNK", chunk)
         res = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl,
                             block_size=bs)
@@ -491,3 +490,75 @@ def test_row_counts_matches_count_nonzero(width):
     mask[0] = True  # the worst case for carries between byte lanes
     mask[1] = False
     np.testing.assert_array_equal(retrieval._row_counts(mask), np.count_nonzero(mask, axis=1))
+
+
+# ---------------------------------------------------------------- streamed gallery (shards)
+
+
+def shards_of(g: np.ndarray, sizes: list[int]):
+    """A ``shards`` callable cutting ``g`` into consecutive blocks of ``sizes`` (the last
+    block takes the rest)."""
+    def gen():
+        start = 0
+        for n in sizes:
+            yield g[start : start + n]
+            start += n
+        if start < g.shape[0]:
+            yield g[start:]
+    return gen
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=integer_cases(), cuts=st.lists(st.integers(0, 9), min_size=0, max_size=6),
+       block_bytes=st.sampled_from([1, 64, 10**9]), dense=st.booleans())
+def test_property_streamed_matches_brute_force_and_in_memory(case, cuts, block_bytes, dense):
+    """Shards of uneven sizes (empty ones too), any query block: the same ranks, top-1 and
+    metrics as brute force and, to the bit, as the in-memory kernel."""
+    q, ql, g, gl, excl, metric = case
+    with pytest.MonkeyPatch.context() as mp:
+        if dense:
+            mp.setattr(retrieval, "_BUCKET_ITEMS", 1)
+        res = evaluate_streamed(q, ql, gl, shards_of(g, cuts), metric=metric, ks=KS,
+                                exclude_self=excl, block_bytes=block_bytes)
+    assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))
+    mem = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl)
+    assert_same(res, mem)
+    np.testing.assert_array_equal(res.average_precision, mem.average_precision)
+
+
+def test_streamed_ties_across_shard_borders():
+    """Every gallery item scores the same: ranks follow the gallery index across borders,
+    and a shard holding no positive still counts the items before them."""
+    g = np.ones((9, 2), dtype=np.float32)
+    gl = np.array([0, 0, 0, 1, 1, 1, 0, 0, 0])  # shard [3, 6) holds no positive of label 0
+    q = np.ones((2, 2), dtype=np.float32)
+    ql = np.array([0, 1])
+    res = evaluate_streamed(q, ql, gl, shards_of(g, [3, 3, 3]), metric="ip", ks=(1, 5))
+    np.testing.assert_array_equal(res.first_positive_rank, [1, 4])
+    np.testing.assert_array_equal(res.top1_index, [0, 0])
+    # label 0: positives at ranks 1, 2, 3, 7, 8, 9; label 1: 4, 5, 6.
+    ap0 = np.mean(np.arange(1, 7) / np.array([1, 2, 3, 7, 8, 9]))
+    ap1 = np.mean(np.arange(1, 4) / np.array([4, 5, 6]))
+    np.testing.assert_allclose(res.average_precision, [ap0, ap1], rtol=1e-15)
+    assert_matches(res, brute_force(q, ql, g, gl, "ip", (1, 5)))
+
+
+def test_streamed_leave_one_out_float_data_equals_in_memory():
+    """Float (not exactly representable) scores, leave-one-out, shards not dividing the
+    gallery: the streamed kernel equals the in-memory one to the bit."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    y = rng.integers(0, 20, 300)
+    excl = np.arange(300)
+    for metric in ("cosine", "ip", "l2"):
+        mem = evaluate_case(x, y, x, y, metric=metric, exclude_self=excl)
+        res = evaluate_streamed(x, y, y, shards_of(x, [7, 100, 1, 55]), metric=metric,
+                                exclude_self=excl, block_bytes=4 * 7 * 50)
+        assert_same(res, mem)
+        np.testing.assert_array_equal(res.average_precision, mem.average_precision)
+
+
+def test_streamed_rejects_a_wrong_total():
+    g = np.ones((4, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="shards hold 3 gallery rows, the labels 4"):
+        evaluate_streamed(g, [0, 0, 0, 0], [0, 0, 0, 0], lambda: iter([g[:3]]))

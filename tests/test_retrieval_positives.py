@@ -12,7 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graceful_audit.retrieval as retrieval
-from graceful_audit.retrieval import evaluate_case
+from graceful_audit.retrieval import (
+    StreamCase,
+    evaluate_case,
+    evaluate_streamed,
+    evaluate_streamed_cases,
+)
 
 
 def oracle(q, g, indptr, indices, metric):
@@ -54,7 +59,7 @@ def csr_cases(draw):
 
 @settings(max_examples=80, deadline=None)
 @given(case=csr_cases(), bs=st.integers(1, 15), dense=st.booleans(),
-       many_ties=st.sampled_from([0, 8]), chunk=st.sampled_from([1, 30, 10**6]),
+       many_ties=st.sampled_from([1, 4, 10**9]), chunk=st.sampled_from([1, 30, 10**6]),
        threads=st.sampled_from([1, 3]))
 def test_positive_ranks_match_brute_force(case, bs, dense, many_ties, chunk, threads):
     q, g, indptr, indices, metric = case
@@ -62,7 +67,7 @@ def test_positive_ranks_match_brute_force(case, bs, dense, many_ties, chunk, thr
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(retrieval, "_DENSE_ROW_MIN", limit[0])
         mp.setattr(retrieval, "_DENSE_ROW_DIVISOR", limit[1])
-        mp.setattr(retrieval, "_MANY_TIES", many_ties)
+        mp.setattr(retrieval, "_BUCKET_ITEMS", many_ties)
         mp.setattr(retrieval, "_CANDIDATE_CHUNK", chunk)
         res = evaluate_case(q, None, g, None, positives=(indptr, indices), metric=metric,
                             ks=(1, 3), block_size=bs, n_threads=threads)
@@ -76,6 +81,78 @@ def test_positive_ranks_match_brute_force(case, bs, dense, many_ties, chunk, thr
     for k in (1, 3):
         want = float(np.mean(first[evaluated] <= k)) if evaluated.any() else None
         assert res.topk[k] == want
+
+
+def shards_of(g, sizes):
+    """A ``shards`` callable cutting ``g`` into consecutive blocks of ``sizes`` (the last
+    block takes the rest)."""
+    def gen():
+        start = 0
+        for n in sizes:
+            yield g[start : start + n]
+            start += n
+        if start < g.shape[0]:
+            yield g[start:]
+    return gen
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=csr_cases(), cuts=st.lists(st.integers(0, 9), min_size=0, max_size=6),
+       block_bytes=st.sampled_from([1, 64, 10**9]), buckets=st.sampled_from([1, 4, 10**9]))
+def test_streamed_positive_ranks_match_brute_force_and_in_memory(case, cuts, block_bytes,
+                                                                  buckets):
+    """The streamed kernel with explicit positives: shards of uneven sizes (empty ones too),
+    any query block: every positive's rank, the top-1 and AP as the oracle, and the very
+    bits of the in-memory kernel."""
+    q, g, indptr, indices, metric = case
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(retrieval, "_BUCKET_ITEMS", buckets)
+        res = evaluate_streamed(q, None, None, shards_of(g, cuts), positives=(indptr, indices),
+                                n_gallery=g.shape[0], metric=metric, ks=(1, 3),
+                                block_bytes=block_bytes)
+    prank, first, top1, ap = oracle(q, g, indptr, indices, metric)
+    np.testing.assert_array_equal(res.positive_rank, prank)
+    np.testing.assert_array_equal(res.first_positive_rank, first)
+    np.testing.assert_array_equal(res.top1_index, top1)
+    np.testing.assert_allclose(res.average_precision, ap, rtol=1e-12)
+    mem = evaluate_case(q, None, g, None, positives=(indptr, indices), metric=metric,
+                        ks=(1, 3))
+    assert res.topk == mem.topk and res.mean_average_precision == mem.mean_average_precision
+    assert res.n_without_positive == mem.n_without_positive
+    for name in ("positive_rank", "first_positive_rank", "top1_index", "average_precision"):
+        np.testing.assert_array_equal(getattr(res, name), getattr(mem, name))
+
+
+def test_streamed_cases_mix_labels_and_explicit_positives():
+    """One streamed pass may hold label cases and explicit-positive cases (n_gallery from
+    the labels); only the explicit ones return positive_rank."""
+    rng = np.random.default_rng(5)
+    q = rng.integers(-3, 4, (20, 3)).astype(np.float32)
+    g = rng.integers(-3, 4, (90, 3)).astype(np.float32)
+    ql, gl = rng.integers(0, 5, 20), rng.integers(0, 5, 90)
+    rows = [np.flatnonzero(gl == label) for label in ql]
+    indptr = np.r_[0, np.cumsum([r.size for r in rows])]
+    indices = np.concatenate(rows)
+    a, b = evaluate_streamed_cases(
+        [StreamCase(q, ql, None, "x"), StreamCase(q, None, None, "x", (indptr, indices))],
+        gl, lambda: ({"x": s} for s in shards_of(g, [13, 40])()), metric="ip")
+    assert a.positive_rank is None
+    prank, first, top1, ap = oracle(q, g, indptr, indices, "ip")
+    np.testing.assert_array_equal(b.positive_rank, prank)
+    for name in ("first_positive_rank", "top1_index", "average_precision"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({}, "n_gallery"),
+    ({"n_gallery": 3, "exclude_self": np.array([0, 0])}, "must be None"),
+    ({"n_gallery": 2}, r"in \[0, 2\)"),
+])
+def test_bad_streamed_positives(kwargs, match):
+    q, g = np.ones((2, 2), np.float32), np.ones((3, 2), np.float32)
+    with pytest.raises(ValueError, match=match):
+        evaluate_streamed(q, None, None, shards_of(g, []),
+                          positives=(np.array([0, 1, 2]), np.array([0, 2])), **kwargs)
 
 
 def test_positives_from_labels_give_the_label_mode_bits():
