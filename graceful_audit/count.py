@@ -29,6 +29,7 @@ from .regression import (
     WILCOXON_SMALL,
     ErrorSums,
     RegressionSummary,
+    WilcoxonResult,
     paired_t_interval,
     wilcoxon_from_ranks,
     wilcoxon_small,
@@ -450,6 +451,27 @@ def _regression_histograms(
     return d_hist, e_hist
 
 
+def wilcoxon_in_engine(engine: Engine, d_sql: str, n_total: int) -> WilcoxonResult:
+    """``scipy.stats.wilcoxon(d)`` over the column ``d`` of ``f`` (defined by ``d_sql``):
+    scipy itself on the fetched differences for at most ``WILCOXON_SMALL`` rows, else the
+    asymptotic test from rank sums computed in the engine (``GROUP BY |d|`` and a running
+    sum: memory per distinct ``|d|``, inside the engine; the ranks do not depend on the
+    rows' order)."""
+    if n_total <= WILCOXON_SMALL:
+        return wilcoxon_small([r[0] for r in engine.rows(f"{d_sql} SELECT d FROM f")])
+    nz, r_plus, r_minus, tie_term = engine.first(
+        f"{d_sql}, ad AS (SELECT abs(d) AS ad, count(*) AS c, "
+        "count(*) FILTER (WHERE d > 0) AS pos FROM f WHERE d <> 0 GROUP BY abs(d)), "
+        "r AS (SELECT c, pos, sum(c) OVER (ORDER BY ad ROWS BETWEEN UNBOUNDED PRECEDING "
+        "AND CURRENT ROW) - c AS before FROM ad) "
+        "SELECT coalesce(sum(c), 0), coalesce(sum(pos * (before + (c + 1) / 2.0)), 0), "
+        "coalesce(sum((c - pos) * (before + (c + 1) / 2.0)), 0), "
+        "coalesce(sum(CAST(c AS DOUBLE) * c * c - c), 0) FROM r"
+    )
+    return wilcoxon_from_ranks(int(nz), int(n_total - nz), float(r_plus), float(r_minus),
+                               float(tie_term))
+
+
 def finish_regression(
     engine: Engine, plan: Plan, first: FirstPass, *, atol: float, rtol: float, top: int,
     confidence: float,
@@ -467,21 +489,7 @@ def finish_regression(
         f"{d_sql} SELECT count(*), avg(d), var_samp(d), min(d), max(d), max(eo), max(en) FROM f")
     e_max = None if eo_max is None or en_max is None else max(eo_max, en_max)
     d_hist, e_hist = _regression_histograms(engine, d_sql, int(n_total), d_min, d_max, e_max)
-    if n_total <= WILCOXON_SMALL:
-        diffs = [r[0] for r in engine.rows(f"{d_sql} SELECT d FROM f ORDER BY id")]
-        wilcoxon = wilcoxon_small(diffs)
-    else:
-        nz, r_plus, r_minus, tie_term = engine.first(
-            f"{d_sql}, ad AS (SELECT abs(d) AS ad, count(*) AS c, "
-            "count(*) FILTER (WHERE d > 0) AS pos FROM f WHERE d <> 0 GROUP BY abs(d)), "
-            "r AS (SELECT c, pos, sum(c) OVER (ORDER BY ad ROWS BETWEEN UNBOUNDED PRECEDING "
-            "AND CURRENT ROW) - c AS before FROM ad) "
-            "SELECT coalesce(sum(c), 0), coalesce(sum(pos * (before + (c + 1) / 2.0)), 0), "
-            "coalesce(sum((c - pos) * (before + (c + 1) / 2.0)), 0), "
-            "coalesce(sum(CAST(c AS DOUBLE) * c * c - c), 0) FROM r"
-        )
-        wilcoxon = wilcoxon_from_ranks(int(nz), int(n_total - nz), float(r_plus),
-                                       float(r_minus), float(tie_term))
+    wilcoxon = wilcoxon_in_engine(engine, d_sql, int(n_total))
     sums = first.sums
     errors = ErrorSums(int(sums[0]), *map(float, sums[1:]))
     summary = RegressionSummary(

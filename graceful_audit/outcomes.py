@@ -39,10 +39,8 @@ from .align import Expr, Side
 from .errors import InputError, UsageError
 from .io import Table, is_float_type, is_integer_type, quote
 from .regression import (
-    WILCOXON_SMALL,
     WilcoxonResult,
     paired_t_interval,
-    wilcoxon_small,
 )
 
 if TYPE_CHECKING:
@@ -306,34 +304,11 @@ class ScoreSummary:
                    d.get("pass_threshold", 0.0))
 
 
-def wilcoxon_sql(engine: Engine, d_sql: str, n_total: int) -> WilcoxonResult:
-    """``scipy.stats.wilcoxon(d)`` over the column ``d`` of ``f`` (defined by ``d_sql``, with
-    ``id``): scipy itself on the fetched differences for at most ``WILCOXON_SMALL`` rows,
-    else the asymptotic test from rank sums computed in the engine (``GROUP BY |d|`` and a
-    running sum: memory per distinct ``|d|``, inside the engine)."""
-    from .count import id_order
-    from .regression import wilcoxon_from_ranks
-
-    if n_total <= WILCOXON_SMALL:
-        diffs = [r[0] for r in engine.rows(f"{d_sql} SELECT d FROM f ORDER BY "
-                                           f"{id_order(engine)}")]
-        return wilcoxon_small(diffs)
-    nz, r_plus, r_minus, tie_term = engine.first(
-        f"{d_sql}, ad AS (SELECT abs(d) AS ad, count(*) AS c, "
-        "count(*) FILTER (WHERE d > 0) AS pos FROM f WHERE d <> 0 GROUP BY abs(d)), "
-        "r AS (SELECT c, pos, sum(c) OVER (ORDER BY ad ROWS BETWEEN UNBOUNDED PRECEDING "
-        "AND CURRENT ROW) - c AS before FROM ad) "
-        "SELECT coalesce(sum(c), 0), coalesce(sum(pos * (before + (c + 1) / 2.0)), 0), "
-        "coalesce(sum((c - pos) * (before + (c + 1) / 2.0)), 0), "
-        "coalesce(sum(CAST(c AS DOUBLE) * c * c - c), 0) FROM r"
-    )
-    return wilcoxon_from_ranks(int(nz), int(n_total - nz), float(r_plus), float(r_minus),
-                               float(tie_term))
-
-
 def score_summary(engine: Engine, plan: Plan, *, confidence: float,
                   threshold: float) -> ScoreSummary:
     """The paired score delta over the audited rows (``oc``/``nc`` carry the scores)."""
+    from .count import wilcoxon_in_engine
+
     d_sql = f"{plan.audited_sql}, f AS (SELECT id, oc, nc, nc - oc AS d FROM aud)"
     s = engine.dialect.exact_sum
     n, so, sn, sd, var_d = engine.first(
@@ -345,7 +320,7 @@ def score_summary(engine: Engine, plan: Plan, *, confidence: float,
     return ScoreSummary(
         n, mean(so), mean(sn), mean_d, var_d,
         paired_t_interval(mean_d, var_d, n, confidence=confidence),
-        wilcoxon_sql(engine, d_sql, n), float(threshold),
+        wilcoxon_in_engine(engine, d_sql, n), float(threshold),
     )
 
 
