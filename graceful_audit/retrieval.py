@@ -705,6 +705,20 @@ class _Work:
         cols = self.order[self.lo[r] : self.lo[r] + self.n_same[r]]
         return cols[cols != self.excl[r]]
 
+    def pairs(self, q0: int, q1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The positives of queries ``q0 .. q1`` as ``(row, col)`` pairs, ``row`` counted
+        from ``q0`` and ascending, each row's gallery indices ascending, the excluded item
+        removed."""
+        cnt = self.n_same[q0:q1]
+        total = int(cnt.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        row = np.repeat(np.arange(cnt.size, dtype=np.int64), cnt)
+        within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        col = self.order[np.repeat(self.lo[q0:q1], cnt) + within]
+        keep = col != self.excl[q0 + row]
+        return row[keep], col[keep]
+
 
 def _evaluate_block(
     work: _Work,
@@ -756,15 +770,10 @@ def _set_pair_scores(work: _Work, qb: np.ndarray, gs: np.ndarray, s: np.ndarray,
     their :func:`pair_scores`, ``_CANDIDATE_CHUNK`` positives at a time."""
     n_same = work.n_same[b0 : b0 + s.shape[0]]
     for r0, r1 in _split_by_weight(n_same, _CANDIDATE_CHUNK):
-        cnt = n_same[r0:r1]
-        total = int(cnt.sum())
-        if total == 0:
+        row, col = work.pairs(b0 + r0, b0 + r1)
+        if row.size == 0:
             continue
-        row = np.repeat(np.arange(r0, r1), cnt)
-        within = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        col = work.order[np.repeat(work.lo[b0 + r0 : b0 + r1], cnt) + within]
-        keep = col != work.excl[b0 + row]
-        row, col = row[keep], col[keep]
+        row += r0
         vals = np.empty(row.size, dtype=np.float32)
         pair_scores(qb, gs, row, col, vals)
         s[row, col] = vals
@@ -777,18 +786,10 @@ def _worst_positive(work: _Work, s: np.ndarray, b0: int) -> np.ndarray:
     flat_s = s.reshape(-1)
     n_same = work.n_same[b0 : b0 + nb]
     for r0, r1 in _split_by_weight(n_same, _CANDIDATE_CHUNK):
-        cnt = n_same[r0:r1]
-        total = int(cnt.sum())
-        if total == 0:
-            continue
-        row = np.repeat(np.arange(r0, r1), cnt)
-        seg_start = np.cumsum(cnt) - cnt
-        within = np.arange(total) - np.repeat(seg_start, cnt)
-        col = work.order[np.repeat(work.lo[b0 + r0 : b0 + r1], cnt) + within]
-        keep = col != work.excl[b0 + row]
-        row, col = row[keep], col[keep]
+        row, col = work.pairs(b0 + r0, b0 + r1)
         if row.size == 0:
             continue
+        row += r0
         vals = flat_s[row * ng + col]
         # `row` is ascending, so segments start where it changes.
         starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
@@ -947,15 +948,10 @@ def rank_positives(v: np.ndarray, pcols: np.ndarray) -> np.ndarray:
 def positive_pairs(work: _Work) -> tuple[np.ndarray, np.ndarray]:
     """The positives of every query in CSR form: ``(indptr int64[nq + 1], indices)``, each
     row's gallery indices ascending, the excluded item removed (read through ``_Work``)."""
-    n_same = work.n_same
-    total = int(n_same.sum())
-    row = np.repeat(np.arange(n_same.size, dtype=np.int64), n_same)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n_same) - n_same, n_same)
-    col = work.order[np.repeat(work.lo, n_same) + within] if total else np.zeros(0, np.int64)
-    keep = col != work.excl[row]
-    row, col = row[keep], col[keep]
-    indptr = np.zeros(n_same.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row, minlength=n_same.size), out=indptr[1:])
+    nq = work.n_same.size
+    row, col = work.pairs(0, nq)
+    indptr = np.zeros(nq + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=nq), out=indptr[1:])
     return indptr, col.astype(np.int64, copy=False)
 
 
