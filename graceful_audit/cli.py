@@ -340,8 +340,9 @@ def check_outputs(fmt: Format, output: str | None, reports: list[tuple[Format, s
 
 
 def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Format, str]],
-            quiet: bool, summary_conflict: str | None = None) -> None:
-    """Write the main report, every extra ``--report``, and the CI platform's summary.
+            quiet: bool, summary_conflict: str | None = None) -> dict[Format, str]:
+    """Write the main report, every extra ``--report``, and the CI platform's summary;
+    return the reports rendered to text, by format (the tracker reuses them).
 
     The main report goes to stdout (or ``--output``); summaries and "Wrote ..." lines go to
     stderr so that ``--format json`` can be piped. A reader that closes either stream early
@@ -354,6 +355,13 @@ def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Fo
     def note(message: str) -> None:
         if not quiet:
             _say(shown(message))  # one line, paths escaped
+
+    rendered: dict[Format, str] = {}
+
+    def text(f: Format) -> str:
+        if f not in rendered:
+            rendered[f] = render(result, f)
+        return rendered[f]
 
     with closed_pipe_ok("stdout"):
         if fmt is Format.TEXT and output in (None, "-"):
@@ -369,13 +377,13 @@ def publish(result: Any, fmt: Format, output: str | None, reports: list[tuple[Fo
             print_report(result, PipeConsole(highlight=False))
             sys.stdout.flush()
         else:
-            write_report(render(result, fmt), output or "-")
+            write_report(text(fmt), output or "-")
     if output not in (None, "-"):
         note(verdict(result))
         note(f"Wrote {fmt.value} report to {output}")
     for extra_fmt, path in reports:
         with closed_pipe_ok("stdout"):
-            write_report(render(result, extra_fmt), path, f"--report {extra_fmt.value}:{path}")
+            write_report(text(extra_fmt), path, f"--report {extra_fmt.value}:{path}")
         if path != "-":
             note(f"Wrote {extra_fmt.value} report to {path}")
     github(result, summary_conflict)
@@ -467,14 +475,16 @@ def warn(result: Any) -> None:
             _say(f"::warning title=gaudit::{annotation_escape(shown(w))}", command=True)
 
 
-def track(result: Any, tracking: Any, quiet: bool, debug: bool) -> None:
+def track(result: Any, tracking: Any, quiet: bool, debug: bool,
+          rendered: dict[Format, str]) -> None:
     """Record the result in the tracker ``--log-to`` names (after the reports are written:
-    a tracker that cannot be reached leaves them in place and exits 2)."""
+    a tracker that cannot be reached leaves them in place and exits 2); ``rendered``: the
+    reports :func:`publish` rendered already."""
     if tracking.log_to != "mlflow":
         return
     from .trackers import log_to_mlflow
 
-    logged = log_to_mlflow(result, tracking, debug=debug)
+    logged = log_to_mlflow(result, tracking, debug=debug, rendered=rendered)
     if not quiet:
         run = f"new run {logged.run_id}" if logged.created else f"run {logged.run_id}"
         _say(shown(f"Logged the audit to MLflow: {run} of experiment {logged.experiment_id} "
@@ -710,8 +720,8 @@ def flips(
                 verbose=verbose, what_if=p["what_if"], what_if_steps=p["what_if_steps"],
             )
         warn(result)
-        publish(result, fmt, output, reports, quiet, summary)
-        track(result, tracking, quiet, debug)
+        rendered = publish(result, fmt, output, reports, quiet, summary)
+        track(result, tracking, quiet, debug, rendered)
     _exit_for(result)
 
 
@@ -834,8 +844,8 @@ def compat(
                 memory_limit=p["memory_limit"], sample_queries=p["sample_queries"],
                 seed=p["seed"],
             )
-        publish(result, fmt, output, reports, quiet, summary)
-        track(result, tracking, quiet, debug)
+        rendered = publish(result, fmt, output, reports, quiet, summary)
+        track(result, tracking, quiet, debug, rendered)
     _exit_for(result)
 
 
@@ -883,8 +893,8 @@ def render(
             result = regate(result, specs)
         warn(result)
         try:
-            publish(result, fmt, output, reports, quiet, summary)
-            track(result, tracking, quiet, debug)
+            rendered = publish(result, fmt, output, reports, quiet, summary)
+            track(result, tracking, quiet, debug, rendered)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             # the document passed the schema, yet a renderer cannot use one of its values
             from .errors import InputError

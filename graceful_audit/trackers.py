@@ -32,7 +32,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,9 +300,12 @@ def _import_mlflow() -> Any:
     return mlflow
 
 
-def log_to_mlflow(result: Any, tracking: Tracking, *, debug: bool = False) -> Logged:
+def log_to_mlflow(result: Any, tracking: Tracking, *, debug: bool = False,
+                  rendered: Mapping[Any, str] | None = None) -> Logged:
     """Record ``result`` in MLflow (see the module's docstring). A tracker that cannot be
-    reached or refuses the write is an :class:`InputError` naming its URI.
+    reached or refuses the write is an :class:`InputError` naming its URI. ``rendered``:
+    reports of ``result`` already rendered, by :class:`~graceful_audit.report.Format`
+    (not rendered again).
 
     The run is found (or made) first, the reports rendered after: a dead server is reported
     without waiting for the HTML report's plots."""
@@ -322,8 +325,9 @@ def log_to_mlflow(result: Any, tracking: Tracking, *, debug: bool = False) -> Lo
         run_id = run.info.run_id
         try:
             _check_params(run, rec.params, run_id, uri)
-            artifacts = {f"gaudit/{rec.kind}.json": render(result, Format.JSON),
-                         f"gaudit/{rec.kind}.html": render(result, Format.HTML)}
+            done = rendered or {}
+            artifacts = {f"gaudit/{rec.kind}.{f.value}": done.get(f) or render(result, f)
+                         for f in (Format.JSON, Format.HTML)}
             now = int(time.time() * 1000)
             with _tracker_errors(lambda: uri):
                 client.log_batch(
