@@ -276,16 +276,13 @@ def audit_flips(
     if len(set(id_parts)) != len(id_parts):
         raise UsageError(f"--id-col: {id_parts} names a column twice; give each id column once.")
     if outcome_col is not None or pass_threshold is not None:
-        if what_if or what_if_steps is not None:
-            raise UsageError("--what-if blends two classifiers' per-class scores; an outcome "
-                             "audit (--outcome-col) has none. Drop --what-if.")
         return audit_outcomes(
             old, new, labels=labels, id_parts=id_parts, label_col=label_col, pred_col=pred_col,
             score_cols=score_cols, threshold=threshold, outcome_col=outcome_col,
             pass_threshold=pass_threshold, slice_by=slice_by, top=top, confidence=confidence,
             allow_unmatched=allow_unmatched, gates=gates, memory_limit=memory_limit, task=task,
             atol=atol, rtol=rtol, engine=engine, spark_remote=spark_remote,
-            spark_conf=spark_conf, verbose=verbose)
+            spark_conf=spark_conf, verbose=verbose, what_if=what_if, what_if_steps=what_if_steps)
     id_col = id_parts[0] if len(id_parts) == 1 else None
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold: {threshold!r} must be between 0 and 1.")
@@ -444,7 +441,8 @@ def audit_outcomes(
     confidence: float, allow_unmatched: bool,
     gates: Mapping[str, float] | Sequence[GateSpec] | None, memory_limit: str | None,
     task: str, atol: float | None, rtol: float | None, engine: str, spark_remote: str | None,
-    spark_conf: Mapping[str, str] | None, verbose: bool,
+    spark_conf: Mapping[str, str] | None, verbose: bool, what_if: bool = False,
+    what_if_steps: int | None = None,
 ) -> FlipsResult:
     """:func:`audit_flips` of evaluation outcomes (``--outcome-col``): see
     :mod:`graceful_audit.outcomes`."""
@@ -464,7 +462,8 @@ def audit_outcomes(
     unused = [flag for flag, v in (
         ("--labels", labels), ("--label-col", label_col), ("--pred-col", pred_col),
         ("--score-cols", score_cols), ("--threshold", threshold), ("--atol", atol),
-        ("--rtol", rtol)) if v is not None]
+        ("--rtol", rtol), ("--what-if", what_if or None),
+        ("--what-if-steps", what_if_steps)) if v is not None]
     if task not in ("auto", TASK):
         unused.append(f"--task {task}")
     if unused:

@@ -1557,7 +1557,7 @@ CASES: list[Case] = [
     Case("outcome_with_label_col", outcome_with_label_col, 2,
          ["--label-col", "--outcome-col"]),
     Case("outcome_with_what_if", outcome_with_what_if, 2,
-         ["--what-if blends two classifiers' per-class scores", "--outcome-col"]),
+         ["--what-if cannot be combined with --outcome-col", "Drop it"]),
     Case("pass_threshold_on_booleans", pass_threshold_on_booleans, 2,
          ["--pass-threshold", "booleans"]),
     Case("score_gate_without_scores", score_gate_without_scores, 2,
