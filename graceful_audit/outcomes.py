@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .align import Expr, Side
-from .errors import InputError, UsageError
+from .align import EXAMPLES, Expr, Side
+from .errors import InputError, UsageError, examples
 from .io import Table, is_float_type, is_integer_type, quote
 from .regression import (
     WilcoxonResult,
@@ -49,9 +49,6 @@ if TYPE_CHECKING:
     from .engine import Dialect, Engine
 
 TASK = "outcome"
-
-#: Examples shown in an error message.
-EXAMPLES = 5
 
 #: What separates the parts of a composite id in reports (``arc_easy/17``); a part that
 #: holds it or a backslash has it escaped with a backslash (``a\/b``).
@@ -194,7 +191,7 @@ def _values(engine: Engine, table: Table, col: str, where: str) -> tuple[int, st
     n = engine.first(f"SELECT count(*) FROM {v} WHERE {where}")[0]
     rows = engine.rows(f"SELECT DISTINCT {c} FROM {v} WHERE {where} ORDER BY 1 "
                        f"LIMIT {EXAMPLES}")
-    return int(n), ", ".join(repr(r[0]) for r in rows)
+    return int(n), examples([r[0] for r in rows])
 
 
 def resolve_outcome_side(engine: Engine, table: Table, id_col: str | None, outcome: str,
