@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
+from .align import EXAMPLES
 from .errors import InputError, UsageError, examples
 from .io import quote
 from .metrics import FlipCounts, rate
@@ -65,8 +66,6 @@ BATCH_VALUES = 1 << 19
 MARGIN = 2.0**-40
 #: Below this largest score magnitude a row is always blended (products may be subnormal).
 TINY = 2.0**-900
-#: Examples named in an error message.
-EXAMPLES = 5
 
 
 def check_what_if(what_if: bool, steps: Any, score_cols: str | None) -> int | None:
