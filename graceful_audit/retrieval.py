@@ -134,8 +134,9 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -464,16 +465,13 @@ def evaluate_streamed_cases(
                     raise ValueError(
                         f"exclude_self must hold gallery indices in [0, {ng}) or -1")
             indptr, indices = positive_pairs(_Work.create(ql, gl, excl))
-        perm = np.argsort(indices, kind="stable")
         plans.append({
             "key": case.key, "qs": prepare_queries(q, metric), "excl": excl,
-            "indptr": indptr, "indices": indices, "perm": perm, "by_col": indices[perm],
-            "row": np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr)),
-            "score": np.zeros(indices.size, dtype=np.float32),
+            "positives": Positives.create(indptr, indices),
             "explicit": case.positives is not None,
         })
 
-    def each_shard() -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    def each_shard() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         g0 = 0
         for block in shards():
             prepared, n = {}, None
@@ -486,34 +484,28 @@ def evaluate_streamed_cases(
                 n = g.shape[0]
                 prepared[key] = prepare_gallery(g, metric)
             n = n or 0
-            yield g0, n, prepared
+            yield np.arange(g0, g0 + n, dtype=np.int64), prepared
             g0 += n
         if g0 != ng:
             raise ValueError(f"the shards hold {g0} gallery rows, the labels {ng}")
 
-    for g0, n, gal in each_shard():  # pass 1: the positives' scores
-        for p in plans:
+    scores = [np.zeros(p["positives"].indices.size, dtype=np.float32) for p in plans]
+    for gidx, gal in each_shard():  # pass 1: the positives' scores
+        for p, score in zip(plans, scores, strict=True):
             gs = gal[p["key"]]
             if gs.shape[1] != p["qs"].shape[1]:
                 raise ValueError(f"queries have dimension {p['qs'].shape[1]} but the gallery "
                                  f"{p['key']!r} has {gs.shape[1]}")
-            a, b = np.searchsorted(p["by_col"], [g0, g0 + n])
-            sel = p["perm"][a:b]
-            part = np.empty(sel.size, dtype=np.float32)
-            pair_scores(p["qs"], gs, p["row"][sel], p["indices"][sel] - g0, part)
-            p["score"][sel] = part
-    states = [StreamState.create(p["indptr"], p["indices"], p["score"]) for p in plans]
-    for g0, n, gal in each_shard():  # pass 2: counts
+            at, vals = shard_positive_scores(p["positives"], p["qs"], gs, gidx)
+            score[at] = vals
+    states = [StreamState.create(p["positives"].indptr, p["positives"].indices, score)
+              for p, score in zip(plans, scores, strict=True)]
+    for gidx, gal in each_shard():  # pass 2: counts
         for p, state in zip(plans, states, strict=True):
-            gs, qs = gal[p["key"]], p["qs"]
-            nq = qs.shape[0]
-            if not (n and nq):
-                continue
-            nb = int(max(1, min(nq, block_bytes // (4 * n))))
-            for r0 in range(0, nq, nb):
-                count_shard(state, qs[r0 : r0 + nb] @ gs.T, r0, g0, p["excl"])
-        if progress is not None:
-            progress(g0 + n)
+            count_shard(state, p["qs"], gal[p["key"]], gidx, p["excl"],
+                        block_bytes=block_bytes)
+        if progress is not None and gidx.size:
+            progress(int(gidx[-1]) + 1)
     return [finish_stream(state, ks, p["explicit"])
             for p, state in zip(plans, states, strict=True)]
 
@@ -1011,50 +1003,130 @@ class StreamState:
                    row, thresh)
 
 
-def count_shard(state: StreamState, s: np.ndarray, r0: int, g0: int,
-                excl: np.ndarray) -> None:
-    """Add one shard's counts to ``state``: ``s`` holds the scores of queries ``r0 ..`` against
-    gallery items ``g0 .. g0 + s.shape[1]`` (it is modified: exclusions, positives' scores).
+def count_shard(state: StreamState, qs: np.ndarray, gs: np.ndarray, gidx: np.ndarray,
+                excl: np.ndarray, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
+    r"""Add one gallery shard to ``state`` (the streamed kernel's unit of work).
 
-    Per query, the shard's candidates (items scoring at least its worst positive) and *all*
-    its positives, placed by gallery index (those before the shard first, then the shard's
-    candidates in index order, then those after it), are ranked by :func:`rank_positives`;
-    a positive's rank there, minus one, minus the positives ranked before it, is the number
-    of shard items ranking before it.  Ranks add up across shards; the top-1 keeps the first
-    maximum (strictly greater replaces), so shards must come in gallery order.
+    ``qs``: every query of the case as prepared (:func:`prepare_queries`, ``(nq, d)``);
+    ``gs``: the shard's gallery rows as prepared (:func:`prepare_gallery`, ``(n, d)``);
+    ``gidx``: ``int64[n]``, the global gallery index of each shard row (distinct, in any
+    order: shards may come from any part of the gallery, in any order); ``excl``:
+    ``int64[nq]``, the gallery index each query leaves out (-1 for none).
+
+    For every positive :math:`p` of query :math:`q` it adds to ``state.above`` the number of
+    shard items other than :math:`q`'s positives (and its excluded item) that rank before
+    it, :math:`\#\{g: s_g > s_p\} + \#\{g: s_g = s_p,\ g < p\}`, and it merges the shard's
+    first maximum into the top-1 (greater score, or equal score at a lower gallery index).
+    A positive's score is always its pair score (``state.score``).  Shards may be counted in
+    any order and by separate workers (:func:`merge_states`): the result is the same.
+    Only ``block_bytes`` of scores are held at once.
     """
-    nr, n = s.shape
-    g1 = g0 + n
-    ex = excl[r0 : r0 + nr]
-    rows = np.flatnonzero((ex >= g0) & (ex < g1))
-    s[rows, ex[rows] - g0] = -np.inf
-    p0, p1 = state.indptr[r0], state.indptr[r0 + nr]
-    cols = state.indices[p0:p1]
-    inside = (cols >= g0) & (cols < g1)
-    prow = state.row[p0:p1][inside] - r0
-    s[prow, cols[inside] - g0] = state.score[p0:p1][inside]
-    if n:
-        best = s.argmax(axis=1)
-        val = s[np.arange(nr), best]
-        better = val > state.best[r0 : r0 + nr]
-        state.best[r0 : r0 + nr][better] = val[better]
-        state.best_index[r0 : r0 + nr][better] = best[better] + g0
-    thresh = state.thresh[r0 : r0 + nr]
-    counts = np.count_nonzero(s >= thresh[:, None], axis=1)
-    for r in np.flatnonzero(counts).tolist():
-        a, b = state.indptr[r0 + r], state.indptr[r0 + r + 1]
-        pc, pv = state.indices[a:b], state.score[a:b]
-        i0, i1 = np.searchsorted(pc, [g0, g1])
-        cand = np.flatnonzero(s[r] >= thresh[r])
-        v = np.concatenate([pv[:i0], s[r, cand], pv[i1:]])
-        pos = np.concatenate([np.arange(i0), i0 + np.searchsorted(cand, pc[i0:i1] - g0),
-                              i0 + cand.size + np.arange(b - a - i1)])
-        ranks = rank_positives(v, pos)
-        # Positives ranked before each positive: its rank among the positives alone, - 1.
-        o = np.lexsort((pc, _ordered_int32(np.subtract(np.float32(0.0), pv))))
-        among = np.empty(pc.size, dtype=np.int64)
-        among[o] = np.arange(pc.size)
-        state.above[a:b] += ranks - 1 - among
+    nq, n = qs.shape[0], gs.shape[0]
+    if not (nq and n):
+        return
+    gidx = np.asarray(gidx, dtype=np.int64)
+    pos = Positives.create(state.indptr, state.indices)
+    at, srow = pos.in_shard(gidx)
+    order = np.argsort(gidx)
+    nb = int(max(1, min(nq, block_bytes // (4 * n))))
+    for r0 in range(0, nq, nb):
+        r1 = min(nq, r0 + nb)
+        s = qs[r0:r1] @ gs.T
+        ex = excl[r0:r1]
+        at_ex = np.minimum(np.searchsorted(gidx[order], ex), n - 1)
+        hit = np.flatnonzero(gidx[order[at_ex]] == ex)
+        s[hit, order[at_ex[hit]]] = -np.inf
+        prow = state.row[at]
+        sel = (prow >= r0) & (prow < r1)
+        s[prow[sel] - r0, srow[sel]] = state.score[at[sel]]
+        _merge_top1(state, r0, s, gidx)
+        s[prow[sel] - r0, srow[sel]] = -np.inf  # positives: counted by finish_stream
+        thresh = state.thresh[r0:r1]
+        counts = np.count_nonzero(s >= thresh[:, None], axis=1)
+        for r in np.flatnonzero(counts).tolist():
+            a, b = state.indptr[r0 + r], state.indptr[r0 + r + 1]
+            pc, pv = state.indices[a:b], state.score[a:b]
+            cand = np.flatnonzero(s[r] >= thresh[r])
+            x, g = s[r, cand], gidx[cand]
+            o = np.argsort(x, kind="stable")
+            xs, gs_sorted = x[o], g[o]
+            lo = np.searchsorted(xs, pv, side="left")
+            hi = np.searchsorted(xs, pv, side="right")
+            above = xs.size - hi
+            for i in np.flatnonzero(hi > lo).tolist():  # equal scores: lower index first
+                above[i] += int(np.count_nonzero(gs_sorted[lo[i] : hi[i]] < pc[i]))
+            state.above[a:b] += above
+
+
+def _merge_top1(state: StreamState, r0: int, s: np.ndarray, gidx: np.ndarray) -> None:
+    """Merge the first maximum of the score rows ``s`` (queries ``r0 ..``; ties: the lowest
+    gallery index) into the running top-1 of ``state``."""
+    nr = s.shape[0]
+    val = s.max(axis=1)
+    big = np.iinfo(np.int64).max
+    idx = np.where(s == val[:, None], gidx[None, :], big).min(axis=1)
+    best, best_index = state.best[r0 : r0 + nr], state.best_index[r0 : r0 + nr]
+    better = (val > best) | ((val == best) & (idx < best_index))
+    better &= val > -np.inf  # an excluded item is never the top-1
+    best[better] = val[better]
+    best_index[better] = idx[better]
+
+
+def merge_states(states: Sequence[StreamState]) -> StreamState:
+    """One :class:`StreamState` from the states of disjoint parts of the gallery (each counted
+    by :func:`count_shard` from the same :meth:`StreamState.create`): the counts add up,
+    the top-1 is the greatest score, the lowest gallery index among equal ones."""
+    first = states[0]
+    out = dataclasses.replace(first, above=first.above.copy(), best=first.best.copy(),
+                              best_index=first.best_index.copy())
+    for st in states[1:]:
+        out.above += st.above
+        better = (st.best > out.best) | ((st.best == out.best) & (st.best_index >= 0)
+                                         & ((out.best_index < 0)
+                                            | (st.best_index < out.best_index)))
+        out.best[better] = st.best[better]
+        out.best_index[better] = st.best_index[better]
+    return out
+
+
+@dataclass(frozen=True)
+class Positives:
+    """Every query's positives (CSR, gallery indices ascending per query) with a column
+    index to find those of one shard."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    row: np.ndarray  # query row of every positive
+    perm: np.ndarray  # positions in ``indices`` sorted by gallery index
+    by_col: np.ndarray  # ``indices[perm]``
+
+    @classmethod
+    def create(cls, indptr: np.ndarray, indices: np.ndarray) -> Positives:
+        nq = indptr.size - 1
+        row = np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr))
+        perm = np.argsort(indices, kind="stable")
+        return cls(indptr, indices, row, perm, indices[perm])
+
+    def in_shard(self, gidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The positives whose gallery item is in the shard ``gidx``: their positions in
+        ``indices`` and the shard row of each."""
+        lo = np.searchsorted(self.by_col, gidx, side="left")
+        cnt = np.searchsorted(self.by_col, gidx, side="right") - lo
+        total = int(cnt.sum())
+        srow = np.repeat(np.arange(gidx.size, dtype=np.int64), cnt)
+        within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        return self.perm[np.repeat(lo, cnt) + within], srow
+
+
+def shard_positive_scores(pos: Positives, qs: np.ndarray, gs: np.ndarray,
+                          gidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 1 of a streamed gallery, for one shard: the positions (in ``pos.indices``) of the
+    positives found in the shard ``gidx`` (rows ``gs``, prepared) and their
+    :func:`pair_scores`."""
+    at, srow = pos.in_shard(np.asarray(gidx, dtype=np.int64))
+    vals = np.empty(at.size, dtype=np.float32)
+    pair_scores(qs, gs, pos.row[at], srow, vals)
+    return at, vals
 
 
 def finish_stream(state: StreamState, ks: tuple[int, ...],

@@ -562,3 +562,38 @@ def test_streamed_rejects_a_wrong_total():
     g = np.ones((4, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="shards hold 3 gallery rows, the labels 4"):
         evaluate_streamed(g, [0, 0, 0, 0], [0, 0, 0, 0], lambda: iter([g[:3]]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=integer_cases(), seed=st.integers(0, 2**32 - 1), n_parts=st.integers(1, 5),
+       block_bytes=st.sampled_from([1, 64, 10**9]))
+def test_property_shards_in_any_order_and_merged_states_match_brute_force(
+        case, seed, n_parts, block_bytes):
+    """The kernel's unit of work, as a cluster would run it: the gallery cut into shards of
+    scattered rows (gidx in any order), counted in any order into separate states that are
+    then merged: the same ranks, top-1 and AP bits as the in-memory kernel."""
+    q, ql, g, gl, excl, metric = case
+    rng = np.random.default_rng(seed)
+    ng = g.shape[0]
+    excl = np.full(q.shape[0], -1) if excl is None else excl
+    indptr, indices = retrieval.positive_pairs(retrieval._Work.create(
+        np.asarray(ql, dtype=np.int64), np.asarray(gl, dtype=np.int64), excl))
+    qs, gs = retrieval.prepare_queries(q, metric), retrieval.prepare_gallery(g, metric)
+    pos = retrieval.Positives.create(indptr, indices)
+    perm = rng.permutation(ng)
+    cuts = np.sort(rng.integers(0, ng + 1, n_parts - 1))
+    parts = np.split(perm, cuts)
+    score = np.zeros(indices.size, dtype=np.float32)
+    for part in parts[::-1]:
+        at, vals = retrieval.shard_positive_scores(pos, qs, gs[part], part)
+        score[at] = vals
+    states = []
+    for part in parts:
+        state = retrieval.StreamState.create(indptr, indices, score)
+        retrieval.count_shard(state, qs, gs[part], part, excl, block_bytes=block_bytes)
+        states.append(state)
+    res = retrieval.finish_stream(retrieval.merge_states(states[::-1]), KS)
+    assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))
+    mem = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl)
+    assert_same(res, mem)
+    np.testing.assert_array_equal(res.average_precision, mem.average_precision)
