@@ -17,7 +17,8 @@ tracker holds exactly the numbers of the JSON report:
 - artifacts ``gaudit/<kind>.json`` and ``gaudit/<kind>.html``.
 
 The run: ``$MLFLOW_RUN_ID`` when set (the training pipeline's run), else a new run in
-experiment ``--mlflow-experiment`` (default ``gaudit``), at ``$MLFLOW_TRACKING_URI`` (MLflow's
+experiment ``--mlflow-experiment`` (else ``$MLFLOW_EXPERIMENT_NAME``, else
+``$MLFLOW_EXPERIMENT_ID``, else ``gaudit``), at ``$MLFLOW_TRACKING_URI`` (MLflow's
 own default otherwise). MLflow is imported here only, when logging was asked for; its
 messages (and its "View run" lines on standard output) never reach gaudit's output.
 """
@@ -63,10 +64,6 @@ class Tracking:
 
     log_to: str | None = None
     experiment: str | None = None
-
-    @property
-    def experiment_name(self) -> str:
-        return self.experiment or DEFAULT_EXPERIMENT
 
 
 def tracking_options(log_to: Any, experiment: str | None, *,
@@ -388,7 +385,24 @@ def _select_run(client: Any, tracking: Tracking, uri: str,
                     f"is a run of experiment {exp.name!r}, where the audit is logged; drop "
                     "--mlflow-experiment, or unset MLFLOW_RUN_ID for a new run.")
         return run, False
-    name = tracking.experiment_name
+    name, source = tracking.experiment, "--mlflow-experiment"
+    if name is None:
+        name, source = _experiment_from_environment()
+    if source == "MLFLOW_EXPERIMENT_ID":
+        try:
+            exp = client.get_experiment(name)
+        except Exception as exc:
+            if getattr(exc, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST",
+                                                      "INVALID_PARAMETER_VALUE"):
+                raise
+            raise InputError(f"MLFLOW_EXPERIMENT_ID {name!r}: no such experiment at {uri}; "
+                             "set it to an existing experiment's id, or unset it (and use "
+                             "--mlflow-experiment NAME).") from exc
+        if exp.lifecycle_stage == "deleted":
+            raise InputError(f"MLFLOW_EXPERIMENT_ID {name!r}: the experiment is deleted at "
+                             f"{uri}; restore it (mlflow experiments restore) or set "
+                             "another one.")
+        return client.create_run(exp.experiment_id, run_name=run_name), True
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
@@ -398,11 +412,22 @@ def _select_run(client: Any, tracking: Tracking, uri: str,
                 raise
             exp_id = client.get_experiment_by_name(name).experiment_id
     elif exp.lifecycle_stage == "deleted":
-        raise InputError(f"--mlflow-experiment {name!r}: the experiment is deleted at {uri}; "
+        raise InputError(f"{source} {name!r}: the experiment is deleted at {uri}; "
                          "restore it (mlflow experiments restore) or name another one.")
     else:
         exp_id = exp.experiment_id
     return client.create_run(exp_id, run_name=run_name), True
+
+
+def _experiment_from_environment() -> tuple[str, str]:
+    """The experiment when ``--mlflow-experiment`` is not given, as MLflow itself resolves
+    it: ``$MLFLOW_EXPERIMENT_NAME``, else ``$MLFLOW_EXPERIMENT_ID``, else ``gaudit``.
+    Returns the name (or id) and where it came from."""
+    for var in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value, var
+    return DEFAULT_EXPERIMENT, "--mlflow-experiment"
 
 
 def _check_params(run: Any, params: dict[str, str], run_id: str, uri: str) -> None:

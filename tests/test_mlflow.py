@@ -67,7 +67,8 @@ def store(template_db, tmp_path, monkeypatch):
     db = tmp_path / "mlflow.db"
     shutil.copy(template_db, db)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     return MlflowClient(f"sqlite:///{db}")
 
@@ -464,3 +465,37 @@ def test_keys_and_values_within_mlflows_limits():
 ])
 def test_redact(uri, shown):
     assert trackers.redact(uri) == shown
+
+
+def test_experiment_from_mlflow_environment_variables(store, monkeypatch):
+    """Without --mlflow-experiment, MLflow's own variables choose the experiment (name, then
+    id); the flag wins over both."""
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    assert run("flips", OLD, NEW, "--log-to", "mlflow", "-q").exit_code == 0
+    only_run(store, "from-env")
+    assert store.get_experiment_by_name("gaudit") is None
+
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    exp_id = store.create_experiment("by-id")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", exp_id)
+    assert run("flips", OLD, NEW, "--log-to", "mlflow", "-q").exit_code == 0
+    only_run(store, "by-id")
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    r = run("flips", OLD, NEW, "--log-to", "mlflow", "--mlflow-experiment", "flag", "-q")
+    assert r.exit_code == 0
+    only_run(store, "flag")
+    assert len(store.search_runs([store.get_experiment_by_name("from-env").experiment_id])) == 1
+
+
+def test_unknown_or_deleted_experiment_id_is_exit_2(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "987654")
+    r = run("flips", OLD, NEW, "--log-to", "mlflow", "-q")
+    assert r.exit_code == 2
+    assert "MLFLOW_EXPERIMENT_ID '987654': no such experiment" in r.stderr
+    exp_id = store.create_experiment("gone")
+    store.delete_experiment(exp_id)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", exp_id)
+    r = run("flips", OLD, NEW, "--log-to", "mlflow", "-q")
+    assert r.exit_code == 2
+    assert "the experiment is deleted" in r.stderr and "Traceback" not in r.output
