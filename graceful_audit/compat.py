@@ -327,6 +327,9 @@ class CompatResult(Gated):
     #: the oldest version's gallery (old = V1, new = Vn), except ``compatible`` (every pair),
     #: ``reason``, the gates (evaluated on every pair) and ``passed``.
     versions: Versions | None = None
+    #: ``"spark"`` with ``--engine spark`` (JSON ``engine``); None: the default engine, not
+    #: written (the JSON of the default engine is unchanged).
+    engine: str | None = None
 
     kind = "compat"
 
@@ -456,6 +459,7 @@ class CompatResult(Gated):
         return {
             "schema_version": 1,
             "kind": "compat",
+            **({} if self.engine is None else {"engine": self.engine}),
             "tool": {"name": "graceful-audit", "version": self.tool_version},
             "inputs": self.inputs.to_dict(),
             "metric": self.metric,
@@ -509,6 +513,7 @@ class CompatResult(Gated):
             criterion_test=CriterionTest.from_dict((d.get("tests") or {}).get("criterion"), iv),
             gates=tuple(GateResult.from_dict(g) for g in d.get("gates", [])),
             tool_version=d.get("tool", {}).get("version", __version__),
+            engine=d.get("engine"),
         )
 
 
@@ -767,6 +772,10 @@ def audit_compat(
     memory_limit: str | None = None,
     sample_queries: int | None = None,
     seed: int | None = None,
+    engine: str = "duckdb",
+    spark_remote: str | None = None,
+    spark_conf: Mapping[str, str] | None = None,
+    verbose: bool = False,
 ) -> CompatResult:
     """Audit an embedding-model update for backward compatibility of retrieval.
 
@@ -808,6 +817,12 @@ def audit_compat(
     sample_queries, seed : int, optional
         Audit a uniform sample of ``sample_queries`` queries (all of them when there are no
         more), drawn with ``seed`` (default 0); the report says so.
+    engine : {"duckdb", "spark"}
+        ``spark``: read and join on Spark (Spark Connect: ``spark_remote``, else
+        ``SPARK_REMOTE``, else a local session; ``spark_conf`` settings; ``verbose`` shows
+        Spark's warnings) and search the gallery in Spark tasks; only per-query and
+        per-positive partial results reach this process (:mod:`.compat_spark`). The
+        result equals the default engine's except ``engine``.
 
     Returns
     -------
@@ -838,6 +853,7 @@ def audit_compat(
             raise UsageError(f"--criterion: {criterion!r} is not one of top1, map{extra}.")
     check_top(top)
     _check_sample(sample_queries, seed)
+    _check_engine(engine, spark_remote, spark_conf, memory_limit)
     if isinstance(confidence, bool) or not 0.0 < confidence < 1.0:
         raise UsageError(f"--confidence: {confidence!r} must be strictly between 0 and 1.")
     check_column_names({"--id-col": id_col, "--label-col": label_col,
@@ -852,8 +868,15 @@ def audit_compat(
 
         judgments = read_qrels(qrels)
     sources = (old, new, *later)
-    al = _align(sources, id_col, label_col, embedding_col, split_col, metric, allow_unmatched,
-                judgments is not None, memory_limit, sample_queries, seed)
+    if engine == "spark":
+        from .compat_spark import align_spark
+
+        al = align_spark(sources, id_col, label_col, embedding_col, split_col, metric,
+                         allow_unmatched, judgments is not None, sample_queries, seed,
+                         spark_remote, spark_conf, verbose)
+    else:
+        al = _align(sources, id_col, label_col, embedding_col, split_col, metric,
+                    allow_unmatched, judgments is not None, memory_limit, sample_queries, seed)
     try:
         if judgments is not None:
             from .qrels import match_qrels
@@ -883,7 +906,26 @@ def audit_compat(
             result = audit_versions(run)
     finally:
         al.close()
+    if engine != "duckdb":
+        result = dataclasses.replace(result, engine=engine)
     return result.with_gates(evaluate_gates(result, specs, COMPAT_GATES))
+
+
+def _check_engine(engine: Any, spark_remote: Any, spark_conf: Any, memory_limit: Any) -> None:
+    """``engine`` is duckdb or spark; the Spark options need ``--engine spark`` and
+    ``--memory-limit`` the default engine (they would be ignored otherwise)."""
+    if engine not in ("duckdb", "spark"):
+        raise UsageError(f"--engine: {engine!r} is not one of duckdb, spark.")
+    if engine != "spark":
+        given = [f for f, v in (("--spark-remote", spark_remote), ("--spark-conf", spark_conf))
+                 if v]
+        if given:
+            raise UsageError(f"{' and '.join(given)}: only used with --engine spark; add "
+                             "--engine spark or drop them.")
+    elif memory_limit is not None:
+        raise UsageError("--memory-limit: bounds the default engine; with --engine spark the "
+                         "cluster's settings bound its memory (e.g. --spark-conf "
+                         "spark.executor.memory=4g). Drop --memory-limit.")
 
 
 @dataclass(frozen=True)
@@ -977,11 +1019,15 @@ class _Aligned:
     pick: np.ndarray | None = None
     sample: QuerySample | None = None
     stream: _Stream | None = None
+    #: ``--engine spark``: the gallery stays on the cluster (:mod:`.compat_spark`).
+    spark: Any = None
 
     def close(self) -> None:
         """Close the engine a streamed gallery reads from (nothing in memory mode)."""
         if self.stream is not None:
             self.stream.engine.close()
+        if self.spark is not None:
+            self.spark.close()
 
 
 def _roles(n: int) -> tuple[str, ...]:
@@ -1099,6 +1145,9 @@ class _Run:
         of ``cells`` at once (two passes over the shards in all), then close the engine; in
         memory, nothing (:meth:`case` computes each case when asked)."""
         al, st, judged = self.al, self.al.stream, self.judged
+        if al.spark is not None:  # --engine spark: every case in Spark tasks
+            self.streamed.update(al.spark.evaluate(self, cells))
+            return
         if st is None:
             return
         from .retrieval import StreamCase, evaluate_streamed_cases
@@ -1356,28 +1405,30 @@ def _display(source: Any) -> str:
     return display(source)
 
 
-def _with_sql(sides: list[_EmbeddingSide]) -> str:
+def _with_sql(sides: list[_EmbeddingSide], d: Dialect | None = None) -> str:
     """``WITH s0 AS (...), s1 AS (...), ...``: id (as text unless all are integers), label,
-    split and embedding of each file."""
+    split and embedding of each file (in DuckDB's SQL, or ``d``'s: Spark's)."""
     integer = all(is_integer_type(s.table.type_of(s.id)) for s in sides)
+    d = d or Dialect()
+    text = "STRING" if d.name == "spark" else "VARCHAR"
 
     def sub(s: _EmbeddingSide) -> str:
-        idx = id_sql(s.table, s.id, integer, Dialect())
+        idx = id_sql(s.table, s.id, integer, d)
         lab = quote(s.label) if s.label else "NULL"
-        spl = f"CAST({quote(s.split)} AS VARCHAR)" if s.split else "NULL"
+        spl = f"CAST({quote(s.split)} AS {text})" if s.split else "NULL"
         return (f"SELECT {idx} AS id, {lab} AS y, {spl} AS sp, {s.embedding_sql} AS e "
                 f"FROM {quote(s.table.view)}")
 
     return "WITH " + ", ".join(f"s{k} AS ({sub(s)})" for k, s in enumerate(sides))
 
 
-def _join_counts(con: Any, sides: list[_EmbeddingSide],
-                 allow_unmatched: bool) -> tuple[int, list[int]]:
+def _join_counts(con: Any, sides: list[_EmbeddingSide], allow_unmatched: bool,
+                 d: Dialect | None = None) -> tuple[int, list[int]]:
     """The count of the items in every file and, per file, how many of its ids some other
     file lacks (with two files: ids only in OLD, only in NEW); unmatched ids are an error
     unless allowed."""
     n = len(sides)
-    with_sql = _with_sql(sides)
+    with_sql = _with_sql(sides, d)
     if n == 2:
         matched, *unmatched = con.execute(
             f"{with_sql} SELECT count(*) FILTER (WHERE s0.id IS NOT NULL AND s1.id IS NOT NULL), "
