@@ -34,6 +34,11 @@ from .errors import InputError, examples
 
 #: Scores held at once by one task's :func:`~graceful_audit.retrieval.count_shard`.
 TASK_BLOCK_BYTES = 32 * 1024 * 1024
+#: Bytes of one gallery model's rows in a task's shard (batches are joined up to it).
+SHARD_BYTES = 16 * 1024 * 1024
+#: About the most bytes of queries and positives shipped in one job's closure (more
+#: queries are searched in blocks, two passes over the gallery each).
+CLOSURE_BYTES = 48 * 1024 * 1024
 
 
 class _Con:
@@ -248,19 +253,11 @@ class SparkGallery:
 
     def evaluate(self, run: Any, cells: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Any]:
         """Every case ``(query version, gallery version)`` of ``cells`` whose dimensions
-        agree, in two passes of Spark tasks over the joined rows: ``(q, g) -> CaseResult``."""
+        agree, in two passes of Spark tasks over the joined rows per block of queries (one
+        block unless the queries and their positives exceed :data:`CLOSURE_BYTES`):
+        ``(q, g) -> CaseResult``."""
         from .compat import KS
-        from .retrieval import (
-            Positives,
-            StreamState,
-            _csr,
-            _Work,
-            finish_stream,
-            merge_states,
-            positive_pairs,
-            prepare_queries,
-        )
-        from .spark_tasks import Case, counts, positive_scores
+        from .retrieval import StreamState, _csr, _Work, finish_stream, positive_pairs
 
         al, judged, metric = run.al, run.judged, run.metric
         todo = [(q, g) for q, g in dict.fromkeys(cells) if al.dims[q] == al.dims[g]]
@@ -274,8 +271,40 @@ class SparkGallery:
                                                           al.codes[al.g_idx], excl))
         else:
             indptr, indices = _csr((judged.indptr, judged.indices), nq, ng)
+        versions = sorted({q for q, _ in todo})
+        per_query = 4 * sum(al.dims[q] for q in versions) + 24 * len(todo) + 16
+        per_positive = 20 * len(todo) + 16
+        weight = per_query + per_positive * np.diff(indptr)
+        full = [StreamState.create(indptr, indices, np.zeros(indices.size, dtype=np.float32))
+                for _ in todo]
+        for r0, r1 in _blocks(weight, CLOSURE_BYTES):
+            p0, p1 = int(indptr[r0]), int(indptr[r1])
+            states = self._block(todo, versions, r0, r1, indptr[r0 : r1 + 1] - p0,
+                                 indices[p0:p1], excl[r0:r1], metric)
+            for whole, part in zip(full, states, strict=True):
+                whole.score[p0:p1] = part.score
+                whole.above[p0:p1] = part.above
+                whole.best[r0:r1] = part.best
+                whole.best_index[r0:r1] = part.best_index
+        explicit = judged is not None
+        out = {}
+        for cell, whole in zip(todo, full, strict=True):  # thresh, row: from the scores
+            state = StreamState.create(whole.indptr, whole.indices, whole.score)
+            out[cell] = finish_stream(dataclasses.replace(
+                state, above=whole.above, best=whole.best, best_index=whole.best_index),
+                KS, explicit)
+        return out
+
+    def _block(self, todo: list[tuple[int, int]], versions: list[int], r0: int, r1: int,
+               indptr: np.ndarray, indices: np.ndarray, excl: np.ndarray,
+               metric: str) -> list[Any]:
+        """Queries ``r0 .. r1`` (their positives: ``indptr``, ``indices``) of every case:
+        pass 1 (the positives' scores), pass 2 (the counts, merged over the tasks)."""
+        from .retrieval import Positives, StreamState, prepare_queries
+        from .spark_tasks import Case, counts, positive_scores
+
+        queries = {q: prepare_queries(self.queries[q][r0:r1], metric) for q in versions}
         positives = Positives.create(indptr, indices)
-        queries = {q: prepare_queries(self.queries[q], metric) for q in {q for q, _ in todo}}
         cases = [Case(g, q, positives=positives) for q, g in todo]
         t = self._run(functools.partial(positive_scores, layout=self.layout, cases=cases,
                                         queries=queries, metric=metric))
@@ -286,31 +315,53 @@ class SparkGallery:
         del t
         states = [StreamState.create(indptr, indices, s) for s in scores]
         cases = [Case(g, q, state=s, excl=excl) for (q, g), s in zip(todo, states, strict=True)]
+        dim = max(int(x.shape[1]) for x in queries.values())
         t = self._run(functools.partial(counts, layout=self.layout, cases=cases,
                                         queries=queries, metric=metric,
-                                        block_bytes=TASK_BLOCK_BYTES))
-        merged = list(states)
-        for c, kind, i, v in zip(t.column("c").to_pylist(), t.column("kind").to_pylist(),
-                                 t.column("idx").to_pylist(), t.column("val").to_pylist(),
-                                 strict=True):
-            at = np.frombuffer(i, dtype=np.int64)
-            if kind == "above":
-                merged[c].above[at] += np.frombuffer(v, dtype=np.int64)
-                continue
-            # one task's top-1 of case c
-            best = np.full_like(merged[c].best, -np.inf)
-            best_index = np.full_like(merged[c].best_index, -1)
-            best[at] = np.frombuffer(v, dtype=np.float32, count=at.size)
-            best_index[at] = np.frombuffer(v, dtype=np.int64, offset=4 * at.size)
-            merged[c] = merge_states([merged[c], dataclasses.replace(
-                merged[c], above=np.zeros_like(merged[c].above), best=best,
-                best_index=best_index)])
-        explicit = judged is not None
-        return {cell: finish_stream(s, KS, explicit)
-                for cell, s in zip(todo, merged, strict=True)}
+                                        block_bytes=TASK_BLOCK_BYTES,
+                                        shard_rows=max(2, SHARD_BYTES // (4 * dim))))
+        return _merge_counts(states, zip(t.column("c").to_pylist(), t.column("kind").to_pylist(),
+                                         t.column("idx").to_pylist(), t.column("val").to_pylist(),
+                                         strict=True))
 
     def close(self) -> None:
         self.engine.close()
+
+
+def _merge_counts(states: list[Any], rows: Any) -> list[Any]:
+    """The states of pass 2 from every task's rows ``(case, kind, idx, val)``
+    (:func:`graceful_audit.spark_tasks.counts`): the counts add up, the top-1s merge
+    (:func:`~graceful_audit.retrieval.merge_states`)."""
+    from .retrieval import merge_states
+
+    merged = list(states)
+    for c, kind, i, v in rows:
+        at = np.frombuffer(i, dtype=np.int64)
+        if kind == "above":
+            merged[c].above[at] += np.frombuffer(v, dtype=np.int64)
+            continue
+        # one task's top-1 of case c
+        best = np.full_like(merged[c].best, -np.inf)
+        best_index = np.full_like(merged[c].best_index, -1)
+        best[at] = np.frombuffer(v, dtype=np.float32, count=at.size)
+        best_index[at] = np.frombuffer(v, dtype=np.int64, offset=4 * at.size)
+        merged[c] = merge_states([merged[c], dataclasses.replace(
+            merged[c], above=np.zeros_like(merged[c].above), best=best,
+            best_index=best_index)])
+    return merged
+
+
+def _blocks(weight: np.ndarray, cap: int) -> list[tuple[int, int]]:
+    """Consecutive ranges of rows whose ``weight`` sums stay within ``cap`` (a row heavier
+    than ``cap`` alone is a block)."""
+    out, r0, n = [], 0, weight.size
+    total = np.concatenate([[0], np.cumsum(weight)])
+    while r0 < n:
+        r1 = int(np.searchsorted(total, total[r0] + cap, side="right")) - 1
+        r1 = min(n, max(r0 + 1, r1))
+        out.append((r0, r1))
+        r0 = r1
+    return out or [(0, 0)]
 
 
 def _shown(ids: np.ndarray, first: np.ndarray, count: int) -> str:

@@ -196,10 +196,45 @@ def positive_scores(batches: Iterator[pa.RecordBatch], layout: Layout, cases: li
         yield _rows(out)
 
 
+def shards(batches: Iterator[pa.RecordBatch], layout: Layout, keys: set[int], metric: str,
+           rows: int) -> Iterator[tuple[np.ndarray, dict[int, np.ndarray]]]:
+    """The gallery rows of a task's batches joined into shards of about ``rows`` rows or
+    more, never one row alone unless the task holds only one: a one-row product is a
+    matrix-vector product, which BLAS may round differently from the matrix product the
+    other rows' scores come from (and ties are decided by exact equality)."""
+    buf: list[tuple[np.ndarray, dict[int, np.ndarray]]] = []
+    ready: list[tuple[np.ndarray, dict[int, np.ndarray]]] = []
+
+    def join(parts: list[tuple[np.ndarray, dict[int, np.ndarray]]]
+             ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        if len(parts) == 1:
+            return parts[0]
+        return (np.concatenate([g for g, _ in parts]),
+                {k: np.concatenate([x[k] for _, x in parts]) for k in keys})
+
+    n = 0
+    for batch in batches:
+        gidx, gal = _gallery(batch, layout, keys, metric)
+        if not gidx.size:
+            continue
+        buf.append((gidx, gal))
+        n += gidx.size
+        if n >= rows:
+            if ready:
+                yield join(ready)
+            ready, buf, n = buf, [], 0
+    if ready and 0 < n < 2:  # a one-row tail joins the shard before it
+        ready, buf = ready + buf, []
+    for parts in (ready, buf):
+        if parts:
+            yield join(parts)
+
+
 def counts(batches: Iterator[pa.RecordBatch], layout: Layout, cases: list[Case],
-           queries: dict[int, np.ndarray], metric: str, block_bytes: int
+           queries: dict[int, np.ndarray], metric: str, block_bytes: int, shard_rows: int
            ) -> Iterator[pa.RecordBatch]:
-    """Pass 2: every batch of the partition counted into a copy of each case's state
+    """Pass 2: the partition's gallery rows counted, in shards of about ``shard_rows``
+    (:func:`shards`), into a copy of each case's state
     (:func:`~graceful_audit.retrieval.count_shard`); at the end, per case ``c``, the
     positives with items above them (``"above"``: ``idx`` positions, ``val`` counts) and
     the top-1 of the queries that have one (``"best"``: ``idx`` query rows, ``val`` their
@@ -211,12 +246,8 @@ def counts(batches: Iterator[pa.RecordBatch], layout: Layout, cases: list[Case],
         states.append(dataclasses.replace(s, above=np.zeros_like(s.above),
                                           best=np.full_like(s.best, -np.inf),
                                           best_index=np.full_like(s.best_index, -1)))
-    keys = {c.key for c in cases}
     seen = False
-    for batch in batches:
-        gidx, gal = _gallery(batch, layout, keys, metric)
-        if not gidx.size:
-            continue
+    for gidx, gal in shards(batches, layout, {c.key for c in cases}, metric, shard_rows):
         seen = True
         for c, state in zip(cases, states, strict=True):
             assert c.excl is not None
