@@ -258,6 +258,7 @@ def evaluate_case(
     block_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     n_threads: int | None = None,
+    prepared: bool = False,
 ) -> CaseResult:
     r"""Rank the full gallery for every query and compute top-k accuracy and mAP exactly.
 
@@ -295,8 +296,12 @@ def evaluate_case(
     progress : callable, optional
         Called after each block with the number of queries finished so far.
     n_threads : int, optional
-        Threads for the per-block ranking work (numpy releases the GIL in it); default: the
-        CPUs this process may run on.  The matrix product uses BLAS's own threads.
+        Worker threads, each with single-threaded BLAS (numpy releases the GIL); default:
+        the CPUs this process may run on.
+    prepared : bool
+        ``queries`` and ``gallery`` are already as :func:`prepare_queries` and
+        :func:`prepare_gallery` return them for ``metric`` (so a caller searching one
+        gallery with several query sets prepares it once); no copy is made.
 
     Returns
     -------
@@ -332,7 +337,10 @@ def evaluate_case(
     nq, ng = q.shape[0], g.shape[0]
     if positives is None:
         indptr, indices = positive_pairs(_Work.create(ql, gl, excl))
-    qs, gs = prepare_queries(q, metric), prepare_gallery(g, metric)
+    if prepared:
+        qs, gs = q, g
+    else:
+        qs, gs = prepare_queries(q, metric), prepare_gallery(g, metric)
     score = np.empty(indices.size, dtype=np.float32)
     pair_scores(qs, gs, np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr)), indices,
                 score)
@@ -548,7 +556,7 @@ def _validate(
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"queries have dimension {q.shape[1]} but the gallery has {g.shape[1]}")
     for name, x in (("queries", q), ("gallery", g)):
-        if not np.isfinite(x).all():
+        if not _all_finite(x):
             raise ValueError(f"{name} contain NaN or infinite values")
     ql = _integers(query_labels, q.shape[0], "query_labels", "queries")
     gl = _integers(gallery_labels, g.shape[0], "gallery_labels", "gallery rows")
@@ -559,6 +567,11 @@ def _validate(
         if excl.size and (excl.min() < -1 or excl.max() >= g.shape[0]):
             raise ValueError(f"exclude_self must hold gallery indices in [0, {g.shape[0]}) or -1")
     return q, ql, g, gl, excl
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """No NaN or infinity in ``x`` (its minimum and maximum: NaN propagates; no copy)."""
+    return not x.size or bool(np.isfinite(x.min()) and np.isfinite(x.max()))
 
 
 def _integers(values: np.ndarray, n: int, name: str, what: str) -> np.ndarray:
@@ -717,7 +730,7 @@ def pair_scores(qs: np.ndarray, gs: np.ndarray, rows: np.ndarray, cols: np.ndarr
     shard size): one float32 dot product per pair, so a positive's score never depends on
     the shape of the matrix product it would otherwise come from.
     """
-    step = max(1, (1 << 24) // max(1, qs.shape[1]))
+    step = max(1, (1 << 19) // max(1, qs.shape[1]))  # gathered rows stay in the cache
     for a in range(0, rows.size, step):
         b = min(a + step, rows.size)
         out[a:b] = np.einsum("ij,ij->i", qs[rows[a:b]], gs[cols[a:b]])
