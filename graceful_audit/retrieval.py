@@ -141,15 +141,29 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 try:  # a dependency of scikit-learn
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 except ImportError:  # pragma: no cover
-    threadpool_limits = None
+    ThreadpoolController = None
+
+_controller: list[Any] = []  # the ThreadpoolController, made once (it scans libraries)
+
+
+def _single_threaded_blas() -> AbstractContextManager[Any]:
+    """A context manager limiting BLAS to one thread (``nullcontext`` without threadpoolctl);
+    the libraries are scanned once per process, not at every call (about 10 ms each)."""
+    if ThreadpoolController is None:  # pragma: no cover
+        return nullcontext()
+    if not _controller:
+        _controller.append(ThreadpoolController())
+    limiter: AbstractContextManager[Any] = _controller[0].limit(limits=1, user_api="blas")
+    return limiter
 
 __all__ = ["CaseResult", "evaluate_case", "evaluate_streamed", "normalize", "METRICS",
            "DEFAULT_BLOCK_BYTES"]
@@ -824,11 +838,9 @@ def count_shard(state: StreamState, qs: np.ndarray, gs: np.ndarray, gidx: np.nda
     kernel = _Kernel.create(state, gs, gidx, excl, tile)
     tiles = [(c0, min(c0 + tile, n)) for c0 in range(0, n, tile)]
     parts = [tiles[i::threads] for i in range(threads)]
-    split = threads > 1 and threadpool_limits is not None
-    blas_limit = threadpool_limits(1, user_api="blas") if split else nullcontext()
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
     try:
-        with blas_limit:
+        with _single_threaded_blas() if pool is not None else nullcontext():
             for r0 in range(0, nq, rows):
                 r1 = min(nq, r0 + rows)
                 block = kernel.block(r0, r1)
