@@ -1218,17 +1218,18 @@ class _Run:
     def _gallery(self, g: int) -> np.ndarray:
         """Version ``g``'s gallery prepared for the kernel (:func:`~graceful_audit.retrieval.
         prepare_gallery`: normalised for cosine), once for all the cases :meth:`prepare`
-        planned on it, then released; no copy when every item is in the gallery and the
-        metric is ``ip``."""
+        planned on it, then released; no copy when the gallery items are consecutive rows
+        (every item, or the items after the queries) and the metric is ``ip``."""
         from .retrieval import prepare_gallery
 
         al = self.al
         x = self.galleries.get(g)
         if x is None:
-            emb = al.emb[g]
-            if al.g_idx.size != emb.shape[0] or not np.array_equal(
-                    al.g_idx, np.arange(emb.shape[0])):
-                emb = emb[al.g_idx]
+            emb, at = al.emb[g], al.g_idx
+            if at.size and at[-1] - at[0] + 1 == at.size and np.all(at[1:] > at[:-1]):
+                emb = emb[at[0] : at[-1] + 1]  # consecutive rows: a view, no copy
+            else:
+                emb = emb[at]
             x = prepare_gallery(emb, self.metric)
         left = self.gallery_uses.get(g, 1) - 1
         self.gallery_uses[g] = left
