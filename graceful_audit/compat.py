@@ -963,7 +963,7 @@ def _check_engine(engine: Any, spark_remote: Any, spark_conf: Any, memory_limit:
                  if v]
         if given:
             raise UsageError(f"{' and '.join(given)}: only used with --engine spark; add "
-                             "--engine spark or drop them.")
+                             f"--engine spark or drop {'them' if len(given) > 1 else 'it'}.")
     elif memory_limit is not None:
         raise UsageError("--memory-limit: bounds the default engine; with --engine spark the "
                          "cluster's settings bound its memory (e.g. --spark-conf "

@@ -60,7 +60,8 @@ class _Con:
 
 
 def _ship() -> None:
-    """Pickle the task code by value: a cluster needs numpy and pyarrow, not gaudit."""
+    """Pickle the task code by value: a cluster needs numpy, pyarrow and threadpoolctl, not
+    graceful-audit."""
     from pyspark import cloudpickle
 
     from . import retrieval, spark_tasks
@@ -277,10 +278,13 @@ class SparkGallery:
         weight = per_query + per_positive * np.diff(indptr)
         full = [StreamState.create(indptr, indices, np.zeros(indices.size, dtype=np.float32))
                 for _ in todo]
-        for r0, r1 in _blocks(weight, CLOSURE_BYTES):
+        blocks = _blocks(weight, CLOSURE_BYTES)
+        for b, (r0, r1) in enumerate(blocks):
             p0, p1 = int(indptr[r0]), int(indptr[r1])
             states = self._block(todo, versions, r0, r1, indptr[r0 : r1 + 1] - p0,
                                  indices[p0:p1], excl[r0:r1], metric)
+            if run.progress is not None:  # "searching all cases on Spark": blocks done
+                run.progress("all cases on Spark", b + 1, len(blocks))
             for whole, part in zip(full, states, strict=True):
                 whole.score[p0:p1] = part.score
                 whole.above[p0:p1] = part.above

@@ -5,8 +5,8 @@ items, ``e_0 .. e_{n-1}``: every version's embedding) and returns small Arrow ro
 schema :data:`SCHEMA`: validation counts with the first offending positions, the queries'
 embeddings, pass 1's positive scores, pass 2's counts and top-1. Only numpy, pyarrow and
 :mod:`graceful_audit.retrieval` (numpy only) are used here, and both modules are pickled by
-value (:func:`graceful_audit.compat_spark._ship`), so a cluster needs numpy and pyarrow
-(which PySpark's Arrow functions need anyway), not graceful-audit.
+value (:func:`graceful_audit.compat_spark._ship`), so a cluster needs numpy, pyarrow (which
+PySpark's Arrow functions need anyway) and threadpoolctl, not graceful-audit.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def counts(batches: Iterator[pa.RecordBatch], layout: Layout, cases: list[Case],
         for c, state in zip(cases, states, strict=True):
             assert c.excl is not None
             count_shard(state, queries[c.version], gal[c.key], gidx, c.excl,
-                        block_bytes=block_bytes)
+                        block_bytes=block_bytes, n_threads=1)  # Spark runs tasks side by side
     out: list[Any] = []
     if seen:
         for i, state in enumerate(states):

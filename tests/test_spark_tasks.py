@@ -102,3 +102,33 @@ def test_tasks_merged_equal_the_in_memory_search(metric):
     np.testing.assert_array_equal(got.first_positive_rank, want.first_positive_rank)
     np.testing.assert_array_equal(got.top1_index, want.top1_index)
     assert got.mean_average_precision == want.mean_average_precision
+
+
+def test_saved_spark_compat_json_renders_again(tmp_path):
+    """``gaudit render`` of a compat result saved from ``--engine spark``: the same JSON back
+    (``engine`` kept), and the reports name the engine."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from graceful_audit import audit_compat
+    from graceful_audit.cli import app
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    doc = audit_compat(sample / "emb_old.parquet", sample / "emb_new_compatible.parquet",
+                       gates={"require-compatible": 1}).to_dict()
+    assert "engine" not in doc  # the default engine's JSON is unchanged
+    doc = {"schema_version": doc.pop("schema_version"), "kind": doc.pop("kind"),
+           "engine": "spark", **doc}
+    saved = tmp_path / "spark.json"
+    saved.write_text(json.dumps(doc))
+    r = CliRunner().invoke(app, ["render", str(saved), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == doc
+    md = CliRunner().invoke(app, ["render", str(saved), "-f", "markdown"])
+    assert "engine spark" in md.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**doc, "engine": "postgres"}))
+    r = CliRunner().invoke(app, ["render", str(bad)])
+    assert r.exit_code == 2 and "engine" in r.stderr
