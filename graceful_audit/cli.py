@@ -812,6 +812,23 @@ def compat(
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed of --sample-queries [default: 0].")
     ] = None,
+    engine: Annotated[
+        EngineName, typer.Option("--engine", help="Where reading, joining and the search "
+                                 "run (spark: the gallery stays on the cluster).",
+                                 rich_help_panel="Engine")
+    ] = EngineName.duckdb,
+    spark_remote: Annotated[
+        str | None, typer.Option("--spark-remote", help="Spark Connect URL, e.g. "
+                                 "sc://host:15002 [default: $SPARK_REMOTE, else a local "
+                                 "session].", rich_help_panel="Engine")
+    ] = None,
+    spark_conf: Annotated[
+        list[str] | None, typer.Option("--spark-conf", help="A Spark setting KEY=VALUE "
+                                       "(repeatable).", rich_help_panel="Engine")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show the engine's own warnings on stderr.")
+    ] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -842,7 +859,9 @@ def compat(
                 allow_unmatched=p["allow_unmatched"], qrels=p["qrels"],
                 gates=specs_from(p, GATE_KEYS_COMPAT, sources), progress=update,
                 memory_limit=p["memory_limit"], sample_queries=p["sample_queries"],
-                seed=p["seed"],
+                seed=p["seed"], engine=str(getattr(p["engine"], "value", p["engine"])),
+                spark_remote=p["spark_remote"], spark_conf=parse_conf(p["spark_conf"]),
+                verbose=verbose,
             )
         rendered = publish(result, fmt, output, reports, quiet, summary)
         track(result, tracking, quiet, debug, rendered)

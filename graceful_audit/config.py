@@ -51,6 +51,7 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "metric": str, "criterion": str, "top": int, "confidence": float,
         "allow-unmatched": bool, "qrels": str, "log-to": str, "mlflow-experiment": str,
         "memory-limit": str, "sample-queries": int, "seed": int,
+        "engine": str, "spark-remote": str, "spark-conf": list,
     },
 }
 

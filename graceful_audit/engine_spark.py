@@ -107,6 +107,8 @@ def _session(remote: str, conf: Mapping[str, str], verbose: bool) -> Any:
                 "install a JDK, or point --spark-remote / SPARK_REMOTE at a Spark Connect server."
             )
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python tasks (compat's search) run in this interpreter, with its numpy and pyarrow.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if remote.startswith("sc://"):
         _check_reachable(remote)
     builder = SparkSession.builder.remote(remote)

@@ -163,7 +163,7 @@ _PAIR = {"query_index": COUNT, "gallery_index": COUNT, "compatible": BOOL, "reas
 
 #: What :meth:`CompatResult.from_dict` reads.
 COMPAT: dict[str, Any] = {
-    "tool?": {"version?": TEXT},
+    "engine?": frozenset({"duckdb", "spark"}), "tool?": {"version?": TEXT},
     "inputs": {"old": {**_SIDE, "dim": COUNT}, "new": {**_SIDE, "dim": COUNT},
                "matched": COUNT, "unmatched_old": COUNT, "unmatched_new": COUNT, "mode": TEXT,
                "gallery": COUNT,

@@ -903,6 +903,21 @@ def compat_negative_seed() -> list[str]:
             "--seed", "-1"]
 
 
+def compat_spark_conf_without_engine() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--spark-conf", "a=b",
+            "--spark-remote", "sc://example.invalid:15002"]
+
+
+def compat_memory_limit_with_spark() -> list[str]:
+    return [*compat_pair(embeddings(), embeddings(seed=1)), "--engine", "spark",
+            "--memory-limit", "1GB"]
+
+
+def compat_engine_unknown_in_config() -> list[str]:
+    Path("gaudit.toml").write_text('[compat]\nengine = "postgres"\n')
+    return compat_pair(embeddings(), embeddings(seed=1))
+
+
 def compat_memory_limit_too_small() -> list[str]:
     return [*compat_pair(embeddings(), embeddings(seed=1)), "--memory-limit", "1MB"]
 
@@ -1753,6 +1768,12 @@ CASES: list[Case] = [
     Case("compat_negative_seed", compat_negative_seed, 2, ["--seed: -1 is not a seed"]),
     Case("compat_memory_limit_too_small", compat_memory_limit_too_small, 2,
          ["--memory-limit", "too small"]),
+    Case("compat_spark_conf_without_engine", compat_spark_conf_without_engine, 2,
+         ["--spark-remote and --spark-conf: only used with --engine spark"]),
+    Case("compat_memory_limit_with_spark", compat_memory_limit_with_spark, 2,
+         ["--memory-limit: bounds the default engine", "Drop --memory-limit"]),
+    Case("compat_engine_unknown_in_config", compat_engine_unknown_in_config, 2,
+         ["'postgres'", "duckdb, spark"]),
 
     Case("csv_booleans", csv_booleans, 0, check=check_booleans),
     Case("csv_booleans_spelled_differently", csv_booleans_spelled_differently, 0,

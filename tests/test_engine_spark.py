@@ -339,3 +339,163 @@ def test_what_if_missing_score_matches(what_if_files, tmp_path):
     assert messages[0] == messages[1]
     assert "--what-if: 1 audited row(s) have a missing score" in messages[0]
     assert "ids 'w3'" in messages[0]
+
+
+# --------------------------------------------------------------------------- compat (issue 15)
+
+
+def both_compat(*files, **kwargs):
+    """The compat JSON of the default engine and of Spark; ``engine`` is only in Spark's."""
+    from graceful_audit import audit_compat
+
+    duck = audit_compat(*files, **kwargs).to_dict()
+    spark = audit_compat(*files, engine="spark", **kwargs).to_dict()
+    assert "engine" not in duck and spark.pop("engine") == "spark"
+    return duck, spark
+
+
+@pytest.mark.parametrize(
+    ("files", "kwargs"),
+    [
+        (("emb_old.parquet", "emb_new_compatible.parquet"),
+         {"gates": {"require-compatible": 1, "max-retrieval-nfr": 0.05}, "top": 20}),
+        (("emb_old.parquet", "emb_new_incompatible.parquet"),
+         {"criterion": "map", "sample_queries": 150, "seed": 4}),
+        (("beir_old.parquet", "beir_new.parquet"), {"qrels": str(SAMPLE / "beir_qrels.tsv")}),
+        (("emb_old.parquet", "emb_new_compatible.parquet", "emb_new_incompatible.parquet"),
+         {"gates": {"min-update-gain": 0.0}}),
+    ],
+    ids=["split-gates", "map-sample", "qrels", "three-versions"],
+)
+def test_compat_samples_are_byte_identical(files, kwargs):
+    duck, spark = both_compat(*(SAMPLE / f for f in files), **kwargs)
+    assert json.dumps(duck) == json.dumps(spark)
+    assert duck["queries"] > 0 and duck["cases"]["new/old"]["available"]
+
+
+@pytest.fixture(scope="module")
+def compat_files(tmp_path_factory):
+    """Ties everywhere (embeddings of a few integer levels), leave-one-out (no split
+    column), integer ids shuffled in one file, the new model as CSV ``emb_*`` columns; and a
+    pair whose dimensions differ."""
+    rng = np.random.default_rng(15)
+    d = tmp_path_factory.mktemp("compat")
+    n = 400
+    y = rng.integers(0, 25, n)
+    ids = rng.permutation(10 * n)[:n]
+    old = pd.DataFrame({"id": ids, "label": y,
+                        "embedding": list(rng.integers(1, 4, (n, 4)).astype(np.float32))})
+    old.to_parquet(d / "ties_old.parquet", index=False)
+    new = pd.DataFrame({"id": ids, "label": y})
+    for j, col in enumerate(rng.integers(1, 3, (4, n))):
+        new[f"emb_{j}"] = col + (y % 3 == j) * 2
+    new.sample(frac=1, random_state=5).to_csv(d / "ties_new.csv", index=False)
+    wide = pd.DataFrame({"id": ids, "label": y, "split": np.where(ids % 4 == 0, "query",
+                                                                  "gallery"),
+                         "embedding": list(rng.normal(size=(n, 6)))})
+    wide.to_parquet(d / "dim6.parquet", index=False)
+    wide.assign(embedding=list(rng.normal(size=(n, 4)))).to_parquet(d / "dim4.parquet",
+                                                                  index=False)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kwargs"),
+    [
+        ("ties_old.parquet", "ties_new.csv", {"metric": "ip", "criterion": "map"}),
+        ("ties_old.parquet", "ties_new.csv", {"metric": "l2", "sample_queries": 90,
+                                              "seed": 2}),
+        ("dim4.parquet", "dim6.parquet", {"gates": {"require-compatible": 1}}),
+    ],
+    ids=["ties-leave-one-out-ip", "ties-l2-sample", "dimension-mismatch"],
+)
+def test_compat_generated_are_byte_identical(compat_files, old, new, kwargs):
+    duck, spark = both_compat(compat_files / old, compat_files / new, **kwargs)
+    assert json.dumps(duck) == json.dumps(spark)
+
+
+def test_compat_spark_tasks_see_scattered_rows(compat_files, monkeypatch, spark_session):
+    """Eight partitions of batches of 7 rows (every batch a shard of gallery rows in no
+    particular order, merged across tasks), score blocks of a few rows and the queries in
+    blocks: the same JSON."""
+    from graceful_audit import compat_spark
+
+    monkeypatch.setattr(compat_spark, "TASK_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(compat_spark, "CLOSURE_BYTES", 200_000)  # 400 queries: 4 blocks
+    monkeypatch.setattr(compat_spark, "SHARD_BYTES", 4 * 4 * 20)  # shards of 20+ rows
+    conf = {"spark.sql.execution.arrow.maxRecordsPerBatch": "7",
+            "spark.sql.adaptive.coalescePartitions.enabled": "false"}
+    saved = {k: spark_session.conf.get(k) for k in conf}
+    for k, v in conf.items():
+        spark_session.conf.set(k, v)
+    try:
+        for old, new, kwargs in [("ties_old.parquet", "ties_new.csv", {}),
+                                 ("dim4.parquet", "dim4.parquet", {"sample_queries": 30})]:
+            duck, spark = both_compat(compat_files / old, compat_files / new, **kwargs)
+            assert json.dumps(duck) == json.dumps(spark)
+    finally:
+        for k, v in saved.items():
+            spark_session.conf.set(k, v)
+
+
+@pytest.mark.parametrize(
+    "builder",
+    ["embeddings_nan", "embeddings_inf", "embeddings_ragged", "embeddings_beyond_float32",
+     "embeddings_huge_l2", "zero_vectors_cosine"],
+)
+def test_compat_bad_embeddings_same_message(tmp_path, monkeypatch, builder):
+    """The checks run in Spark tasks and give the default engine's message, word for word."""
+    import test_bad_inputs
+    from test_bad_inputs import invoke
+
+    monkeypatch.chdir(tmp_path)
+    # absolute paths: the local Spark server keeps the working directory it started in
+    args = [str(tmp_path / a) if (tmp_path / a).is_file() else a
+            for a in getattr(test_bad_inputs, builder)()]
+    duck = invoke(*args)
+    spark = invoke(*args, "--engine", "spark")
+    assert duck.exit_code == spark.exit_code == 2, (duck.output, spark.output)
+    assert duck.stderr == spark.stderr
+    assert "Traceback" not in spark.output
+
+
+def test_compat_bad_embeddings_many_rows_same_message(tmp_path):
+    """Counts and the first ids over many rows and partitions: the five smallest ids in id
+    order and "(+N more)", as the default engine says them."""
+    from graceful_audit import audit_compat
+
+    rng = np.random.default_rng(8)
+    n = 3_000
+    e = rng.normal(size=(n, 5))
+    e[rng.choice(n, 40, replace=False), 2] = np.nan
+    ragged = [list(v) for v in rng.normal(size=(n, 3))]
+    for i in rng.choice(n, 12, replace=False):
+        ragged[i] = [0.5, 0.5]
+    frame = pd.DataFrame({"id": [f"k{i:05d}" for i in rng.permutation(n)],
+                          "label": rng.integers(0, 9, n)})
+    frame.assign(embedding=list(rng.normal(size=(n, 5)))).to_parquet(tmp_path / "ok.parquet")
+    frame.assign(embedding=list(e)).to_parquet(tmp_path / "nan.parquet")
+    frame.assign(embedding=ragged).to_parquet(tmp_path / "ragged.parquet")
+    for bad in ("nan.parquet", "ragged.parquet"):
+        messages = []
+        for engine in ("duckdb", "spark"):
+            with pytest.raises(GauditError) as info:
+                audit_compat(tmp_path / "ok.parquet", tmp_path / bad, engine=engine)
+            messages.append(str(info.value))
+        assert messages[0] == messages[1]
+        assert "more)" in messages[0]
+
+
+def test_compat_cli_engine_spark():
+    from typer.testing import CliRunner
+
+    from graceful_audit.cli import app
+
+    runner = CliRunner()
+    args = ["compat", str(SAMPLE / "emb_old.parquet"), str(SAMPLE / "emb_new_incompatible.parquet"),
+            "--engine", "spark", "--require-compatible"]
+    r = runner.invoke(app, [*args, "--format", "json"])
+    assert r.exit_code == 1, r.output
+    assert json.loads(r.stdout)["engine"] == "spark"
+    bad = runner.invoke(app, [*args, "--embedding-col", "nope"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

@@ -95,25 +95,24 @@ def assert_same(a: CaseResult, b: CaseResult) -> None:
     np.testing.assert_array_equal(a.top1_correct, b.top1_correct)
 
 
-@pytest.fixture(params=["default", "all_dense", "dense_one_bucket", "tiny_chunks"])
+@pytest.fixture(params=["default", "tiny_tiles", "one_bucket", "few_buckets"])
 def code_path(request, monkeypatch) -> Iterator[str]:
-    """Run a test through each internal ranking path.
+    """Run a test through each internal path of the tiled kernel.
 
-    ``all_dense`` sends every query through the bucket-counting path (``rank_positives``),
-    ``dense_one_bucket`` too but with every candidate in one bucket (so all are sorted);
-    ``tiny_chunks`` keeps the vectorised path but splits candidates and positives into chunks
-    of a few rows.
+    ``tiny_tiles``: tiles of 3 gallery items, query blocks of 2 and a ``bincount`` per key
+    (ties and positives across tile borders); ``one_bucket``: every candidate in one bucket,
+    so all are kept and sorted exactly; ``few_buckets``: 3 buckets per query (most
+    candidates share a bucket with a positive) in tiles of 7 items.
     """
-    if request.param in ("all_dense", "dense_one_bucket"):
-        monkeypatch.setattr(retrieval, "_DENSE_ROW_MIN", 0)
-        monkeypatch.setattr(retrieval, "_DENSE_ROW_DIVISOR", 10**9)
-        if request.param == "dense_one_bucket":
-            monkeypatch.setattr(retrieval, "_BUCKET_ITEMS", 10**9)
-        else:  # chunks of a single row
-            monkeypatch.setattr(retrieval, "_CANDIDATE_CHUNK", 1)
-    elif request.param == "tiny_chunks":
-        monkeypatch.setattr(retrieval, "_DENSE_ROW_MIN", 10**9)
-        monkeypatch.setattr(retrieval, "_CANDIDATE_CHUNK", 5)
+    if request.param == "tiny_tiles":
+        monkeypatch.setattr(retrieval, "_TILE", 3)
+        monkeypatch.setattr(retrieval, "_QUERY_BLOCK", 2)
+        monkeypatch.setattr(retrieval, "_KEY_BATCH", 1)
+    elif request.param == "one_bucket":
+        monkeypatch.setattr(retrieval, "_BUCKETS", 1)
+    elif request.param == "few_buckets":
+        monkeypatch.setattr(retrieval, "_BUCKETS", 3)
+        monkeypatch.setattr(retrieval, "_TILE", 7)
     yield request.param
 
 
@@ -399,18 +398,17 @@ def integer_cases(draw):
 
 
 @settings(max_examples=50, deadline=None)
-@given(case=integer_cases(), bs=st.integers(1, 15), dense=st.booleans(),
-       many_ties=st.sampled_from([1, 4, 10**9]), chunk=st.sampled_from([1, 30, 10**6]))
-def test_property_matches_brute_force_and_block_size(case, bs, dense, many_ties, chunk):
+@given(case=integer_cases(), bs=st.integers(1, 15), tile=st.sampled_from([1, 4, 2048]),
+       buckets=st.sampled_from([1, 2, 3, 2048]), batch=st.sampled_from([1, 30, 10**6]),
+       threads=st.sampled_from([1, 3]))
+def test_property_matches_brute_force_and_block_size(case, bs, tile, buckets, batch, threads):
     q, ql, g, gl, excl, metric = case
-    limit = (0, 10**9) if dense else (10**9, 1)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(retrieval, "_DENSE_ROW_MIN", limit[0])
-        mp.setattr(retrieval, "_DENSE_ROW_DIVISOR", limit[1])
-        mp.setattr(retrieval, "_BUCKET_ITEMS", many_ties)
-        mp.setattr(retrieval, "_CANDIDATE_CHUNK", chunk)
+        mp.setattr(retrieval, "_TILE", tile)
+        mp.setattr(retrieval, "_BUCKETS", buckets)
+        mp.setattr(retrieval, "_KEY_BATCH", batch)
         res = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl,
-                            block_size=bs)
+                            block_size=bs, n_threads=threads)
     assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))
     assert_same(res, evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl))
 
@@ -483,15 +481,6 @@ def test_property_map_is_one_when_positives_are_nearest(seed, n_labels, nq, metr
     assert all(v == 1.0 for v in res.topk.values())
 
 
-@pytest.mark.parametrize("width", [8, 16, 2040, 2048, 4096, 10_000])
-def test_row_counts_matches_count_nonzero(width):
-    rng = np.random.default_rng(width)
-    mask = rng.random((5, width)) < rng.random((5, 1))
-    mask[0] = True  # the worst case for carries between byte lanes
-    mask[1] = False
-    np.testing.assert_array_equal(retrieval._row_counts(mask), np.count_nonzero(mask, axis=1))
-
-
 # ---------------------------------------------------------------- streamed gallery (shards)
 
 
@@ -517,7 +506,7 @@ def test_property_streamed_matches_brute_force_and_in_memory(case, cuts, block_b
     q, ql, g, gl, excl, metric = case
     with pytest.MonkeyPatch.context() as mp:
         if dense:
-            mp.setattr(retrieval, "_BUCKET_ITEMS", 1)
+            mp.setattr(retrieval, "_BUCKETS", 1)
         res = evaluate_streamed(q, ql, gl, shards_of(g, cuts), metric=metric, ks=KS,
                                 exclude_self=excl, block_bytes=block_bytes)
     assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))
@@ -597,3 +586,95 @@ def test_property_shards_in_any_order_and_merged_states_match_brute_force(
     mem = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl)
     assert_same(res, mem)
     np.testing.assert_array_equal(res.average_precision, mem.average_precision)
+
+
+# ----------------------------------------------------------------- the tiled kernel's paths
+def count_case(q, ql, g, gl, excl, metric, gidx_order, n_threads):
+    """``count_shard`` over the whole gallery given in the row order ``gidx_order``."""
+    ng = g.shape[0]
+    excl = np.full(q.shape[0], -1) if excl is None else np.asarray(excl)
+    indptr, indices = retrieval.positive_pairs(retrieval._Work.create(
+        np.asarray(ql, dtype=np.int64), np.asarray(gl, dtype=np.int64), excl))
+    qs, gs = retrieval.prepare_queries(q, metric), retrieval.prepare_gallery(g, metric)
+    pos = retrieval.Positives.create(indptr, indices)
+    at, vals = retrieval.shard_positive_scores(pos, qs, gs, np.arange(ng))
+    score = np.zeros(indices.size, dtype=np.float32)
+    score[at] = vals
+    state = retrieval.StreamState.create(indptr, indices, score)
+    retrieval.count_shard(state, qs, gs[gidx_order], gidx_order, excl, n_threads=n_threads)
+    return retrieval.finish_stream(state, KS)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+@pytest.mark.parametrize("scrambled", [False, True])
+def test_ties_across_tile_borders(monkeypatch, threads, scrambled):
+    """Every item scores the same: ranks follow the gallery index across tiles of 3 items,
+    whichever thread counts a tile and in whatever row order the shard comes."""
+    monkeypatch.setattr(retrieval, "_TILE", 3)
+    ng = 17
+    g = np.ones((ng, 2), dtype=np.float32)
+    gl = np.array([1, 0, 0, 1, 2, 2, 2, 0, 1, 1, 0, 2, 2, 0, 1, 0, 2])
+    q = np.ones((4, 2), dtype=np.float32)
+    ql = np.array([0, 1, 2, 3])  # label 3: no positive, top-1 only
+    order = np.random.default_rng(3).permutation(ng) if scrambled else np.arange(ng)
+    res = count_case(q, ql, g, gl, None, "ip", order, threads)
+    assert_matches(res, brute_force(q, ql, g, gl, "ip"))
+    np.testing.assert_array_equal(res.top1_index, [0, 0, 0, 0])
+    np.testing.assert_array_equal(res.first_positive_rank, [2, 1, 5, 0])
+
+
+def test_tiles_without_positive_or_candidate(monkeypatch):
+    """Tiles whose items all score below every query's worst positive and hold no positive
+    (nothing counted there), and a query without positive: still exact."""
+    monkeypatch.setattr(retrieval, "_TILE", 4)
+    q = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)
+    ql = np.array([0, 1, 9])
+    far = np.tile([[-5, -5]], (12, 1))  # every score -5 or -10: below every positive
+    g = np.vstack([far, [[3, 0], [0, 3], [2, 2], [1, 0]]]).astype(np.float32)
+    gl = np.r_[np.full(12, 5), [0, 1, 0, 1]]
+    for threads in (1, 3):
+        res = evaluate_case(q, ql, g, gl, metric="ip", ks=KS, n_threads=threads)
+        assert_matches(res, brute_force(q, ql, g, gl, "ip"))
+    np.testing.assert_array_equal(res.top1_index, [12, 13, 14])
+
+
+@pytest.mark.parametrize("buckets", [1, 3, 2048])
+def test_candidates_sharing_one_bucket_and_ties_with_positives(monkeypatch, buckets):
+    """Rows whose positives all score the same (bucket span 0) with many items tied to
+    them, and rows with many ties inside a positive's bucket: ties go by gallery index."""
+    monkeypatch.setattr(retrieval, "_BUCKETS", buckets)
+    monkeypatch.setattr(retrieval, "_TILE", 5)
+    rng = np.random.default_rng(5)
+    g = rng.integers(0, 3, (60, 2)).astype(np.float32)  # scores in {0 .. 4}: many ties
+    gl = rng.integers(0, 4, 60)
+    q = np.array([[1, 0], [0, 1], [1, 1], [1, 0]], dtype=np.float32)
+    ql = np.array([0, 1, 2, 3])
+    excl = np.array([-1, 5, 59, 0])
+    same = np.ones((30, 2), dtype=np.float32)  # every score equal: one bucket
+    same_l = rng.integers(0, 3, 30)
+    for threads in (1, 2):
+        for qq, qql, gg, ggl, ex in ((q, ql, g, gl, excl), (q[:3], ql[:3], same, same_l, None)):
+            res = evaluate_case(qq, qql, gg, ggl, metric="ip", ks=KS, exclude_self=ex,
+                                n_threads=threads)
+            assert_matches(res, brute_force(qq, qql, gg, ggl, "ip", KS, ex))
+            order = rng.permutation(gg.shape[0])
+            assert_same(count_case(qq, qql, gg, ggl, ex, "ip", order, threads), res)
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=integer_cases(), seed=st.integers(0, 2**32 - 1), threads=st.sampled_from([1, 2, 4]),
+       tile=st.sampled_from([1, 2, 5, 2048]), buckets=st.sampled_from([1, 2, 7, 2048]))
+def test_property_scrambled_shard_and_threads_equal_in_memory(case, seed, threads, tile,
+                                                              buckets):
+    """One shard holding the whole gallery in a scrambled row order, counted by 1 to 4
+    threads with any tile and bucket count: the in-memory result, to the bit."""
+    q, ql, g, gl, excl, metric = case
+    order = np.random.default_rng(seed).permutation(g.shape[0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(retrieval, "_TILE", tile)
+        mp.setattr(retrieval, "_BUCKETS", buckets)
+        res = count_case(q, ql, g, gl, excl, metric, order, threads)
+    mem = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl, n_threads=1)
+    assert_same(res, mem)
+    np.testing.assert_array_equal(res.average_precision, mem.average_precision)
+    assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))
