@@ -56,7 +56,7 @@ import numpy as np
 
 from . import __version__
 from .align import ID_SYNONYMS, LABEL_SYNONYMS, check_ids, id_sql
-from .engine import FILL_TEXT, FILL_VALUE, Dialect, DuckDBEngine
+from .engine import FILL_TEXT, FILL_VALUE, Dialect, DuckDBEngine, check_engine_options
 from .errors import InputError, UsageError, examples
 from .flips import gate_specs, natural_key
 from .gates import (
@@ -327,9 +327,8 @@ class CompatResult(Gated):
     #: the oldest version's gallery (old = V1, new = Vn), except ``compatible`` (every pair),
     #: ``reason``, the gates (evaluated on every pair) and ``passed``.
     versions: Versions | None = None
-    #: ``"spark"`` with ``--engine spark`` (JSON ``engine``); None: the default engine, not
-    #: written (the JSON of the default engine is unchanged).
-    engine: str | None = None
+    #: The engine that read the files and searched the gallery (JSON ``engine``).
+    engine: str = "duckdb"
 
     kind = "compat"
 
@@ -459,7 +458,7 @@ class CompatResult(Gated):
         return {
             "schema_version": 1,
             "kind": "compat",
-            **({} if self.engine is None else {"engine": self.engine}),
+            "engine": self.engine,
             "tool": {"name": "graceful-audit", "version": self.tool_version},
             "inputs": self.inputs.to_dict(),
             "metric": self.metric,
@@ -513,7 +512,7 @@ class CompatResult(Gated):
             criterion_test=CriterionTest.from_dict((d.get("tests") or {}).get("criterion"), iv),
             gates=tuple(GateResult.from_dict(g) for g in d.get("gates", [])),
             tool_version=d.get("tool", {}).get("version", __version__),
-            engine=d.get("engine"),
+            engine=d.get("engine", "duckdb"),
         )
 
 
@@ -895,7 +894,7 @@ def audit_compat(
             raise UsageError(f"--criterion: {criterion!r} is not one of top1, map{extra}.")
     check_top(top)
     _check_sample(sample_queries, seed)
-    _check_engine(engine, spark_remote, spark_conf, memory_limit)
+    check_engine_options(engine, spark_remote, spark_conf, memory_limit)
     if isinstance(confidence, bool) or not 0.0 < confidence < 1.0:
         raise UsageError(f"--confidence: {confidence!r} must be strictly between 0 and 1.")
     check_column_names({"--id-col": id_col, "--label-col": label_col,
@@ -948,26 +947,8 @@ def audit_compat(
             result = audit_versions(run)
     finally:
         al.close()
-    if engine != "duckdb":
-        result = dataclasses.replace(result, engine=engine)
+    result = dataclasses.replace(result, engine=engine)
     return result.with_gates(evaluate_gates(result, specs, COMPAT_GATES))
-
-
-def _check_engine(engine: Any, spark_remote: Any, spark_conf: Any, memory_limit: Any) -> None:
-    """``engine`` is duckdb or spark; the Spark options need ``--engine spark`` and
-    ``--memory-limit`` the default engine (they would be ignored otherwise)."""
-    if engine not in ("duckdb", "spark"):
-        raise UsageError(f"--engine: {engine!r} is not one of duckdb, spark.")
-    if engine != "spark":
-        given = [f for f, v in (("--spark-remote", spark_remote), ("--spark-conf", spark_conf))
-                 if v]
-        if given:
-            raise UsageError(f"{' and '.join(given)}: only used with --engine spark; add "
-                             f"--engine spark or drop {'them' if len(given) > 1 else 'it'}.")
-    elif memory_limit is not None:
-        raise UsageError("--memory-limit: bounds the default engine; with --engine spark the "
-                         "cluster's settings bound its memory (e.g. --spark-conf "
-                         "spark.executor.memory=4g). Drop --memory-limit.")
 
 
 @dataclass(frozen=True)

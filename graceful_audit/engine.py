@@ -288,9 +288,29 @@ class DuckDBEngine(Engine):
                 shutil.rmtree(self._spill, ignore_errors=True)
 
 
+def check_engine_options(engine: Any, spark_remote: Any, spark_conf: Any,
+                         memory_limit: Any) -> None:
+    """``engine`` is duckdb or spark; the Spark options need ``--engine spark`` and
+    ``--memory-limit`` the default engine (they would be ignored otherwise)."""
+    if engine not in ("duckdb", "spark"):
+        raise UsageError(f"--engine: {engine!r} is not one of duckdb, spark.")
+    if engine != "spark":
+        given = [f for f, v in (("--spark-remote", spark_remote), ("--spark-conf", spark_conf))
+                 if v]
+        if given:
+            raise UsageError(f"{' and '.join(given)}: only used with --engine spark; add "
+                             f"--engine spark or drop {'them' if len(given) > 1 else 'it'}.")
+    elif memory_limit is not None:
+        raise UsageError("--memory-limit: bounds the default engine; with --engine spark the "
+                         "cluster's settings bound its memory (e.g. --spark-conf "
+                         "spark.executor.memory=4g). Drop --memory-limit.")
+
+
 @contextlib.contextmanager
 def open_engine(name: str = "duckdb", **settings: Any) -> Iterator[Engine]:
     """The engine ``name`` (``duckdb`` or ``spark``), closed afterwards."""
+    check_engine_options(name, settings.get("spark_remote"), settings.get("spark_conf"),
+                         settings.get("memory_limit"))
     if name == "duckdb":
         engine: Engine = DuckDBEngine(settings.get("memory_limit"), settings.get("threads"))
     elif name == "spark":
@@ -299,8 +319,6 @@ def open_engine(name: str = "duckdb", **settings: Any) -> Iterator[Engine]:
         engine = SparkEngine(remote=settings.get("spark_remote"),
                              conf=settings.get("spark_conf") or {},
                              verbose=bool(settings.get("verbose")))
-    else:
-        raise UsageError(f"--engine: {name!r} is not one of duckdb, spark.")
     try:
         yield engine
     finally:

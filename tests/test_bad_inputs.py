@@ -1408,6 +1408,14 @@ def memory_limit(value: str) -> Callable[[], list[str]]:
     return lambda: [*clean_pair(), "--memory-limit", value]
 
 
+def flips_spark_remote_without_engine() -> list[str]:
+    return [*clean_pair(), "--spark-remote", "sc://example.invalid:15002"]
+
+
+def flips_memory_limit_with_spark() -> list[str]:
+    return [*clean_pair(), "--engine", "spark", "--memory-limit", "1GB"]
+
+
 def memory_limit_in_config() -> list[str]:
     Path("gaudit.toml").write_text("[flips]\nmemory-limit = '1KB'\n")
     return clean_pair()
@@ -1774,6 +1782,10 @@ CASES: list[Case] = [
          ["--memory-limit: bounds the default engine", "Drop --memory-limit"]),
     Case("compat_engine_unknown_in_config", compat_engine_unknown_in_config, 2,
          ["'postgres'", "duckdb, spark"]),
+    Case("flips_spark_remote_without_engine", flips_spark_remote_without_engine, 2,
+         ["--spark-remote: only used with --engine spark", "drop it"]),
+    Case("flips_memory_limit_with_spark", flips_memory_limit_with_spark, 2,
+         ["--memory-limit: bounds the default engine"]),
 
     Case("csv_booleans", csv_booleans, 0, check=check_booleans),
     Case("csv_booleans_spelled_differently", csv_booleans_spelled_differently, 0,

@@ -118,7 +118,7 @@ def test_saved_spark_compat_json_renders_again(tmp_path):
     sample = Path(__file__).resolve().parents[1] / "sample_data"
     doc = audit_compat(sample / "emb_old.parquet", sample / "emb_new_compatible.parquet",
                        gates={"require-compatible": 1}).to_dict()
-    assert "engine" not in doc  # the default engine's JSON is unchanged
+    assert doc.pop("engine") == "duckdb"
     doc = {"schema_version": doc.pop("schema_version"), "kind": doc.pop("kind"),
            "engine": "spark", **doc}
     saved = tmp_path / "spark.json"

@@ -46,6 +46,18 @@ NO_FLIPS = "No negative flips: every example the old model got right, the new on
 #: slice values breach a gate (every row is in the JSON).
 MAX_LISTED = 500
 
+def footer_facts(result: Any) -> list[str]:
+    """What a report's footer states besides the version: the engine, and for ``compat``
+    the similarity."""
+    facts = []
+    engine = getattr(result, "engine", None)
+    if engine:
+        facts.append(f"engine {engine}")
+    if getattr(result, "kind", None) == "compat":
+        facts.append(f"similarity {result.metric}")
+    return facts
+
+
 def count(n: int | None) -> str:
     """A count with thousands separators: ``12345`` -> ``12,345``; ``None`` -> ``n/a``."""
     return "n/a" if n is None else f"{n:,}"

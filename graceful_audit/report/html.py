@@ -41,6 +41,7 @@ from .common import (
     class_f1,
     count,
     criterion_label,
+    footer_facts,
     gain,
     gate_tally,
     gate_threshold,
@@ -1466,8 +1467,7 @@ def render(result: Any) -> str:
     if build is None:
         raise NotImplementedError(f"no HTML report for {result.kind!r} results yet")
     body = "\n".join(s for s in build(result) if s)
-    engine = getattr(result, "engine", None)
-    where = f"engine {esc(engine)}" if engine else f"similarity {esc(result.metric)}"
+    where = " · ".join(esc(w) for w in footer_facts(result))
     footer = (f"<footer>graceful-audit {esc(result.tool_version)} · {where}"
               " · the JSON result (<code>--format json</code>) holds "
               "every number · this file loads nothing from the network</footer>")

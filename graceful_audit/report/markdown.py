@@ -35,6 +35,7 @@ from .common import (
     class_f1,
     count,
     criterion_label,
+    footer_facts,
     gain,
     gate_tally,
     gate_value,
@@ -319,8 +320,7 @@ def _what_if(result: Any) -> list[str | _Rows | None]:
 
 
 def _footer(result: Any) -> str:
-    engine = getattr(result, "engine", None)
-    where = f"engine {md_escape(engine)}" if engine else f"similarity {md_escape(result.metric)}"
+    where = " · ".join(md_escape(w) for w in footer_facts(result))
     return (f"<sub>graceful-audit {md_escape(result.tool_version)} · {where} · every number "
             "is in `--format json`</sub>")
 
