@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -112,6 +113,8 @@ class CountTables:
     slice_errors: dict[str, dict[str | None, ErrorSums]] = field(default_factory=dict)
     #: audited rows per predicted class, of the ``old`` and the ``new`` model (classification)
     predicted: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: audited rows per (label, predicted class), of the ``old`` and the ``new`` model
+    confusion: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
 
 
 def id_order(engine: Engine, col: str = "id") -> str:
@@ -160,24 +163,28 @@ class FirstPass:
     sums: tuple[float, ...] = ()
 
 
-def _pass_sql(plan: Plan, outcome: str, keys: str, slice_keys: str, measures: str,
-              singles: tuple[str, ...] = ()) -> str:
-    """The one aggregation over ``j``: grouped by the check mask and ``keys``, per slice, and
-    per value of each of the ``singles`` (``o AS po``: the old model's predicted classes).
+def _pass_sql(plan: Plan, outcome: str, key_sets: Sequence[str], slice_keys: str,
+              measures: str) -> str:
+    """The one aggregation over ``j``: grouped by the check mask and each of ``key_sets``
+    (column lists over ``outcome``'s columns), and by the mask, each slice and
+    ``slice_keys``.
 
     ``outcome`` defines the key columns from ``j``'s ``y, o, n``. It is computed for every
     row, audited or not; rows that are not audited are told apart by their check mask.
-    Each row starts with one ``grouping()`` flag per single and slice (0: grouped by it).
+    Each row starts with one ``grouping()`` flag per key column that is not in every key set
+    and per slice (0: grouped by it), then the mask, the slice values and every key column.
     """
     k = len(plan.slices)
-    names = [single.rsplit(" ", 1)[-1] for single in singles]
     slice_cols = [f"s{i}" for i in range(k)]
+    sets_cols = [[c.strip() for c in keys.split(",")] for keys in key_sets]
+    cols = list(dict.fromkeys(c for keys in sets_cols for c in keys))
+    flagged = [c for c in cols if not all(c in keys for keys in sets_cols)]
     f_sql = (f"SELECT {plan.checks_sql()} AS checks, {outcome}, oid, oc, nc"
-             + "".join(f", {s}" for s in (*singles, *slice_cols)) + " FROM j")
-    sets = ([f"(checks, {keys})"] + [f"(checks, {c})" for c in names]
+             + "".join(f", {s}" for s in slice_cols) + " FROM j")
+    sets = ([f"(checks, {keys})" for keys in key_sets]
             + [f"(checks, {s}, {slice_keys})" for s in slice_cols])
-    groupings = "".join(f"grouping({s}), " for s in (*names, *slice_cols))
-    select_keys = ", ".join(["checks", *names, *slice_cols, keys])
+    groupings = "".join(f"grouping({c}), " for c in (*flagged, *slice_cols))
+    select_keys = ", ".join(["checks", *slice_cols, *cols])
     group_by = f"GROUPING SETS ({', '.join(sets)})" if len(sets) > 1 else sets[0][1:-1]
     return (f"{plan.with_sql}, f AS ({f_sql}) SELECT {groupings}{select_keys}, {measures} "
             f"FROM f GROUP BY {group_by}")
@@ -205,17 +212,26 @@ def _worst_key(engine: Engine, plan: Plan) -> tuple[str, str | None]:
 
 
 def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
-    """The one pass of a classification audit."""
+    """The one pass of a classification audit.
+
+    Two key sets: (label, old prediction, old right, new right) and (label, new prediction,
+    old right, new right). The first gives the per-class flip counts (with the rows where
+    both models are wrong and disagree as a measure) and the old model's confusion counts,
+    the second the new model's confusion counts and the negative-flip matrix (old right,
+    new wrong: its groups are the flips' (label, new prediction) cells, where the worst-flip
+    candidates are taken). Two hash tables of at most one entry per confusion cell: the
+    same number of grouping sets as counting the flips' keys and each model's predicted
+    classes apart, so the confusion matrices come at no measurable cost.
+    """
     k = len(plan.slices)
-    outcome = ("y, CASE WHEN o = y AND n <> y THEN n END AS nf, o = y AS ook, n = y AS nok, "
-               "o <> n AS dis")
-    measures = "count(*)"
+    outcome = "y, o, n, o = y AS ook, n = y AS nok, o <> n AS dis"
+    measures = "count(*), count(*) FILTER (WHERE dis)"
     key, arg = _worst_key(engine, plan)
-    top_n = engine.dialect.top_n(key, top + 1, "nf IS NOT NULL", arg) if top > 0 else None
+    top_n = engine.dialect.top_n(key, top + 1, "ook AND NOT nok", arg) if top > 0 else None
     if top_n:
         measures += ", " + ", ".join(top_n)
-    rows = engine.rows(_pass_sql(plan, outcome, "y, nf, ook, nok, dis", "ook, nok, dis",
-                                 measures, ("o AS po", "n AS pn")))
+    rows = engine.rows(_pass_sql(plan, outcome, ("y, o, ook, nok", "y, n, ook, nok"),
+                                 "ook, nok, dis", measures))
 
     per_mask: dict[int | None, int] = defaultdict(int)
     per_class: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -223,28 +239,45 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
         defaultdict(lambda: defaultdict(int)) for _ in range(k)
     ]
     predicted: dict[str, dict[str, int]] = {"old": defaultdict(int), "new": defaultdict(int)}
+    confusion: dict[str, dict[tuple[str, str], int]] = {"old": defaultdict(int),
+                                                         "new": defaultdict(int)}
     matrix: dict[tuple[str, str], int] = defaultdict(int)
     groups: list[tuple[list, list, Any, Any]] = []  # per flip group: keys, ids, y, new
+    texts: dict[Any, str] = {}
+
+    def text(value: Any) -> str:
+        got = texts.get(value)
+        if got is None:
+            got = texts[value] = _text(value)
+        return got
+
     audited = {mask: plan.audited(mask) for mask in {row[k + 2] for row in rows}}
     for row in rows:
-        (g_old, g_new), gs = row[:2], row[2 : k + 2]
-        mask, po, pn, svals = row[k + 2], row[k + 3], row[k + 4], row[k + 5 : 2 * k + 5]
-        y, nf, ook, nok, dis, c, *best = row[2 * k + 5 :]
-        if not (g_old and g_new):  # the predicted classes of one model
-            value = po if g_old == 0 else pn
-            if audited[mask] and value is not None:
-                predicted["old" if g_old == 0 else "new"][_text(value)] += c
-            continue
-        if 0 not in gs:  # the main grouping set
+        g_old, g_new, gs = row[0], row[1], row[2 : k + 2]
+        mask, svals = row[k + 2], row[k + 3 : 2 * k + 3]
+        y, o, ook, nok, n, c, dis, *best = row[2 * k + 3 :]
+        if g_old == 0:  # (label, old prediction, old right, new right)
             per_mask[mask] += c
             if not audited[mask]:
                 continue
-            cls = _text(y)
-            _add(per_class[cls], ook, nok, dis, c)
-            if nf is not None:
-                matrix[(cls, _text(nf))] += c
+            cls = text(y)
+            _add(per_class[cls], ook, nok, False, c)
+            if dis and not ook and not nok:
+                per_class[cls]["both_wrong_disagree"] += dis
+            if o is not None:
+                pred = text(o)
+                predicted["old"][pred] += c
+                confusion["old"][(cls, pred)] += c
+        elif g_new == 0:  # (label, new prediction, old right, new right)
+            if not audited[mask] or n is None:
+                continue
+            cls, pred = text(y), text(n)
+            predicted["new"][pred] += c
+            confusion["new"][(cls, pred)] += c
+            if ook and not nok:
+                matrix[(cls, pred)] += c
                 if top_n and best[-1]:  # [ids,] keys: the group's smallest keys (and ids)
-                    groups.append((best[-1], best[0], y, nf))
+                    groups.append((best[-1], best[0], y, n))
         elif audited[mask]:
             i = list(gs).index(0)
             _add(per_slice[i][svals[i]], ook, nok, dis, c)
@@ -258,6 +291,7 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
         flip_matrix=dict(matrix),
         worst=(),
         predicted={side: dict(counts) for side, counts in predicted.items()},
+        confusion={side: dict(cells) for side, cells in confusion.items()},
     )
     return FirstPass(_checks(plan, per_mask), tables,
                      _smallest(groups, top + 1) if top_n else None)
@@ -370,7 +404,7 @@ def count_regression(engine: Engine, plan: Plan, *, atol: float, rtol: float) ->
                f"abs(n - y) <= {tol} AS nok")
     fsum = engine.dialect.exact_sum
     measures = f"count(*), {fsum('eo')}, {fsum('en')}, {fsum('eo * eo')}, {fsum('en * en')}"
-    rows = engine.rows(_pass_sql(plan, outcome, "ook, nok", "ook, nok", measures))
+    rows = engine.rows(_pass_sql(plan, outcome, ("ook, nok",), "ook, nok", measures))
 
     per_mask: dict[int | None, int] = defaultdict(int)
     overall: dict[str, int] = defaultdict(int)

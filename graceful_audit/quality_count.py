@@ -6,7 +6,7 @@
   gives the log-loss and Brier sums; ROC-AUC comes from Mann-Whitney rank sums over the
   distinct scores (a window over ``GROUP BY score`` counts), and for two classes DeLong's
   placements, counted the same way and joined back to the rows, give the moments of his
-  paired test; the reliability bins and the confusion matrices are one ``GROUP BY``;
+  paired test; the reliability bins are one ``GROUP BY``;
 * regression: one aggregation for R², MAPE and the max error.
 
 The formulas are in :mod:`graceful_audit.quality`; everything here is SQL and bookkeeping.
@@ -221,17 +221,11 @@ def _placements(row: tuple | None) -> Placements:
                       cov(saa, sa, sa), cov(sbb, sb, sb), cov(sab, sa, sb))
 
 
-def _reliability_and_confusion(
-    engine: Engine, plan: Plan, order: Callable[[Any], Any]
-) -> tuple[dict[str, tuple[ReliabilityBin, ...]], dict[str, tuple[tuple[str, str, int], ...]]]:
+def _reliability(engine: Engine, plan: Plan) -> dict[str, tuple[ReliabilityBin, ...]]:
     """One ``GROUP BY`` over the audited rows: per model, the rows per bin of its confidence
     (its score of its own prediction; outside [0, 1] in no bin), their summed confidence and
-    how many were right; and per model the confusion counts per (label, prediction).
-
-    (The confusion matrices are counted here, in the pass that scores take anyway: grouping
-    the flips' one pass by label and prediction made it a quarter slower with 100 classes.)
-    """
-    from .count import _bin_sql, _text
+    how many were right. (The confusion matrices come from the flips' one pass.)"""
+    from .count import _bin_sql
 
     edges = RELIABILITY_EDGES
 
@@ -242,20 +236,13 @@ def _reliability_and_confusion(
     sums = _exact_sum("oc", "bo IS NOT NULL") + _exact_sum("nc", "bn IS NOT NULL")
     rows = engine.rows(
         f"{plan.audited_sql}, b AS (SELECT {binned('oc')} AS bo, {binned('nc')} AS bn, oc, nc, "
-        "y, o, n, o = y AS ok, n = y AS nk FROM aud) "
-        f"SELECT grouping(bo), grouping(bn), grouping(o), bo, bn, y, o, n, count(*), "
-        f"count(*) FILTER (WHERE ok), count(*) FILTER (WHERE nk), {', '.join(sums)} FROM b "
-        "GROUP BY GROUPING SETS ((bo), (bn), (y, o), (y, n))"
+        "o = y AS ok, n = y AS nk FROM aud) "
+        f"SELECT grouping(bo), bo, bn, count(*), count(*) FILTER (WHERE ok), "
+        f"count(*) FILTER (WHERE nk), {', '.join(sums)} FROM b "
+        "GROUP BY GROUPING SETS ((bo), (bn))"
     )
     found: dict[str, dict[int, ReliabilityBin]] = {"old": {}, "new": {}}
-    cells: dict[str, dict[tuple[str, str], int]] = {"old": {}, "new": {}}
-    for g_bo, g_bn, g_o, bo, bn, y, o, n, count, ok, nk, *parts in rows:
-        if g_bo and g_bn:  # a confusion cell of one model
-            side, pred = ("old", o) if g_o == 0 else ("new", n)
-            if y is not None and pred is not None:
-                key = (_text(y), _text(pred))
-                cells[side][key] = cells[side].get(key, 0) + int(count)
-            continue
+    for g_bo, bo, bn, count, ok, nk, *parts in rows:
         side, b = ("old", bo) if g_bo == 0 else ("new", bn)
         if b is None:
             continue
@@ -263,12 +250,8 @@ def _reliability_and_confusion(
         found[side][int(b)] = ReliabilityBin(
             edges[int(b)], edges[int(b) + 1], int(count),
             _total(conf) / int(count) if count else None, int(ok if side == "old" else nk))
-    bins = {side: tuple(got.get(i, ReliabilityBin(edges[i], edges[i + 1], 0, None, 0))
+    return {side: tuple(got.get(i, ReliabilityBin(edges[i], edges[i + 1], 0, None, 0))
                         for i in range(len(edges) - 1)) for side, got in found.items()}
-    confusion = {side: tuple((y, p, c) for (y, p), c in sorted(
-        got.items(), key=lambda kv: (order(kv[0][0]), order(kv[0][1]))))
-        for side, got in cells.items()}
-    return bins, confusion
 
 
 def add_scores(engine: Engine, plan: Plan, old: Side, new: Side, quality: Quality, *,
@@ -308,9 +291,8 @@ def add_scores(engine: Engine, plan: Plan, old: Side, new: Side, quality: Qualit
         if nonfinite or outside:
             reasons[f"{side}_roc_auc"] = why.get("brier", "")
 
-    reliability, confusion = _reliability_and_confusion(engine, plan, order)
     result = dataclasses.replace(quality, old=values["old"], new=values["new"],
-                                 reliability=reliability, confusion=confusion)
+                                 reliability=_reliability(engine, plan))
     binary = (positive["o"] is not None and positive["o"] == positive["n"]
               and classes["o"] == classes["n"])
     usable = {m: not missing[side] and f"{side}_roc_auc" not in reasons
