@@ -485,21 +485,65 @@ def _regression_histograms(
     return d_hist, e_hist
 
 
+#: Key ranges of :func:`before_sums` (the partitions of its running sums).
+PREFIX_BUCKETS = 256
+
+
+def before_sums(name: str, src: str, key: str, measures: Sequence[str],
+                by: str | None = None) -> str:
+    """``WITH`` entries ending in ``name``: the rows of ``src`` (one per distinct ``key``,
+    within each ``by`` value if given) with, for each measure column ``m``, ``before_m``: the
+    sum of ``m`` over the rows (of the same ``by``) whose key is smaller.
+
+    A running sum is a window ``ORDER BY key``; without ``PARTITION BY``, Spark moves every
+    row into one partition (and a score column has about as many distinct values as rows).
+    Here the keys are cut into :data:`PREFIX_BUCKETS` ranges of equal width between their
+    minimum and maximum; the sums of the smaller ranges (a join of at most 256 x 256 range
+    totals) plus a running sum partitioned by range give the same exact integers, and the
+    work is spread over the ranges. The range of a key is monotone in it (IEEE arithmetic
+    rounds monotonically: a larger key never falls in a smaller range), which is all the
+    sums need, so the result does not depend on how an engine rounds.
+    """
+    b = PREFIX_BUCKETS
+    by_ = f"{by}, " if by else ""
+    ranges = (f"{name}_r AS (SELECT {by_}min({key}) AS lo, max({key}) AS hi FROM {src}"
+              + (f" GROUP BY {by})" if by else ")"))
+    join_r = f"JOIN {name}_r r ON r.{by} = s.{by}" if by else f"CROSS JOIN {name}_r r"
+    bucket = (f"CASE WHEN r.hi > r.lo THEN least(CAST(floor((s.{key} - r.lo) / (r.hi - r.lo) "
+              f"* {b}) AS BIGINT), {b - 1}) ELSE 0 END")
+    totals = ", ".join(f"sum({m}) AS t_{m}" for m in measures)
+    offsets = ", ".join(f"coalesce(sum(b.t_{m}), 0) AS o_{m}" for m in measures)
+    same = f"a.{by} = b.{by} AND " if by else ""
+    a_by = f"a.{by}, " if by else ""
+    part = f"PARTITION BY {f'b.{by}, ' if by else ''}b.bk ORDER BY b.{key}"
+    before = ", ".join(
+        f"o.o_{m} + sum(b.{m}) OVER ({part} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT "
+        f"ROW) - b.{m} AS before_{m}" for m in measures)
+    on_o = "o.bk = b.bk" + (f" AND o.{by} = b.{by}" if by else "")
+    return ", ".join([
+        ranges,
+        f"{name}_b AS (SELECT s.*, {bucket} AS bk FROM {src} s {join_r})",
+        f"{name}_t AS (SELECT {by_}bk, {totals} FROM {name}_b GROUP BY {by_}bk)",
+        f"{name}_o AS (SELECT {a_by}a.bk, {offsets} FROM {name}_t a LEFT JOIN {name}_t b "
+        f"ON {same}b.bk < a.bk GROUP BY {a_by}a.bk)",
+        f"{name} AS (SELECT b.*, {before} FROM {name}_b b JOIN {name}_o o ON {on_o})",
+    ])
+
+
 def wilcoxon_in_engine(engine: Engine, d_sql: str, n_total: int) -> WilcoxonResult:
     """``scipy.stats.wilcoxon(d)`` over the column ``d`` of ``f`` (defined by ``d_sql``):
     scipy itself on the fetched differences for at most ``WILCOXON_SMALL`` rows, else the
-    asymptotic test from rank sums computed in the engine (``GROUP BY |d|`` and a running
-    sum: memory per distinct ``|d|``, inside the engine; the ranks do not depend on the
-    rows' order)."""
+    asymptotic test from rank sums computed in the engine (``GROUP BY |d|`` and running
+    sums, :func:`before_sums`: memory per distinct ``|d|``, inside the engine; the ranks do
+    not depend on the rows' order)."""
     if n_total <= WILCOXON_SMALL:
         return wilcoxon_small([r[0] for r in engine.rows(f"{d_sql} SELECT d FROM f")])
     nz, r_plus, r_minus, tie_term = engine.first(
         f"{d_sql}, ad AS (SELECT abs(d) AS ad, count(*) AS c, "
         "count(*) FILTER (WHERE d > 0) AS pos FROM f WHERE d <> 0 GROUP BY abs(d)), "
-        "r AS (SELECT c, pos, sum(c) OVER (ORDER BY ad ROWS BETWEEN UNBOUNDED PRECEDING "
-        "AND CURRENT ROW) - c AS before FROM ad) "
-        "SELECT coalesce(sum(c), 0), coalesce(sum(pos * (before + (c + 1) / 2.0)), 0), "
-        "coalesce(sum((c - pos) * (before + (c + 1) / 2.0)), 0), "
+        f"{before_sums('r', 'ad', 'ad', ['c'])} "
+        "SELECT coalesce(sum(c), 0), coalesce(sum(pos * (before_c + (c + 1) / 2.0)), 0), "
+        "coalesce(sum((c - pos) * (before_c + (c + 1) / 2.0)), 0), "
         "coalesce(sum(CAST(c AS DOUBLE) * c * c - c), 0) FROM r"
     )
     return wilcoxon_from_ranks(int(nz), int(n_total - nz), float(r_plus), float(r_minus),

@@ -1,10 +1,11 @@
 """Counting the quality metrics in the engine: only sums, rank sums and bins come back.
 
-* accuracy and precision / recall / F1 need only the counts of the flips' one pass (right
-  answers per class, rows per predicted class: :func:`graceful_audit.count.count_flips`);
+* accuracy, precision / recall / F1 and both confusion matrices need only the counts of the
+  flips' one pass (per label and prediction: :func:`graceful_audit.count.count_flips`);
 * with score columns, one aggregation over the audited rows joined with both files' scores
   gives the log-loss and Brier sums; ROC-AUC comes from Mann-Whitney rank sums over the
-  distinct scores (a window over ``GROUP BY score`` counts), and for two classes DeLong's
+  distinct scores (running sums over ``GROUP BY score`` counts, partitioned by score range:
+  :func:`graceful_audit.count.before_sums`), and for two classes DeLong's
   placements, counted the same way and joined back to the rows, give the moments of his
   paired test; the reliability bins are one ``GROUP BY``;
 * regression: one aggregation for R², MAPE and the max error.
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .align import Plan, Side, id_sql
+from .count import before_sums
 from .io import quote
 from .quality import (
     EPS,
@@ -161,7 +163,8 @@ def _sums_sql(m: str) -> list[str]:
 def _rank_sums_sql(engine: Engine, base: str, m: str, classes: Sequence[str]) -> str:
     """Per class ``i`` (one-vs-rest): positives, negatives and twice the Mann-Whitney ``U``,
     an exact integer: ``sum over positives of 2 * #(negatives below) + #(negatives tied)``,
-    from the counts per distinct score and a running sum of the negatives."""
+    from the counts per distinct score and running sums of the negatives
+    (:func:`before_sums`, partitioned by class and score range)."""
     d, k = engine.dialect, len(classes)
     values = ", ".join(f"({i})" for i in range(k))
     score = "CASE k.i " + " ".join(f"WHEN {i} THEN {m}{i}" for i in range(k)) + " END"
@@ -171,10 +174,8 @@ def _rank_sums_sql(engine: Engine, base: str, m: str, classes: Sequence[str]) ->
         f"{base}, x AS (SELECT k.i AS i, {score} AS s, y = {label} AS pos FROM r "
         f"CROSS JOIN (VALUES {values}) AS k(i) WHERE {_valid(engine, m, k)}), "
         "g AS (SELECT i, s, count(*) FILTER (WHERE pos) AS p, count(*) FILTER (WHERE NOT pos) "
-        "AS q FROM x GROUP BY i, s), "
-        "w AS (SELECT i, p, q, sum(q) OVER (PARTITION BY i ORDER BY s ROWS BETWEEN UNBOUNDED "
-        "PRECEDING AND CURRENT ROW) - q AS below FROM g) "
-        "SELECT i, sum(p), sum(q), sum(p * (2 * below + q)) FROM w GROUP BY i"
+        f"AS q FROM x GROUP BY i, s), {before_sums('w', 'g', 's', ['q'], by='i')} "
+        "SELECT i, sum(p), sum(q), sum(p * (2 * before_q + q)) FROM w GROUP BY i"
     )
 
 
@@ -182,19 +183,23 @@ def _delong_sql(engine: Engine, base: str, io: int, inn: int, ko: int, kn: int, 
                 ) -> str:
     """Both models' placements, twice over as exact integers, per positive (``2 *
     #(negatives below) + #(negatives tied)``) and per negative (the positives above), joined
-    back to the rows: their counts, sums, sample variances and covariance per side."""
+    back to the rows: their counts, sums, sample variances and covariance per side. The
+    placements come from running sums over the distinct scores (:func:`before_sums`, spread
+    over partitions by score range)."""
     lit = engine.dialect.literal(pos)
 
     def place(m: str) -> str:
+        # the positives above a score: all of them but those below it and at it
         return (f"g{m} AS (SELECT s{m} AS s, count(*) FILTER (WHERE pos) AS p, count(*) "
                 f"FILTER (WHERE NOT pos) AS q FROM x GROUP BY s{m}), "
-                f"p{m} AS (SELECT s, 2 * (sum(q) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED "
-                "PRECEDING AND CURRENT ROW) - q) + q AS v, 2 * (sum(p) OVER (ORDER BY s DESC "
-                f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - p) + p AS w FROM g{m})")
+                f"{before_sums(f'c{m}', f'g{m}', 's', ['p', 'q'])}, "
+                f"p{m} AS (SELECT s, 2 * before_q + q AS v, 2 * (t.np - before_p - p) + p AS w "
+                f"FROM c{m} CROSS JOIN t)")
 
     return (
         f"{base}, x AS (SELECT y = {lit} AS pos, o{io} AS so, n{inn} AS sn FROM r WHERE "
-        f"{_valid(engine, 'o', ko)} AND {_valid(engine, 'n', kn)}), {place('o')}, {place('n')}, "
+        f"{_valid(engine, 'o', ko)} AND {_valid(engine, 'n', kn)}), "
+        f"t AS (SELECT count(*) FILTER (WHERE pos) AS np FROM x), {place('o')}, {place('n')}, "
         "z AS (SELECT x.pos, CASE WHEN x.pos THEN po.v ELSE po.w END AS a, "
         "CASE WHEN x.pos THEN pn.v ELSE pn.w END AS b FROM x JOIN po ON po.s = x.so "
         "JOIN pn ON pn.s = x.sn) "
