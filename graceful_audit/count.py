@@ -259,7 +259,6 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
     confusion: dict[str, dict[tuple[str, str], int]] = {"old": {}, "new": {}}
     matrix: dict[tuple[str, str], int] = defaultdict(int)
     groups: list[tuple[list, list, Any, Any]] = []  # per flip group: keys, ids, y, new
-    texts: dict[Any, str] = {}
     audited = {mask: plan.audited(mask) for mask in {row[k + 2] for row in rows}}
     for row in rows:
         mask = row[k + 2]
@@ -268,18 +267,18 @@ def count_flips(engine: Engine, plan: Plan, *, top: int) -> FirstPass:
             per_mask[mask] += c
             if not audited[mask]:
                 continue
-            cls = texts.get(y) or texts.setdefault(y, _text(y))
+            cls = _text(y)
             _add_counts(per_class[cls], c, ook, nok, both, disagree)
             if o is not None:
-                pred = texts.get(o) or texts.setdefault(o, _text(o))
+                pred = _text(o)
                 predicted["old"][pred] += c
                 cells = confusion["old"]
                 cells[(cls, pred)] = cells.get((cls, pred), 0) + c
         elif row[1] == 0:  # (label, new prediction)
             if n is None or not audited[mask]:
                 continue
-            cls = texts.get(y) or texts.setdefault(y, _text(y))
-            pred = texts.get(n) or texts.setdefault(n, _text(n))
+            cls = _text(y)
+            pred = _text(n)
             predicted["new"][pred] += c
             cells = confusion["new"]
             cells[(cls, pred)] = cells.get((cls, pred), 0) + c
