@@ -91,7 +91,8 @@ def build_result(
     ``quality`` holds the usual quality metrics when they need the engine (scores,
     regression); else they follow from the confusion counts in ``tables``."""
     if quality is None and task == "classification" and tables.per_class:
-        quality = classification_quality(tables.per_class, tables.predicted, natural_key)
+        quality = classification_quality(tables.per_class, tables.predicted, natural_key,
+                                         tables.confusion)
     c = tables.overall
     per_class = tuple(
         group_row(cls, tables.per_class[cls], confidence)
@@ -347,7 +348,7 @@ def audit_flips(
                 tables = dataclasses.replace(
                     first.tables, worst=worst_flips(eng, plan, first, top=top))
                 quality = classification_quality(tables.per_class, tables.predicted,
-                                                 natural_key)
+                                                 natural_key, tables.confusion)
                 if old_side.scores and new_side.scores:
                     quality = add_scores(eng, plan, old_side, new_side, quality,
                                          order=natural_key, confidence=confidence)
@@ -510,7 +511,7 @@ def audit_outcomes(
         engine_name = eng.name
     if len(id_parts) > 1:
         worst = _with_id_parts(worst)
-    tables = dataclasses.replace(first.tables, worst=worst, predicted={})
+    tables = dataclasses.replace(first.tables, worst=worst, predicted={}, confusion={})
     inputs = Inputs(
         **dataclasses.asdict(acc), old_path=_display(old), new_path=_display(new),
         label_source=plan.label_source, old_prediction=plan.old_source,

@@ -286,6 +286,69 @@ class ReliabilityBin:
                    round((d.get("accuracy") or 0.0) * count))
 
 
+#: At most this many classes in the confusion matrices (the most frequent labels).
+MAX_CONFUSION_CLASSES = 100
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Both models' confusion matrices over ``classes`` (natural order): ``matrices[side][i]
+    [j]`` audited rows with label ``classes[i]`` that the model predicted as ``classes[j]``.
+
+    With more than :data:`MAX_CONFUSION_CLASSES` classes (labels or predictions of either
+    model; ``total_classes``), only the most frequent labels are kept (ties in natural
+    order), so JSON and HTML stay bounded with 50,000 classes; ``left_out[side]`` counts the
+    audited rows whose label or prediction is not among them (0 when every class is kept).
+    """
+
+    classes: tuple[str, ...]
+    matrices: dict[str, tuple[tuple[int, ...], ...]]
+    total_classes: int
+    left_out: dict[str, int]
+
+    @classmethod
+    def of(cls, cells: Mapping[str, Mapping[tuple[str, str], int]],
+           support: Mapping[str, int], order: Any = None,
+           limit: int = MAX_CONFUSION_CLASSES) -> Confusion:
+        """From each model's counts per (label, prediction); ``support`` the rows per
+        label, ``order`` the sort key of the classes."""
+        every = set(support)
+        for side_cells in cells.values():
+            for y, p in side_cells:
+                every.update((y, p))
+        ranked = sorted(every, key=order)
+        if len(ranked) > limit:
+            # a stable sort: equal support stays in natural order
+            keep = set(sorted(ranked, key=lambda c: -support.get(c, 0))[:limit])
+            ranked = [c for c in ranked if c in keep]
+        index = {c: i for i, c in enumerate(ranked)}
+        matrices, left_out = {}, {}
+        for side in ("old", "new"):
+            grid = [[0] * len(ranked) for _ in ranked]
+            out = 0
+            for (y, p), c in cells.get(side, {}).items():
+                i, j = index.get(y), index.get(p)
+                if i is None or j is None:
+                    out += c
+                else:
+                    grid[i][j] += c
+            matrices[side] = tuple(tuple(row) for row in grid)
+            left_out[side] = out
+        return cls(tuple(ranked), matrices, len(every), left_out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "total_classes": self.total_classes,
+                "rows_left_out": dict(self.left_out),
+                **{side: [list(row) for row in m] for side, m in self.matrices.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Confusion:
+        return cls(tuple(d["classes"]),
+                   {side: tuple(tuple(int(c) for c in row) for row in d[side])
+                    for side in ("old", "new")},
+                   int(d["total_classes"]), {k: int(v) for k, v in d["rows_left_out"].items()})
+
+
 def _delta(old: float | None, new: float | None) -> float | None:
     return None if old is None or new is None else new - old
 
@@ -294,7 +357,7 @@ def _delta(old: float | None, new: float | None) -> float | None:
 class Quality:
     """The usual quality metrics of both models: ``old`` / ``new`` keyed as in DESIGN.md,
     ``reasons`` for a ``None`` that is not a plain zero denominator, per class rows,
-    the confusion matrices (``(label, prediction, count)``), the reliability bins, DeLong's
+    the confusion matrices (:class:`Confusion`), the reliability bins, DeLong's
     test for binary ROC-AUC, and MAPE's excluded rows (regression)."""
 
     task: str
@@ -302,7 +365,7 @@ class Quality:
     new: dict[str, float | None]
     reasons: dict[str, str] = field(default_factory=dict)
     per_class: tuple[ClassRow, ...] = ()
-    confusion: dict[str, tuple[tuple[str, str, int], ...]] = field(default_factory=dict)
+    confusion: Confusion | None = None
     reliability: dict[str, tuple[ReliabilityBin, ...]] = field(default_factory=dict)
     delong: DeLongResult | None = None
     positive_class: str | None = None
@@ -349,9 +412,8 @@ class Quality:
         d["positive_class"] = self.positive_class
         d["predicted_only_classes"] = [r.to_dict() | {"class": r.cls} for r in self.per_class
                                        if r.support == 0]
-        if self.confusion:
-            d["confusion"] = {side: [{"label": y, "pred": p, "count": c} for y, p, c in cells]
-                              for side, cells in self.confusion.items()}
+        if self.confusion is not None:
+            d["confusion"] = self.confusion.to_dict()
         if self.reliability:
             d["reliability"] = {side: [b.to_dict() for b in bins]
                                 for side, bins in self.reliability.items()}
@@ -373,8 +435,7 @@ class Quality:
         return cls(
             task=task, old=dict(d["old"]), new=dict(d["new"]),
             reasons=dict(d.get("reasons", {})), per_class=tuple(rows),
-            confusion={side: tuple((c["label"], c["pred"], int(c["count"])) for c in cells)
-                       for side, cells in d.get("confusion", {}).items()},
+            confusion=Confusion.from_dict(d["confusion"]) if "confusion" in d else None,
             reliability={side: tuple(ReliabilityBin.from_dict(b) for b in bins)
                          for side, bins in d.get("reliability", {}).items()},
             positive_class=d.get("positive_class"),
@@ -383,12 +444,14 @@ class Quality:
 
 
 def classification_quality(
-    per_class: Mapping[str, Any], predicted: Mapping[str, Mapping[str, int]], order: Any = None
+    per_class: Mapping[str, Any], predicted: Mapping[str, Mapping[str, int]], order: Any = None,
+    confusion: Mapping[str, Mapping[tuple[str, str], int]] | None = None,
 ) -> Quality:
     """The label-only part of a classification :class:`Quality` (no scores), from the counts
     the flips pass already has: per true class its flip counts (``per_class``, with
     ``n``, ``old_right`` and ``new_errors``) and per model the rows per predicted class
-    (``predicted``). No confusion matrix is needed for these numbers."""
+    (``predicted``); the confusion matrices from each model's counts per (label,
+    prediction) (``confusion``, when given)."""
     support = {k: c.n for k, c in per_class.items()}
     sides = {
         "old": ClassCounts(support, dict(predicted.get("old", {})),
@@ -406,4 +469,5 @@ def classification_quality(
     base = {k: None for k in CLASSIFICATION_KEYS}
     reasons = {k: NO_SCORES for k in ("log_loss", "brier", "roc_auc")}
     return Quality("classification", base | class_quality(sides["old"]),
-                   base | class_quality(sides["new"]), reasons, rows)
+                   base | class_quality(sides["new"]), reasons, rows,
+                   None if confusion is None else Confusion.of(confusion, support, order))

@@ -1,12 +1,13 @@
 """Counting the quality metrics in the engine: only sums, rank sums and bins come back.
 
-* accuracy and precision / recall / F1 need only the counts of the flips' one pass (right
-  answers per class, rows per predicted class: :func:`graceful_audit.count.count_flips`);
+* accuracy, precision / recall / F1 and both confusion matrices need only the counts of the
+  flips' one pass (per label and prediction: :func:`graceful_audit.count.count_flips`);
 * with score columns, one aggregation over the audited rows joined with both files' scores
   gives the log-loss and Brier sums; ROC-AUC comes from Mann-Whitney rank sums over the
-  distinct scores (a window over ``GROUP BY score`` counts), and for two classes DeLong's
+  distinct scores (running sums over ``GROUP BY score`` counts, partitioned by score range:
+  :func:`graceful_audit.count.before_sums`), and for two classes DeLong's
   placements, counted the same way and joined back to the rows, give the moments of his
-  paired test; the reliability bins and the confusion matrices are one ``GROUP BY``;
+  paired test; the reliability bins are one ``GROUP BY``;
 * regression: one aggregation for R², MAPE and the max error.
 
 The formulas are in :mod:`graceful_audit.quality`; everything here is SQL and bookkeeping.
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .align import Plan, Side, id_sql
+from .count import before_sums
 from .io import quote
 from .quality import (
     EPS,
@@ -161,7 +163,8 @@ def _sums_sql(m: str) -> list[str]:
 def _rank_sums_sql(engine: Engine, base: str, m: str, classes: Sequence[str]) -> str:
     """Per class ``i`` (one-vs-rest): positives, negatives and twice the Mann-Whitney ``U``,
     an exact integer: ``sum over positives of 2 * #(negatives below) + #(negatives tied)``,
-    from the counts per distinct score and a running sum of the negatives."""
+    from the counts per distinct score and running sums of the negatives
+    (:func:`before_sums`, partitioned by class and score range)."""
     d, k = engine.dialect, len(classes)
     values = ", ".join(f"({i})" for i in range(k))
     score = "CASE k.i " + " ".join(f"WHEN {i} THEN {m}{i}" for i in range(k)) + " END"
@@ -171,10 +174,8 @@ def _rank_sums_sql(engine: Engine, base: str, m: str, classes: Sequence[str]) ->
         f"{base}, x AS (SELECT k.i AS i, {score} AS s, y = {label} AS pos FROM r "
         f"CROSS JOIN (VALUES {values}) AS k(i) WHERE {_valid(engine, m, k)}), "
         "g AS (SELECT i, s, count(*) FILTER (WHERE pos) AS p, count(*) FILTER (WHERE NOT pos) "
-        "AS q FROM x GROUP BY i, s), "
-        "w AS (SELECT i, p, q, sum(q) OVER (PARTITION BY i ORDER BY s ROWS BETWEEN UNBOUNDED "
-        "PRECEDING AND CURRENT ROW) - q AS below FROM g) "
-        "SELECT i, sum(p), sum(q), sum(p * (2 * below + q)) FROM w GROUP BY i"
+        f"AS q FROM x GROUP BY i, s), {before_sums('w', 'g', 's', ['q'], by='i')} "
+        "SELECT i, sum(p), sum(q), sum(p * (2 * before_q + q)) FROM w GROUP BY i"
     )
 
 
@@ -182,19 +183,23 @@ def _delong_sql(engine: Engine, base: str, io: int, inn: int, ko: int, kn: int, 
                 ) -> str:
     """Both models' placements, twice over as exact integers, per positive (``2 *
     #(negatives below) + #(negatives tied)``) and per negative (the positives above), joined
-    back to the rows: their counts, sums, sample variances and covariance per side."""
+    back to the rows: their counts, sums, sample variances and covariance per side. The
+    placements come from running sums over the distinct scores (:func:`before_sums`, spread
+    over partitions by score range)."""
     lit = engine.dialect.literal(pos)
 
     def place(m: str) -> str:
+        # the positives above a score: all of them but those below it and at it
         return (f"g{m} AS (SELECT s{m} AS s, count(*) FILTER (WHERE pos) AS p, count(*) "
                 f"FILTER (WHERE NOT pos) AS q FROM x GROUP BY s{m}), "
-                f"p{m} AS (SELECT s, 2 * (sum(q) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED "
-                "PRECEDING AND CURRENT ROW) - q) + q AS v, 2 * (sum(p) OVER (ORDER BY s DESC "
-                f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - p) + p AS w FROM g{m})")
+                f"{before_sums(f'c{m}', f'g{m}', 's', ['p', 'q'])}, "
+                f"p{m} AS (SELECT s, 2 * before_q + q AS v, 2 * (t.np - before_p - p) + p AS w "
+                f"FROM c{m} CROSS JOIN t)")
 
     return (
         f"{base}, x AS (SELECT y = {lit} AS pos, o{io} AS so, n{inn} AS sn FROM r WHERE "
-        f"{_valid(engine, 'o', ko)} AND {_valid(engine, 'n', kn)}), {place('o')}, {place('n')}, "
+        f"{_valid(engine, 'o', ko)} AND {_valid(engine, 'n', kn)}), "
+        f"t AS (SELECT count(*) FILTER (WHERE pos) AS np FROM x), {place('o')}, {place('n')}, "
         "z AS (SELECT x.pos, CASE WHEN x.pos THEN po.v ELSE po.w END AS a, "
         "CASE WHEN x.pos THEN pn.v ELSE pn.w END AS b FROM x JOIN po ON po.s = x.so "
         "JOIN pn ON pn.s = x.sn) "
@@ -221,17 +226,11 @@ def _placements(row: tuple | None) -> Placements:
                       cov(saa, sa, sa), cov(sbb, sb, sb), cov(sab, sa, sb))
 
 
-def _reliability_and_confusion(
-    engine: Engine, plan: Plan, order: Callable[[Any], Any]
-) -> tuple[dict[str, tuple[ReliabilityBin, ...]], dict[str, tuple[tuple[str, str, int], ...]]]:
+def _reliability(engine: Engine, plan: Plan) -> dict[str, tuple[ReliabilityBin, ...]]:
     """One ``GROUP BY`` over the audited rows: per model, the rows per bin of its confidence
     (its score of its own prediction; outside [0, 1] in no bin), their summed confidence and
-    how many were right; and per model the confusion counts per (label, prediction).
-
-    (The confusion matrices are counted here, in the pass that scores take anyway: grouping
-    the flips' one pass by label and prediction made it a quarter slower with 100 classes.)
-    """
-    from .count import _bin_sql, _text
+    how many were right. (The confusion matrices come from the flips' one pass.)"""
+    from .count import _bin_sql
 
     edges = RELIABILITY_EDGES
 
@@ -242,20 +241,13 @@ def _reliability_and_confusion(
     sums = _exact_sum("oc", "bo IS NOT NULL") + _exact_sum("nc", "bn IS NOT NULL")
     rows = engine.rows(
         f"{plan.audited_sql}, b AS (SELECT {binned('oc')} AS bo, {binned('nc')} AS bn, oc, nc, "
-        "y, o, n, o = y AS ok, n = y AS nk FROM aud) "
-        f"SELECT grouping(bo), grouping(bn), grouping(o), bo, bn, y, o, n, count(*), "
-        f"count(*) FILTER (WHERE ok), count(*) FILTER (WHERE nk), {', '.join(sums)} FROM b "
-        "GROUP BY GROUPING SETS ((bo), (bn), (y, o), (y, n))"
+        "o = y AS ok, n = y AS nk FROM aud) "
+        f"SELECT grouping(bo), bo, bn, count(*), count(*) FILTER (WHERE ok), "
+        f"count(*) FILTER (WHERE nk), {', '.join(sums)} FROM b "
+        "GROUP BY GROUPING SETS ((bo), (bn))"
     )
     found: dict[str, dict[int, ReliabilityBin]] = {"old": {}, "new": {}}
-    cells: dict[str, dict[tuple[str, str], int]] = {"old": {}, "new": {}}
-    for g_bo, g_bn, g_o, bo, bn, y, o, n, count, ok, nk, *parts in rows:
-        if g_bo and g_bn:  # a confusion cell of one model
-            side, pred = ("old", o) if g_o == 0 else ("new", n)
-            if y is not None and pred is not None:
-                key = (_text(y), _text(pred))
-                cells[side][key] = cells[side].get(key, 0) + int(count)
-            continue
+    for g_bo, bo, bn, count, ok, nk, *parts in rows:
         side, b = ("old", bo) if g_bo == 0 else ("new", bn)
         if b is None:
             continue
@@ -263,12 +255,8 @@ def _reliability_and_confusion(
         found[side][int(b)] = ReliabilityBin(
             edges[int(b)], edges[int(b) + 1], int(count),
             _total(conf) / int(count) if count else None, int(ok if side == "old" else nk))
-    bins = {side: tuple(got.get(i, ReliabilityBin(edges[i], edges[i + 1], 0, None, 0))
+    return {side: tuple(got.get(i, ReliabilityBin(edges[i], edges[i + 1], 0, None, 0))
                         for i in range(len(edges) - 1)) for side, got in found.items()}
-    confusion = {side: tuple((y, p, c) for (y, p), c in sorted(
-        got.items(), key=lambda kv: (order(kv[0][0]), order(kv[0][1]))))
-        for side, got in cells.items()}
-    return bins, confusion
 
 
 def add_scores(engine: Engine, plan: Plan, old: Side, new: Side, quality: Quality, *,
@@ -308,9 +296,8 @@ def add_scores(engine: Engine, plan: Plan, old: Side, new: Side, quality: Qualit
         if nonfinite or outside:
             reasons[f"{side}_roc_auc"] = why.get("brier", "")
 
-    reliability, confusion = _reliability_and_confusion(engine, plan, order)
     result = dataclasses.replace(quality, old=values["old"], new=values["new"],
-                                 reliability=reliability, confusion=confusion)
+                                 reliability=_reliability(engine, plan))
     binary = (positive["o"] is not None and positive["o"] == positive["n"]
               and classes["o"] == classes["n"])
     usable = {m: not missing[side] and f"{side}_roc_auc" not in reasons

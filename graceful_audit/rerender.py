@@ -67,7 +67,9 @@ _QUALITY = {
     "reasons?": {"*": TEXT},
     "positive_class?": TEXT_OR_NULL,
     "predicted_only_classes?": [{"class": TEXT, **_PRF}],
-    "confusion?": {"*": [{"label": TEXT, "pred": TEXT, "count": COUNT}]},
+    "confusion?": {"classes": [TEXT], "total_classes": COUNT,
+                   "rows_left_out": {"=": True, "old": COUNT, "new": COUNT},
+                   "old": [[COUNT]], "new": [[COUNT]]},
     "reliability?": {"*": [_BIN]},
     "mape_excluded_zero_labels?": COUNT_OR_NULL,
 }
@@ -299,6 +301,9 @@ def _consistent(doc: dict[str, Any], kind: str) -> str | None:
             missing = [k for k in ("label", "old_pred", "new_pred") if k not in e]
             if missing:
                 return f"top_negative_flips[{i}] has no {', '.join(missing)}"
+        problem = _confusion_consistent((doc.get("quality") or {}).get("confusion"))
+        if problem:
+            return problem
     what_if = doc.get("what_if") if kind == "flips" else None
     if what_if:
         problem = _what_if_consistent(what_if)
@@ -328,6 +333,25 @@ def _consistent(doc: dict[str, Any], kind: str) -> str | None:
         status = gate.get("status", "pass" if gate["passed"] else "fail")
         if status != "n/a" and gate.get("value") is None:
             return f"gates[{i}].value must be a number when the gate's status is {status!r}"
+    return None
+
+
+def _confusion_consistent(confusion: dict[str, Any] | None) -> str | None:
+    """Both confusion matrices are square over ``classes``, which are distinct and no more
+    than ``total_classes``."""
+    if confusion is None:
+        return None
+    k = len(confusion["classes"])
+    if len(set(confusion["classes"])) != k:
+        return "quality.confusion.classes holds a class twice"
+    if confusion["total_classes"] < k:
+        return (f"quality.confusion.total_classes is {confusion['total_classes']} but "
+                f"quality.confusion.classes holds {k} classes")
+    for side in ("old", "new"):
+        rows = confusion[side]
+        if len(rows) != k or any(len(r) != k for r in rows):
+            return (f"quality.confusion.{side} must be a {k} x {k} matrix (one row and one "
+                    "column per class of quality.confusion.classes)")
     return None
 
 

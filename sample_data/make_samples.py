@@ -81,9 +81,26 @@ def ink_levels(pixels: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
     return names[np.digitize(total, thresholds)]
 
 
+def round_summing_to_one(probs: np.ndarray) -> np.ndarray:
+    """``probs`` rounded to 6 decimals so that every row still sums to 1.
+
+    Each row is rounded in whole millionths that add up to exactly one million (the largest
+    probability takes the rounding residue, a few millionths at most), so every row sums to
+    1 within float precision: plain rounding left most rows off by more than the 1e-6 that
+    log-loss allows.
+    """
+    units = np.round(probs * 1e6).astype(np.int64)
+    top = units.argmax(axis=1)
+    units[np.arange(len(units)), top] += 1_000_000 - units.sum(axis=1)
+    rounded = units / 1e6
+    assert np.abs(rounded.sum(axis=1) - 1).max() < 1e-12
+    return rounded
+
+
 def rounded_probs_and_pred(model: Pipeline, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities rounded to 6 decimals and ``pred`` = their (unique) argmax."""
-    probs = np.round(model.predict_proba(pixels), 6)
+    """Class probabilities rounded to 6 decimals (rows summing to 1) and ``pred`` = their
+    (unique) argmax."""
+    probs = round_summing_to_one(model.predict_proba(pixels))
     pred = probs.argmax(axis=1)
     n_at_max = (probs == probs.max(axis=1, keepdims=True)).sum(axis=1)
     assert (n_at_max == 1).all(), "tied maximum probability after rounding"

@@ -135,7 +135,85 @@ def test_label_metrics_match_sklearn_with_classes_only_predicted():
     for key in ("log_loss", "brier", "roc_auc"):
         assert q["old"][key] is None and q["reasons"][key] == "no --score-cols given"
     assert d["tests"]["roc_auc_delong"] is None and d["intervals"]["roc_auc_delta"] is None
-    assert "confusion" not in q  # counted only in the pass that scores take
+    # the confusion matrices, also without scores: rows label, columns prediction, over
+    # every class that is a label or a prediction of either model, in natural order
+    conf = q["confusion"]
+    assert conf["classes"] == [str(c) for c in range(6)] and conf["total_classes"] == 6
+    assert conf["rows_left_out"] == {"old": 0, "new": 0}
+    for side, pred in (("old", old_p), ("new", new_p)):
+        assert conf[side] == skm.confusion_matrix(y, pred, labels=list(range(6))).tolist()
+
+
+def _skl_confusion(q, y, preds):
+    """Check ``quality.confusion`` against scikit-learn over its kept classes, and its
+    left-out rows by brute force."""
+    conf = q["confusion"]
+    kept = conf["classes"]
+    for side, pred in preds.items():
+        assert conf[side] == skm.confusion_matrix(y, pred, labels=kept).tolist(), side
+        inside = np.isin(y, kept) & np.isin(pred, kept)
+        assert conf["rows_left_out"][side] == int((~inside).sum()), side
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60), st.booleans())
+def test_confusion_matches_sklearn_on_random_data(seed, n, text):
+    """Classes that are only predicted (never a label), by one model or both; text or
+    integer classes; the same matrices as scikit-learn's over every class, in natural
+    order (integer text numerically, other text as text, as the per-class table)."""
+    rng = np.random.default_rng(seed)
+    names = np.array([f"c{i}" for i in range(12)] if text else [str(i) for i in range(12)])
+    y = names[rng.integers(0, 4, n)]
+    old_p = names[rng.integers(0, 8, n)]
+    new_p = np.where(rng.random(n) < 0.5, y, names[rng.integers(2, 12, n)])
+    old = pd.DataFrame({"id": np.arange(n), "label": y, "pred": old_p})
+    new = pd.DataFrame({"id": np.arange(n), "pred": new_p})
+    q = audit_flips(old, new).to_dict()["quality"]
+    every = sorted(set(y) | set(old_p) | set(new_p), key=str if text else int)
+    assert q["confusion"]["classes"] == every
+    assert q["confusion"]["total_classes"] == len(every)
+    _skl_confusion(q, y, {"old": old_p, "new": new_p})
+    for side in ("old", "new"):
+        m = np.array(q["confusion"][side])
+        assert m.sum() == n
+        close(q[side]["accuracy"], np.trace(m) / n)
+
+
+def test_confusion_keeps_the_most_frequent_labels_beyond_the_cap():
+    """130 label classes and 5 more only predicted: the 100 most frequent labels are kept
+    (ties in natural order), the rest counted as rows left out, per model."""
+    from graceful_audit.quality import MAX_CONFUSION_CLASSES
+
+    rng = np.random.default_rng(7)
+    k = 130
+    y = np.repeat(np.arange(k), np.arange(k) % 7 + 1)  # supports 1..7, many ties
+    rng.shuffle(y)
+    n = len(y)
+    old_p = np.where(rng.random(n) < 0.6, y, rng.integers(0, k + 5, n))
+    new_p = np.where(rng.random(n) < 0.7, y, rng.integers(0, k, n))
+    old = pd.DataFrame({"id": np.arange(n), "label": y, "pred": old_p})
+    new = pd.DataFrame({"id": np.arange(n), "pred": new_p})
+    q = audit_flips(old, new).to_dict()["quality"]
+    support = np.bincount(y, minlength=k)
+    by_support = sorted(range(k), key=lambda c: (-support[c], c))[:MAX_CONFUSION_CLASSES]
+    assert q["confusion"]["classes"] == [str(c) for c in sorted(by_support)]
+    assert q["confusion"]["total_classes"] == len(set(y) | set(old_p) | set(new_p))
+    _skl_confusion(q, y.astype(str), {"old": old_p.astype(str), "new": new_p.astype(str)})
+    assert min(q["confusion"]["rows_left_out"].values()) > 0
+
+
+def test_confusion_cap_by_hand():
+    from graceful_audit.quality import Confusion
+
+    cells = {"old": {("a", "a"): 3, ("b", "a"): 1, ("c", "z"): 2},
+             "new": {("a", "b"): 3, ("b", "b"): 1, ("c", "c"): 2}}
+    c = Confusion.of(cells, {"a": 3, "b": 1, "c": 2}, limit=2)
+    assert c.classes == ("a", "c") and c.total_classes == 4
+    assert c.matrices == {"old": ((3, 0), (0, 0)), "new": ((0, 0), (0, 2))}
+    assert c.left_out == {"old": 3, "new": 4}
+    assert Confusion.from_dict(c.to_dict()) == c
+    every = Confusion.of(cells, {"a": 3, "b": 1, "c": 2})
+    assert every.classes == ("a", "b", "c", "z") and every.left_out == {"old": 0, "new": 0}
 
 
 def test_hand_worked_small_case():
@@ -165,10 +243,8 @@ def test_multiclass_scores_match_sklearn(text):
     assert q["positive_class"] is None and r.to_dict()["tests"]["roc_auc_delong"] is None
     for side, f in (("old", old), ("new", new)):
         pred = np.array(names)[f[[f"prob_{c}" for c in names]].to_numpy().argmax(1)]
-        ref = pd.crosstab(labels, pred)
-        cm = {(c["label"], c["pred"]): c["count"] for c in q["confusion"][side]}
-        assert cm == {(a, b): int(ref.loc[a, b]) for a in ref.index for b in ref.columns
-                      if ref.loc[a, b]}
+        assert q["confusion"]["classes"] == names
+        assert q["confusion"][side] == skm.confusion_matrix(labels, pred, labels=names).tolist()
     rel = q["reliability"]["new"]
     assert sum(b["count"] for b in rel) == len(y)
     conf = new[[f"prob_{c}" for c in names]].max(axis=1).to_numpy()
@@ -261,9 +337,10 @@ def test_sample_digits_match_sklearn():
         close(q[side]["macro_f1"], skm.f1_score(y, pred, average="macro"))
         close(q[side]["brier"], skm.brier_score_loss(y, p, labels=list(range(10))))
         close(q[side]["roc_auc"], skm.roc_auc_score(y, p, multi_class="ovr"))
-        # the sample's scores are rounded to 6 decimals: not probabilities within 1e-6
-        assert q[side]["log_loss"] is None and "do not sum to 1" in q["reasons"][
-            f"{side}_log_loss"]
+        # rounded to 6 decimals, each row still sums to 1 (make_samples.round_summing_to_one)
+        assert np.abs(p.sum(axis=1) - 1).max() < 1e-12
+        close(q[side]["log_loss"], skm.log_loss(y, p, labels=list(range(10))))
+    assert "reasons" not in q
 
 
 # -- regression ----------------------------------------------------------------------------
@@ -434,7 +511,12 @@ def test_render_reads_quality_back_unchanged(case, tmp_path):
     (lambda q: q["old"].update(accuracy="high"), "quality.old.accuracy must be a number"),
     (lambda q: q["new"].update(roc_auc=1.5), "quality.new.roc_auc must be a number from 0"),
     (lambda q: q["delta"].update(extra=1), "quality.delta.extra"),
-    (lambda q: q["confusion"]["old"][0].update(count=-1), "count must be a whole number"),
+    (lambda q: q["confusion"]["old"][0].__setitem__(0, -1), "must be a whole number >= 0"),
+    (lambda q: q["confusion"]["new"].pop(), "quality.confusion.new must be a 4 x 4 matrix"),
+    (lambda q: q["confusion"]["old"][1].append(0), "quality.confusion.old must be a 4 x 4"),
+    (lambda q: q["confusion"].update(total_classes=3), "total_classes is 3 but"),
+    (lambda q: q["confusion"]["classes"].__setitem__(1, "0"), "holds a class twice"),
+    (lambda q: q["confusion"].pop("rows_left_out"), "rows_left_out is missing"),
     (lambda q: q["reliability"]["new"][0].update(low="x"), "low must be a finite number"),
     (lambda q: q.pop("new"), "quality.new is missing"),
 ])

@@ -14,15 +14,11 @@ from .common import count, quality_notes, quality_rows
 from .html import COLORS, MAX_MATRIX, _num, _plot_label, _Plotter, _section, _table, esc
 
 
-def _confusion_plot(p: _Plotter, cells: Sequence[tuple[str, str, int]], labels: list[str],
-                    title: str) -> str:
+def _confusion_plot(p: _Plotter, matrix: Sequence[Sequence[int]], keep: list[int],
+                    labels: list[str], title: str) -> str:
     import numpy as np
 
-    index = {v: i for i, v in enumerate(labels)}
-    grid = np.zeros((len(labels), len(labels)))
-    for y, pred, c in cells:
-        if y in index and pred in index:
-            grid[index[y], index[pred]] += c
+    grid = np.asarray(matrix, dtype=float)[np.ix_(keep, keep)]
     size = 0.36
     fig = p.figure(max(3.4, 1.5 + size * len(labels)), max(3.0, 1.3 + size * len(labels)))
     ax = fig.add_subplot()
@@ -72,21 +68,19 @@ def _reliability_plot(p: _Plotter, reliability: dict[str, Any]) -> str | None:
     return p.svg(fig, "reliability curves of the old and the new model")
 
 
-def _labels(result: Any, cells: dict[str, Sequence[tuple[str, str, int]]]) -> tuple[list[str],
-                                                                                      str]:
-    """The classes drawn: every one, or the ``MAX_MATRIX`` most frequent labels."""
-    order = {r.cls: i for i, r in enumerate(result.quality.per_class)}
-    weight: dict[str, int] = {}
-    for side_cells in cells.values():
-        for y, pred, c in side_cells:
-            weight[y] = weight.get(y, 0) + c
-            weight.setdefault(pred, 0)
-    labels = sorted(weight, key=lambda v: order.get(v, len(order)))
-    if len(labels) <= MAX_MATRIX:
-        return labels, ""
-    keep = set(sorted(labels, key=lambda v: -weight[v])[:MAX_MATRIX])
-    return ([v for v in labels if v in keep],
-            f" ({MAX_MATRIX} of {count(len(labels))} classes, the most frequent labels)")
+def _labels(confusion: Any) -> tuple[list[int], list[str], str]:
+    """The classes drawn (their indices among the matrices' classes, and the classes):
+    every one, or the ``MAX_MATRIX`` most frequent labels, in the matrices' order."""
+    classes = list(confusion.classes)
+    weight = [sum(sum(m[i]) for m in confusion.matrices.values()) for i in range(len(classes))]
+    keep = list(range(len(classes)))
+    note = ""
+    if len(classes) > MAX_MATRIX:
+        keep = sorted(sorted(keep, key=lambda i: -weight[i])[:MAX_MATRIX])
+    if len(keep) < confusion.total_classes:
+        note = (f" ({len(keep)} of {count(confusion.total_classes)} classes, the most frequent "
+                "labels)")
+    return keep, [classes[i] for i in keep], note
 
 
 def quality_plots(p: _Plotter, result: Any) -> dict[str, Any]:
@@ -95,11 +89,12 @@ def quality_plots(p: _Plotter, result: Any) -> dict[str, Any]:
     if q is None:
         return {}
     out: dict[str, Any] = {}
-    if q.task == "classification" and any(q.confusion.values()):
-        labels, note = _labels(result, q.confusion)
+    if q.task == "classification" and q.confusion is not None and q.confusion.classes:
+        keep, labels, note = _labels(q.confusion)
         out["note"] = note
         for side in ("old", "new"):
-            out[side] = _confusion_plot(p, q.confusion.get(side, ()), labels, f"{side} model")
+            out[side] = _confusion_plot(p, q.confusion.matrices[side], keep, labels,
+                                        f"{side} model")
     if q.reliability:
         out["reliability"] = _reliability_plot(p, q.reliability)
     return out
