@@ -157,18 +157,21 @@ METRICS = ("cosine", "ip", "l2")
 DEFAULT_BLOCK_BYTES = 128 * 1024 * 1024
 """Target size of one block's float32 score matrix when ``block_size`` is not given."""
 
-_CANDIDATE_CHUNK = 8_000_000
-"""Candidates (or positives) handled at once, about 40 bytes each; one row may exceed it."""
+_TILE = 2048
+"""Gallery items per tile: a tile's scores (query block x tile, float32) stay in the cache
+while they are compared and bucketed; only affects speed."""
 
-_BUCKET_ITEMS = 4
-"""Candidates per score bucket (on average) when a row with many candidates is ranked by
-:func:`rank_positives`; only affects speed."""
+_QUERY_BLOCK = 1024
+"""Most queries per block: every block reads the whole shard once; only affects speed."""
 
-_DENSE_ROW_MIN = 500
-_DENSE_ROW_DIVISOR = 64
-"""A query with more than ``_DENSE_ROW_MIN + ng // _DENSE_ROW_DIVISOR`` candidates is ranked
-row by row (partition + sort of its candidates) instead of in the vectorised batch; this only
-affects speed."""
+_BUCKETS = 2048
+"""Score buckets per query (its candidates' histogram); only affects speed."""
+
+_KEY_BATCH = 1 << 22
+"""Bucket keys gathered before one ``np.bincount``; only affects speed."""
+
+_MAX_SCALE = 1e30
+"""Largest bucket scale (a finite float32, so that ``0 * scale`` stays 0)."""
 
 
 @dataclass(frozen=True)
@@ -328,31 +331,15 @@ def evaluate_case(
 
     nq, ng = q.shape[0], g.shape[0]
     if positives is None:
-        work = _Work.create(ql, gl, excl)
-    else:
-        work = _Work.create_csr(indptr, indices, ng)
-    if nq and ng:
-        qs, gt = _prepare(q, g, metric)
-        nb = int(min(block_size or max(1, DEFAULT_BLOCK_BYTES // (4 * ng)), nq))
-        threads = int(n_threads or _available_cpus())
-        s = np.empty((nb, ng), dtype=np.float32)
-        # Rows padded to whole 8-byte words (the padding stays False) for _row_counts.
-        mask = np.zeros((nb, -(-ng // 8) * 8), dtype=bool)
-        # With several workers each runs its own single-threaded sgemm: as fast as BLAS's
-        # threads, and no BLAS thread keeps spinning on a core the ranking work needs.
-        split = threads > 1 and threadpool_limits is not None
-        blas_limit = threadpool_limits(1, user_api="blas") if split else nullcontext()
-        with blas_limit, ThreadPoolExecutor(max_workers=threads) as pool:
-            for b0 in range(0, nq, nb):
-                b1 = min(b0 + nb, nq)
-                _evaluate_block(work, qs[b0:b1], gt, s[: b1 - b0], mask[: b1 - b0], b0, pool,
-                                threads, split)
-                if progress is not None:
-                    progress(b1)
-    elif progress is not None:
-        progress(nq)
-
-    return _case_result(nq, ks, work.first_rank, work.top1, work.ap, work.prank)
+        indptr, indices = positive_pairs(_Work.create(ql, gl, excl))
+    qs, gs = prepare_queries(q, metric), prepare_gallery(g, metric)
+    score = np.empty(indices.size, dtype=np.float32)
+    pair_scores(qs, gs, np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr)), indices,
+                score)
+    state = StreamState.create(indptr, indices, score)
+    count_shard(state, qs, gs, np.arange(ng, dtype=np.int64), excl, block_rows=block_size,
+                n_threads=n_threads, progress=progress)
+    return finish_stream(state, ks, positives is not None)
 
 
 def evaluate_streamed(
@@ -828,231 +815,6 @@ class _Work:
         return row[keep], col[keep]
 
 
-def _evaluate_block(
-    work: _Work,
-    qb: np.ndarray,
-    gt: np.ndarray,
-    s: np.ndarray,
-    mask: np.ndarray,
-    b0: int,
-    pool: ThreadPoolExecutor,
-    threads: int,
-    matmul_in_workers: bool,
-) -> None:
-    """Compute queries ``b0 .. b0 + len(qb)`` into ``work``; ``s``/``mask`` are scratch.
-
-    The block's rows are split among ``threads`` workers, each computing its rows' scores
-    (when ``matmul_in_workers``: single-threaded BLAS, one call per worker; else the caller's
-    BLAS threads compute the whole block first), candidates and vectorised ranking; the rows
-    with many candidates are then ranked one by one, dealt round-robin to the workers.
-    """
-    nb = s.shape[0]
-    n_parts = min(threads, nb)
-    in_workers = matmul_in_workers and n_parts > 1
-    if not in_workers:
-        np.matmul(qb, gt, out=s)
-    if n_parts == 1:
-        dense, counts = _finish_rows(work, qb, gt, s, mask, b0, 0, nb, False)
-        _rank_dense_rows(work, s, b0, dense, counts)
-        return
-    bounds = np.linspace(0, nb, n_parts + 1).astype(np.int64).tolist()
-    futures = [
-        pool.submit(_finish_rows, work, qb, gt, s, mask, b0, r0, r1, in_workers)
-        for r0, r1 in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    found = [future.result() for future in futures]
-    dense = np.concatenate([d for d, _ in found])
-    counts = np.concatenate([c for _, c in found])
-    if dense.size:
-        futures = [
-            pool.submit(_rank_dense_rows, work, s, b0, dense[i::n_parts], counts[i::n_parts])
-            for i in range(n_parts)
-        ]
-        for future in futures:
-            future.result()
-
-
-def _set_pair_scores(work: _Work, qb: np.ndarray, gs: np.ndarray, s: np.ndarray,
-                     b0: int) -> None:
-    """Overwrite the positives' entries of the score rows ``s`` (queries ``b0 ..``) with
-    their :func:`pair_scores`, ``_CANDIDATE_CHUNK`` positives at a time."""
-    n_same = work.n_same[b0 : b0 + s.shape[0]]
-    for r0, r1 in _split_by_weight(n_same, _CANDIDATE_CHUNK):
-        row, col = work.pairs(b0 + r0, b0 + r1)
-        if row.size == 0:
-            continue
-        row += r0
-        vals = np.empty(row.size, dtype=np.float32)
-        pair_scores(qb, gs, row, col, vals)
-        s[row, col] = vals
-
-
-def _worst_positive(work: _Work, s: np.ndarray, b0: int) -> np.ndarray:
-    """Per block row: the minimum score over the query's positives (+inf if it has none)."""
-    nb, ng = s.shape
-    thresh = np.full(nb, np.inf, dtype=np.float32)
-    flat_s = s.reshape(-1)
-    n_same = work.n_same[b0 : b0 + nb]
-    for r0, r1 in _split_by_weight(n_same, _CANDIDATE_CHUNK):
-        row, col = work.pairs(b0 + r0, b0 + r1)
-        if row.size == 0:
-            continue
-        row += r0
-        vals = flat_s[row * ng + col]
-        # `row` is ascending, so segments start where it changes.
-        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-        thresh[row[starts]] = np.minimum.reduceat(vals, starts)
-    return thresh
-
-
-def _finish_rows(
-    work: _Work,
-    qb: np.ndarray,
-    gt: np.ndarray,
-    s_block: np.ndarray,
-    mask_block: np.ndarray,
-    b0: int,
-    r0: int,
-    r1: int,
-    matmul: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rank rows ``r0 .. r1`` of the block except those with many candidates.
-
-    Runs in a worker thread and writes only these rows (their scores too when ``matmul``).
-    Returns the block rows left for :func:`_rank_dense_rows` and their candidate counts.
-    """
-    s, mask = s_block[r0:r1], mask_block[r0:r1]
-    nr, ng = s.shape
-    g0, g1 = b0 + r0, b0 + r1
-    if matmul:
-        np.matmul(qb[r0:r1], gt, out=s)
-    excl = work.excl[g0:g1]
-    rows = np.flatnonzero(excl >= 0)
-    s[rows, excl[rows]] = -np.inf
-    # A positive's score is its pair score wherever it is compared (see pair_scores).
-    _set_pair_scores(work, qb[r0:r1], gt.T, s, g0)
-    thresh = _worst_positive(work, s, g0)
-    top1, first_rank, ap = work.top1[g0:g1], work.first_rank[g0:g1], work.ap[g0:g1]
-    dense = np.zeros(0, dtype=np.int64)
-    dense_counts = np.zeros(0, dtype=np.int64)
-
-    if np.isfinite(thresh).any():
-        # Candidates: every item scoring at least as high as the query's worst positive.
-        np.greater_equal(s, thresh[:, None], out=mask[:, :ng])
-        counts = _row_counts(mask)
-        dense = np.flatnonzero(counts > _DENSE_ROW_MIN + ng // _DENSE_ROW_DIVISOR)
-        if dense.size:
-            dense_counts = counts[dense]
-            mask[dense] = False
-            counts[dense] = 0
-        total = int(counts.sum())
-        chunks = [(0, nr)]
-        if total > _CANDIDATE_CHUNK:
-            chunks = _split_by_weight(counts, _CANDIDATE_CHUNK)
-        if total:
-            for c0, c1 in chunks:
-                _rank_sparse_rows(
-                    s[c0:c1], mask[c0:c1], counts[c0:c1], work, g0 + c0,
-                    work.n_pos[g0 + c0 : g0 + c1], top1[c0:c1], first_rank[c0:c1], ap[c0:c1],
-                )
-
-    # Top-1 where the best positive is not first: argmax takes the first maximum, which is
-    # the lowest index among tied best scores.
-    todo = np.flatnonzero(first_rank != 1)
-    todo = np.setdiff1d(todo, dense, assume_unique=True)
-    if todo.size:
-        if 2 * todo.size > nr:
-            best = s.argmax(axis=1)[todo]
-        else:  # row by row: no copy of the rows
-            best = np.array([s[r].argmax() for r in todo.tolist()], dtype=np.int64)
-        empty = s[todo, best] == -np.inf  # the only gallery item was excluded
-        top1[todo] = np.where(empty, -1, best)
-    return dense + r0, dense_counts
-
-
-def _rank_dense_rows(
-    work: _Work, s: np.ndarray, b0: int, rows: np.ndarray, counts: np.ndarray
-) -> None:
-    """Rank block rows with many candidates each (module docstring, step 4), row by row
-    with :func:`rank_positives`."""
-    for r in rows.tolist():
-        q = b0 + r
-        pcols = work.positives(q)
-        ranks = rank_positives(s[r], pcols)
-        work.top1[q], work.first_rank[q], work.ap[q] = _summarise(s[r], pcols, ranks)
-        if work.prank is not None:  # explicit positives: nothing excluded, aligned with order
-            work.prank[work.lo[q] : work.lo[q] + work.n_same[q]] = ranks
-
-
-def _summarise(v: np.ndarray, pcols: np.ndarray, ranks: np.ndarray) -> tuple[int, int, float]:
-    """``(top1, r_1, AP)`` of one query from its positives' ranks (aligned with ``pcols``).
-
-    AP is summed left to right in rank order, like the bincount of the vectorised path, so
-    both give identical bits.  Top-1: the best positive if it is first, else the row's first
-    maximum (the lowest index among tied best scores).
-    """
-    o = np.argsort(ranks, kind="stable")
-    r = ranks[o]
-    ap = float(np.cumsum(np.arange(1, r.size + 1) / r)[-1]) / r.size
-    top1 = int(pcols[o[0]]) if r[0] == 1 else int(v.argmax())
-    return top1, int(r[0]), ap
-
-
-def rank_positives(v: np.ndarray, pcols: np.ndarray) -> np.ndarray:
-    r"""Exact 1-based ranks of the items ``pcols`` (ascending, non-empty) in the score row ``v``.
-
-    :math:`r(p) = 1 + \#\{g: v_g > v_p\} + \#\{g: v_g = v_p,\ g < p\}`, counted without
-    sorting the row: the *candidates* (``v >= min(v[pcols])``) are put into ``B`` buckets
-    linear in score, ``b(x) = \lfloor (x - t) \cdot (B - 1) / (\max v - t) \rfloor`` in
-    float32, which is monotone in ``x`` (each float operation rounds monotonically), so
-    equal scores share a bucket and a higher bucket only holds higher scores.  A histogram
-    gives the number of candidates in higher buckets; only the buckets holding a positive
-    are sorted exactly (score descending, index ascending), which gives the rest.  About
-    ``_BUCKET_ITEMS`` candidates per bucket: linear time, a few cheap passes over the
-    candidates.  Returns ``int64[len(pcols)]`` aligned with ``pcols``.
-    """
-    pv = v[pcols]
-    t = pv.min()
-    cols = np.flatnonzero(v >= t)
-    x = v[cols]
-    nb = max(1, cols.size // _BUCKET_ITEMS)
-    span = float(x.max()) - float(t)
-    scale = np.float32((nb - 1) / span) if span > 0 else np.float32(0)
-    if nb > 1 and np.isfinite(scale) and scale > 0:
-        y = np.subtract(x, t)
-        y *= scale
-        b = y.astype(np.int32)
-        np.minimum(b, nb - 1, out=b)
-    else:
-        nb = 1
-        b = np.zeros(cols.size, dtype=np.int32)
-    hist = np.bincount(b, minlength=nb)
-    # higher[k]: candidates in buckets above k.
-    higher = np.cumsum(hist[::-1])[::-1] - hist
-    marked = np.zeros(nb, dtype=bool)
-    bp = b[np.searchsorted(cols, pcols)]
-    marked[bp] = True
-    sel = np.flatnonzero(marked[b])
-    mcol, mb = cols[sel], b[sel]
-    # 0 - score: descending order, and -0.0 becomes +0.0 so equal scores share a key.
-    key = _ordered_int32(np.subtract(np.float32(0.0), x[sel]))
-    o = np.lexsort((mcol, key))
-    sb = mb[o]
-    idx = np.arange(o.size)
-    starts = np.r_[True, sb[1:] != sb[:-1]]
-    within = idx - np.maximum.accumulate(np.where(starts, idx, 0))
-    rank_sorted = 1 + higher[sb] + within
-    scol = mcol[o]
-    at = np.searchsorted(pcols, scol)
-    is_pos = at < pcols.size
-    is_pos[is_pos] = pcols[at[is_pos]] == scol[is_pos]
-    ranks = np.zeros(pcols.size, dtype=np.int64)
-    ranks[at[is_pos]] = rank_sorted[is_pos]
-    if int(np.count_nonzero(is_pos)) != pcols.size:  # pragma: no cover - invariant
-        raise AssertionError("retrieval: positives missing from their buckets")
-    return ranks
-
-
 def positive_pairs(work: _Work) -> tuple[np.ndarray, np.ndarray]:
     """The positives of every query in CSR form: ``(indptr int64[nq + 1], indices)``, each
     row's gallery indices ascending, the excluded item removed (read through ``_Work``)."""
@@ -1120,8 +882,10 @@ class StreamState:
 
 
 def count_shard(state: StreamState, qs: np.ndarray, gs: np.ndarray, gidx: np.ndarray,
-                excl: np.ndarray, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
-    r"""Add one gallery shard to ``state`` (the streamed kernel's unit of work).
+                excl: np.ndarray, *, block_bytes: int = DEFAULT_BLOCK_BYTES,
+                n_threads: int | None = None, block_rows: int | None = None,
+                progress: Callable[[int], None] | None = None) -> None:
+    r"""Add one gallery shard to ``state`` (the kernel's unit of work, in memory too).
 
     ``qs``: every query of the case as prepared (:func:`prepare_queries`, ``(nq, d)``);
     ``gs``: the shard's gallery rows as prepared (:func:`prepare_gallery`, ``(n, d)``);
@@ -1132,60 +896,305 @@ def count_shard(state: StreamState, qs: np.ndarray, gs: np.ndarray, gidx: np.nda
     For every positive :math:`p` of query :math:`q` it adds to ``state.above`` the number of
     shard items other than :math:`q`'s positives (and its excluded item) that rank before
     it, :math:`\#\{g: s_g > s_p\} + \#\{g: s_g = s_p,\ g < p\}`, and it merges the shard's
-    first maximum into the top-1 (greater score, or equal score at a lower gallery index).
+    candidates for the top-1 into ``state.best`` (greater score, or equal score at a lower
+    gallery index): for a query with positives, the shard's items scoring at least its best
+    positive (the top-1 is one of them or that positive), else the shard's first maximum.
     A positive's score is always its pair score (``state.score``).  Shards may be counted in
     any order and by separate workers (:func:`merge_states`): the result is the same.
-    Only ``block_bytes`` of scores are held at once.
+
+    The queries go in blocks of ``block_rows`` (default: as many as keep the score tiles of
+    all threads under ``block_bytes``, at most ``_QUERY_BLOCK``); per block the shard is cut
+    into tiles of ``_TILE`` items, dealt to ``n_threads`` workers (default: the CPUs this
+    process may run on), each with single-threaded BLAS (module docstring, *Algorithm*).
+    ``progress(rows)`` is called after each query block with the queries done.
     """
     nq, n = qs.shape[0], gs.shape[0]
     if not (nq and n):
+        if progress is not None:
+            progress(nq)
         return
-    gidx = np.asarray(gidx, dtype=np.int64)
-    pos = Positives.create(state.indptr, state.indices)
-    at, srow = pos.in_shard(gidx)
-    order = np.argsort(gidx)
-    nb = int(max(1, min(nq, block_bytes // (4 * n))))
-    for r0 in range(0, nq, nb):
-        r1 = min(nq, r0 + nb)
-        s = qs[r0:r1] @ gs.T
-        ex = excl[r0:r1]
-        at_ex = np.minimum(np.searchsorted(gidx[order], ex), n - 1)
-        hit = np.flatnonzero(gidx[order[at_ex]] == ex)
-        s[hit, order[at_ex[hit]]] = -np.inf
-        prow = state.row[at]
-        sel = (prow >= r0) & (prow < r1)
-        s[prow[sel] - r0, srow[sel]] = state.score[at[sel]]
-        _merge_top1(state, r0, s, gidx)
-        s[prow[sel] - r0, srow[sel]] = -np.inf  # positives: counted by finish_stream
-        thresh = state.thresh[r0:r1]
-        counts = np.count_nonzero(s >= thresh[:, None], axis=1)
-        for r in np.flatnonzero(counts).tolist():
-            a, b = state.indptr[r0 + r], state.indptr[r0 + r + 1]
-            pc, pv = state.indices[a:b], state.score[a:b]
-            cand = np.flatnonzero(s[r] >= thresh[r])
-            x, g = s[r, cand], gidx[cand]
-            o = np.argsort(x, kind="stable")
-            xs, gs_sorted = x[o], g[o]
-            lo = np.searchsorted(xs, pv, side="left")
-            hi = np.searchsorted(xs, pv, side="right")
-            above = xs.size - hi
-            for i in np.flatnonzero(hi > lo).tolist():  # equal scores: lower index first
-                above[i] += int(np.count_nonzero(gs_sorted[lo[i] : hi[i]] < pc[i]))
-            state.above[a:b] += above
+    gidx = np.ascontiguousarray(gidx, dtype=np.int64)
+    excl = np.asarray(excl, dtype=np.int64)
+    tile = int(max(1, min(_TILE, n)))
+    n_tiles = -(-n // tile)
+    threads = int(max(1, min(n_threads or _available_cpus(), n_tiles)))
+    rows = block_rows or max(1, min(_QUERY_BLOCK, block_bytes // (4 * tile * threads)))
+    rows = int(min(rows, nq))
+    kernel = _Kernel.create(state, gs, gidx, excl, tile)
+    tiles = [(c0, min(c0 + tile, n)) for c0 in range(0, n, tile)]
+    parts = [tiles[i::threads] for i in range(threads)]
+    split = threads > 1 and threadpool_limits is not None
+    blas_limit = threadpool_limits(1, user_api="blas") if split else nullcontext()
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    try:
+        with blas_limit:
+            for r0 in range(0, nq, rows):
+                r1 = min(nq, r0 + rows)
+                block = kernel.block(r0, r1)
+                qb = qs[r0:r1]
+                if pool is None:
+                    found = [_count_tiles(block, qb, gs, gidx, parts[0])]
+                else:
+                    futures = [pool.submit(_count_tiles, block, qb, gs, gidx, part)
+                               for part in parts]
+                    found = [f.result() for f in futures]
+                kernel.finish_block(block, found)
+                if progress is not None:
+                    progress(r1)
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
-def _merge_top1(state: StreamState, r0: int, s: np.ndarray, gidx: np.ndarray) -> None:
-    """Merge the first maximum of the score rows ``s`` (queries ``r0 ..``; ties: the lowest
-    gallery index) into the running top-1 of ``state``."""
-    nr = s.shape[0]
-    val = s.max(axis=1)
-    big = np.iinfo(np.int64).max
-    idx = np.where(s == val[:, None], gidx[None, :], big).min(axis=1)
-    best, best_index = state.best[r0 : r0 + nr], state.best_index[r0 : r0 + nr]
-    better = (val > best) | ((val == best) & (idx < best_index))
-    better &= val > -np.inf  # an excluded item is never the top-1
-    best[better] = val[better]
-    best_index[better] = idx[better]
+@dataclass
+class _Kernel:
+    """What :func:`count_shard` prepares once per shard: every positive's bucket, each
+    query's bucket scale and the shard cells to blank (positives and excluded items)."""
+
+    state: StreamState
+    tile: int
+    n_buckets: int
+    sorted_gidx: bool  # the shard's gallery indices ascending (argmax gives the lowest)
+    scale: np.ndarray  # float32[nq]
+    bucket: np.ndarray  # int64[nnz]: every positive's bucket
+    kill_row: np.ndarray  # query row of each shard cell to blank, by shard row
+    kill_col: np.ndarray  # its shard row, ascending
+    in_shard: np.ndarray  # positions (in state.indices) of the positives in the shard
+
+    @classmethod
+    def create(cls, state: StreamState, gs: np.ndarray, gidx: np.ndarray, excl: np.ndarray,
+               tile: int) -> _Kernel:
+        nq, n = state.indptr.size - 1, gidx.size
+        n_buckets = int(max(1, _BUCKETS))
+        sorted_gidx = bool(np.all(gidx[1:] > gidx[:-1]))
+        at, srow = Positives.create(state.indptr, state.indices).in_shard(gidx)
+        # Excluded items in the shard: the query rows and their shard rows.
+        if sorted_gidx:
+            where = np.minimum(np.searchsorted(gidx, excl), n - 1)
+            hit = np.flatnonzero(gidx[where] == excl)
+            ex_col = where[hit]
+        else:
+            order = np.argsort(gidx)
+            where = np.minimum(np.searchsorted(gidx[order], excl), n - 1)
+            hit = np.flatnonzero(gidx[order[where]] == excl)
+            ex_col = order[where[hit]]
+        kill_row = np.concatenate([state.row[at], hit]).astype(np.int64)
+        kill_col = np.concatenate([srow, ex_col]).astype(np.int64)
+        o = np.argsort(kill_col, kind="stable")
+        # Bucket scale per query: its positives spread over buckets 0 .. B - 2, items above
+        # the best positive fall into B - 1 (clamped).  Any positive scale is correct.
+        thresh = state.thresh
+        best = np.full(nq, -np.inf, dtype=np.float32)
+        if state.row.size:
+            starts = state.indptr[:-1][np.diff(state.indptr) > 0]
+            best[state.row[starts]] = np.maximum.reduceat(state.score, starts)
+        scale = np.zeros(nq, dtype=np.float32)
+        has = np.isfinite(thresh)
+        span = np.subtract(best[has], thresh[has]).astype(np.float64)
+        with np.errstate(divide="ignore"):
+            sc = np.where(span > 0, max(n_buckets - 2, 0) / np.where(span > 0, span, 1.0),
+                          _MAX_SCALE if n_buckets >= 2 else 0.0)
+        scale[has] = np.minimum(sc, _MAX_SCALE)
+        bucket = _buckets(state.score, thresh[state.row], scale[state.row], n_buckets)
+        return cls(state, tile, n_buckets, sorted_gidx, scale, bucket, kill_row[o], kill_col[o],
+                   at)
+
+    def block(self, r0: int, r1: int) -> _Block:
+        """The per-block constants of queries ``r0 .. r1`` (shared by the workers)."""
+        st, nb = self.state, self.n_buckets
+        nr = r1 - r0
+        a, b = int(st.indptr[r0]), int(st.indptr[r1])
+        prow = st.row[a:b] - r0
+        pbucket = self.bucket[a:b]
+        # Buckets whose candidates are kept exactly ("mates"): those holding a positive of
+        # the row and every bucket from its best positive's up (the top-1 is there).
+        top = np.full(nr, nb, dtype=np.int64)  # rows without positive: nothing marked
+        if prow.size:
+            starts = np.flatnonzero(np.r_[True, prow[1:] != prow[:-1]])
+            top[prow[starts]] = np.maximum.reduceat(pbucket, starts)
+        marked = np.arange(nb)[None, :] >= top[:, None]
+        marked[prow, pbucket] = True
+        sel = (self.kill_row >= r0) & (self.kill_row < r1)
+        thresh = self.state.thresh[r0:r1]
+        return _Block(
+            r0=r0, r1=r1, tile=self.tile, n_buckets=nb, sorted_gidx=self.sorted_gidx,
+            thresh=thresh, thresh_col=thresh[:, None], scale=self.scale[r0:r1],
+            marked=marked.reshape(-1), kill_row=self.kill_row[sel] - r0,
+            kill_col=self.kill_col[sel], no_positive=np.flatnonzero(~np.isfinite(thresh)),
+        )
+
+    def finish_block(self, block: _Block, found: list[_Found]) -> None:
+        """Add the workers' counts of one query block to the positives' ``above`` and merge
+        the top-1 (module docstring, *Algorithm*)."""
+        st, nb = self.state, self.n_buckets
+        r0, r1 = block.r0, block.r1
+        nr = r1 - r0
+        a, b = int(st.indptr[r0]), int(st.indptr[r1])
+        if b > a:
+            hist = found[0].hist
+            for f in found[1:]:
+                hist += f.hist
+            h = hist.reshape(nr, nb)
+            # higher[r, k]: the row's candidates in buckets above k.
+            higher = np.cumsum(h[:, ::-1], axis=1)[:, ::-1]
+            higher -= h
+            prow = st.row[a:b] - r0
+            pbucket = self.bucket[a:b]
+            above = higher[prow, pbucket]
+            mkey = np.concatenate([f.mate_key for f in found])
+            mgidx = np.concatenate([f.mate_gidx for f in found])
+            mval = np.concatenate([f.mate_val for f in found])
+            if mkey.size:
+                # Mates and positives of a bucket in ranking order: a positive's mates
+                # ranking before it are the mates before it in its bucket.
+                pkey = prow * nb + pbucket
+                key = np.concatenate([mkey, pkey])
+                g = np.concatenate([mgidx, st.indices[a:b]])
+                v = _ordered_int32(np.subtract(np.float32(0.0),
+                                               np.concatenate([mval, st.score[a:b]])))
+                o = np.lexsort((g, v, key))
+                is_mate = o < mkey.size
+                before = np.cumsum(is_mate) - is_mate
+                skey = key[o]
+                idx = np.arange(o.size)
+                new = np.r_[True, skey[1:] != skey[:-1]]
+                group = np.maximum.accumulate(np.where(new, idx, 0))
+                pp = np.flatnonzero(~is_mate)
+                above[o[pp] - mkey.size] += before[pp] - before[group[pp]]
+                # Top-1 of the rows with positives: among the mates (every item scoring at
+                # least the best positive is one) and the positives in the shard.
+            at = self.in_shard[(st.row[self.in_shard] >= r0) & (st.row[self.in_shard] < r1)]
+            crow = np.concatenate([mkey // nb, st.row[at] - r0])
+            cg = np.concatenate([mgidx, st.indices[at]])
+            cv = np.concatenate([mval, st.score[at]])
+            if crow.size:
+                o = np.lexsort((cg, _ordered_int32(np.subtract(np.float32(0.0), cv)), crow))
+                first = o[np.r_[True, crow[o][1:] != crow[o][:-1]]]
+                _merge_best(st, r0 + crow[first], cv[first], cg[first])
+            st.above[a:b] += above
+        if block.no_positive.size:
+            val = np.full(block.no_positive.size, -np.inf, dtype=np.float32)
+            idx = np.full(block.no_positive.size, -1, dtype=np.int64)
+            for f in found:
+                better = _better(f.top_val, f.top_idx, val, idx)
+                val[better] = f.top_val[better]
+                idx[better] = f.top_idx[better]
+            _merge_best(st, r0 + block.no_positive, val, idx)
+
+
+@dataclass(frozen=True)
+class _Block:
+    r0: int
+    r1: int
+    tile: int
+    n_buckets: int
+    sorted_gidx: bool
+    thresh: np.ndarray
+    thresh_col: np.ndarray
+    scale: np.ndarray
+    marked: np.ndarray  # bool[rows * n_buckets]
+    kill_row: np.ndarray
+    kill_col: np.ndarray
+    no_positive: np.ndarray
+
+
+@dataclass
+class _Found:
+    """One worker's counts for one query block."""
+
+    hist: np.ndarray
+    mate_key: np.ndarray
+    mate_gidx: np.ndarray
+    mate_val: np.ndarray
+    top_val: np.ndarray
+    top_idx: np.ndarray
+
+
+def _buckets(x: np.ndarray, t: np.ndarray, scale: np.ndarray, n_buckets: int) -> np.ndarray:
+    """``clamp(floor((x - t) * scale), 0, B - 1)`` in float32 (``x >= t``): monotone in
+    ``x``, so a higher bucket holds only higher scores and equal scores share one."""
+    y = np.subtract(x, t)
+    y *= scale
+    np.minimum(y, np.float32(n_buckets - 1), out=y)
+    return y.astype(np.int64)
+
+
+def _count_tiles(block: _Block, qb: np.ndarray, gs: np.ndarray, gidx: np.ndarray,
+                 tiles: list[tuple[int, int]]) -> _Found:
+    """One worker: the tiles ``tiles`` of the shard against the query block ``qb``."""
+    nr, nb = qb.shape[0], block.n_buckets
+    score_buf = np.empty(nr * block.tile, dtype=np.float32)
+    mask_buf = np.empty(nr * block.tile, dtype=bool)
+    hist = np.zeros(nr * nb, dtype=np.int64)
+    keys: list[np.ndarray] = []
+    n_keys = 0
+    mates: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    nop = block.no_positive
+    top_val = np.full(nop.size, -np.inf, dtype=np.float32)
+    top_idx = np.full(nop.size, -1, dtype=np.int64)
+    thresh, scale, marked = block.thresh, block.scale, block.marked
+    for c0, c1 in tiles:
+        w = c1 - c0
+        s = score_buf[: nr * w].reshape(nr, w)
+        np.matmul(qb, gs[c0:c1].T, out=s)
+        k0, k1 = np.searchsorted(block.kill_col, (c0, c1))
+        if k1 > k0:  # positives (ranked among themselves later) and excluded items
+            s[block.kill_row[k0:k1], block.kill_col[k0:k1] - c0] = -np.inf
+        if nop.size:  # rows without positive: only the first maximum
+            sub = s if nop.size == nr else s[nop]
+            val = sub.max(axis=1)
+            if block.sorted_gidx:
+                idx = gidx[c0 + sub.argmax(axis=1)]
+            else:
+                big = np.iinfo(np.int64).max
+                idx = np.where(sub == val[:, None], gidx[None, c0:c1], big).min(axis=1)
+            better = _better(val, idx, top_val, top_idx)
+            top_val[better] = val[better]
+            top_idx[better] = idx[better]
+        m = mask_buf[: nr * w].reshape(nr, w)
+        np.greater_equal(s, block.thresh_col, out=m)
+        flat = np.flatnonzero(m)
+        if flat.size == 0:
+            continue
+        vals = s.reshape(-1)[flat]
+        row = flat // w
+        key = _buckets(vals, thresh[row], scale[row], nb)
+        key += row * nb
+        keys.append(key)
+        n_keys += key.size
+        if n_keys >= _KEY_BATCH:
+            hist += np.bincount(np.concatenate(keys), minlength=nr * nb)
+            keys, n_keys = [], 0
+        hit = np.flatnonzero(marked[key])
+        if hit.size:
+            col = flat[hit] - row[hit] * w
+            mates.append((key[hit], gidx[c0 + col], vals[hit]))
+    if keys:
+        hist += np.bincount(np.concatenate(keys), minlength=nr * nb)
+    if mates:
+        mk, mg, mv = (np.concatenate(x) for x in zip(*mates, strict=True))
+    else:
+        mk, mg, mv = (np.zeros(0, np.int64), np.zeros(0, np.int64),
+                      np.zeros(0, np.float32))
+    return _Found(hist, mk, mg, mv, top_val, top_idx)
+
+
+def _better(val: np.ndarray, idx: np.ndarray, best: np.ndarray,
+            best_index: np.ndarray) -> np.ndarray:
+    """Where ``(val, idx)`` beats ``(best, best_index)``: a greater score, or an equal one at
+    a lower gallery index; an excluded item (-inf) never wins."""
+    better = (val > best) | ((val == best) & ((best_index < 0) | (idx < best_index)))
+    better &= val > -np.inf
+    better &= idx >= 0
+    return better
+
+
+def _merge_best(state: StreamState, rows: np.ndarray, val: np.ndarray, idx: np.ndarray) -> None:
+    """Merge top-1 candidates ``(val, idx)`` of the query rows ``rows`` (distinct) into
+    ``state``."""
+    better = _better(val, idx, state.best[rows], state.best_index[rows])
+    state.best[rows[better]] = val[better]
+    state.best_index[rows[better]] = idx[better]
 
 
 def merge_states(states: Sequence[StreamState]) -> StreamState:
@@ -1273,81 +1282,6 @@ def finish_stream(state: StreamState, ks: tuple[int, ...],
                         rank if positive_ranks else None)
 
 
-def _rank_sparse_rows(
-    s: np.ndarray,
-    mask: np.ndarray,
-    counts: np.ndarray,
-    work: _Work,
-    g0: int,
-    n_pos: np.ndarray,
-    top1: np.ndarray,
-    first_rank: np.ndarray,
-    ap: np.ndarray,
-) -> None:
-    """Rank the candidates of rows with few of them, all rows at once (module docstring, 3).
-
-    ``mask`` marks the candidates (its rows may be padded with False), ``counts`` has their
-    number per row.  Candidates are encoded as ``int64`` keys ``(row << 32) + order(-score)``;
-    one ``np.argsort`` puts every row in ranking order (runs of equal keys are then put in
-    gallery order), so a positive's rank is its position minus its row's start.
-    """
-    nr, ng = s.shape
-    width = mask.shape[1]
-    flat = np.flatnonzero(mask)
-    row = np.repeat(np.arange(nr, dtype=np.int64), counts)
-    if width == ng:
-        col = flat - row * ng
-        vals = s.reshape(-1)[flat]
-    else:
-        col = flat - row * width
-        vals = s.reshape(-1)[row * ng + col]
-    # 0 - score: descending order, and -0.0 becomes +0.0 so equal scores share a key.
-    key = np.left_shift(row, 32)
-    key += _ordered_int32(np.subtract(np.float32(0.0), vals))
-    order = np.argsort(key)
-    _order_ties_by_index(order, key[order], col)
-    # Sorting keeps the rows grouped, so `row` also gives the row of each sorted position.
-    scol = col[order]
-    row_start = np.cumsum(counts) - counts
-    is_pos, at = work.is_positive(g0, row, scol, work.ql[g0:])
-    pos = np.flatnonzero(is_pos)  # ascending: by row, then by rank
-    prow = row[pos]
-    prank = pos - row_start[prow] + 1
-    if at is not None and work.prank is not None:
-        work.prank[at[pos]] = prank
-
-    n_found = np.bincount(prow, minlength=nr)
-    has = n_found > 0
-    if not np.array_equal(n_found[has], n_pos[has]):  # pragma: no cover - invariant
-        raise AssertionError("retrieval: positives missing from the candidate set")
-    # AP: the i-th positive (1-based) of a row contributes i / r_i, summed in rank order.
-    pstart = np.cumsum(n_found) - n_found
-    i = np.arange(1, pos.size + 1) - pstart[prow]
-    sums = np.bincount(prow, weights=i / prank, minlength=nr)
-    ap[has] = sums[has] / n_found[has]
-    first_rank[has] = prank[pstart[has]]
-    top1[has] = scol[row_start[has]]
-
-
-def _order_ties_by_index(order: np.ndarray, sorted_key: np.ndarray, col: np.ndarray) -> None:
-    """Within runs of equal ``sorted_key``, reorder ``order`` (in place) by ``col`` ascending.
-
-    ``np.argsort`` is not stable; this restores the tie rule (lower gallery index first) at
-    a cost proportional to the number of tied candidates, nothing when there are none.
-    """
-    eq = sorted_key[1:] == sorted_key[:-1]
-    if not eq.any():
-        return
-    in_run = np.zeros(sorted_key.size, dtype=bool)
-    in_run[1:] = eq
-    in_run[:-1] |= eq
-    idx = np.flatnonzero(in_run)
-    # A run starts at idx[j] unless idx[j] continues the run of idx[j] - 1.
-    run_id = np.cumsum(np.r_[True, ~eq[idx[1:] - 1]])
-    sub = order[idx]
-    order[idx] = sub[np.lexsort((col[sub], run_id))]
-
-
 def _ordered_int32(vals: np.ndarray) -> np.ndarray:
     """Map float32 values to int32 preserving order (``-0.0`` must be excluded beforehand).
 
@@ -1359,41 +1293,3 @@ def _ordered_int32(vals: np.ndarray) -> np.ndarray:
     flip &= 0x7FFFFFFF
     flip ^= i
     return flip
-
-
-def _row_counts(mask: np.ndarray) -> np.ndarray:
-    """Number of True values per row of a bool array whose rows are whole 8-byte words.
-
-    Sums the rows as ``uint64`` words, 255 words at a time so that no byte lane (each holding
-    0 or 1 per word) can carry into the next, then adds up the byte lanes: about ten times
-    faster than ``np.count_nonzero(mask, axis=1)``.
-    """
-    nr, width = mask.shape
-    words = mask.view(np.uint64)
-    n_words = width // 8
-    full = n_words // 255 * 255
-    counts = np.zeros(nr, dtype=np.int64)
-    if full:
-        lanes = words[:, :full].reshape(nr, full // 255, 255).sum(axis=2, dtype=np.uint64)
-        counts += lanes.view(np.uint8).reshape(nr, -1).sum(axis=1, dtype=np.int64)
-    if n_words > full:
-        lanes = words[:, full:].sum(axis=1, dtype=np.uint64)
-        counts += lanes.view(np.uint8).reshape(nr, 8).sum(axis=1, dtype=np.int64)
-    return counts
-
-
-def _split_by_weight(weights: np.ndarray, cap: int) -> list[tuple[int, int]]:
-    """Split ``range(len(weights))`` into consecutive chunks of total weight <= ``cap``.
-
-    A single item heavier than ``cap`` forms its own chunk.
-    """
-    n = weights.size
-    cum = np.cumsum(weights, dtype=np.int64)
-    chunks: list[tuple[int, int]] = []
-    start, base = 0, 0
-    while start < n:
-        end = max(int(np.searchsorted(cum, base + cap, side="right")), start + 1)
-        chunks.append((start, end))
-        base = int(cum[end - 1])
-        start = end
-    return chunks

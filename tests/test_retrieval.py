@@ -95,25 +95,24 @@ def assert_same(a: CaseResult, b: CaseResult) -> None:
     np.testing.assert_array_equal(a.top1_correct, b.top1_correct)
 
 
-@pytest.fixture(params=["default", "all_dense", "dense_one_bucket", "tiny_chunks"])
+@pytest.fixture(params=["default", "tiny_tiles", "one_bucket", "few_buckets"])
 def code_path(request, monkeypatch) -> Iterator[str]:
-    """Run a test through each internal ranking path.
+    """Run a test through each internal path of the tiled kernel.
 
-    ``all_dense`` sends every query through the bucket-counting path (``rank_positives``),
-    ``dense_one_bucket`` too but with every candidate in one bucket (so all are sorted);
-    ``tiny_chunks`` keeps the vectorised path but splits candidates and positives into chunks
-    of a few rows.
+    ``tiny_tiles``: tiles of 3 gallery items, query blocks of 2 and a ``bincount`` per key
+    (ties and positives across tile borders); ``one_bucket``: every candidate in one bucket,
+    so all are kept and sorted exactly; ``few_buckets``: 3 buckets per query (most
+    candidates share a bucket with a positive) in tiles of 7 items.
     """
-    if request.param in ("all_dense", "dense_one_bucket"):
-        monkeypatch.setattr(retrieval, "_DENSE_ROW_MIN", 0)
-        monkeypatch.setattr(retrieval, "_DENSE_ROW_DIVISOR", 10**9)
-        if request.param == "dense_one_bucket":
-            monkeypatch.setattr(retrieval, "_BUCKET_ITEMS", 10**9)
-        else:  # chunks of a single row
-            monkeypatch.setattr(retrieval, "_CANDIDATE_CHUNK", 1)
-    elif request.param == "tiny_chunks":
-        monkeypatch.setattr(retrieval, "_DENSE_ROW_MIN", 10**9)
-        monkeypatch.setattr(retrieval, "_CANDIDATE_CHUNK", 5)
+    if request.param == "tiny_tiles":
+        monkeypatch.setattr(retrieval, "_TILE", 3)
+        monkeypatch.setattr(retrieval, "_QUERY_BLOCK", 2)
+        monkeypatch.setattr(retrieval, "_KEY_BATCH", 1)
+    elif request.param == "one_bucket":
+        monkeypatch.setattr(retrieval, "_BUCKETS", 1)
+    elif request.param == "few_buckets":
+        monkeypatch.setattr(retrieval, "_BUCKETS", 3)
+        monkeypatch.setattr(retrieval, "_TILE", 7)
     yield request.param
 
 
@@ -399,18 +398,17 @@ def integer_cases(draw):
 
 
 @settings(max_examples=50, deadline=None)
-@given(case=integer_cases(), bs=st.integers(1, 15), dense=st.booleans(),
-       many_ties=st.sampled_from([1, 4, 10**9]), chunk=st.sampled_from([1, 30, 10**6]))
-def test_property_matches_brute_force_and_block_size(case, bs, dense, many_ties, chunk):
+@given(case=integer_cases(), bs=st.integers(1, 15), tile=st.sampled_from([1, 4, 2048]),
+       buckets=st.sampled_from([1, 2, 3, 2048]), batch=st.sampled_from([1, 30, 10**6]),
+       threads=st.sampled_from([1, 3]))
+def test_property_matches_brute_force_and_block_size(case, bs, tile, buckets, batch, threads):
     q, ql, g, gl, excl, metric = case
-    limit = (0, 10**9) if dense else (10**9, 1)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(retrieval, "_DENSE_ROW_MIN", limit[0])
-        mp.setattr(retrieval, "_DENSE_ROW_DIVISOR", limit[1])
-        mp.setattr(retrieval, "_BUCKET_ITEMS", many_ties)
-        mp.setattr(retrieval, "_CANDIDATE_CHUNK", chunk)
+        mp.setattr(retrieval, "_TILE", tile)
+        mp.setattr(retrieval, "_BUCKETS", buckets)
+        mp.setattr(retrieval, "_KEY_BATCH", batch)
         res = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl,
-                            block_size=bs)
+                            block_size=bs, n_threads=threads)
     assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))
     assert_same(res, evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl))
 
@@ -483,15 +481,6 @@ def test_property_map_is_one_when_positives_are_nearest(seed, n_labels, nq, metr
     assert all(v == 1.0 for v in res.topk.values())
 
 
-@pytest.mark.parametrize("width", [8, 16, 2040, 2048, 4096, 10_000])
-def test_row_counts_matches_count_nonzero(width):
-    rng = np.random.default_rng(width)
-    mask = rng.random((5, width)) < rng.random((5, 1))
-    mask[0] = True  # the worst case for carries between byte lanes
-    mask[1] = False
-    np.testing.assert_array_equal(retrieval._row_counts(mask), np.count_nonzero(mask, axis=1))
-
-
 # ---------------------------------------------------------------- streamed gallery (shards)
 
 
@@ -517,7 +506,7 @@ def test_property_streamed_matches_brute_force_and_in_memory(case, cuts, block_b
     q, ql, g, gl, excl, metric = case
     with pytest.MonkeyPatch.context() as mp:
         if dense:
-            mp.setattr(retrieval, "_BUCKET_ITEMS", 1)
+            mp.setattr(retrieval, "_BUCKETS", 1)
         res = evaluate_streamed(q, ql, gl, shards_of(g, cuts), metric=metric, ks=KS,
                                 exclude_self=excl, block_bytes=block_bytes)
     assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))

@@ -58,17 +58,15 @@ def csr_cases(draw):
 
 
 @settings(max_examples=80, deadline=None)
-@given(case=csr_cases(), bs=st.integers(1, 15), dense=st.booleans(),
-       many_ties=st.sampled_from([1, 4, 10**9]), chunk=st.sampled_from([1, 30, 10**6]),
+@given(case=csr_cases(), bs=st.integers(1, 15), tile=st.sampled_from([1, 4, 2048]),
+       buckets=st.sampled_from([1, 2, 3, 2048]), batch=st.sampled_from([1, 30, 10**6]),
        threads=st.sampled_from([1, 3]))
-def test_positive_ranks_match_brute_force(case, bs, dense, many_ties, chunk, threads):
+def test_positive_ranks_match_brute_force(case, bs, tile, buckets, batch, threads):
     q, g, indptr, indices, metric = case
-    limit = (0, 10**9) if dense else (10**9, 1)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(retrieval, "_DENSE_ROW_MIN", limit[0])
-        mp.setattr(retrieval, "_DENSE_ROW_DIVISOR", limit[1])
-        mp.setattr(retrieval, "_BUCKET_ITEMS", many_ties)
-        mp.setattr(retrieval, "_CANDIDATE_CHUNK", chunk)
+        mp.setattr(retrieval, "_TILE", tile)
+        mp.setattr(retrieval, "_BUCKETS", buckets)
+        mp.setattr(retrieval, "_KEY_BATCH", batch)
         res = evaluate_case(q, None, g, None, positives=(indptr, indices), metric=metric,
                             ks=(1, 3), block_size=bs, n_threads=threads)
     prank, first, top1, ap = oracle(q, g, indptr, indices, metric)
@@ -98,7 +96,7 @@ def shards_of(g, sizes):
 
 @settings(max_examples=60, deadline=None)
 @given(case=csr_cases(), cuts=st.lists(st.integers(0, 9), min_size=0, max_size=6),
-       block_bytes=st.sampled_from([1, 64, 10**9]), buckets=st.sampled_from([1, 4, 10**9]))
+       block_bytes=st.sampled_from([1, 64, 10**9]), buckets=st.sampled_from([1, 3, 2048]))
 def test_streamed_positive_ranks_match_brute_force_and_in_memory(case, cuts, block_bytes,
                                                                   buckets):
     """The streamed kernel with explicit positives: shards of uneven sizes (empty ones too),
@@ -106,7 +104,7 @@ def test_streamed_positive_ranks_match_brute_force_and_in_memory(case, cuts, blo
     bits of the in-memory kernel."""
     q, g, indptr, indices, metric = case
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(retrieval, "_BUCKET_ITEMS", buckets)
+        mp.setattr(retrieval, "_BUCKETS", buckets)
         res = evaluate_streamed(q, None, None, shards_of(g, cuts), positives=(indptr, indices),
                                 n_gallery=g.shape[0], metric=metric, ks=(1, 3),
                                 block_bytes=block_bytes)
