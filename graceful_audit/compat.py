@@ -897,6 +897,25 @@ class _File:
     pos: np.ndarray
 
 
+def _rows_of(emb: Any, rows: np.ndarray) -> Any:
+    """The list column ``emb`` at ``rows``: gathered by numpy when every row is a list of
+    the same length without nulls (much faster than Arrow's ``take`` of lists), by Arrow
+    otherwise (the validation then reports the odd rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(emb)
+    if n and emb.null_count == 0:
+        lengths = pc.list_value_length(emb)
+        d = int(pc.min(lengths).as_py() or 0)
+        if d and d == pc.max(lengths).as_py():
+            values = emb.flatten()
+            if values.null_count == 0 and len(values) == n * d:
+                x = values.to_numpy(zero_copy_only=False).reshape(n, d)[rows]
+                return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), d)
+    return emb.take(pa.array(rows))
+
+
 @dataclass(frozen=True)
 class _Stream:
     """A gallery read in shards (``--memory-limit`` too small for every embedding): the
@@ -938,8 +957,7 @@ class _Stream:
             at = pos[where]
             ids, emb = batch.column(0), batch.column(1)
             if where.size < n:
-                take = pa.array(where)
-                ids, emb = ids.take(take), emb.take(take)
+                ids, emb = ids.take(pa.array(where)), _rows_of(emb, where)
             self._check_order(ids, at)
             sub = pa.Table.from_arrays([emb], ["e"])
             x = _matrix(sub, "e", self.ids.view(at), f.where, self.metric)
