@@ -804,7 +804,7 @@ def audit_compat(
     memory_limit : str, optional
         Memory for the whole audit (``--memory-limit``, as for ``flips``; default 80% of
         the RAM). When the embeddings would not fit, the gallery is streamed in shards
-        (:func:`_streamed_cases`), with the same results.
+        (each file read in its own row order, :class:`_Stream`), with the same results.
     sample_queries, seed : int, optional
         Audit a uniform sample of ``sample_queries`` queries (all of them when there are no
         more), drawn with ``seed`` (default 0); the report says so.
