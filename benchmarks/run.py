@@ -1180,10 +1180,13 @@ COMPAT_STAGES = (
     ("graceful_audit.compat:_labels", "labels: agree + missing"),
     ("graceful_audit.compat:_split", "split: query/gallery"),
     ("graceful_audit.compat:_matrix", "matrix: Arrow list -> float32, checks"),
+    ("graceful_audit.retrieval:prepare_gallery", "prepare_gallery: normalise (once a model)"),
     ("graceful_audit.retrieval:evaluate_case", "evaluate_case (one case)"),
-    ("graceful_audit.retrieval:_prepare", "prepare: normalise, transpose"),
-    ("graceful_audit.retrieval:_evaluate_block", "block: sgemm + rank + AP"),
-    ("graceful_audit.retrieval:_worst_positive", "worst positive (threshold)"),
+    ("graceful_audit.retrieval:pair_scores", "pair_scores: the positives' scores"),
+    ("graceful_audit.retrieval:count_shard", "count_shard: the tiled kernel"),
+    ("graceful_audit.retrieval:_Kernel.create", "kernel setup: buckets, blanked cells"),
+    ("graceful_audit.retrieval:_Kernel.finish_block", "finish_block: histograms + mates"),
+    ("graceful_audit.retrieval:finish_stream", "finish_stream: ranks, AP"),
     ("graceful_audit.engine:DuckDBEngine.close", "close engine, remove spill dir"),
 )
 
@@ -1272,10 +1275,7 @@ def breakdown_compat(ctx: Context, old: Path, new: Path) -> None:
     timers = Timers()
     timed_connections(timers)
     wrap_stages(timers, COMPAT_STAGES)
-    for name, label in (("_finish_rows", "_finish_rows: candidate mask, sparse rows, top-1"),
-                        ("_rank_sparse_rows", "_rank_sparse_rows: sort candidate keys"),
-                        ("_rank_dense_rows", "_rank_dense_rows: rows with many candidates"),
-                        ("rank_positives", "rank_positives: one row, bucket counts")):
+    for name, label in (("_count_tiles", "_count_tiles: sgemm, compare, bucket per tile"),):
         if hasattr(retrieval_mod, name):
             timers.wrap_worker(retrieval_mod, name, label)
         else:

@@ -662,31 +662,73 @@ def _resolve(table: Table, id_col: str | None, label_col: str | None, emb_col: s
 
 
 def _matrix(table: Any, column: str, ids: np.ndarray, where: str, metric: str) -> np.ndarray:
-    """Arrow list column -> float32 (n, d); ragged, null, NaN, inf and zero rows are errors."""
+    """Arrow list column -> float32 (n, d); ragged, null, NaN, inf and zero rows are errors.
+
+    float32 values stay float32 (no copy when the column is one chunk), and the checks run
+    on whole-array minima, maxima and float32 norms; only when one of them fails are the
+    rows examined one by one (:func:`_matrix_rows`) for the message."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = table.column(column).combine_chunks()
-    n = len(arr)
-    if arr.null_count:
-        null_rows = np.flatnonzero(np.asarray(pc.is_null(arr)))
+    col = table.column(column)
+    chunks = [c for c in col.chunks if len(c)] or [col.combine_chunks()]
+    n = sum(len(c) for c in chunks)
+    if any(c.null_count for c in chunks):
+        null_rows = np.flatnonzero(np.asarray(pc.is_null(col.combine_chunks())))
         raise InputError(f"{where}: {null_rows.size} item(s) have no embedding (ids "
                          f"{examples(ids[null_rows])}). Every item needs an embedding.")
-    lengths = np.asarray(pc.list_value_length(arr))
-    dims = np.unique(lengths)
-    if dims.size > 1:
-        common = int(np.bincount(lengths).argmax())
-        odd = np.flatnonzero(lengths != common)
-        raise InputError(
-            f"{where}: ragged embeddings: lengths {', '.join(map(str, dims[:5]))} "
-            f"(most are {common}; ids {examples(ids[odd])} differ). All embeddings of a "
-            "model must have the same dimension."
-        )
-    d = int(dims[0]) if n else 0
+    if not n:
+        d = 0
+    elif pa.types.is_fixed_size_list(chunks[0].type):
+        d = chunks[0].type.list_size
+    else:
+        lengths = np.concatenate([np.asarray(pc.list_value_length(c)) for c in chunks])
+        lo = int(lengths.min())
+        if lo != int(lengths.max()):
+            dims = np.unique(lengths)
+            common = int(np.bincount(lengths).argmax())
+            odd = np.flatnonzero(lengths != common)
+            raise InputError(
+                f"{where}: ragged embeddings: lengths {', '.join(map(str, dims[:5]))} "
+                f"(most are {common}; ids {examples(ids[odd])} differ). All embeddings of a "
+                "model must have the same dimension."
+            )
+        d = lo
     if d == 0:
         raise InputError(f"{where}: the embeddings are empty (dimension 0).")
-    x = np.asarray(arr.flatten().to_numpy(zero_copy_only=False)).reshape(n, d)
+    parts = [np.asarray(c.flatten().to_numpy(zero_copy_only=False)) for c in chunks]
+    x = (parts[0] if len(parts) == 1 else np.concatenate(parts)).reshape(n, d)
     if x.dtype.kind not in "fiu":
         x = x.astype(np.float64)
+    if x.dtype == np.float32 and n:
+        # Fast path: one min and max decide NaN / inf / fill values for the whole matrix,
+        # and float32 squared norms decide the norm checks except near their limits.
+        lo, hi = float(x.min()), float(x.max())
+        if np.isfinite(lo) and np.isfinite(hi) and max(-lo, hi) < FILL_VALUE:
+            sq = np.einsum("ij,ij->i", x, x)
+            doubtful = ~((sq >= _SAFE_SQ[0]) & (sq <= _SAFE_SQ[1]))
+            if not doubtful.any() or not _norm_problem(x[doubtful], metric):
+                return x
+    return _matrix_rows(x, ids, where, metric)
+
+
+#: float32 squared norms inside these bounds are far from MIN_NORM ** 2 and MAX_NORM ** 2
+#: (float32 rounding of a sum of squares is far below a factor of 10): no exact check needed.
+_SAFE_SQ = (1e-30, 1e35)
+
+
+def _norm_problem(x: np.ndarray, metric: str) -> bool:
+    """Whether some row of ``x`` fails a norm check of :func:`_matrix_rows` (exact float64
+    norms)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    if metric == "cosine":
+        return bool((~(x != 0).any(axis=1) | (norms < MIN_NORM)).any())
+    return bool((norms > MAX_NORM).any())
+
+
+def _matrix_rows(x: np.ndarray, ids: np.ndarray, where: str, metric: str) -> np.ndarray:
+    """The checks of :func:`_matrix` row by row (messages name the rows): NaN / inf, fill
+    values, values beyond float32, zero norms (cosine), norms that overflow (ip, l2)."""
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         raise InputError(
@@ -1182,6 +1224,10 @@ class _Run:
     per_query: dict[tuple[int, int], dict[str, np.ndarray]] = field(default_factory=dict)
     #: ``(q, g) -> CaseResult`` computed by :meth:`prepare` (streamed gallery only).
     streamed: dict[tuple[int, int], Any] = field(default_factory=dict)
+    #: In memory: version ``g``'s gallery as the kernel reads it (normalised once for the
+    #: cases that search it), and how many of the planned cases still will.
+    galleries: dict[int, np.ndarray] = field(default_factory=dict)
+    gallery_uses: dict[int, int] = field(default_factory=dict)
 
     def prepare(self, cells: Sequence[tuple[int, int]]) -> None:
         """With a streamed gallery, compute every case ``(query version, gallery version)``
@@ -1189,6 +1235,9 @@ class _Run:
         memory, nothing (:meth:`case` computes each case when asked)."""
         al, st, judged = self.al, self.al.stream, self.judged
         if st is None:
+            for q, g in dict.fromkeys(cells):
+                if al.dims[q] == al.dims[g]:
+                    self.gallery_uses[g] = self.gallery_uses.get(g, 0) + 1
             return
         from .retrieval import StreamCase, evaluate_streamed_galleries
 
@@ -1220,7 +1269,7 @@ class _Run:
         its per-query :class:`~graceful_audit.retrieval.CaseResult` (None when the
         dimensions differ)."""
         from .qrels import RELEVANCE_KEYS, per_query_metrics, summary
-        from .retrieval import evaluate_case
+        from .retrieval import evaluate_case, prepare_queries
 
         al, judged = self.al, self.judged
         dq, dg = al.dims[q], al.dims[g]
@@ -1232,19 +1281,17 @@ class _Run:
         if r is None:
             if al.emb is None:  # pragma: no cover - prepare() computed every streamed case
                 raise AssertionError(f"compat: case {name} was not computed")
-            eq, eg = al.emb[q], al.emb[g]
+            eq, eg = prepare_queries(al.emb[q][al.q_idx], self.metric), self._gallery(g)
             progress, total = self.progress, al.q_idx.size
             cb = None if progress is None else (lambda done: progress(name, done, total))
             if judged is None:
-                r = evaluate_case(eq[al.q_idx], al.codes[al.q_idx], eg[al.g_idx],
-                                  al.codes[al.g_idx], metric=self.metric, ks=KS,
-                                  exclude_self=al.exclude, block_size=self.block_size,
-                                  progress=cb)
+                r = evaluate_case(eq, al.codes[al.q_idx], eg, al.codes[al.g_idx],
+                                  metric=self.metric, ks=KS, exclude_self=al.exclude,
+                                  block_size=self.block_size, progress=cb, prepared=True)
             else:
-                r = evaluate_case(eq[al.q_idx], None, eg[al.g_idx], None,
-                                  positives=(judged.indptr, judged.indices),
+                r = evaluate_case(eq, None, eg, None, positives=(judged.indptr, judged.indices),
                                   metric=self.metric, ks=KS, block_size=self.block_size,
-                                  progress=cb)
+                                  progress=cb, prepared=True)
         evaluated = r.first_positive_rank > 0
         intervals = {k: wilson_interval(int(np.count_nonzero(evaluated & (r.first_positive_rank
                                                                           <= k))),
@@ -1259,6 +1306,30 @@ class _Run:
             relevance = {k: means[k] for k in RELEVANCE_KEYS}
         return CaseMetrics(name, True, dict(r.topk), r.mean_average_precision, r.n_evaluated,
                            intervals=intervals, relevance=relevance), r
+
+    def _gallery(self, g: int) -> np.ndarray:
+        """Version ``g``'s gallery prepared for the kernel (:func:`~graceful_audit.retrieval.
+        prepare_gallery`: normalised for cosine), once for all the cases :meth:`prepare`
+        planned on it, then released; no copy when the gallery items are consecutive rows
+        (every item, or the items after the queries) and the metric is ``ip``."""
+        from .retrieval import prepare_gallery
+
+        al = self.al
+        x = self.galleries.get(g)
+        if x is None:
+            emb, at = al.emb[g], al.g_idx
+            if at.size and at[-1] - at[0] + 1 == at.size and np.all(at[1:] > at[:-1]):
+                emb = emb[at[0] : at[-1] + 1]  # consecutive rows: a view, no copy
+            else:
+                emb = emb[at]
+            x = prepare_gallery(emb, self.metric)
+        left = self.gallery_uses.get(g, 1) - 1
+        self.gallery_uses[g] = left
+        if left > 0:
+            self.galleries[g] = x
+        else:
+            self.galleries.pop(g, None)
+        return x
 
     def pair(self, new: int, old: int, cases: dict[str, CaseMetrics],
              raw: Mapping[str, Any]) -> CompatResult:

@@ -62,44 +62,46 @@ Let :math:`\mathcal Q^+` be the queries with at least one positive.
 
 Algorithm (exact, bounded memory)
 ---------------------------------
-Queries are processed in blocks.  For one block the score matrix :math:`S` (block x gallery,
-float32, at most ~128 MB by default, plus a bool mask a quarter of that size) is computed by
-``sgemm``.  Every quantity above only involves gallery items scoring at least as high as the
-query's *worst* positive :math:`t_q = \min_p s_p`: the best positive, the top-1 neighbour and
-every item ranked before some positive.  Per block:
+One kernel, :func:`count_shard`, serves the in-memory gallery (one shard holding every item)
+and the streamed one (any shards, any row order).  Every quantity above only involves
+gallery items scoring at least as high as the query's *worst* positive
+:math:`t_q = \min_p s_p` (its *candidates*): the best positive, the top-1 and every item
+ranked before some positive.  The positives' scores are their :func:`pair_scores`, known
+before the gallery is read, so each query gets fixed *buckets* of its candidates' scores,
+:math:`b(x) = \min(\lfloor (x - t_q)\,c_q \rfloor, B - 1)` in float32 with
+:math:`c_q = (B - 2) / (\max_p s_p - t_q)` (every float operation rounds monotonically, so
+:math:`b` is monotone: a higher bucket holds only higher scores, equal scores share one;
+the scale only affects speed, never the result).  Then, for a block of queries:
 
-1. gather the positives' scores (label groups are precomputed) and take :math:`t_q` with a
-   segmented minimum;
-2. one vectorised pass ``S >= t[:, None]`` marks the *candidates* and a word-wise popcount
-   counts them per query: a good model has a few times :math:`P` per query, a poor one up to
-   the whole gallery;
-3. queries with few candidates (at most ``500 + ng / 64``) are ranked all at once: candidates
-   become ``int64`` keys ``(row << 32) + order-preserving-int32(-score)``, one ``np.argsort``
-   puts every row in ranking order, runs of equal keys are re-sorted by gallery index, and a
-   positive's rank is its position minus its row's start; the top-1 is the row's first;
-4. queries with more candidates are ranked row by row without sorting them
-   (:func:`rank_positives`): the candidates go into about ``count / 4`` score buckets
-   linear in score (a monotone float32 map, so equal scores share a bucket), a histogram
-   gives each positive the number of candidates in higher buckets, and only the buckets
-   that hold a positive are sorted exactly (score descending, gallery index ascending) for
-   the rest, ties included; the top-1 is the best positive if it ranks first, else
-   ``argmax`` of the row (numpy returns the first maximum: the lowest index among tied
-   best scores).
+1. the shard is cut into *tiles* of ``_TILE`` items, dealt to worker threads; each runs a
+   single-threaded ``sgemm`` of the block against its tile, so the (block x tile) scores
+   stay in the cache for every pass over them and the gallery is read once per block;
+2. in the tile, the query's positives and its excluded item are blanked (``-inf``: the
+   positives are ranked among themselves by :func:`finish_stream`), one vectorised
+   comparison marks the candidates, and their buckets go into a per-query histogram
+   (one ``np.bincount`` per few million candidates);
+3. the candidates falling into a bucket that holds a positive of their query, or into a
+   bucket at or above its best positive's, are kept exactly (the *mates*: score, gallery
+   index);
+4. after the last tile, a positive's count of items ranking before it is the candidates in
+   higher buckets (a suffix sum of the histogram) plus its mates that rank before it
+   (score greater, or equal at a lower gallery index; one ``lexsort`` of the block's mates
+   and positives); the top-1 is the first of the mates and positives in ranking order
+   (every item scoring at least the best positive is a mate).  A query without positive
+   only needs its top-1: the first maximum of each tile.
 
-With ``n_threads > 1`` the rows of a block are split among worker threads, each running its
-own single-threaded ``sgemm`` (BLAS is limited to one thread with ``threadpoolctl`` for the
-duration of the call, so no idle BLAS thread spins on a core) and steps 1-3; the rows of
-step 4 are then dealt round-robin.  numpy releases the GIL in all of these.
+Workers keep their own histograms and mates, added up per block, so neither the thread
+count nor the tiles change a count.  Ranks: :math:`r(p) = 1 + \#\{\text{items before }
+p\} + \#\{\text{positives before } p\}`; AP is summed left to right in rank order.
 
 Streamed gallery (:func:`evaluate_streamed_cases`): the queries stay in memory, the gallery
-comes in shards (two passes).  Pass 1 computes every positive's pair score; then, per shard,
-:func:`count_shard` counts for every positive the shard items ranking before it (score
-greater, or equal at a lower gallery index, across shard borders too) with
-:func:`rank_positives` on the shard's candidates and all the query's positives placed by
-gallery index; ranks add up over the shards and the top-1 keeps the first maximum.  Positives
-come from labels or explicitly (CSR, as in memory; then every positive's rank is returned,
-``positive_rank``).  Memory: the queries, the positives (about 20 bytes each), one shard and
-one block of its scores.
+comes in shards (two passes).  Pass 1 computes every positive's pair score; pass 2 runs
+:func:`count_shard` on each shard (its items' gallery indices, ``gidx``, in any order);
+the counts add up over the shards and the top-1 keeps the first maximum
+(:func:`merge_states` joins states counted apart, e.g. by Spark tasks).  Positives come
+from labels or explicitly (CSR, as in memory; then every positive's rank is returned,
+``positive_rank``).  Memory: the queries, the positives (about 20 bytes each), one shard,
+each worker's tile of scores and a histogram of ``_BUCKETS`` counts per query of a block.
 
 Determinism: given the scores, the ranking and every metric do not depend on ``block_size``,
 ``n_threads`` or the shards (each query's AP is summed left to right in rank order whichever
@@ -113,11 +115,12 @@ with gaudit before the pair scores, a positive's score may differ in the last bi
 ``sgemm`` value it had (mAP of the benchmark data moved by about 1e-9; the ranks and top-k
 of the 256 queries compared did not change).
 
-Cost: one ``sgemm`` plus a few cheap passes over :math:`S` when the model is good; when the
-worst positive ranks deep (a poor model, or many positives per query) step 4 adds a few
-linear passes over the query's candidates, no sort of them.  faiss is not used: top-k
-accuracy follows exactly from the first positive's rank, numpy's ``sgemm`` runs at the rate
-of faiss's exact search, and faiss's order among equal scores is unspecified.
+Cost: one ``sgemm`` plus, per score, one comparison and one pass of ``np.flatnonzero``
+while the tile is in cache, and a few vectorised operations per candidate (a poor model's
+worst positive ranks deep, so it has many: about 6% of a million-item gallery in the
+benchmark).  faiss is not used: top-k accuracy follows exactly from the first positive's
+rank, numpy's ``sgemm`` runs at the rate of faiss's exact search, and faiss's order among
+equal scores is unspecified.
 
 Inputs must be finite (checked: ``ValueError``) and the caller should reject zero vectors for
 ``cosine`` (here they score 0 against everything).  Scores must not overflow float32.
@@ -138,15 +141,29 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 try:  # a dependency of scikit-learn
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 except ImportError:  # pragma: no cover
-    threadpool_limits = None
+    ThreadpoolController = None
+
+_controller: list[Any] = []  # the ThreadpoolController, made once (it scans libraries)
+
+
+def _single_threaded_blas() -> AbstractContextManager[Any]:
+    """A context manager limiting BLAS to one thread (``nullcontext`` without threadpoolctl);
+    the libraries are scanned once per process, not at every call (about 10 ms each)."""
+    if ThreadpoolController is None:  # pragma: no cover
+        return nullcontext()
+    if not _controller:
+        _controller.append(ThreadpoolController())
+    limiter: AbstractContextManager[Any] = _controller[0].limit(limits=1, user_api="blas")
+    return limiter
 
 __all__ = ["CaseResult", "evaluate_case", "evaluate_streamed", "normalize", "METRICS",
            "DEFAULT_BLOCK_BYTES"]
@@ -161,8 +178,9 @@ _TILE = 2048
 """Gallery items per tile: a tile's scores (query block x tile, float32) stay in the cache
 while they are compared and bucketed; only affects speed."""
 
-_QUERY_BLOCK = 1024
-"""Most queries per block: every block reads the whole shard once; only affects speed."""
+_QUERY_BLOCK = 256
+"""Most queries per block: every block reads the whole shard once, and a worker's tile of
+scores (block x ``_TILE`` float32, 2 MiB) stays in a core's L2 cache; only affects speed."""
 
 _BUCKETS = 2048
 """Score buckets per query (its candidates' histogram); only affects speed."""
@@ -258,6 +276,7 @@ def evaluate_case(
     block_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     n_threads: int | None = None,
+    prepared: bool = False,
 ) -> CaseResult:
     r"""Rank the full gallery for every query and compute top-k accuracy and mAP exactly.
 
@@ -295,8 +314,12 @@ def evaluate_case(
     progress : callable, optional
         Called after each block with the number of queries finished so far.
     n_threads : int, optional
-        Threads for the per-block ranking work (numpy releases the GIL in it); default: the
-        CPUs this process may run on.  The matrix product uses BLAS's own threads.
+        Worker threads, each with single-threaded BLAS (numpy releases the GIL); default:
+        the CPUs this process may run on.
+    prepared : bool
+        ``queries`` and ``gallery`` are already as :func:`prepare_queries` and
+        :func:`prepare_gallery` return them for ``metric`` (so a caller searching one
+        gallery with several query sets prepares it once); no copy is made.
 
     Returns
     -------
@@ -332,7 +355,10 @@ def evaluate_case(
     nq, ng = q.shape[0], g.shape[0]
     if positives is None:
         indptr, indices = positive_pairs(_Work.create(ql, gl, excl))
-    qs, gs = prepare_queries(q, metric), prepare_gallery(g, metric)
+    if prepared:
+        qs, gs = q, g
+    else:
+        qs, gs = prepare_queries(q, metric), prepare_gallery(g, metric)
     score = np.empty(indices.size, dtype=np.float32)
     pair_scores(qs, gs, np.repeat(np.arange(nq, dtype=np.int64), np.diff(indptr)), indices,
                 score)
@@ -664,7 +690,7 @@ def _validate(
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"queries have dimension {q.shape[1]} but the gallery has {g.shape[1]}")
     for name, x in (("queries", q), ("gallery", g)):
-        if not np.isfinite(x).all():
+        if not _all_finite(x):
             raise ValueError(f"{name} contain NaN or infinite values")
     ql = _integers(query_labels, q.shape[0], "query_labels", "queries")
     gl = _integers(gallery_labels, g.shape[0], "gallery_labels", "gallery rows")
@@ -675,6 +701,11 @@ def _validate(
         if excl.size and (excl.min() < -1 or excl.max() >= g.shape[0]):
             raise ValueError(f"exclude_self must hold gallery indices in [0, {g.shape[0]}) or -1")
     return q, ql, g, gl, excl
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """No NaN or infinity in ``x`` (its minimum and maximum: NaN propagates; no copy)."""
+    return not x.size or bool(np.isfinite(x.min()) and np.isfinite(x.max()))
 
 
 def _integers(values: np.ndarray, n: int, name: str, what: str) -> np.ndarray:
@@ -833,7 +864,7 @@ def pair_scores(qs: np.ndarray, gs: np.ndarray, rows: np.ndarray, cols: np.ndarr
     shard size): one float32 dot product per pair, so a positive's score never depends on
     the shape of the matrix product it would otherwise come from.
     """
-    step = max(1, (1 << 24) // max(1, qs.shape[1]))
+    step = max(1, (1 << 19) // max(1, qs.shape[1]))  # gathered rows stay in the cache
     for a in range(0, rows.size, step):
         b = min(a + step, rows.size)
         out[a:b] = np.einsum("ij,ij->i", qs[rows[a:b]], gs[cols[a:b]])
@@ -923,11 +954,9 @@ def count_shard(state: StreamState, qs: np.ndarray, gs: np.ndarray, gidx: np.nda
     kernel = _Kernel.create(state, gs, gidx, excl, tile)
     tiles = [(c0, min(c0 + tile, n)) for c0 in range(0, n, tile)]
     parts = [tiles[i::threads] for i in range(threads)]
-    split = threads > 1 and threadpool_limits is not None
-    blas_limit = threadpool_limits(1, user_api="blas") if split else nullcontext()
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
     try:
-        with blas_limit:
+        with _single_threaded_blas() if pool is not None else nullcontext():
             for r0 in range(0, nq, rows):
                 r1 = min(nq, r0 + rows)
                 block = kernel.block(r0, r1)
@@ -965,7 +994,7 @@ class _Kernel:
     def create(cls, state: StreamState, gs: np.ndarray, gidx: np.ndarray, excl: np.ndarray,
                tile: int) -> _Kernel:
         nq, n = state.indptr.size - 1, gidx.size
-        n_buckets = int(max(1, _BUCKETS))
+        n_buckets = int(max(1, min(_BUCKETS, n)))  # a query has at most n candidates here
         sorted_gidx = bool(np.all(gidx[1:] > gidx[:-1]))
         at, srow = Positives.create(state.indptr, state.indices).in_shard(gidx)
         # Excluded items in the shard: the query rows and their shard rows.

@@ -201,3 +201,51 @@ def test_cross_gates_breach_when_new_queries_cannot_search_the_old_index():
     assert all("cannot search the old index" in g.detail for g in r.gates)
     r = audit_compat(old, new, gates={"min-cross-top1": 0.01})
     assert not r.passed and r.gates[0].status == "fail"
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_gallery_after_the_queries_or_interleaved_matches_brute_force(interleaved, metric):
+    """The gallery items as one run of rows after the queries (read without a copy) or
+    interleaved with them (gathered): the same cases as brute force."""
+    rng = np.random.default_rng(8)
+    n, d = 90, 6
+    labels = rng.integers(0, 9, n)
+    e_old = rng.normal(size=(n, d)).astype(np.float32)
+    e_new = (e_old + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
+    is_q = rng.random(n) < 0.3 if interleaved else np.arange(n) < 25
+    split = np.where(is_q, "query", "gallery")
+    ids = [f"i{i:03d}" for i in range(n)]  # id order = row order
+    r = audit_compat(_frame(ids, labels, e_old, split), _frame(ids, labels, e_new, split),
+                     metric=metric)
+    emb = {"old": e_old, "new": e_new}
+    for case in ("old/old", "new/new", "new/old", "old/new"):
+        qn, gn = case.split("/")
+        top, mean_ap, _ = brute_force(emb[qn][is_q], labels[is_q], emb[gn][~is_q],
+                                      labels[~is_q], metric)
+        assert r.cases[case].topk[1] == pytest.approx(top[1], abs=1e-9), case
+        assert r.cases[case].map == pytest.approx(mean_ap, abs=1e-6), case
+
+
+@pytest.mark.parametrize(
+    ("metric", "norm", "needle"),
+    [
+        ("cosine", 1e-20, None),  # tiny float32 squared norm: checked exactly, fine
+        ("cosine", 1e-31, "too close to zero"),
+        ("ip", 5e17, None),  # squared norm near float32's limit: checked exactly, fine
+        ("l2", 2e18, r"norms above 1e\+18"),
+    ],
+)
+def test_norms_near_the_limits_are_checked_exactly(metric, norm, needle):
+    rng = np.random.default_rng(2)
+    e = rng.normal(size=(12, 4))
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    e[5] *= norm
+    ids, labels = [f"i{i}" for i in range(12)], np.arange(12) % 3
+    old, new = _frame(ids, labels, e), _frame(ids, labels, rng.normal(size=(12, 4)))
+    if needle is None:
+        assert audit_compat(old, new, metric=metric).cases["old/old"].available
+    else:
+        with pytest.raises(InputError, match=needle) as info:
+            audit_compat(old, new, metric=metric)
+        assert "'i5'" in str(info.value)

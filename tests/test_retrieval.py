@@ -659,3 +659,95 @@ def test_galleries_reject_indices_not_given_exactly_once(shards, message):
     case = retrieval.StreamCase(g[:1], [0], None, "g")
     with pytest.raises(ValueError, match=message):
         retrieval.evaluate_streamed_galleries([case], [0, 0, 1, 1], galleries)
+
+
+# ----------------------------------------------------------------- the tiled kernel's paths
+def count_case(q, ql, g, gl, excl, metric, gidx_order, n_threads):
+    """``count_shard`` over the whole gallery given in the row order ``gidx_order``."""
+    ng = g.shape[0]
+    excl = np.full(q.shape[0], -1) if excl is None else np.asarray(excl)
+    indptr, indices = retrieval.positive_pairs(retrieval._Work.create(
+        np.asarray(ql, dtype=np.int64), np.asarray(gl, dtype=np.int64), excl))
+    qs, gs = retrieval.prepare_queries(q, metric), retrieval.prepare_gallery(g, metric)
+    pos = retrieval.Positives.create(indptr, indices)
+    at, vals = retrieval.shard_positive_scores(pos, qs, gs, np.arange(ng))
+    score = np.zeros(indices.size, dtype=np.float32)
+    score[at] = vals
+    state = retrieval.StreamState.create(indptr, indices, score)
+    retrieval.count_shard(state, qs, gs[gidx_order], gidx_order, excl, n_threads=n_threads)
+    return retrieval.finish_stream(state, KS)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+@pytest.mark.parametrize("scrambled", [False, True])
+def test_ties_across_tile_borders(monkeypatch, threads, scrambled):
+    """Every item scores the same: ranks follow the gallery index across tiles of 3 items,
+    whichever thread counts a tile and in whatever row order the shard comes."""
+    monkeypatch.setattr(retrieval, "_TILE", 3)
+    ng = 17
+    g = np.ones((ng, 2), dtype=np.float32)
+    gl = np.array([1, 0, 0, 1, 2, 2, 2, 0, 1, 1, 0, 2, 2, 0, 1, 0, 2])
+    q = np.ones((4, 2), dtype=np.float32)
+    ql = np.array([0, 1, 2, 3])  # label 3: no positive, top-1 only
+    order = np.random.default_rng(3).permutation(ng) if scrambled else np.arange(ng)
+    res = count_case(q, ql, g, gl, None, "ip", order, threads)
+    assert_matches(res, brute_force(q, ql, g, gl, "ip"))
+    np.testing.assert_array_equal(res.top1_index, [0, 0, 0, 0])
+    np.testing.assert_array_equal(res.first_positive_rank, [2, 1, 5, 0])
+
+
+def test_tiles_without_positive_or_candidate(monkeypatch):
+    """Tiles whose items all score below every query's worst positive and hold no positive
+    (nothing counted there), and a query without positive: still exact."""
+    monkeypatch.setattr(retrieval, "_TILE", 4)
+    q = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)
+    ql = np.array([0, 1, 9])
+    far = np.tile([[-5, -5]], (12, 1))  # every score -5 or -10: below every positive
+    g = np.vstack([far, [[3, 0], [0, 3], [2, 2], [1, 0]]]).astype(np.float32)
+    gl = np.r_[np.full(12, 5), [0, 1, 0, 1]]
+    for threads in (1, 3):
+        res = evaluate_case(q, ql, g, gl, metric="ip", ks=KS, n_threads=threads)
+        assert_matches(res, brute_force(q, ql, g, gl, "ip"))
+    np.testing.assert_array_equal(res.top1_index, [12, 13, 14])
+
+
+@pytest.mark.parametrize("buckets", [1, 3, 2048])
+def test_candidates_sharing_one_bucket_and_ties_with_positives(monkeypatch, buckets):
+    """Rows whose positives all score the same (bucket span 0) with many items tied to
+    them, and rows with many ties inside a positive's bucket: ties go by gallery index."""
+    monkeypatch.setattr(retrieval, "_BUCKETS", buckets)
+    monkeypatch.setattr(retrieval, "_TILE", 5)
+    rng = np.random.default_rng(5)
+    g = rng.integers(0, 3, (60, 2)).astype(np.float32)  # scores in {0 .. 4}: many ties
+    gl = rng.integers(0, 4, 60)
+    q = np.array([[1, 0], [0, 1], [1, 1], [1, 0]], dtype=np.float32)
+    ql = np.array([0, 1, 2, 3])
+    excl = np.array([-1, 5, 59, 0])
+    same = np.ones((30, 2), dtype=np.float32)  # every score equal: one bucket
+    same_l = rng.integers(0, 3, 30)
+    for threads in (1, 2):
+        for qq, qql, gg, ggl, ex in ((q, ql, g, gl, excl), (q[:3], ql[:3], same, same_l, None)):
+            res = evaluate_case(qq, qql, gg, ggl, metric="ip", ks=KS, exclude_self=ex,
+                                n_threads=threads)
+            assert_matches(res, brute_force(qq, qql, gg, ggl, "ip", KS, ex))
+            order = rng.permutation(gg.shape[0])
+            assert_same(count_case(qq, qql, gg, ggl, ex, "ip", order, threads), res)
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=integer_cases(), seed=st.integers(0, 2**32 - 1), threads=st.sampled_from([1, 2, 4]),
+       tile=st.sampled_from([1, 2, 5, 2048]), buckets=st.sampled_from([1, 2, 7, 2048]))
+def test_property_scrambled_shard_and_threads_equal_in_memory(case, seed, threads, tile,
+                                                              buckets):
+    """One shard holding the whole gallery in a scrambled row order, counted by 1 to 4
+    threads with any tile and bucket count: the in-memory result, to the bit."""
+    q, ql, g, gl, excl, metric = case
+    order = np.random.default_rng(seed).permutation(g.shape[0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(retrieval, "_TILE", tile)
+        mp.setattr(retrieval, "_BUCKETS", buckets)
+        res = count_case(q, ql, g, gl, excl, metric, order, threads)
+    mem = evaluate_case(q, ql, g, gl, metric=metric, ks=KS, exclude_self=excl, n_threads=1)
+    assert_same(res, mem)
+    np.testing.assert_array_equal(res.average_precision, mem.average_precision)
+    assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))
