@@ -22,6 +22,9 @@ Scenarios (see benchmarks/README.md):
 * ``help``   - ``gaudit --help`` and ``python -X importtime``: no heavy module at start-up.
 * ``big``    - (only with ``--big`` or ``--scenarios big``) 200M-row Parquet pair written in
   chunks, ``gaudit flips --memory-limit 8GB``: wall time and peak RSS.
+* ``compat-big`` - (only with ``--scenarios compat-big``) a 20M x 128-d gallery pair (two
+  ~10 GiB Parquet files written in chunks), ``gaudit compat --memory-limit 4GB``: wall time
+  and peak RSS (``--compat-big-gallery N`` for a quicker check).
 
 Data are generated deterministically (``numpy.random.default_rng`` seeded from 0) into
 ``benchmarks/data/`` (git-ignored) and reused while their parameters are unchanged. The
@@ -65,7 +68,7 @@ PYTHON = sys.executable
 HEAVY_MODULES = ("pandas", "sklearn", "scipy", "faiss", "duckdb")
 INFO_MODULES = ("numpy", "pyarrow", "rich", "typer")
 DEFAULT_SCENARIOS = ("flips", "compat", "help")
-ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "big", "spark", "spark-compat", "whatif")
+ALL_SCENARIOS = (*DEFAULT_SCENARIOS, "big", "compat-big", "spark", "spark-compat", "whatif")
 
 # flips data: accuracy of the old model, P(new right | old right), P(new right | old wrong).
 N_CLASSES = 100
@@ -527,6 +530,59 @@ def write_compat_pair(old_path: Path, new_path: Path, n_gallery: int, n_queries:
     return {"items": int(n)}
 
 
+def write_compat_big_pair(old_path: Path, new_path: Path, n_gallery: int, n_queries: int,
+                          n_ids: int, dim: int, chunk_rows: int, seed: int = 0
+                          ) -> dict[str, Any]:
+    """The compat generator's model (unit identity centres + noise, new = old + noise),
+    written ``chunk_rows`` rows at a time without holding the files: ids 0 .. n-1, the
+    first ``n_queries`` rows are the queries (identities in a random order), every later
+    row a gallery item of identity ``row % n_ids`` (so each identity has about
+    ``n_gallery / n_ids`` items), with fresh noise drawn per chunk from the chunk's own
+    generator (seeded from ``(seed, 1, chunk)``). The old file is in id order; the new
+    file's rows are shuffled within each chunk (so the two files are in different row
+    orders). (Noise pools reused across chunks were tried: items sharing a noise row are
+    nearer than an identity's items, and top-1 fell to 0 at 20M.)"""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_ids, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    q_lab = np.resize(rng.permutation(n_ids), n_queries)
+    n = n_queries + n_gallery
+    scale = np.float32(1 / math.sqrt(dim))
+
+    def table(ids: np.ndarray, labels: np.ndarray, emb: np.ndarray) -> Any:
+        split = pa.array(np.where(ids < n_queries, "query", "gallery"), type=pa.string())
+        values = pa.array(emb.reshape(-1), type=pa.float32())
+        return pa.table({"id": ids, "label": labels, "split": split,
+                         "embedding": pa.FixedSizeListArray.from_arrays(values, dim)})
+
+    with contextlib.ExitStack() as stack:
+        writers: dict[Path, Any] = {}
+        for c in range(math.ceil(n / chunk_rows)):
+            start, stop = c * chunk_rows, min(n, (c + 1) * chunk_rows)
+            ids = np.arange(start, stop, dtype=np.int64)
+            labels = np.where(ids < n_queries, q_lab[np.minimum(ids, n_queries - 1)],
+                              (ids - n_queries) % n_ids).astype(np.int64)
+            g = np.random.default_rng([seed, 1, c])
+            old = g.standard_normal((ids.size, dim), dtype=np.float32)
+            old *= np.float32(OLD_NOISE) * scale
+            old += centres[labels]
+            new = g.standard_normal((ids.size, dim), dtype=np.float32)
+            new *= np.float32(NEW_EXTRA_NOISE) * scale
+            new += old
+            shuffle = g.permutation(ids.size)
+            for path, t in ((old_path, table(ids, labels, old)),
+                            (new_path, table(ids[shuffle], labels[shuffle], new[shuffle]))):
+                if path not in writers:
+                    writers[path] = stack.enter_context(
+                        pq.ParquetWriter(str(path), t.schema, compression="snappy"))
+                writers[path].write_table(t, row_group_size=ROW_GROUP_ROWS // 10)
+            del old, new
+    return {"items": int(n), "queries": int(n_queries), "gallery": int(n_gallery)}
+
+
 # --------------------------------------------------------------------------- references
 
 REFERENCE_FLIPS = r"""
@@ -825,6 +881,74 @@ def scenario_big(ctx: Context) -> None:
         if not a.keep_big and folder.exists():
             shutil.rmtree(folder)
             ctx.report.note(f"big: deleted {folder.relative_to(ROOT)} (use --keep-big to keep)")
+
+
+def scenario_compat_big(ctx: Context) -> None:
+    """``gaudit compat --memory-limit 4GB`` on a gallery far larger than the limit (the
+    gallery is streamed, each file read in its own row order): wall time and peak RSS."""
+    a = ctx.args
+    n_gallery, n_queries, dim = a.compat_big_gallery, a.compat_big_queries, a.dim
+    n_ids = max(1, n_gallery // 50)
+    folder = ctx.data_dir / f"compat-big-{n_gallery}-{n_queries}-{dim}"
+    old, new = folder / "old.parquet", folder / "new.parquet"
+    limit = a.compat_big_memory_limit
+    print(f"\n## compat-big: {n_queries:,} queries x {n_gallery:,} gallery, {dim}-d, "
+          f"--memory-limit {limit}", flush=True)
+    need = 2 * (n_gallery + n_queries) * (4 * dim + 40)
+    free = shutil.disk_usage(ctx.data_dir).free
+    if not (folder / "params.json").exists() and free < need + 2 * 2**30:
+        raise SystemExit(f"compat-big: needs about {need / 2**30:.0f} GiB free in "
+                         f"{ctx.data_dir}, {free / 2**30:.0f} GiB available")
+    try:
+        facts, gen_s = cached(
+            folder, {"gallery": n_gallery, "queries": n_queries, "ids": n_ids, "dim": dim,
+                     "chunk_rows": a.compat_big_chunk_rows, "old_noise": OLD_NOISE,
+                     "generator": "fresh noise per chunk",
+                     "new_noise": NEW_EXTRA_NOISE, "seed": 0},
+            lambda: write_compat_big_pair(old, new, n_gallery, n_queries, n_ids, dim,
+                                          a.compat_big_chunk_rows),
+            a.regenerate,
+        )
+        size = (old.stat().st_size + new.stat().st_size) / 2**30
+        ctx.report.note(
+            f"compat-big: {n_gallery:,} gallery items + {n_queries:,} queries per file "
+            f"({n_ids:,} identities), {dim}-d float32, {size:.1f} GiB for the pair"
+            + (f", generated in {gen_s:.0f} s" if gen_s is not None else "")
+            + f" in chunks of {a.compat_big_chunk_rows:,} rows (new file: rows shuffled "
+            "within each chunk)")
+        out = ctx.tmp / "compat-big.json"
+        load = load_note()
+        ours = run_measured([*gaudit_cmd(), "compat", str(old), str(new), "--memory-limit",
+                             limit, "-f", "json", "-o", str(out), "-q"], ctx.env, check=False)
+        if ours.returncode not in (0, 1):
+            raise RuntimeError(f"compat-big: gaudit failed ({ours.returncode}):\n"
+                               f"{ours.stderr[-3000:]}")
+        row = Row(f"big compat ({n_queries:,} q x {n_gallery / 1e6:g}M gallery, {dim}-d, "
+                  f"--memory-limit {limit})", ours.wall_s, None, "completes",
+                  ours.maxrss_mib, None, "none (one run; peak RSS against the limit)", "met",
+                  ours.others_cores)
+        ctx.report.rows.append(row)
+        doc = json.loads(out.read_text())
+        ok = doc["queries"] == facts["queries"] and doc["inputs"]["gallery"] == facts["gallery"]
+        ctx.report.note(
+            f"compat-big: one run, load average before {load}; peak RSS "
+            f"{ours.maxrss_mib:,.0f} MiB for --memory-limit {limit}; check: {doc['queries']:,} "
+            f"queries and {doc['inputs']['gallery']:,} gallery items as generated: {ok}; "
+            "top-1 " + ", ".join(f"{c} {doc['cases'][c]['top1']:.4f}" for c in doc["cases"]))
+        if a.compat_big_check:
+            ref_out = ctx.tmp / "compat-big-memory.json"
+            ref = run_measured([*gaudit_cmd(), "compat", str(old), str(new), "-f", "json",
+                                "-o", str(ref_out), "-q"], ctx.env, check=False)
+            same = json.loads(ref_out.read_text()) == doc
+            ctx.report.note(
+                f"compat-big: check: the same audit in memory (no --memory-limit: "
+                f"{ref.wall_s:.0f} s, peak RSS {ref.maxrss_mib:,.0f} MiB) gives the same JSON: "
+                f"{same}")
+    finally:
+        if not a.keep_big and folder.exists():
+            shutil.rmtree(folder)
+            ctx.report.note(f"compat-big: deleted {folder.name} "
+                            "(use --keep-big to keep)")
 
 
 # --------------------------------------------------------------------------- breakdowns
@@ -1271,6 +1395,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="rows generated and written at a time for the big pair")
     p.add_argument("--memory-limit", default="8GB", help="gaudit --memory-limit for big")
     p.add_argument("--keep-big", action="store_true", help="keep the big files afterwards")
+    p.add_argument("--compat-big-gallery", type=int, default=20_000_000,
+                   help="gallery items of the compat-big pair")
+    p.add_argument("--compat-big-queries", type=int, default=1_000,
+                   help="queries of the compat-big pair")
+    p.add_argument("--compat-big-memory-limit", default="4GB",
+                   help="gaudit --memory-limit for compat-big")
+    p.add_argument("--compat-big-chunk-rows", type=int, default=1_000_000,
+                   help="rows written at a time for the compat-big pair")
+    p.add_argument("--compat-big-check", action="store_true",
+                   help="also run compat-big in memory and compare the JSON (small sizes)")
     p.add_argument("--gallery", type=int, default=100_000, help="compat gallery items")
     p.add_argument("--queries", type=int, default=2_000, help="compat queries")
     p.add_argument("--identities", type=int, default=2_000, help="compat identities")
@@ -1421,6 +1555,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "compat": scenario_compat,
     "help": scenario_help,
     "big": scenario_big,
+    "compat-big": scenario_compat_big,
     "spark": scenario_spark,
     "spark-compat": scenario_spark_compat,
     "whatif": scenario_whatif,

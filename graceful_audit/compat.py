@@ -854,7 +854,7 @@ def audit_compat(
     memory_limit : str, optional
         Memory for the whole audit (``--memory-limit``, as for ``flips``; default 80% of
         the RAM). When the embeddings would not fit, the gallery is streamed in shards
-        (:func:`_streamed_cases`), with the same results.
+        (each file read in its own row order, :class:`_Stream`), with the same results.
     sample_queries, seed : int, optional
         Audit a uniform sample of ``sample_queries`` queries (all of them when there are no
         more), drawn with ``seed`` (default 0); the report says so.
@@ -952,70 +952,126 @@ def audit_compat(
 
 
 @dataclass(frozen=True)
+class _File:
+    """One version's file as the streamed gallery reads it: in its own row order."""
+
+    sql: str  # ``SELECT id, e FROM ...``: the file's rows in the order it stores them
+    where: str  # the file, for messages
+    #: Per row of the file (in that order): its aligned position, -1 when it is not
+    #: audited (an unmatched id).
+    pos: np.ndarray
+
+
+def _rows_of(emb: Any, rows: np.ndarray) -> Any:
+    """The list column ``emb`` at ``rows``: gathered by numpy when every row is a list of
+    the same length without nulls (much faster than Arrow's ``take`` of lists), by Arrow
+    otherwise (the validation then reports the odd rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(emb)
+    if n and emb.null_count == 0:
+        lengths = pc.list_value_length(emb)
+        d = int(pc.min(lengths).as_py() or 0)
+        if d and d == pc.max(lengths).as_py():
+            values = emb.flatten()
+            if values.null_count == 0 and len(values) == n * d:
+                x = values.to_numpy(zero_copy_only=False).reshape(n, d)[rows]
+                return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), d)
+    return emb.take(pa.array(rows))
+
+
+@dataclass(frozen=True)
 class _Stream:
     """A gallery read in shards (``--memory-limit`` too small for every embedding): the
-    open engine, the query of the joined embeddings ``e_0 .. e_{n-1}`` in id order (the
-    order of the aligned items), and the queries' embeddings, read once."""
+    open engine and every version's file, each read in its own row order (no join and no
+    sort of embeddings), and the queries' embeddings, read once.
+
+    The aligned order stays the in-memory audit's (items ordered by id): each file row
+    knows its aligned position (:attr:`_File.pos`, from the ids alone), so every shard of
+    a file goes to the kernel with the gallery index of each of its rows."""
 
     engine: Any
-    sql: str
     shard_rows: int
     block_bytes: int
     joined: str  # the files, for messages
-    where: tuple[str, ...]  # each version's file, for messages
-    ids: np.ndarray
+    files: tuple[_File, ...]
+    ids: _Ids
     metric: str
     #: Each version's dimension, from the first rows read; later rows must agree.
     dims: dict[int, int] = field(default_factory=dict)
     #: The (sampled) queries' embeddings of each version, filled by :meth:`read_queries`.
     queries: list[np.ndarray] = field(default_factory=list)
 
-    def batches(self, mask: np.ndarray) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Per shard, the aligned positions of its rows in ``mask`` and their validated
-        float32 embeddings, keyed by version number as text (shards without such rows are
-        skipped)."""
+    def batches(self, k: int, slot: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Version ``k``'s file in shards, in its row order: per shard, ``slot[aligned
+        position]`` of its rows whose slot is >= 0, and their validated float32 embeddings
+        (shards without such rows are skipped)."""
         import pyarrow as pa
 
+        f = self.files[k]
         r0 = 0
-        for batch in self.engine.con.sql(self.sql).to_arrow_reader(self.shard_rows):
-            t = pa.Table.from_batches([batch])
-            rows = np.flatnonzero(mask[r0 : r0 + t.num_rows])
-            if rows.size:
-                sub = t if rows.size == t.num_rows else t.take(rows)
-                ids = self.ids[r0 + rows]
-                out = {}
-                for k, where in enumerate(self.where):
-                    x = _matrix(sub, f"e_{k}", ids, where, self.metric)
-                    if self.dims.setdefault(k, x.shape[1]) != x.shape[1]:
-                        raise InputError(
-                            f"{where}: ragged embeddings: dimension {x.shape[1]} for ids "
-                            f"{examples(ids)} but {self.dims[k]} for earlier ids. All "
-                            "embeddings of a model must have the same dimension.")
-                    out[str(k)] = x
-                yield r0 + rows, out
-            r0 += t.num_rows
+        for batch in self.engine.con.sql(f.sql).to_arrow_reader(self.shard_rows):
+            n = batch.num_rows
+            pos = f.pos[r0 : r0 + n].astype(np.int64)
+            r0 += n
+            rows = np.flatnonzero(pos >= 0)
+            where = rows[slot[pos[rows]] >= 0]
+            if not where.size:
+                continue
+            at = pos[where]
+            ids, emb = batch.column(0), batch.column(1)
+            if where.size < n:
+                ids, emb = ids.take(pa.array(where)), _rows_of(emb, where)
+            self._check_order(ids, at)
+            sub = pa.Table.from_arrays([emb], ["e"])
+            x = _matrix(sub, "e", self.ids.view(at), f.where, self.metric)
+            if self.dims.setdefault(k, x.shape[1]) != x.shape[1]:
+                raise InputError(
+                    f"{f.where}: ragged embeddings: dimension {x.shape[1]} for ids "
+                    f"{examples(self.ids[at])} but {self.dims[k]} for earlier ids. All "
+                    "embeddings of a model must have the same dimension.")
+            yield slot[at], x
+        if r0 != f.pos.size:
+            raise AssertionError(f"{f.where}: read {r0} rows, expected {f.pos.size}")
+
+    def _check_order(self, ids: Any, at: np.ndarray) -> None:
+        """The ids of a shard's rows are those its positions were computed from: the file
+        was read in the same row order twice (a bug otherwise, never a wrong result)."""
+        import pyarrow as pa
+
+        want = self.ids.arr.take(pa.array(at))
+        if not ids.cast(want.type).equals(want):
+            raise AssertionError("compat: a file's rows came back in another order")
 
     def read_queries(self, all_queries: np.ndarray, q_idx: np.ndarray) -> None:
-        """One pass: validate every query's embeddings (sampled or not, as in memory) and
-        keep those of ``q_idx`` (ascending positions, a subset of ``all_queries``)."""
+        """One pass per file: validate every query's embeddings (sampled or not, as in
+        memory) and keep those of ``q_idx`` (ascending positions, a subset of
+        ``all_queries``), in that order."""
         n = len(self.ids)
-        is_q = np.zeros(n, dtype=bool)
-        is_q[all_queries] = True
-        keep = np.zeros(n, dtype=bool)
-        keep[q_idx] = True
-        parts: list[list[np.ndarray]] = [[] for _ in self.where]
-        for rows, block in self.batches(is_q):
-            sel = keep[rows]
-            for k in range(len(self.where)):
-                parts[k].append(block[str(k)][sel])
-        self.queries.extend(np.concatenate(p) for p in parts)
+        slot = np.full(n, -1, dtype=np.int64)
+        slot[all_queries] = np.arange(all_queries.size)
+        keep = np.full(all_queries.size, -1, dtype=np.int64)
+        keep[np.searchsorted(all_queries, q_idx)] = np.arange(q_idx.size)
+        for k in range(len(self.files)):
+            out: np.ndarray | None = None
+            for at, x in self.batches(k, slot):
+                mine = keep[at]
+                sel = mine >= 0
+                if out is None:
+                    out = np.zeros((q_idx.size, x.shape[1]), dtype=np.float32)
+                out[mine[sel]] = x[sel]
+            assert out is not None  # there is a query (checked by _items)
+            self.queries.append(out)
 
-    def gallery(self, g_idx: np.ndarray) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
-        """The ``shards`` callable of :func:`~graceful_audit.retrieval.evaluate_streamed_cases`
-        over the gallery items ``g_idx``."""
-        is_g = np.zeros(len(self.ids), dtype=bool)
-        is_g[g_idx] = True
-        return lambda: (block for _, block in self.batches(is_g))
+    def gallery(self, k: int, g_idx: np.ndarray) -> Callable[[], Iterator[
+            tuple[np.ndarray, np.ndarray]]]:
+        """Version ``k``'s gallery for
+        :func:`~graceful_audit.retrieval.evaluate_streamed_galleries`: the shards of its
+        file with the gallery index of each row (items ``g_idx``)."""
+        slot = np.full(len(self.ids), -1, dtype=np.int64)
+        slot[g_idx] = np.arange(g_idx.size)
+        return lambda: self.batches(k, slot)
 
 
 @dataclass(frozen=True)
@@ -1027,8 +1083,8 @@ class _Aligned:
     rows: tuple[int, ...]
     matched: int
     unmatched: tuple[int, ...]  # per file: its ids missing from another file
-    ids: np.ndarray
-    labels: np.ndarray
+    ids: _Ids
+    labels: np.ndarray  # the distinct labels (text, sorted): item i's is labels[codes[i]]
     codes: np.ndarray
     dims: tuple[int, ...]  # each version's embedding dimension
     #: Every item's embeddings per version; None when the gallery is streamed (``stream``).
@@ -1112,14 +1168,16 @@ def _align(sources: Sequence[Any], id_col: str | None, label_col: str | None,
         exclude = None if exclude is None else exclude[pick]
     emb: tuple[np.ndarray, ...] | None = None
     stream = None
+    if shard_rows is not None:
+        del data  # the ids are kept (as Arrow), not the joined labels and split
     if shard_rows is None:
         emb = tuple(_matrix(data, f"e_{k}", ids, t.label, metric) for k, t in enumerate(tables))
         dims = tuple(int(e.shape[1]) for e in emb)
     else:
         try:
-            stream = _stream(engine, sides, tables, joined, ids, metric, shard_rows,
-                             memory_limit)
             with engine.errors(f"while reading {joined}"):
+                stream = _stream(engine, sides, tables, joined, ids, metric, shard_rows,
+                                 memory_limit)
                 stream.read_queries(all_queries, q_idx)
         except BaseException:
             engine.close()
@@ -1131,17 +1189,48 @@ def _align(sources: Sequence[Any], id_col: str | None, label_col: str | None,
 
 
 def _stream(engine: Any, sides: list[_EmbeddingSide], tables: list[Any], joined: str,
-            ids: np.ndarray, metric: str, shard_rows: int,
+            ids: _Ids, metric: str, shard_rows: int,
             memory_limit: str | None) -> _Stream:
-    """The :class:`_Stream` reading the joined embeddings in shards of about ``shard_rows``
-    rows (one block of scores gets ``_BLOCK_SHARE`` of the memory budget)."""
-    n = len(sides)
-    cols = ", ".join(f"s{k}.e AS e_{k}" for k in range(n))
-    joins = " ".join(f"JOIN s{k} ON s0.id = s{k}.id" for k in range(1, n))
-    sql = f"{_with_sql(sides)} SELECT {cols} FROM s0 {joins} ORDER BY s0.id"
+    """The :class:`_Stream` reading each file in shards of about ``shard_rows`` rows, in its
+    own row order (one block of scores gets ``_BLOCK_SHARE`` of the memory budget)."""
+    exprs = _id_exprs(sides)
+    files = tuple(
+        _File(f"SELECT {e} AS id, {s.embedding_sql} AS e FROM {quote(s.table.view)}", t.label,
+              _positions(engine, e, s, ids))
+        for e, s, t in zip(exprs, sides, tables, strict=True))
     block_bytes = max(1 << 20, int(_BLOCK_SHARE * memory_budget(memory_limit)))
-    return _Stream(engine, sql, shard_rows, block_bytes, joined,
-                   tuple(t.label for t in tables), ids, metric)
+    return _Stream(engine, shard_rows, block_bytes, joined, files, ids, metric)
+
+
+def _positions(engine: Any, expr: str, side: _EmbeddingSide, ids: _Ids) -> np.ndarray:
+    """Per row of ``side``'s file, in the order the file stores them (the order a plain
+    scan returns), the aligned position of its id (its index in ``ids``), -1 when it is
+    not audited. Computed from the ids alone: DuckDB joins the file's ids, numbered in scan
+    order, with the aligned ids (a hash join of two integer-tagged id columns; nothing is
+    sorted)."""
+    import pyarrow as pa
+
+    con = engine.con
+    file_ids = con.sql(f"SELECT {expr} AS id FROM {quote(side.table.view)}").to_arrow_table()
+    n, m = file_ids.num_rows, len(ids)
+    kind = np.int32 if max(n, m) < 2**31 - 1 else np.int64
+    rows = pa.table({"id": file_ids.column(0), "rn": pa.array(np.arange(n, dtype=kind))})
+    del file_ids
+    aligned = pa.table({"id": ids.arr, "pos": pa.array(np.arange(m, dtype=kind))})
+    pos = np.full(n, -1, dtype=kind)
+    names = ("gaudit_rows", "gaudit_aligned")
+    con.register(names[0], rows)
+    con.register(names[1], aligned)
+    try:
+        reader = con.sql(f"SELECT r.rn, a.pos FROM {names[0]} AS r JOIN {names[1]} AS a "
+                         "ON r.id = a.id").to_arrow_reader(1 << 20)
+        for batch in reader:
+            rn = batch.column(0).to_numpy(zero_copy_only=False)
+            pos[rn] = batch.column(1).to_numpy(zero_copy_only=False)
+    finally:
+        for name in names:
+            con.unregister(name)
+    return pos
 
 
 @dataclass(frozen=True)
@@ -1180,7 +1269,7 @@ class _Run:
                 if al.dims[q] == al.dims[g]:
                     self.gallery_uses[g] = self.gallery_uses.get(g, 0) + 1
             return
-        from .retrieval import StreamCase, evaluate_streamed_cases
+        from .retrieval import StreamCase, evaluate_streamed_galleries
 
         todo = [(q, g) for q, g in dict.fromkeys(cells) if al.dims[q] == al.dims[g]]
         if judged is None:
@@ -1189,14 +1278,17 @@ class _Run:
         else:
             positives = (judged.indptr, judged.indices)
             specs = [StreamCase(st.queries[q], None, None, str(g), positives) for q, g in todo]
-        progress, total = self.progress, int(al.g_idx.size)
+        n_gallery = int(al.g_idx.size)
+        galleries = {str(g): st.gallery(g, al.g_idx) for g in dict.fromkeys(g for _, g in todo)}
+        # Every gallery version is read twice (positives' scores, then counts).
+        progress, total = self.progress, 2 * len(galleries) * n_gallery
         cb = None if progress is None else (lambda done: progress("gallery shards", done,
                                                                   total))
         try:
             with st.engine.errors(f"while reading {st.joined}"):
-                results = evaluate_streamed_cases(
-                    specs, al.codes[al.g_idx] if judged is None else None,
-                    st.gallery(al.g_idx), n_gallery=total, metric=self.metric, ks=KS,
+                results = evaluate_streamed_galleries(
+                    specs, al.codes[al.g_idx] if judged is None else None, galleries,
+                    n_gallery=n_gallery, metric=self.metric, ks=KS,
                     block_bytes=st.block_bytes, progress=cb)
         finally:
             al.close()
@@ -1294,13 +1386,13 @@ class _Run:
                                   per_query=per_query)
             broke = np.flatnonzero(oo.top1_correct & ~no.top1_correct)
             flips = int(broke.size)
-            q_ids, q_labels = al.ids[al.q_idx], al.labels[al.q_idx]
-            g_ids, g_labels = al.ids[al.g_idx], al.labels[al.g_idx]
+            q_ids, q_labels = al.ids[al.q_idx], al.labels[al.codes[al.q_idx]]
+            g_ids = al.ids.view(al.g_idx)
             if self.judgments is not None:
                 q_labels = np.full(al.q_idx.size, "", dtype=object)
                 top1_labels = _grades_of_top1(self.judgments, q_ids, g_ids, no.top1_index)
             else:
-                top1_labels = g_labels[no.top1_index]
+                top1_labels = al.labels[al.codes[al.g_idx[no.top1_index]]]
             order = sorted(broke, key=lambda i: (-_rank_key(no.first_positive_rank[i]),
                                                  natural_key(q_ids[i])))
             breaking = tuple(
@@ -1326,23 +1418,26 @@ class _Run:
                             test)
 
 
-def _grades_of_top1(judgments: Any, q_ids: np.ndarray, g_ids: np.ndarray,
+def _grades_of_top1(judgments: Any, q_ids: np.ndarray, g_ids: _Ids,
                     top1: np.ndarray) -> np.ndarray:
     """Per query: the judged grade of its top-1 gallery item as text, or ``"unjudged"``."""
     grade = {(str(a), str(b)): int(c) for a, b, c in
              zip(judgments.query_ids, judgments.doc_ids, judgments.grades, strict=True)}
+    tops = g_ids[np.maximum(top1, 0)] if top1.size else np.zeros(0, dtype=object)
     return np.array([
-        "unjudged" if t < 0 else str(grade.get((str(q), str(g_ids[t])), "unjudged"))
-        for q, t in zip(q_ids, top1.tolist(), strict=True)], dtype=object)
+        "unjudged" if t < 0 else str(grade.get((str(q), str(g)), "unjudged"))
+        for q, t, g in zip(q_ids, top1.tolist(), tops, strict=True)], dtype=object)
 
 
 #: Test knob: gallery rows per shard, forcing the streamed path (None: decided by memory).
 _SHARD_ROWS: int | None = None
 #: The in-memory path peaks at about this many times the raw float32 embeddings.
 _IN_MEMORY_FACTOR = 3.5
-#: Shares of the memory budget when streaming: DuckDB's join and sort, one shard (Arrow,
-#: float32 and prepared copies of every model), one block of scores.
-_DUCKDB_SHARE, _SHARD_SHARE, _BLOCK_SHARE = 0.6, 0.1, 0.05
+#: Shares of the memory budget when streaming: DuckDB (the join and sort of the ids,
+#: labels and split; then scans), one shard (Arrow, float32, validation and prepared copies
+#: of one model's rows), one block of scores. The rest is for the per-item arrays (ids as
+#: Arrow, label codes, positions: a few int64 per item) and the queries.
+_DUCKDB_SHARE, _SHARD_SHARE, _BLOCK_SHARE = 0.4, 0.1, 0.05
 
 
 def memory_budget(memory_limit: str | None) -> int:
@@ -1394,15 +1489,82 @@ def _plan_shards(con: Any, sides: list[_EmbeddingSide], matched: int,
     return rows
 
 
+class _Ids:
+    """The aligned items' ids, held as one Arrow array (not one Python string per item) and
+    turned into text (:func:`_texts`) only for the items asked for: ``ids[rows]`` (positions
+    or a mask) is an object array of text, ``ids.view(rows)`` a lazy selection."""
+
+    def __init__(self, arr: Any, rows: np.ndarray | None = None) -> None:
+        self.arr = arr
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.arr) if self.rows is None else int(self.rows.size)
+
+    def view(self, rows: np.ndarray) -> _Ids:
+        rows = np.asarray(rows, dtype=np.int64)
+        return _Ids(self.arr, rows if self.rows is None else self.rows[rows])
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, int | np.integer):
+            at = int(key) if self.rows is None else int(self.rows[key])
+            return _texts([self.arr[at].as_py()])[0]
+        key = np.asarray(key)
+        if key.dtype == bool:
+            key = np.flatnonzero(key)
+        at = key.astype(np.int64) if self.rows is None else self.rows[key]
+        at = np.where(at < 0, at + len(self.arr), at)  # numpy's negative positions
+        return _texts(self.arr.take(at).to_pylist())
+
+
+def _encoded(column: Any, normal: Callable[[list[Any]], np.ndarray]) -> tuple[
+        np.ndarray, np.ndarray]:
+    """An Arrow column as codes (``int64``, -1 for null) into its distinct values as
+    ``normal`` writes them (object array, sorted): ``normal`` sees each distinct raw value
+    once, not every row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_null(arr.type):
+        return np.full(len(arr), -1, dtype=np.int64), np.zeros(0, dtype=object)
+    enc = pc.dictionary_encode(arr)
+    if isinstance(enc, pa.ChunkedArray):  # pragma: no cover - combined above
+        enc = enc.combine_chunks()
+    names, inverse = np.unique(normal(enc.dictionary.to_pylist()), return_inverse=True)
+    idx = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False),
+                     dtype=np.int64)
+    codes = np.where(idx >= 0, inverse.reshape(-1)[np.maximum(idx, 0)], -1)
+    return codes, names.astype(object)
+
+
+def _merge_names(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[np.ndarray],
+                                                                       np.ndarray]:
+    """Codes of several columns into one set of names: each column's codes re-numbered into
+    the sorted union of the names (-1 stays -1)."""
+    every = np.concatenate([names for _, names in parts]) if parts else np.zeros(0, object)
+    union, inverse = np.unique(every, return_inverse=True)
+    out, at = [], 0
+    for codes, names in parts:
+        remap = inverse.reshape(-1)[at : at + names.size]
+        out.append(np.where(codes >= 0, remap[np.maximum(codes, 0)] if names.size else -1, -1))
+        at += names.size
+    return out, union.astype(object)
+
+
 def _items(data: Any, sides: list[_EmbeddingSide], judged: bool) -> tuple[
-        np.ndarray, np.ndarray, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Ids, labels, mode, label codes, query and gallery positions and the excluded item of
-    each query (leave-one-out) of the joined items; with ``judged`` (``--qrels``) no labels
-    are read."""
-    ids = _texts(data.column("id").to_pylist())
-    labels = np.zeros(len(ids), dtype=object) if judged else _labels(data, ids, sides)
+        _Ids, np.ndarray, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Ids, label names, mode, label codes, query and gallery positions and the excluded
+    item of each query (leave-one-out) of the joined items; with ``judged`` (``--qrels``) no
+    labels are read. Item ``i``'s label is ``names[codes[i]]``; nothing here holds a Python
+    object per item."""
+    ids = _Ids(data.column("id").combine_chunks())
+    n = len(ids)
+    if judged:
+        codes, names = np.zeros(n, dtype=np.int64), np.array(["0"], dtype=object)
+    else:
+        codes, names = _labels(data, ids, sides)
     is_query, mode = _split(data, ids, sides)
-    codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)
     exclude = None
     if mode == "split":
         q_idx, g_idx = np.flatnonzero(is_query), np.flatnonzero(~is_query)
@@ -1412,9 +1574,9 @@ def _items(data: Any, sides: list[_EmbeddingSide], judged: bool) -> tuple[
                 "both are needed (or drop the column for leave-one-out)."
             )
     else:
-        q_idx = g_idx = np.arange(len(ids))
-        exclude = np.arange(len(ids), dtype=np.int64)
-    return ids, labels, mode, codes, q_idx, g_idx, exclude
+        q_idx = g_idx = np.arange(n)
+        exclude = np.arange(n, dtype=np.int64)
+    return ids, names, mode, codes, q_idx, g_idx, exclude
 
 
 def _check_sample(n: Any, seed: Any) -> None:
@@ -1460,18 +1622,23 @@ def _display(source: Any) -> str:
 def _with_sql(sides: list[_EmbeddingSide], d: Dialect | None = None) -> str:
     """``WITH s0 AS (...), s1 AS (...), ...``: id (as text unless all are integers), label,
     split and embedding of each file (in DuckDB's SQL, or ``d``'s: Spark's)."""
-    integer = all(is_integer_type(s.table.type_of(s.id)) for s in sides)
     d = d or Dialect()
     text = "STRING" if d.name == "spark" else "VARCHAR"
 
-    def sub(s: _EmbeddingSide) -> str:
-        idx = id_sql(s.table, s.id, integer, d)
+    def sub(s: _EmbeddingSide, idx: str) -> str:
         lab = quote(s.label) if s.label else "NULL"
         spl = f"CAST({quote(s.split)} AS {text})" if s.split else "NULL"
         return (f"SELECT {idx} AS id, {lab} AS y, {spl} AS sp, {s.embedding_sql} AS e "
                 f"FROM {quote(s.table.view)}")
 
-    return "WITH " + ", ".join(f"s{k} AS ({sub(s)})" for k, s in enumerate(sides))
+    return "WITH " + ", ".join(f"s{k} AS ({sub(s, idx)})" for k, (s, idx) in
+                               enumerate(zip(sides, _id_exprs(sides, d), strict=True)))
+
+
+def _id_exprs(sides: list[_EmbeddingSide], d: Dialect | None = None) -> list[str]:
+    """Each file's id as joined: as is when every file's id is an integer, else as text."""
+    integer = all(is_integer_type(s.table.type_of(s.id)) for s in sides)
+    return [id_sql(s.table, s.id, integer, d or Dialect()) for s in sides]
 
 
 def _join_counts(con: Any, sides: list[_EmbeddingSide], allow_unmatched: bool,
@@ -1541,26 +1708,27 @@ def _join(con: Any, sides: list[_EmbeddingSide], embeddings: bool = True) -> Any
                    "ORDER BY s0.id").to_arrow_table()
 
 
-def _labels(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> np.ndarray:
+def _labels(data: Any, ids: _Ids, sides: list[_EmbeddingSide]) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
     """One identity label per item: the first file's that has one; labels given by two
-    files must agree."""
+    files must agree. Returns the codes (``int64``) and the names (text, sorted) they
+    number."""
+    given = [k for k, s in enumerate(sides) if s.label]
+    parts, names = _merge_names([
+        _encoded(data.column(f"y_{k}"), lambda v: _texts(v, booleans=True)) for k in given])
     y: np.ndarray | None = None
     source: np.ndarray | None = None  # which file each label came from
-    for k, s in enumerate(sides):
-        if not s.label:
-            continue
-        y_k = _texts(data.column(f"y_{k}").to_pylist(), booleans=True)
+    for k, y_k in zip(given, parts, strict=True):
         if y is None or source is None:
             y, source = y_k, np.full(len(y_k), k)
             continue
-        has_k = np.array([v is not None for v in y_k], dtype=bool)
-        has = np.array([v is not None for v in y], dtype=bool)
+        has_k, has = y_k >= 0, y >= 0
         bad = np.flatnonzero(has & has_k & (y != y_k))
         if bad.size:
             first = sides[int(source[bad[0]])].table.role
             both = "Both files" if len(sides) == 2 else "All files"
             raise InputError(
-                f"the identity labels disagree between {first} and {s.table.role} for "
+                f"the identity labels disagree between {first} and {sides[k].table.role} for "
                 f"{bad.size} item(s) (ids {examples(ids[bad])}). {both} must label the same "
                 "identities."
             )
@@ -1568,20 +1736,26 @@ def _labels(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> np.ndarr
         y = np.where(take, y_k, y)
         source = np.where(take, k, source)
     assert y is not None
-    missing = np.flatnonzero(np.array([v is None for v in y]))
+    missing = np.flatnonzero(y < 0)
     if missing.size:
         raise InputError(f"{missing.size} item(s) have no identity label (ids "
                          f"{examples(ids[missing])}). Fill them in or drop those items.")
-    return y
+    used = np.zeros(names.size, dtype=bool)
+    used[y] = True
+    renumber = np.cumsum(used) - 1
+    return renumber[y].astype(np.int64), names[used]
 
 
-def _split(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> tuple[np.ndarray, str]:
+def _split_texts(values: list[Any]) -> np.ndarray:
+    return np.array([str(v).strip().lower() for v in values], dtype=object)
+
+
+def _split(data: Any, ids: _Ids, sides: list[_EmbeddingSide]) -> tuple[np.ndarray, str]:
     given = [k for k, s in enumerate(sides) if s.split]
     if not given:
         return np.zeros(len(ids), dtype=bool), "leave-one-out"
-    values = [np.array([None if v is None else str(v).strip().lower()
-                        for v in data.column(f"sp_{k}").to_pylist()], dtype=object)
-              for k in given]
+    values, names = _merge_names([_encoded(data.column(f"sp_{k}"), _split_texts)
+                                  for k in given])
     for k, other in zip(given[1:], values[1:], strict=True):
         differ = np.flatnonzero(values[0] != other)
         if differ.size:
@@ -1592,11 +1766,13 @@ def _split(data: Any, ids: np.ndarray, sides: list[_EmbeddingSide]) -> tuple[np.
                 f"{examples(ids[differ])}). Keep one split for {models}."
             )
     split = values[0]
-    bad = np.flatnonzero(~np.isin(split, np.array(SPLIT_VALUES, dtype=object)))
+    wanted = np.flatnonzero(np.isin(names, np.array(SPLIT_VALUES, dtype=object)))
+    bad = np.flatnonzero(~np.isin(split, wanted))
     if bad.size:
-        found = sorted({str(v) for v in split[bad]})
+        found = sorted({"None" if c < 0 else str(names[c]) for c in np.unique(split[bad])})
         raise InputError(
             f"the split column holds values other than 'query' and 'gallery' "
             f"({', '.join(found[:5])}; ids {examples(ids[bad])})."
         )
-    return split == "query", "split"
+    query = np.flatnonzero(names == "query")
+    return (split == query[0]) if query.size else np.zeros(split.size, dtype=bool), "split"

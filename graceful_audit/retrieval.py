@@ -523,6 +523,122 @@ def evaluate_streamed_cases(
             for p, state in zip(plans, states, strict=True)]
 
 
+def evaluate_streamed_galleries(
+    cases: list[StreamCase],
+    gallery_labels: np.ndarray | None,
+    galleries: dict[str, Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]],
+    *,
+    n_gallery: int | None = None,
+    metric: str = "cosine",
+    ks: tuple[int, ...] = (1, 5, 10),
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    progress: Callable[[int], None] | None = None,
+) -> list[CaseResult]:
+    r""":func:`evaluate_streamed_cases` with every gallery model read on its own, in any row
+    order: each gallery version (``galleries[key]()``, e.g. one file read in its own row
+    order) is read once per pass for all the cases that search it, two passes in all.
+
+    ``galleries[key]()`` yields shards ``(gidx, g)``: ``gidx`` (``int64[n_i]``) the gallery
+    index of each row of ``g`` (``(n_i, d_key)``), distinct, in any order; over all its
+    shards every gallery index appears exactly once.  Pass 1 computes every positive's
+    score (:func:`shard_positive_scores`), pass 2 counts (:func:`count_shard`); the results
+    equal :func:`evaluate_streamed_cases`'s (and :func:`evaluate_case`'s, as said there).
+    ``progress(rows)`` after each shard: the gallery rows read so far over both passes and
+    every gallery model (``2 * len(galleries used) * n_gallery`` in all).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    if gallery_labels is None:
+        if n_gallery is None or not (_is_count(n_gallery) or n_gallery == 0):
+            raise ValueError("without gallery_labels, n_gallery (an integer >= 0) is needed")
+        gl = None
+        ng = int(n_gallery)
+    else:
+        gl = _integers(np.asarray(gallery_labels), np.asarray(gallery_labels).size,
+                       "gallery_labels", "gallery rows")
+        ng = gl.size
+        if n_gallery is not None and n_gallery != ng:
+            raise ValueError(f"n_gallery is {n_gallery} but gallery_labels has {ng} rows")
+    ks = tuple(ks)
+    for k in ks:
+        if not _is_count(k):
+            raise ValueError(f"every k must be an integer >= 1, got {k!r}")
+    plans = []
+    for case in cases:
+        if case.key not in galleries:
+            raise ValueError(f"no gallery {case.key!r} for a case")
+        q = np.ascontiguousarray(case.queries, dtype=np.float32)
+        if q.ndim != 2 or not np.isfinite(q).all():
+            raise ValueError("queries must be a finite 2-D (n, d) array")
+        nq = q.shape[0]
+        excl = np.full(nq, -1, dtype=np.int64)
+        if case.positives is not None:
+            if case.query_labels is not None or case.exclude_self is not None:
+                raise ValueError("with positives, query_labels and exclude_self must be None")
+            indptr, indices = _csr(case.positives, nq, ng)
+        else:
+            if gl is None:
+                raise ValueError("a case with query_labels needs gallery_labels")
+            ql = _integers(case.query_labels, nq, "query_labels", "queries")
+            if case.exclude_self is not None:
+                excl = _integers(case.exclude_self, nq, "exclude_self", "queries")
+                if excl.size and (excl.min() < -1 or excl.max() >= ng):
+                    raise ValueError(
+                        f"exclude_self must hold gallery indices in [0, {ng}) or -1")
+            indptr, indices = positive_pairs(_Work.create(ql, gl, excl))
+        plans.append({
+            "key": case.key, "qs": prepare_queries(q, metric), "excl": excl,
+            "positives": Positives.create(indptr, indices),
+            "explicit": case.positives is not None,
+        })
+    keys = list(dict.fromkeys(p["key"] for p in plans))
+    done = 0
+
+    def shards_of(key: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        nonlocal done
+        seen = np.zeros(ng, dtype=bool)
+        given = 0
+        for gidx, arr in galleries[key]():
+            gidx = np.asarray(gidx, dtype=np.int64)
+            g = np.ascontiguousarray(arr, dtype=np.float32)
+            if g.ndim != 2 or g.shape[0] != gidx.size or not np.isfinite(g).all():
+                raise ValueError(f"gallery {key!r}: expected a finite 2-D array of "
+                                 f"{gidx.size} rows, got shape {g.shape}")
+            if gidx.size and (gidx.min() < 0 or gidx.max() >= ng or seen[gidx].any()):
+                raise ValueError(f"gallery {key!r}: gallery indices outside [0, {ng}) or "
+                                 "given twice")
+            seen[gidx] = True
+            given += int(gidx.size)
+            yield gidx, prepare_gallery(g, metric)
+            done += int(gidx.size)
+            if progress is not None:
+                progress(done)
+        # every index seen and no more rows than indices: each was given exactly once
+        if given != ng or not seen.all():
+            raise ValueError(f"gallery {key!r}: {given} rows given for {ng} gallery indices "
+                             f"({ng - int(seen.sum())} never given)")
+
+    scores = [np.zeros(p["positives"].indices.size, dtype=np.float32) for p in plans]
+    for key in keys:  # pass 1: the positives' scores
+        mine = [(p, s) for p, s in zip(plans, scores, strict=True) if p["key"] == key]
+        for gidx, gs in shards_of(key):
+            for p, score in mine:
+                if gs.shape[1] != p["qs"].shape[1]:
+                    raise ValueError(f"queries have dimension {p['qs'].shape[1]} but the "
+                                     f"gallery {key!r} has {gs.shape[1]}")
+                at, vals = shard_positive_scores(p["positives"], p["qs"], gs, gidx)
+                score[at] = vals
+    states = [StreamState.create(p["positives"].indptr, p["positives"].indices, score)
+              for p, score in zip(plans, scores, strict=True)]
+    for key in keys:  # pass 2: counts
+        mine_states = [(p, st) for p, st in zip(plans, states, strict=True) if p["key"] == key]
+        for gidx, gs in shards_of(key):
+            for p, state in mine_states:
+                count_shard(state, p["qs"], gs, gidx, p["excl"], block_bytes=block_bytes)
+    return [finish_stream(state, ks, p["explicit"])
+            for p, state in zip(plans, states, strict=True)]
+
+
 def _case_result(nq: int, ks: tuple[int, ...], first_rank: np.ndarray, top1: np.ndarray,
                  ap: np.ndarray, positive_rank: np.ndarray | None = None) -> CaseResult:
     """Top-k accuracies and mAP from the per-query first ranks and APs (0: no positive);

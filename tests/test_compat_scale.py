@@ -321,3 +321,106 @@ def test_versions_streamed_with_a_dimension_mismatch(monkeypatch):
     assert expected["matrix"]["top1"][1][0] is None
     monkeypatch.setattr(compat_mod, "_SHARD_ROWS", 5)
     assert _doc(audit_compat(*versions)) == expected
+
+
+# ------------------------------------------- files read in their own row order (no join)
+
+
+def _shuffled(table, seed):
+    return table.take(np.random.default_rng(seed).permutation(table.num_rows))
+
+
+def test_gallery_bigger_than_a_small_memory_limit(tmp_path, monkeypatch):
+    """300k x 16-d items in each file (38 MB of float32 embeddings for the pair; about
+    3.5x that in memory) under --memory-limit 64MB: the gallery is streamed, each file in
+    its own row order (both files shuffled differently), in several shards, and the JSON
+    is the in-memory audit's."""
+    n, d, nq = 300_000, 16, 100
+    rng = np.random.default_rng(21)
+    labels = rng.integers(0, n // 10, n)
+    centres = 3 * rng.standard_normal((n // 10, d), dtype=np.float32)
+    e_old = centres[labels] + rng.standard_normal((n, d), dtype=np.float32)
+    e_new = e_old + 0.5 * rng.standard_normal((n, d), dtype=np.float32)
+    split = np.full(n, "gallery", dtype=object)
+    split[rng.choice(n, nq, replace=False)] = "query"
+    ids = pa.array([f"x{i:06d}" for i in range(n)])
+
+    def write(e, name, seed):
+        t = pa.table({"id": ids, "label": labels, "split": split,
+                      "embedding": pa.FixedSizeListArray.from_arrays(pa.array(e.ravel()), d)})
+        pq.write_table(_shuffled(t, seed), tmp_path / name, row_group_size=20_000)
+        return str(tmp_path / name)
+
+    old, new = write(e_old, "o.parquet", 1), write(e_new, "n.parquet", 2)
+    expected = _doc(audit_compat(old, new))
+    assert expected["cases"]["new/old"]["top1"] > 0.5  # a meaningful audit
+    calls = []
+    original = compat_mod._stream
+    monkeypatch.setattr(compat_mod, "_stream",
+                        lambda *a, **k: calls.append(a[6]) or original(*a, **k))
+    assert _doc(audit_compat(old, new, memory_limit="64MB")) == expected
+    assert len(calls) == 1 and calls[0] < n // 4  # streamed, in more than four shards
+
+
+@pytest.mark.parametrize("rows", [3, 64])
+@pytest.mark.parametrize("n_versions", [2, 3])
+def test_files_in_other_row_orders_with_unmatched_rows(monkeypatch, rows, n_versions):
+    """Every file in its own row order, each with unmatched rows (--allow-unmatched; one
+    with a NaN embedding, which is not audited, so not an error), shards of 3 or 64 rows:
+    the same JSON as in memory; integer ids too."""
+    old, new = _data(seed=31, n=150)
+    versions = [old, new, new][:n_versions]
+    extra = pa.table({"id": ["zz1", "zz2"], "label": [0, 1], "embedding": [
+        [float("nan")] * 6, [1.0] * 6], "split": ["query", "gallery"]}).select(
+        old.column_names).cast(old.schema)
+    versions = [_shuffled(pa.concat_tables([t, extra.slice(k % 2, 1)]), k)
+                for k, t in enumerate(versions)]
+    for integer in (False, True):
+        if integer:
+            versions = [t.set_column(0, "id", pa.array(
+                [int(v[1:]) if v[0] == "i" else 10**6 + int(v[2:]) for v in
+                 t.column("id").to_pylist()])) for t in versions]
+        with monkeypatch.context() as mp:
+            expected = _doc(audit_compat(*versions, allow_unmatched=True))
+            mp.setattr(compat_mod, "_SHARD_ROWS", rows)
+            assert _doc(audit_compat(*versions, allow_unmatched=True)) == expected
+
+
+def _defect(kind):
+    """A pair where one query or gallery item (the one with the 7th smallest id of its
+    side) has a bad embedding in NEW."""
+    old, new = _data(seed=41, n=90)
+    ids = new.column("id").to_pylist()
+    split = new.column("split").to_pylist()
+    target = sorted(i for i, s in zip(ids, split, strict=True) if s == kind[1])[6]
+    e = [list(v) for v in new.column("embedding").to_pylist()]
+    at = ids.index(target)
+    e[at] = {"nan": [float("nan")] + e[at][1:], "zero": [0.0] * 6, "huge": [1e39] * 6,
+             "null": None, "ragged": e[at] + [1.0]}[kind[0]]
+    new = new.set_column(2, "embedding", pa.array(e, type=pa.list_(pa.float32())
+                                                  if kind[0] != "huge" else pa.list_(
+                                                      pa.float64())))
+    return old, new, target
+
+
+@pytest.mark.parametrize("kind", [(k, s) for k in ("nan", "zero", "huge", "null", "ragged")
+                                  for s in ("query", "gallery")],
+                         ids=lambda k: "-".join(k))
+def test_streamed_bad_embeddings_are_named_as_in_memory(monkeypatch, kind):
+    """A NaN, all-zero, beyond-float32, missing or ragged embedding of a query or of a
+    gallery item: the streamed gallery reports it like the in-memory audit (which file,
+    which id), whatever shard it falls in."""
+    from graceful_audit.errors import InputError
+
+    old, new, target = _defect(kind)
+    with pytest.raises(InputError) as mem:
+        audit_compat(old, new)
+    monkeypatch.setattr(compat_mod, "_SHARD_ROWS", 4)
+    with pytest.raises(InputError) as streamed:
+        audit_compat(_shuffled(old, 1), _shuffled(new, 2))
+    assert repr(target) in str(streamed.value) and "NEW file" in str(streamed.value)
+    if kind[0] == "ragged":
+        assert "ragged embeddings" in str(mem.value) and "ragged embeddings" in str(
+            streamed.value)
+    else:
+        assert str(streamed.value) == str(mem.value)

@@ -588,6 +588,79 @@ def test_property_shards_in_any_order_and_merged_states_match_brute_force(
     np.testing.assert_array_equal(res.average_precision, mem.average_precision)
 
 
+def scattered(g: np.ndarray, rng: np.random.Generator, n_parts: int):
+    """A ``galleries`` entry: ``g``'s rows cut into ``n_parts`` shards of scattered rows (as
+    a file stored in another order gives them), of uneven sizes, empty ones included."""
+    perm = rng.permutation(g.shape[0])
+    parts = np.split(perm, np.sort(rng.integers(0, g.shape[0] + 1, n_parts - 1)))
+    return lambda: ((part, g[part]) for part in parts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=integer_cases(), seed=st.integers(0, 2**32 - 1), n_parts=st.integers(1, 6),
+       block_bytes=st.sampled_from([1, 64, 10**9]))
+def test_property_galleries_read_in_any_order_match_brute_force(case, seed, n_parts,
+                                                                 block_bytes):
+    """evaluate_streamed_galleries: two gallery models, each read in its own (shuffled) row
+    order in uneven shards; four cases (every query model on every gallery model): each
+    equals brute force and, to the bit, the in-memory kernel; progress counts every row of
+    both passes over both galleries."""
+    q, ql, g, gl, excl, metric = case
+    rng = np.random.default_rng(seed)
+    g2 = g[:, ::-1].copy()  # a second model of the same items
+    q2 = q[:, ::-1].copy()
+    models = {"a": (q, g), "b": (q2, g2)}
+    galleries = {k: scattered(gm, rng, n_parts) for k, (_, gm) in models.items()}
+    cases = [retrieval.StreamCase(models[qk][0], ql, excl, gk)
+             for qk in models for gk in models]
+    seen = []
+    got = retrieval.evaluate_streamed_galleries(cases, gl, galleries, metric=metric, ks=KS,
+                                                block_bytes=block_bytes,
+                                                progress=seen.append)
+    assert seen[-1] == 2 * 2 * g.shape[0]
+    for case_, res in zip(cases, got, strict=True):
+        gm = models[case_.key][1]
+        assert_matches(res, brute_force(case_.queries, ql, gm, gl, metric, KS, excl))
+        mem = evaluate_case(case_.queries, ql, gm, gl, metric=metric, ks=KS,
+                            exclude_self=excl)
+        assert_same(res, mem)
+        np.testing.assert_array_equal(res.average_precision, mem.average_precision)
+
+
+def test_galleries_with_explicit_positives_and_a_shard_without_positives():
+    """Explicit positives (as --qrels gives): ranks of every positive equal the in-memory
+    kernel's; a shard with no positive at all, and ties across shards."""
+    g = np.ones((8, 2), dtype=np.float32)
+    g[5:] = 2  # items 5..7 score highest for every query
+    q = np.ones((2, 2), dtype=np.float32)
+    positives = (np.array([0, 2, 3]), np.array([1, 6, 0]))  # query 0: 1, 6; query 1: 0
+    shards = [np.array([7, 5]), np.array([3, 2, 4]), np.array([6, 1, 0])]  # [3,2,4]: none
+    galleries = {"g": lambda: ((s, g[s]) for s in shards)}
+    case = retrieval.StreamCase(q, None, None, "g", positives)
+    res = retrieval.evaluate_streamed_galleries([case], None, galleries, n_gallery=8,
+                                                metric="ip", ks=(1, 5))[0]
+    mem = evaluate_case(q, None, g, None, positives=positives, metric="ip", ks=(1, 5))
+    assert_same(res, mem)
+    np.testing.assert_array_equal(res.positive_rank, mem.positive_rank)
+    # query 0: 5 > 6 > 7 (index order among ties) then 0 < 1 ...: 6 ranks 2nd, 1 ranks 5th
+    np.testing.assert_array_equal(res.positive_rank, [5, 2, 4])
+    np.testing.assert_array_equal(res.top1_index, [5, 5])
+
+
+@pytest.mark.parametrize("shards, message", [
+    ([np.array([0, 1]), np.array([1, 2])], "given twice"),
+    ([np.array([0, 1, 2, 5])], "outside"),
+    ([np.array([0, 2])], "2 rows given for 4 gallery indices"),
+    ([np.array([0, 0, 1, 2])], "4 rows given for 4 gallery indices"),
+])
+def test_galleries_reject_indices_not_given_exactly_once(shards, message):
+    g = np.ones((6, 2), dtype=np.float32)
+    galleries = {"g": lambda: ((s, g[: s.size]) for s in shards)}
+    case = retrieval.StreamCase(g[:1], [0], None, "g")
+    with pytest.raises(ValueError, match=message):
+        retrieval.evaluate_streamed_galleries([case], [0, 0, 1, 1], galleries)
+
+
 # ----------------------------------------------------------------- the tiled kernel's paths
 def count_case(q, ql, g, gl, excl, metric, gidx_order, n_threads):
     """``count_shard`` over the whole gallery given in the row order ``gidx_order``."""
