@@ -856,6 +856,23 @@ def positive_pairs(work: _Work) -> tuple[np.ndarray, np.ndarray]:
     return indptr, col.astype(np.int64, copy=False)
 
 
+def _scores(qb: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
+    """``out = qb @ g.T`` by a matrix-matrix product (``sgemm``) whatever the shapes.
+
+    With one query or one gallery item numpy would call a matrix-vector routine, which sums
+    in another order and can round an entry differently from ``sgemm``: a one-item tile (a
+    gallery of 2048k + 1 items, or a one-row shard) or a one-query block is computed as a
+    two-row product, like every other tile (module docstring, *Determinism*).
+    """
+    nr, w = out.shape
+    if nr >= 2 and w >= 2:
+        np.matmul(qb, g.T, out=out)
+        return
+    q2 = qb if nr >= 2 else np.concatenate([qb, qb])
+    g2 = g if w >= 2 else np.concatenate([g, g])
+    out[...] = (q2 @ g2.T)[:nr, :w]
+
+
 def pair_scores(qs: np.ndarray, gs: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                 out: np.ndarray) -> None:
     """``out[i] = qs[rows[i]] . gs[cols[i]]`` in float32, in chunks.
@@ -1165,7 +1182,7 @@ def _count_tiles(block: _Block, qb: np.ndarray, gs: np.ndarray, gidx: np.ndarray
     for c0, c1 in tiles:
         w = c1 - c0
         s = score_buf[: nr * w].reshape(nr, w)
-        np.matmul(qb, gs[c0:c1].T, out=s)
+        _scores(qb, gs[c0:c1], s)
         k0, k1 = np.searchsorted(block.kill_col, (c0, c1))
         if k1 > k0:  # positives (ranked among themselves later) and excluded items
             s[block.kill_row[k0:k1], block.kill_col[k0:k1] - c0] = -np.inf

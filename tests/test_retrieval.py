@@ -751,3 +751,19 @@ def test_property_scrambled_shard_and_threads_equal_in_memory(case, seed, thread
     assert_same(res, mem)
     np.testing.assert_array_equal(res.average_precision, mem.average_precision)
     assert_matches(res, brute_force(q, ql, g, gl, metric, KS, excl))
+
+
+def test_a_one_item_tile_rounds_like_the_rest():
+    """A one-item tile (gallery of 2049 = 2048 + 1 items) is scored by a matrix-matrix
+    product too: numpy's matrix-vector path sums in another order, which broke near-ties
+    differently in memory (one shard) and streamed (shards of 1000)."""
+    rng = np.random.default_rng(15)
+    n = 2049
+    x = rng.integers(1, 4, (n, 4)).astype(np.float32)
+    y = rng.integers(0, 60, n)
+    excl = np.arange(n)
+    mem = evaluate_case(x, y, x, y, exclude_self=excl)
+    res = evaluate_streamed(x, y, y, lambda: (x[i : i + 1000] for i in range(0, n, 1000)),
+                            exclude_self=excl)
+    assert_same(res, mem)
+    np.testing.assert_array_equal(res.average_precision, mem.average_precision)
