@@ -1,7 +1,7 @@
 r"""Exact retrieval metrics for one query-model / gallery-model case.
 
 ``gaudit compat OLD NEW`` runs :func:`evaluate_case` four times (old/old, new/new, new/old,
-old/new), or :func:`evaluate_streamed_cases` once for the four when the gallery is read in
+old/new), or :func:`evaluate_streamed_galleries` once for the four when the gallery is read in
 shards.  This module is the pure compute core: no I/O, no printing, no pandas.
 
 Similarity
@@ -94,7 +94,7 @@ Workers keep their own histograms and mates, added up per block, so neither the 
 count nor the tiles change a count.  Ranks: :math:`r(p) = 1 + \#\{\text{items before }
 p\} + \#\{\text{positives before } p\}`; AP is summed left to right in rank order.
 
-Streamed gallery (:func:`evaluate_streamed_cases`): the queries stay in memory, the gallery
+Streamed gallery (:func:`evaluate_streamed_galleries`): the queries stay in memory, the gallery
 comes in shards (two passes).  Pass 1 computes every positive's pair score; pass 2 runs
 :func:`count_shard` on each shard (its items' gallery indices, ``gidx``, in any order);
 the counts add up over the shards and the top-1 keeps the first maximum
@@ -387,8 +387,8 @@ def evaluate_streamed(
 
     ``shards()`` yields the gallery's rows in gallery order, in consecutive blocks of any
     sizes (each ``(n_i, d)``); it is called twice.  See :func:`evaluate_streamed_cases`
-    (``progress(rows)``: gallery rows done, after each shard).  With explicit
-    ``positives=(indptr, indices)`` (as for :func:`evaluate_case`: both labels and
+    (``progress(rows)``: gallery rows read so far over both passes, after each shard).  With
+    explicit ``positives=(indptr, indices)`` (as for :func:`evaluate_case`: both labels and
     ``exclude_self`` ``None``) the gallery size ``n_gallery`` is needed, and the result holds
     ``positive_rank``.
     """
@@ -423,104 +423,27 @@ def evaluate_streamed_cases(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     progress: Callable[[int], None] | None = None,
 ) -> list[CaseResult]:
-    r"""Several cases over one gallery read in shards, two passes over the shards in all.
-
-    ``shards()`` yields, in gallery order, consecutive blocks of the gallery as mappings
-    ``key -> (n_i, d_key)`` array (one per gallery model; blocks of any sizes); it is called
-    twice.  Pass 1 computes every positive's score (:func:`pair_scores`, as
-    :func:`evaluate_case` does); pass 2 computes each shard's scores, ``block_bytes`` of
-    them at a time, and :func:`count_shard` adds, for every positive, the shard items
-    ranking before it; ranks add up, the top-1 is the first maximum over the shards.  The
-    results equal :func:`evaluate_case`'s to the bit (given the scores: the matrix product
-    of a shard rounds like that of the whole gallery in every BLAS we know of, but BLAS does
-    not promise it).  ``progress(rows)`` is called after each shard of pass 2 with the
-    gallery rows done.  ``gallery_labels`` may be ``None`` when every case has explicit
-    positives; ``n_gallery`` (the gallery size) is then required.  Cases with explicit
-    positives return ``positive_rank``.
+    r"""Several cases over one gallery read in consecutive shards: ``shards()`` yields, in
+    gallery order, blocks of the gallery as mappings ``key -> (n_i, d_key)`` array (one per
+    gallery model; blocks of any sizes).  :func:`evaluate_streamed_galleries` with each
+    model's rows numbered in the order they come (``shards()`` is called twice per model);
+    ``progress`` as there.  The results equal :func:`evaluate_case`'s to the bit (given the
+    scores: the matrix product of a shard rounds like that of the whole gallery in every BLAS
+    we know of, but BLAS does not promise it).  ``gallery_labels`` may be ``None`` when every
+    case has explicit positives; ``n_gallery`` (the gallery size) is then required.
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    if gallery_labels is None:
-        if n_gallery is None or not (_is_count(n_gallery) or n_gallery == 0):
-            raise ValueError("without gallery_labels, n_gallery (an integer >= 0) is needed")
-        gl = None
-        ng = int(n_gallery)
-    else:
-        gl = np.asarray(gallery_labels)
-        if gl.ndim != 1:
-            raise ValueError(f"gallery_labels must be 1-D, got shape {gl.shape}")
-        gl = _integers(gl, gl.size, "gallery_labels", "gallery rows")
-        ng = gl.size
-        if n_gallery is not None and n_gallery != ng:
-            raise ValueError(f"n_gallery is {n_gallery} but gallery_labels has {ng} rows")
-    ks = tuple(ks)
-    for k in ks:
-        if not _is_count(k):
-            raise ValueError(f"every k must be an integer >= 1, got {k!r}")
-    plans = []
-    for case in cases:
-        q = np.ascontiguousarray(case.queries, dtype=np.float32)
-        if q.ndim != 2 or not np.isfinite(q).all():
-            raise ValueError("queries must be a finite 2-D (n, d) array")
-        nq = q.shape[0]
-        excl = np.full(nq, -1, dtype=np.int64)
-        if case.positives is not None:
-            if case.query_labels is not None or case.exclude_self is not None:
-                raise ValueError("with positives, query_labels and exclude_self must be None")
-            indptr, indices = _csr(case.positives, nq, ng)
-        else:
-            if gl is None:
-                raise ValueError("a case with query_labels needs gallery_labels")
-            ql = _integers(case.query_labels, nq, "query_labels", "queries")
-            if case.exclude_self is not None:
-                excl = _integers(case.exclude_self, nq, "exclude_self", "queries")
-                if excl.size and (excl.min() < -1 or excl.max() >= ng):
-                    raise ValueError(
-                        f"exclude_self must hold gallery indices in [0, {ng}) or -1")
-            indptr, indices = positive_pairs(_Work.create(ql, gl, excl))
-        plans.append({
-            "key": case.key, "qs": prepare_queries(q, metric), "excl": excl,
-            "positives": Positives.create(indptr, indices),
-            "explicit": case.positives is not None,
-        })
+    def gallery(key: str) -> Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]:
+        def read() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            g0 = 0
+            for block in shards():
+                g = block[key]
+                yield np.arange(g0, g0 + len(g), dtype=np.int64), g
+                g0 += len(g)
+        return read
 
-    def each_shard() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        g0 = 0
-        for block in shards():
-            prepared, n = {}, None
-            for key, arr in block.items():
-                g = np.ascontiguousarray(arr, dtype=np.float32)
-                if g.ndim != 2 or (n is not None and g.shape[0] != n) or not np.isfinite(
-                        g).all():
-                    raise ValueError(f"gallery shard at row {g0}: expected finite 2-D arrays "
-                                     f"of equal length, got shape {g.shape} for {key!r}")
-                n = g.shape[0]
-                prepared[key] = prepare_gallery(g, metric)
-            n = n or 0
-            yield np.arange(g0, g0 + n, dtype=np.int64), prepared
-            g0 += n
-        if g0 != ng:
-            raise ValueError(f"the shards hold {g0} gallery rows, the labels {ng}")
-
-    scores = [np.zeros(p["positives"].indices.size, dtype=np.float32) for p in plans]
-    for gidx, gal in each_shard():  # pass 1: the positives' scores
-        for p, score in zip(plans, scores, strict=True):
-            gs = gal[p["key"]]
-            if gs.shape[1] != p["qs"].shape[1]:
-                raise ValueError(f"queries have dimension {p['qs'].shape[1]} but the gallery "
-                                 f"{p['key']!r} has {gs.shape[1]}")
-            at, vals = shard_positive_scores(p["positives"], p["qs"], gs, gidx)
-            score[at] = vals
-    states = [StreamState.create(p["positives"].indptr, p["positives"].indices, score)
-              for p, score in zip(plans, scores, strict=True)]
-    for gidx, gal in each_shard():  # pass 2: counts
-        for p, state in zip(plans, states, strict=True):
-            count_shard(state, p["qs"], gal[p["key"]], gidx, p["excl"],
-                        block_bytes=block_bytes)
-        if progress is not None and gidx.size:
-            progress(int(gidx[-1]) + 1)
-    return [finish_stream(state, ks, p["explicit"])
-            for p, state in zip(plans, states, strict=True)]
+    return evaluate_streamed_galleries(
+        cases, gallery_labels, {c.key: gallery(c.key) for c in cases}, n_gallery=n_gallery,
+        metric=metric, ks=ks, block_bytes=block_bytes, progress=progress)
 
 
 def evaluate_streamed_galleries(
@@ -534,15 +457,15 @@ def evaluate_streamed_galleries(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     progress: Callable[[int], None] | None = None,
 ) -> list[CaseResult]:
-    r""":func:`evaluate_streamed_cases` with every gallery model read on its own, in any row
-    order: each gallery version (``galleries[key]()``, e.g. one file read in its own row
+    r"""Several cases over galleries read in shards, every gallery model on its own, in any
+    row order: each gallery version (``galleries[key]()``, e.g. one file read in its own row
     order) is read once per pass for all the cases that search it, two passes in all.
 
     ``galleries[key]()`` yields shards ``(gidx, g)``: ``gidx`` (``int64[n_i]``) the gallery
     index of each row of ``g`` (``(n_i, d_key)``), distinct, in any order; over all its
     shards every gallery index appears exactly once.  Pass 1 computes every positive's
     score (:func:`shard_positive_scores`), pass 2 counts (:func:`count_shard`); the results
-    equal :func:`evaluate_streamed_cases`'s (and :func:`evaluate_case`'s, as said there).
+    equal :func:`evaluate_case`'s (as said in :func:`evaluate_streamed_cases`).
     ``progress(rows)`` after each shard: the gallery rows read so far over both passes and
     every gallery model (``2 * len(galleries used) * n_gallery`` in all).
     """
