@@ -1134,21 +1134,7 @@ def _align(sources: Sequence[Any], id_col: str | None, label_col: str | None,
         sides = [_resolve(t, id_col, label_col, embedding_col, split_col) for t in tables]
         for s in sides:
             check_ids(engine, s.table, s.id)
-        where = (f"OLD file {tables[0].display} or NEW file {tables[1].display}"
-                 if len(tables) == 2 else
-                 "any of the files (" + ", ".join(t.label for t in tables) + ")")
-        if judged:
-            sides = [dataclasses.replace(s, label=None) for s in sides]
-            if all(s.split is None for s in sides):
-                raise InputError(
-                    f"--qrels needs a split column {split_col or 'split'!r} ('query' / "
-                    f"'gallery', in {where}) to tell queries from corpus items. Add it, or "
-                    "name it with --split-col.")
-        elif all(s.label is None for s in sides):
-            raise InputError(f"no identity label column {label_col or 'label'!r} in {where}. "
-                             "Name it with --label-col.")
-        joined = (f"{tables[0].display} and {tables[1].display}" if len(tables) == 2 else
-                  f"the {len(tables)} files")
+        sides, joined = _labelled_sides(tables, sides, judged, label_col, split_col)
         with engine.errors(f"while joining {joined}"):
             matched, unmatched = _join_counts(engine.con, sides, allow_unmatched)
             shard_rows = _plan_shards(engine.con, sides, matched, memory_limit)
@@ -1186,6 +1172,29 @@ def _align(sources: Sequence[Any], id_col: str | None, label_col: str | None,
     return _Aligned(roles, tuple(_display(s) for s in sources), tuple(t.rows for t in tables),
                     matched, tuple(unmatched), ids, labels, codes, dims, emb, mode, q_idx,
                     g_idx, exclude, all_queries, pick, sample, stream)
+
+
+def _labelled_sides(tables: list[Any], sides: list[_EmbeddingSide], judged: bool,
+                    label_col: str | None, split_col: str | None) -> tuple[
+                        list[_EmbeddingSide], str]:
+    """The sides as the audit reads them (no labels with ``--qrels``, which needs a split
+    column; else some file needs the label column) and the files' names for messages."""
+    where = (f"OLD file {tables[0].display} or NEW file {tables[1].display}"
+             if len(tables) == 2 else
+             "any of the files (" + ", ".join(t.label for t in tables) + ")")
+    if judged:
+        sides = [dataclasses.replace(s, label=None) for s in sides]
+        if all(s.split is None for s in sides):
+            raise InputError(
+                f"--qrels needs a split column {split_col or 'split'!r} ('query' / "
+                f"'gallery', in {where}) to tell queries from corpus items. Add it, or "
+                "name it with --split-col.")
+    elif all(s.label is None for s in sides):
+        raise InputError(f"no identity label column {label_col or 'label'!r} in {where}. "
+                         "Name it with --label-col.")
+    joined = (f"{tables[0].display} and {tables[1].display}" if len(tables) == 2 else
+              f"the {len(tables)} files")
+    return sides, joined
 
 
 def _stream(engine: Any, sides: list[_EmbeddingSide], tables: list[Any], joined: str,

@@ -83,6 +83,7 @@ def align_spark(sources: Sequence[Any], id_col: str | None, label_col: str | Non
         _display,
         _items,
         _join_counts,
+        _labelled_sides,
         _resolve,
         _roles,
         _sample,
@@ -102,21 +103,7 @@ def align_spark(sources: Sequence[Any], id_col: str | None, label_col: str | Non
                  for t in tables]
         for s in sides:
             check_ids(engine, s.table, s.id)
-        where = (f"OLD file {tables[0].display} or NEW file {tables[1].display}"
-                 if len(tables) == 2 else
-                 "any of the files (" + ", ".join(t.label for t in tables) + ")")
-        if judged:
-            sides = [dataclasses.replace(s, label=None) for s in sides]
-            if all(s.split is None for s in sides):
-                raise InputError(
-                    f"--qrels needs a split column {split_col or 'split'!r} ('query' / "
-                    f"'gallery', in {where}) to tell queries from corpus items. Add it, or "
-                    "name it with --split-col.")
-        elif all(s.label is None for s in sides):
-            raise InputError(f"no identity label column {label_col or 'label'!r} in {where}. "
-                             "Name it with --label-col.")
-        joined = (f"{tables[0].display} and {tables[1].display}" if len(tables) == 2 else
-                  f"the {len(tables)} files")
+        sides, joined = _labelled_sides(tables, sides, judged, label_col, split_col)
         d = SparkDialect()
         n = len(sides)
         with_sql = _with_sql(sides, d)
