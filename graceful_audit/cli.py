@@ -501,6 +501,18 @@ FormatOpt = Annotated[
 OutputOpt = Annotated[
     str | None, typer.Option("--output", "-o", help="Write the report to PATH ('-': stdout).")
 ]
+SparkRemoteOpt = Annotated[
+    str | None, typer.Option("--spark-remote", help="Spark Connect URL, e.g. sc://host:15002 "
+                             "[default: $SPARK_REMOTE, else a local session].",
+                             rich_help_panel="Engine")
+]
+SparkConfOpt = Annotated[
+    list[str] | None, typer.Option("--spark-conf", help="A Spark setting KEY=VALUE "
+                                   "(repeatable).", rich_help_panel="Engine")
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", help="Show the engine's own warnings on stderr.")
+]
 MemoryLimitOpt = Annotated[
     str | None, typer.Option("--memory-limit", help="Engine memory limit, e.g. '4GB' "
                              "(DuckDB spills to disk beyond it; compat streams the gallery "
@@ -674,18 +686,9 @@ def flips(
         EngineName, typer.Option("--engine", help="Where reading, joining and counting run.",
                                  rich_help_panel="Engine")
     ] = EngineName.duckdb,
-    spark_remote: Annotated[
-        str | None, typer.Option("--spark-remote", help="Spark Connect URL, e.g. "
-                                 "sc://host:15002 [default: $SPARK_REMOTE, else a local "
-                                 "session].", rich_help_panel="Engine")
-    ] = None,
-    spark_conf: Annotated[
-        list[str] | None, typer.Option("--spark-conf", help="A Spark setting KEY=VALUE "
-                                       "(repeatable).", rich_help_panel="Engine")
-    ] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", help="Show the engine's own warnings on stderr.")
-    ] = False,
+    spark_remote: SparkRemoteOpt = None,
+    spark_conf: SparkConfOpt = None,
+    verbose: VerboseOpt = False,
     log_to: LogToOpt = None,
     mlflow_experiment: MlflowExperimentOpt = None,
     quiet: QuietOpt = False,
@@ -817,18 +820,9 @@ def compat(
                                  "run (spark: the gallery stays on the cluster).",
                                  rich_help_panel="Engine")
     ] = EngineName.duckdb,
-    spark_remote: Annotated[
-        str | None, typer.Option("--spark-remote", help="Spark Connect URL, e.g. "
-                                 "sc://host:15002 [default: $SPARK_REMOTE, else a local "
-                                 "session].", rich_help_panel="Engine")
-    ] = None,
-    spark_conf: Annotated[
-        list[str] | None, typer.Option("--spark-conf", help="A Spark setting KEY=VALUE "
-                                       "(repeatable).", rich_help_panel="Engine")
-    ] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", help="Show the engine's own warnings on stderr.")
-    ] = False,
+    spark_remote: SparkRemoteOpt = None,
+    spark_conf: SparkConfOpt = None,
+    verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
