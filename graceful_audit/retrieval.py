@@ -152,7 +152,20 @@ try:  # a dependency of scikit-learn
 except ImportError:  # pragma: no cover
     ThreadpoolController = None
 
-_controller: list[Any] = []  # the ThreadpoolController, made once (it scans libraries)
+
+class _ProcessCache:
+    """A value made once per process that pickles as empty: Spark ships this module to its
+    tasks by value (``compat_spark._ship``), and a ThreadpoolController holds ctypes
+    pointers, which cannot be pickled."""
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_ProcessCache, ())
+
+
+_controller = _ProcessCache()  # the ThreadpoolController, made once (it scans libraries)
 
 
 def _single_threaded_blas() -> AbstractContextManager[Any]:
@@ -160,9 +173,9 @@ def _single_threaded_blas() -> AbstractContextManager[Any]:
     the libraries are scanned once per process, not at every call (about 10 ms each)."""
     if ThreadpoolController is None:  # pragma: no cover
         return nullcontext()
-    if not _controller:
-        _controller.append(ThreadpoolController())
-    limiter: AbstractContextManager[Any] = _controller[0].limit(limits=1, user_api="blas")
+    if _controller.value is None:
+        _controller.value = ThreadpoolController()
+    limiter: AbstractContextManager[Any] = _controller.value.limit(limits=1, user_api="blas")
     return limiter
 
 __all__ = ["CaseResult", "evaluate_case", "evaluate_streamed", "normalize", "METRICS",

@@ -132,3 +132,24 @@ def test_saved_spark_compat_json_renders_again(tmp_path):
     bad.write_text(json.dumps({**doc, "engine": "postgres"}))
     r = CliRunner().invoke(app, ["render", str(bad)])
     assert r.exit_code == 2 and "engine" in r.stderr
+
+
+def test_task_code_pickles_after_a_threaded_search_in_the_same_process():
+    """Spark ships retrieval.py by value; once an in-memory search has run with threads, the
+    module holds a ThreadpoolController (ctypes pointers): it must not travel with the task
+    (before, every Spark compat after an in-memory one in the same process failed)."""
+    pytest.importorskip("pyspark")
+    from pyspark import cloudpickle
+
+    from graceful_audit import compat_spark, retrieval, spark_tasks
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5000, 8)).astype(np.float32)  # more than one tile of 2048
+    y = rng.integers(0, 50, 5000)
+    retrieval.evaluate_case(x[:10], y[:10], x, y, n_threads=2)
+    with retrieval._single_threaded_blas():  # the per-process controller exists now
+        pass
+    compat_spark._ship()
+    for fn in (retrieval.count_shard, spark_tasks.validate, spark_tasks.counts):
+        back = cloudpickle.loads(cloudpickle.dumps(fn))
+        assert callable(back)
